@@ -1,0 +1,747 @@
+//! Configuration: the user-facing files (YAML DTOs) and the immutable runtime snapshot built
+//! from them.
+//!
+//! Loading is one code path for startup, `switchboard check` and every reload:
+//! read → interpolate `${ENV}` → parse → validate → build a complete [`Snapshot`]. Nothing
+//! half-built is ever visible: the caller swaps the finished snapshot in atomically.
+
+pub mod env;
+pub mod routes;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::api::cursor::CursorCodec;
+use crate::api::operation::{Operation, Vendor};
+use crate::auth::{AuthSettings, Authenticator, JwksStore, KeySource};
+use crate::vendors::{adapter_for, supported_operations};
+pub use env::Env;
+use routes::{AuthScheme, RoutesFile, VendorRoutes};
+
+/// A config problem, named by file, key and reason.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}: {key}: {reason}", file.display())]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub key: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(file: &Path, key: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError {
+            file: file.to_path_buf(),
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+// ----- the file format ---------------------------------------------------------------------
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayFile {
+    pub listen: ListenFile,
+    #[serde(default)]
+    pub threads: Option<usize>,
+    #[serde(default = "default_grace")]
+    pub grace_period_seconds: u64,
+    #[serde(default = "default_shutdown_timeout")]
+    pub graceful_shutdown_timeout_seconds: u64,
+    #[serde(default = "default_body_limit")]
+    pub body_limit_bytes: usize,
+    /// Folder of `<vendor>.yaml` routes files, relative to this file.
+    pub routes_dir: String,
+    /// The connections file, relative to this file.
+    pub connections: String,
+    pub jwt: JwtFile,
+    /// Key for cursor tags. Without it, a random key per process (cursors die on restart).
+    #[serde(default)]
+    pub cursor_secret: Option<String>,
+    #[serde(default)]
+    pub cache: CacheFile,
+    #[serde(default)]
+    pub log: LogFile,
+}
+
+fn default_grace() -> u64 {
+    10
+}
+fn default_shutdown_timeout() -> u64 {
+    5
+}
+fn default_body_limit() -> usize {
+    1024 * 1024
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenFile {
+    pub api: String,
+    pub admin: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtFile {
+    pub algorithm: String,
+    #[serde(default)]
+    pub secret: Option<String>,
+    #[serde(default)]
+    pub public_key_file: Option<String>,
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    #[serde(default = "default_jwks_refresh")]
+    pub jwks_min_refresh_seconds: u64,
+    #[serde(default)]
+    pub issuer: Option<OneOrMany>,
+    #[serde(default)]
+    pub audience: Option<OneOrMany>,
+    #[serde(default = "default_tenant_claim")]
+    pub tenant_claim: String,
+    #[serde(default = "default_leeway")]
+    pub leeway_seconds: u64,
+}
+
+fn default_jwks_refresh() -> u64 {
+    30
+}
+fn default_tenant_claim() -> String {
+    "tenant".to_owned()
+}
+fn default_leeway() -> u64 {
+    30
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheFile {
+    #[serde(default = "default_cache_entries")]
+    pub max_entries: u64,
+}
+
+impl Default for CacheFile {
+    fn default() -> Self {
+        CacheFile {
+            max_entries: default_cache_entries(),
+        }
+    }
+}
+
+fn default_cache_entries() -> u64 {
+    10_000
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LogFile {
+    #[serde(default = "default_log_format")]
+    pub format: String,
+    #[serde(default = "default_log_filter")]
+    pub filter: String,
+}
+
+impl Default for LogFile {
+    fn default() -> Self {
+        LogFile {
+            format: default_log_format(),
+            filter: default_log_filter(),
+        }
+    }
+}
+
+fn default_log_format() -> String {
+    "text".to_owned()
+}
+fn default_log_filter() -> String {
+    "info".to_owned()
+}
+
+/// `connections.yaml`: tenant → connection name → connection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionsFile {
+    pub tenants: BTreeMap<String, BTreeMap<String, ConnectionFile>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionFile {
+    pub vendor: String,
+    pub base_url: String,
+    #[serde(default)]
+    pub credentials: BTreeMap<String, String>,
+    #[serde(default)]
+    pub defaults: Map<String, Value>,
+}
+
+// ----- the runtime snapshot ----------------------------------------------------------------
+
+/// A vendor base URL, split once at load time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseUrl {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// Value of the `Host` header.
+    pub host_header: http::HeaderValue,
+    /// Path prefix without a trailing slash ("" for none).
+    pub path_prefix: String,
+}
+
+impl BaseUrl {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let url = url::Url::parse(raw).map_err(|e| format!("{raw:?} is not a URL: {e}"))?;
+        let tls = match url.scheme() {
+            "https" => true,
+            "http" => false,
+            other => return Err(format!("scheme {other:?} is not supported; use https or http")),
+        };
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err("a base URL has no query or fragment".to_owned());
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("put credentials in `credentials`, never in the URL".to_owned());
+        }
+        let host = url
+            .host_str()
+            .ok_or_else(|| format!("{raw:?} has no host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = url
+            .port_or_known_default()
+            .ok_or_else(|| format!("{raw:?} has no port"))?;
+        let host_header = match url.port() {
+            Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
+            None => url.host_str().unwrap_or_default().to_owned(),
+        };
+        Ok(BaseUrl {
+            tls,
+            host,
+            port,
+            host_header: http::HeaderValue::from_str(&host_header)
+                .map_err(|_| format!("{raw:?}: bad host"))?,
+            path_prefix: url.path().trim_end_matches('/').to_owned(),
+        })
+    }
+}
+
+/// One tenant's connection to one vendor account, ready to call.
+pub struct Connection {
+    pub tenant: String,
+    pub name: String,
+    pub vendor: Vendor,
+    pub base_url: BaseUrl,
+    /// The auth header, built once from the credentials; marked sensitive.
+    pub auth_header: (http::HeaderName, http::HeaderValue),
+    pub defaults: Map<String, Value>,
+    pub routes: Arc<VendorRoutes>,
+    /// Supported operations and their filters: what the router and capabilities read.
+    pub capabilities: Vec<(Operation, Vec<&'static str>)>,
+    /// Changes whenever anything about the connection changes (cache keys include it).
+    pub fingerprint: u64,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("tenant", &self.tenant)
+            .field("name", &self.name)
+            .field("vendor", &self.vendor)
+            .field("base_url", &self.base_url.host)
+            .field("credentials", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    pub fn supports(&self, op: Operation) -> Option<&[&'static str]> {
+        self.capabilities
+            .iter()
+            .find(|(o, _)| *o == op)
+            .map(|(_, f)| f.as_slice())
+    }
+
+    /// A default rendered as a string (for path placeholders such as `{chatbot_id}`).
+    pub fn default_string(&self, name: &str) -> Option<String> {
+        match self.defaults.get(name)? {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: ListenFile,
+    pub threads: Option<usize>,
+    pub grace_period_seconds: u64,
+    pub graceful_shutdown_timeout_seconds: u64,
+    pub body_limit_bytes: usize,
+    pub cache_max_entries: u64,
+    pub log: LogFile,
+    /// The HS256 secret, when configured: `switchboard token` mints with it.
+    pub dev_secret: Option<Vec<u8>>,
+    pub tenant_claim: String,
+}
+
+/// A file that went into a snapshot, with the SHA-256 of its bytes (never its content).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileHash {
+    pub path: PathBuf,
+    pub sha256: String,
+}
+
+/// Everything a request needs, immutable. A request loads the current snapshot once at its
+/// start and uses it to its end, so a reload mid-request can't mix two configurations.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub generation: u64,
+    pub settings: Settings,
+    pub auth: Authenticator,
+    pub cursors: CursorCodec,
+    pub tenants: HashMap<String, BTreeMap<String, Arc<Connection>>>,
+    pub routes: BTreeMap<Vendor, Arc<VendorRoutes>>,
+    pub files: Vec<FileHash>,
+    /// The folder whose changes trigger a reload.
+    pub routes_dir: PathBuf,
+}
+
+impl Snapshot {
+    pub fn connection(&self, tenant: &str, name: &str) -> Option<&Arc<Connection>> {
+        self.tenants.get(tenant)?.get(name)
+    }
+
+    pub fn tenant_connections(&self, tenant: &str) -> Option<&BTreeMap<String, Arc<Connection>>> {
+        self.tenants.get(tenant)
+    }
+
+    pub fn watched_paths(&self) -> Vec<PathBuf> {
+        self.files.iter().map(|f| f.path.clone()).collect()
+    }
+}
+
+/// Builds snapshots. Keeps what must survive reloads: the environment, JWKS stores (keyed by
+/// URL) and the per-process cursor key.
+pub struct Loader {
+    config_path: PathBuf,
+    env: Env,
+    jwks: Mutex<HashMap<String, Arc<JwksStore>>>,
+    process_cursor_key: [u8; 32],
+}
+
+impl Loader {
+    pub fn new(config_path: impl Into<PathBuf>, env: Env) -> Self {
+        Loader {
+            config_path: config_path.into(),
+            env,
+            jwks: Mutex::new(HashMap::new()),
+            process_cursor_key: rand::random(),
+        }
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// Read, validate and build a snapshot with the given generation number.
+    pub fn load(&self, generation: u64) -> Result<Snapshot, ConfigError> {
+        let path = &self.config_path;
+        let (gateway, gateway_hash): (GatewayFile, _) = read_yaml(path, &self.env)?;
+        let base_dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let mut files = vec![FileHash {
+            path: path.clone(),
+            sha256: gateway_hash,
+        }];
+
+        check_listen(path, &gateway.listen)?;
+        if gateway.body_limit_bytes == 0 {
+            return Err(ConfigError::new(path, "body_limit_bytes", "must be greater than 0"));
+        }
+        if !matches!(gateway.log.format.as_str(), "text" | "json") {
+            return Err(ConfigError::new(path, "log.format", "use `text` or `json`"));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&gateway.log.filter) {
+            return Err(ConfigError::new(path, "log.filter", e.to_string()));
+        }
+
+        let (auth, dev_secret) = self.build_auth(path, &base_dir, &gateway.jwt, &mut files)?;
+
+        // Routes: every *.yaml in the folder, one vendor per file.
+        let routes_dir = base_dir.join(&gateway.routes_dir);
+        let mut routes: BTreeMap<Vendor, Arc<VendorRoutes>> = BTreeMap::new();
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(&routes_dir)
+            .map_err(|e| ConfigError::new(path, "routes_dir", format!("{}: {e}", routes_dir.display())))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+            .collect();
+        entries.sort();
+        for file in entries {
+            let (parsed, hash): (RoutesFile, _) = read_yaml(&file, &self.env)?;
+            let compiled = routes::compile(&parsed)
+                .map_err(|e| ConfigError::new(&file, e.key, e.reason))?;
+            if routes.contains_key(&compiled.vendor) {
+                return Err(ConfigError::new(
+                    &file,
+                    "vendor",
+                    format!("a second routes file for {}; keep one per vendor", compiled.vendor),
+                ));
+            }
+            routes.insert(compiled.vendor, Arc::new(compiled));
+            files.push(FileHash { path: file, sha256: hash });
+        }
+
+        let connections_path = base_dir.join(&gateway.connections);
+        let (connections, hash): (ConnectionsFile, _) = read_yaml(&connections_path, &self.env)?;
+        files.push(FileHash {
+            path: connections_path.clone(),
+            sha256: hash,
+        });
+        let tenants = build_connections(&connections_path, &connections, &routes)?;
+
+        let cursors = match &gateway.cursor_secret {
+            Some(s) if s.len() >= 16 => CursorCodec::new(s.as_bytes()),
+            Some(_) => {
+                return Err(ConfigError::new(
+                    path,
+                    "cursor_secret",
+                    "use at least 16 characters",
+                ))
+            }
+            None => CursorCodec::new(&self.process_cursor_key),
+        };
+
+        Ok(Snapshot {
+            generation,
+            settings: Settings {
+                listen: gateway.listen.clone(),
+                threads: gateway.threads,
+                grace_period_seconds: gateway.grace_period_seconds,
+                graceful_shutdown_timeout_seconds: gateway.graceful_shutdown_timeout_seconds,
+                body_limit_bytes: gateway.body_limit_bytes,
+                cache_max_entries: gateway.cache.max_entries,
+                log: gateway.log.clone(),
+                dev_secret,
+                tenant_claim: gateway.jwt.tenant_claim.clone(),
+            },
+            auth,
+            cursors,
+            tenants,
+            routes,
+            files,
+            routes_dir,
+        })
+    }
+
+    fn build_auth(
+        &self,
+        path: &Path,
+        base_dir: &Path,
+        jwt: &JwtFile,
+        files: &mut Vec<FileHash>,
+    ) -> Result<(Authenticator, Option<Vec<u8>>), ConfigError> {
+        use jsonwebtoken::{Algorithm, DecodingKey};
+        let algorithm = match jwt.algorithm.as_str() {
+            "HS256" => Algorithm::HS256,
+            "RS256" => Algorithm::RS256,
+            "ES256" => Algorithm::ES256,
+            other => {
+                return Err(ConfigError::new(
+                    path,
+                    "jwt.algorithm",
+                    format!("{other:?} is not accepted; use HS256, RS256 or ES256"),
+                ))
+            }
+        };
+        let sources = [jwt.secret.is_some(), jwt.public_key_file.is_some(), jwt.jwks_url.is_some()]
+            .iter()
+            .filter(|x| **x)
+            .count();
+        if sources != 1 {
+            return Err(ConfigError::new(
+                path,
+                "jwt",
+                "set exactly one of `secret` (HS256), `public_key_file` or `jwks_url` (RS256/ES256)",
+            ));
+        }
+        let mut dev_secret = None;
+        let keys = if let Some(secret) = &jwt.secret {
+            if algorithm != Algorithm::HS256 {
+                return Err(ConfigError::new(path, "jwt.secret", "a shared secret only works with HS256"));
+            }
+            if secret.len() < 16 {
+                return Err(ConfigError::new(path, "jwt.secret", "use at least 16 characters"));
+            }
+            dev_secret = Some(secret.as_bytes().to_vec());
+            KeySource::Static(DecodingKey::from_secret(secret.as_bytes()))
+        } else if let Some(file) = &jwt.public_key_file {
+            if algorithm == Algorithm::HS256 {
+                return Err(ConfigError::new(path, "jwt.public_key_file", "HS256 uses `secret`"));
+            }
+            let key_path = base_dir.join(file);
+            let pem = std::fs::read(&key_path).map_err(|e| {
+                ConfigError::new(path, "jwt.public_key_file", format!("{}: {e}", key_path.display()))
+            })?;
+            let key = match algorithm {
+                Algorithm::RS256 => DecodingKey::from_rsa_pem(&pem),
+                _ => DecodingKey::from_ec_pem(&pem),
+            }
+            .map_err(|e| ConfigError::new(&key_path, "", format!("not a {algorithm:?} public key: {e}")))?;
+            files.push(FileHash {
+                sha256: sha256_hex(&pem),
+                path: key_path,
+            });
+            KeySource::Static(key)
+        } else {
+            let url = jwt.jwks_url.clone().unwrap_or_default();
+            if algorithm == Algorithm::HS256 {
+                return Err(ConfigError::new(path, "jwt.jwks_url", "HS256 uses `secret`"));
+            }
+            BaseUrl::parse(&url).map_err(|r| ConfigError::new(path, "jwt.jwks_url", r))?;
+            let min_refresh = Duration::from_secs(jwt.jwks_min_refresh_seconds.max(1));
+            let mut stores = match self.jwks.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            let store = stores
+                .entry(url.clone())
+                .or_insert_with(|| Arc::new(JwksStore::new(url, min_refresh)))
+                .clone();
+            KeySource::Jwks(store)
+        };
+        if jwt.tenant_claim.is_empty() {
+            return Err(ConfigError::new(path, "jwt.tenant_claim", "must not be empty"));
+        }
+        let auth = Authenticator::new(AuthSettings {
+            algorithm,
+            keys,
+            issuer: jwt.issuer.clone().map(OneOrMany::into_vec),
+            audience: jwt.audience.clone().map(OneOrMany::into_vec),
+            tenant_claim: jwt.tenant_claim.clone(),
+            leeway_seconds: jwt.leeway_seconds,
+        });
+        Ok((auth, dev_secret))
+    }
+}
+
+fn check_listen(path: &Path, listen: &ListenFile) -> Result<(), ConfigError> {
+    for (key, addr) in [("listen.api", &listen.api), ("listen.admin", &listen.admin)] {
+        addr.parse::<std::net::SocketAddr>().map_err(|_| {
+            ConfigError::new(path, key, format!("{addr:?} is not an address such as 127.0.0.1:8080"))
+        })?;
+    }
+    if listen.api == listen.admin {
+        return Err(ConfigError::new(path, "listen.admin", "must differ from listen.api"));
+    }
+    Ok(())
+}
+
+fn build_connections(
+    path: &Path,
+    file: &ConnectionsFile,
+    routes: &BTreeMap<Vendor, Arc<VendorRoutes>>,
+) -> Result<HashMap<String, BTreeMap<String, Arc<Connection>>>, ConfigError> {
+    let mut tenants = HashMap::new();
+    for (tenant, connections) in &file.tenants {
+        if !valid_name(tenant) {
+            return Err(ConfigError::new(path, format!("tenants.{tenant}"), "use letters, digits, '-' and '_'"));
+        }
+        let mut built = BTreeMap::new();
+        for (name, conn) in connections {
+            let key = format!("tenants.{tenant}.{name}");
+            if !valid_name(name) {
+                return Err(ConfigError::new(path, &key, "use letters, digits, '-' and '_'"));
+            }
+            let vendor = Vendor::parse(&conn.vendor).ok_or_else(|| {
+                ConfigError::new(
+                    path,
+                    format!("{key}.vendor"),
+                    format!("unknown vendor {:?}; known: caac, llamadapro, chatcaptain, libredesk", conn.vendor),
+                )
+            })?;
+            let vendor_routes = routes.get(&vendor).cloned().ok_or_else(|| {
+                ConfigError::new(path, format!("{key}.vendor"), format!("no routes file for {vendor} in routes_dir"))
+            })?;
+            let base_url = BaseUrl::parse(&conn.base_url)
+                .map_err(|r| ConfigError::new(path, format!("{key}.base_url"), r))?;
+            for needed in vendor_routes.auth.required_credentials() {
+                if conn.credentials.get(*needed).is_none_or(|v| v.is_empty()) {
+                    return Err(ConfigError::new(
+                        path,
+                        format!("{key}.credentials.{needed}"),
+                        format!("required by the {vendor} auth scheme"),
+                    ));
+                }
+            }
+            let adapter = adapter_for(vendor);
+            for needed in adapter.required_defaults() {
+                if !conn.defaults.contains_key(*needed) {
+                    return Err(ConfigError::new(
+                        path,
+                        format!("{key}.defaults.{needed}"),
+                        format!("{vendor} needs it"),
+                    ));
+                }
+            }
+            let auth_header = auth_header(&vendor_routes.auth, &conn.credentials)
+                .map_err(|r| ConfigError::new(path, format!("{key}.credentials"), r))?;
+            let capabilities = supported_operations(adapter, &vendor_routes);
+            let fingerprint = fingerprint(tenant, name, conn, &vendor_routes);
+            built.insert(
+                name.clone(),
+                Arc::new(Connection {
+                    tenant: tenant.clone(),
+                    name: name.clone(),
+                    vendor,
+                    base_url,
+                    auth_header,
+                    defaults: conn.defaults.clone(),
+                    routes: vendor_routes,
+                    capabilities,
+                    fingerprint,
+                }),
+            );
+        }
+        tenants.insert(tenant.clone(), built);
+    }
+    Ok(tenants)
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn auth_header(
+    scheme: &AuthScheme,
+    credentials: &BTreeMap<String, String>,
+) -> Result<(http::HeaderName, http::HeaderValue), String> {
+    let key = credentials.get("api_key").map(String::as_str).unwrap_or_default();
+    let secret = credentials.get("api_secret").map(String::as_str).unwrap_or_default();
+    let (name, value) = match scheme {
+        AuthScheme::Token => (http::header::AUTHORIZATION, format!("token {key}:{secret}")),
+        AuthScheme::Basic => (
+            http::header::AUTHORIZATION,
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{key}:{secret}"))
+            ),
+        ),
+        AuthScheme::Bearer => (http::header::AUTHORIZATION, format!("Bearer {key}")),
+        AuthScheme::Header(name) => (name.clone(), key.to_owned()),
+    };
+    let mut value = http::HeaderValue::from_str(&value)
+        .map_err(|_| "credentials contain characters not allowed in a header".to_owned())?;
+    value.set_sensitive(true);
+    Ok((name, value))
+}
+
+fn fingerprint(tenant: &str, name: &str, conn: &ConnectionFile, routes: &VendorRoutes) -> u64 {
+    let mut h = Sha256::new();
+    for part in [tenant, name, &conn.vendor, &conn.base_url] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    for (k, v) in &conn.credentials {
+        h.update(k.as_bytes());
+        h.update(v.as_bytes());
+        h.update([0]);
+    }
+    h.update(serde_json::to_vec(&conn.defaults).unwrap_or_default());
+    h.update(format!("{:?}", routes.endpoints).as_bytes());
+    let digest = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Read a YAML file, interpolate `${ENV}`, and deserialize it, naming the key on failure.
+fn read_yaml<T: DeserializeOwned>(path: &Path, env: &Env) -> Result<(T, String), ConfigError> {
+    let bytes = std::fs::read(path).map_err(|e| ConfigError::new(path, "", format!("cannot read: {e}")))?;
+    let hash = sha256_hex(&bytes);
+    let mut value: serde_yaml::Value = serde_yaml::from_slice(&bytes).map_err(|e| {
+        let at = e
+            .location()
+            .map(|l| format!("line {}, column {}", l.line(), l.column()))
+            .unwrap_or_default();
+        ConfigError::new(path, at, format!("not valid YAML: {e}"))
+    })?;
+    env::interpolate(&mut value, env, &mut Vec::new())
+        .map_err(|(key, reason)| ConfigError::new(path, key, reason))?;
+    let parsed = serde_path_to_error::deserialize(value).map_err(|e| {
+        let key = e.path().to_string();
+        ConfigError::new(path, if key == "." { String::new() } else { key }, e.into_inner().to_string())
+    })?;
+    Ok((parsed, hash))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_url_splits_scheme_host_port_and_prefix() {
+        let b = BaseUrl::parse("https://desk.example.com/helpdesk/").unwrap();
+        assert!(b.tls);
+        assert_eq!(b.port, 443);
+        assert_eq!(b.path_prefix, "/helpdesk");
+        assert_eq!(b.host_header, "desk.example.com");
+        let b = BaseUrl::parse("http://127.0.0.1:9000").unwrap();
+        assert!(!b.tls);
+        assert_eq!(b.host_header, "127.0.0.1:9000");
+        assert_eq!(b.path_prefix, "");
+        assert!(BaseUrl::parse("ftp://x").is_err());
+        assert!(BaseUrl::parse("https://user:pw@x").is_err());
+        assert!(BaseUrl::parse("not a url").is_err());
+    }
+
+    #[test]
+    fn auth_headers_follow_the_scheme_and_are_sensitive() {
+        let creds: BTreeMap<String, String> =
+            [("api_key".to_owned(), "k".to_owned()), ("api_secret".to_owned(), "s".to_owned())].into();
+        let (n, v) = auth_header(&AuthScheme::Token, &creds).unwrap();
+        assert_eq!(n, http::header::AUTHORIZATION);
+        assert_eq!(v, "token k:s");
+        assert!(v.is_sensitive());
+        let (_, v) = auth_header(&AuthScheme::Basic, &creds).unwrap();
+        assert_eq!(v, "Basic azpz");
+        let (n, v) = auth_header(&AuthScheme::Header(http::HeaderName::from_static("apikey")), &creds).unwrap();
+        assert_eq!(n, "apikey");
+        assert_eq!(v, "k");
+    }
+}

@@ -1,0 +1,11 @@
+//! switchboard: one normalized, JWT-protected API over four customer-conversation vendors,
+//! built on pingora. See README.md for the request flow and ARCHITECTURE notes.
+
+#![deny(clippy::unwrap_used)]
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod metrics;
+pub mod sandbox;
+pub mod vendors;

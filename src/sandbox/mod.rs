@@ -1,0 +1,1 @@
+//! Sandboxes: in-memory, stateful simulators of the vendor APIs.

@@ -1,0 +1,260 @@
+//! Vendor adapters: one module per vendor, each a table of the vendor calls it knows
+//! (checked against `routes/<vendor>.yaml`) plus `execute`, which turns one normalized
+//! operation into one or more vendor calls through a [`CallContext`].
+//!
+//! Translation is pure: every adapter keeps its request building and response mapping in
+//! plain functions (unit-tested with fixture bodies); `execute` only sequences calls.
+
+pub mod client;
+pub mod libredesk;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+use crate::api::ids::{Kind, ObjectId};
+use crate::api::operation::{Operation, Vendor};
+use crate::api::request::{OperationRequest, Output};
+use crate::api::{ApiError, ErrorCode};
+use crate::config::Connection;
+use crate::metrics::Metrics;
+
+pub use client::{VendorBody, VendorCall, VendorClient, VendorResponse};
+
+/// A vendor call an adapter knows how to make, by the name it has in the routes file.
+/// `params` are the path placeholders the call needs (all must appear in the path).
+#[derive(Debug)]
+pub struct EndpointSpec {
+    pub name: &'static str,
+    pub params: &'static [&'static str],
+}
+
+/// A list filter, and the vendor call it needs when that call is not the operation's own.
+#[derive(Debug)]
+pub struct FilterSpec {
+    pub name: &'static str,
+    pub needs: Option<&'static str>,
+}
+
+/// An operation the adapter can serve when every endpoint in `needs` is configured.
+#[derive(Debug)]
+pub struct OperationSpec {
+    pub operation: Operation,
+    pub needs: &'static [&'static str],
+    pub filters: &'static [FilterSpec],
+}
+
+#[async_trait]
+pub trait Adapter: Send + Sync + 'static {
+    fn vendor(&self) -> Vendor;
+
+    /// Every vendor call the routes file may configure.
+    fn endpoints(&self) -> &'static [EndpointSpec];
+
+    /// The operations this adapter implements and what each one needs.
+    fn operations(&self) -> &'static [OperationSpec];
+
+    /// Path placeholders filled from the connection's `defaults` (ChatCaptain `{chatbot_id}`).
+    fn connection_params(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Connection `defaults` this vendor cannot work without, for config validation.
+    fn required_defaults(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Serve one operation. Only called for operations the connection's routes support.
+    async fn execute(
+        &self,
+        ctx: &mut CallContext<'_>,
+        request: OperationRequest,
+    ) -> Result<Output, ApiError>;
+}
+
+static LIBREDESK: libredesk::Libredesk = libredesk::Libredesk;
+
+/// The adapter for a vendor. Every vendor has one; what it can serve is in its tables.
+pub fn adapter_for(vendor: Vendor) -> &'static dyn Adapter {
+    match vendor {
+        Vendor::Libredesk => &LIBREDESK,
+        // Until their adapters land, the other vendors have an adapter with no operations:
+        // every call answers 501 and capabilities say so.
+        Vendor::Caac | Vendor::LlamadaPro | Vendor::ChatCaptain => unsupported_for(vendor),
+    }
+}
+
+struct Unsupported(Vendor);
+
+static UNSUPPORTED_CAAC: Unsupported = Unsupported(Vendor::Caac);
+static UNSUPPORTED_LLAMADAPRO: Unsupported = Unsupported(Vendor::LlamadaPro);
+static UNSUPPORTED_CHATCAPTAIN: Unsupported = Unsupported(Vendor::ChatCaptain);
+
+fn unsupported_for(vendor: Vendor) -> &'static dyn Adapter {
+    match vendor {
+        Vendor::Caac => &UNSUPPORTED_CAAC,
+        Vendor::LlamadaPro => &UNSUPPORTED_LLAMADAPRO,
+        _ => &UNSUPPORTED_CHATCAPTAIN,
+    }
+}
+
+#[async_trait]
+impl Adapter for Unsupported {
+    fn vendor(&self) -> Vendor {
+        self.0
+    }
+    fn endpoints(&self) -> &'static [EndpointSpec] {
+        &[]
+    }
+    fn operations(&self) -> &'static [OperationSpec] {
+        &[]
+    }
+    async fn execute(
+        &self,
+        _ctx: &mut CallContext<'_>,
+        _request: OperationRequest,
+    ) -> Result<Output, ApiError> {
+        Err(ApiError::unsupported_operation(format!(
+            "{} has no adapter yet",
+            self.0
+        )))
+    }
+}
+
+/// Operations a connection's routes support, with their filters: the table the router and
+/// `/v1/capabilities` both read.
+pub fn supported_operations(
+    adapter: &dyn Adapter,
+    routes: &crate::config::routes::VendorRoutes,
+) -> Vec<(Operation, Vec<&'static str>)> {
+    adapter
+        .operations()
+        .iter()
+        .filter(|spec| spec.needs.iter().all(|e| routes.has(e)))
+        .map(|spec| {
+            let filters = spec
+                .filters
+                .iter()
+                .filter(|f| f.needs.is_none_or(|e| routes.has(e)))
+                .map(|f| f.name)
+                .collect();
+            (spec.operation, filters)
+        })
+        .collect()
+}
+
+/// Everything an adapter may use while serving one operation.
+pub struct CallContext<'a> {
+    pub connection: &'a Connection,
+    pub client: &'a VendorClient,
+    pub metrics: &'a Metrics,
+    pub operation: Operation,
+    pub request_id: &'a str,
+    /// Fill `raw` on objects (the caller asked `include=raw` and holds `raw:read`).
+    pub want_raw: bool,
+    /// Total time spent waiting on the vendor, for the access log.
+    pub vendor_time: std::time::Duration,
+    /// Vendor calls made, for the access log and tests.
+    pub vendor_calls: u32,
+}
+
+impl<'a> CallContext<'a> {
+    pub fn vendor(&self) -> Vendor {
+        self.connection.vendor
+    }
+
+    /// Make one vendor call by its routes-file name.
+    pub async fn call(&mut self, endpoint: &str, call: VendorCall) -> Result<VendorResponse, ApiError> {
+        let vendor = self.connection.vendor;
+        let endpoint = self.connection.routes.endpoint(endpoint).ok_or_else(|| {
+            ApiError::unsupported_operation(format!(
+                "connection {:?} has no `{endpoint}` route for {vendor}",
+                self.connection.name
+            ))
+        })?;
+        let started = std::time::Instant::now();
+        let result = self
+            .client
+            .send(self.connection, endpoint, call, self.request_id)
+            .await;
+        let elapsed = started.elapsed();
+        self.vendor_time += elapsed;
+        self.vendor_calls += 1;
+        let outcome = match &result {
+            Ok(r) => client::outcome_for_status(r.status),
+            Err(e) => e.outcome(),
+        };
+        self.metrics
+            .observe_vendor_call(vendor, self.operation, outcome, elapsed);
+        result.map_err(|e| e.into_api_error(vendor))
+    }
+
+    /// A new opaque ID for an object of this connection.
+    pub fn id(&self, kind: Kind, keys: Vec<String>) -> String {
+        ObjectId::new(kind, &self.connection.tenant, &self.connection.name, keys).encode()
+    }
+
+    /// A vendor field: the request's `vendor_fields` win over the connection's `defaults`.
+    pub fn vendor_field<'v>(&'v self, name: &str, vendor_fields: &'v Map<String, Value>) -> Option<&'v Value> {
+        vendor_fields
+            .get(name)
+            .or_else(|| self.connection.defaults.get(name))
+    }
+
+    pub fn raw(&self, value: &Value) -> Option<Value> {
+        self.want_raw.then(|| value.clone())
+    }
+}
+
+/// The default mapping of a vendor's non-2xx answer to the error table (API.md).
+/// `message` is the vendor's own error text, passed through for 4xx input errors only.
+pub fn status_error(vendor: Vendor, response: &VendorResponse, message: Option<&str>) -> ApiError {
+    let status = response.status;
+    let (code, detail) = match status {
+        401 | 403 => (
+            ErrorCode::VendorAuthFailed,
+            format!("{vendor} rejected the connection's credentials"),
+        ),
+        404 => (ErrorCode::NotFound, format!("{vendor} has no such object")),
+        429 => (
+            ErrorCode::VendorRateLimited,
+            format!("{vendor} is rate limiting this connection"),
+        ),
+        400 | 409 | 422 => (
+            ErrorCode::InvalidRequest,
+            format!(
+                "{vendor} rejected the request: {}",
+                truncate(message.unwrap_or("no reason given"), 200)
+            ),
+        ),
+        s if s >= 500 => (ErrorCode::VendorError, format!("{vendor} failed with status {s}")),
+        s => (
+            ErrorCode::VendorError,
+            format!("{vendor} answered with unexpected status {s}"),
+        ),
+    };
+    ApiError::vendor(code, vendor, detail)
+        .with_vendor_status(status)
+        .with_retry_after(if status == 429 { response.retry_after } else { None })
+}
+
+/// The vendor answered 2xx, but not with what its contract promises.
+pub fn bad_response(vendor: Vendor, what: impl std::fmt::Display) -> ApiError {
+    ApiError::vendor(
+        ErrorCode::VendorBadResponse,
+        vendor,
+        format!("{vendor} sent a response that does not match its contract: {what}"),
+    )
+}
+
+/// Parse a JSON body, or fail with `vendor_bad_response`.
+pub fn parse_json<T: serde::de::DeserializeOwned>(vendor: Vendor, body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| bad_response(vendor, e))
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
