@@ -71,7 +71,9 @@ impl AuthFailure {
             AuthFailure::Expired => "the token has expired",
             AuthFailure::NotYetValid => "the token is not valid yet (nbf)",
             AuthFailure::BadSignature => "the token signature does not verify",
-            AuthFailure::WrongAlgorithm => "the token is signed with an algorithm this gateway does not accept",
+            AuthFailure::WrongAlgorithm => {
+                "the token is signed with an algorithm this gateway does not accept"
+            }
             AuthFailure::WrongIssuer => "the token's issuer is not accepted",
             AuthFailure::WrongAudience => "the token's audience is not accepted",
             AuthFailure::MissingClaim => "the token lacks a required claim (exp, tenant, scope)",
@@ -148,7 +150,8 @@ impl Authenticator {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(AuthFailure::Missing)?;
-        let token_header = jsonwebtoken::decode_header(token).map_err(|_| AuthFailure::Malformed)?;
+        let token_header =
+            jsonwebtoken::decode_header(token).map_err(|_| AuthFailure::Malformed)?;
         if token_header.alg != self.algorithm {
             return Err(AuthFailure::WrongAlgorithm);
         }
@@ -367,25 +370,37 @@ mod tests {
             (None, AuthFailure::Missing),
             (Some("Basic abc".to_owned()), AuthFailure::Missing),
             (Some("Bearer not.a.jwt".to_owned()), AuthFailure::Malformed),
-            (Some(format!("Bearer {}", token(b"other", good.clone()))), AuthFailure::BadSignature),
+            (
+                Some(format!("Bearer {}", token(b"other", good.clone()))),
+                AuthFailure::BadSignature,
+            ),
             (
                 Some(format!(
                     "Bearer {}",
-                    token(b"s", serde_json::json!({"exp": 1000, "tenant": "a", "scope": "x", "aud": "switchboard"}))
+                    token(
+                        b"s",
+                        serde_json::json!({"exp": 1000, "tenant": "a", "scope": "x", "aud": "switchboard"})
+                    )
                 )),
                 AuthFailure::Expired,
             ),
             (
                 Some(format!(
                     "Bearer {}",
-                    token(b"s", serde_json::json!({"exp": future(), "tenant": "a", "scope": "x", "aud": "other"}))
+                    token(
+                        b"s",
+                        serde_json::json!({"exp": future(), "tenant": "a", "scope": "x", "aud": "other"})
+                    )
                 )),
                 AuthFailure::WrongAudience,
             ),
             (
                 Some(format!(
                     "Bearer {}",
-                    token(b"s", serde_json::json!({"exp": future(), "scope": "x", "aud": "switchboard"}))
+                    token(
+                        b"s",
+                        serde_json::json!({"exp": future(), "scope": "x", "aud": "switchboard"})
+                    )
                 )),
                 AuthFailure::MissingClaim,
             ),
@@ -405,9 +420,15 @@ mod tests {
             serde_json::to_vec(&serde_json::json!({"exp": future(), "tenant": "acme", "scope": "x", "aud": "switchboard"})).unwrap(),
         );
         let got = hs(b"s")
-            .verify(Some(&format!("Bearer {header}.{claims}.")), &VendorClient::new())
+            .verify(
+                Some(&format!("Bearer {header}.{claims}.")),
+                &VendorClient::new(),
+            )
             .await
             .unwrap_err();
-        assert!(matches!(got, AuthFailure::Malformed | AuthFailure::WrongAlgorithm), "{got:?}");
+        assert!(
+            matches!(got, AuthFailure::Malformed | AuthFailure::WrongAlgorithm),
+            "{got:?}"
+        );
     }
 }

@@ -6,6 +6,10 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod demo;
+pub mod gateway;
+pub mod logging;
 pub mod metrics;
 pub mod sandbox;
+pub mod server;
 pub mod vendors;

@@ -1,1 +1,149 @@
-fn main() {}
+//! The `switchboard` command: run | check | demo | token.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use switchboard::config::{Env, Loader};
+use switchboard::gateway::App;
+use switchboard::server::{build_server, ProcessOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "switchboard",
+    version,
+    about = "One normalized, JWT-protected API over four customer-conversation vendors"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API and admin listeners.
+    Run {
+        #[arg(long, default_value = "config/switchboard.yaml")]
+        config: PathBuf,
+        /// Take over the listeners of a running switchboard (graceful upgrade; see README).
+        #[arg(long)]
+        upgrade: bool,
+        /// Run in the background.
+        #[arg(long)]
+        daemon: bool,
+        /// Socket for handing listeners over during a graceful upgrade.
+        #[arg(long, default_value = "/tmp/switchboard_upgrade.sock")]
+        upgrade_sock: String,
+        #[arg(long, default_value = "/tmp/switchboard.pid")]
+        pid_file: String,
+    },
+    /// Validate a config file, its connections and routes; exit non-zero naming file, key and reason.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Start sandbox vendors and a gateway on loopback, print a dev token and curl lines.
+    Demo {
+        /// Defaults to config/demo.yaml when present, else the embedded demo config.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        api: String,
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin: String,
+    },
+    /// Mint an HS256 token with the config's JWT secret.
+    Token {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        tenant: String,
+        /// Space-separated scopes, e.g. "contacts:read conversations:read".
+        #[arg(long)]
+        scope: String,
+        /// Lifetime, e.g. 1h, 30m, 7d.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run {
+            config,
+            upgrade,
+            daemon,
+            upgrade_sock,
+            pid_file,
+        } => {
+            let app = match App::try_new(Loader::new(&config, Env::process())) {
+                Ok(app) => app,
+                Err(e) => return fail(&e),
+            };
+            switchboard::logging::init(&app.snapshot().settings.log);
+            let options = ProcessOptions {
+                upgrade,
+                daemon,
+                upgrade_sock: Some(upgrade_sock),
+                pid_file: Some(pid_file),
+            };
+            tracing::info!(
+                api = %app.snapshot().settings.listen.api,
+                admin = %app.snapshot().settings.listen.admin,
+                "switchboard starting"
+            );
+            build_server(app, &options, Vec::new()).run_forever()
+        }
+        Command::Check { config } => match Loader::new(&config, Env::process()).load(0) {
+            Ok(snapshot) => {
+                let connections: usize = snapshot.tenants.values().map(|c| c.len()).sum();
+                let vendors: Vec<&str> = snapshot.routes.keys().map(|v| v.as_str()).collect();
+                println!(
+                    "ok: {} ({} tenant(s), {connections} connection(s), routes for {})",
+                    config.display(),
+                    snapshot.tenants.len(),
+                    vendors.join(", ")
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
+        Command::Demo { config, api, admin } => switchboard::demo::run(config, &api, &admin),
+        Command::Token {
+            config,
+            tenant,
+            scope,
+            ttl,
+        } => {
+            let ttl: Duration = match humantime::parse_duration(&ttl) {
+                Ok(d) if d.as_secs() > 0 => d,
+                _ => {
+                    eprintln!("error: --ttl {ttl:?} is not a duration such as 1h, 30m or 7d");
+                    return ExitCode::from(2);
+                }
+            };
+            let snapshot = match Loader::new(&config, Env::process()).load(0) {
+                Ok(s) => s,
+                Err(e) => return fail(&e),
+            };
+            match switchboard::demo::mint(&snapshot.settings, &tenant, &scope, ttl) {
+                Ok(token) => {
+                    println!("{token}");
+                    ExitCode::SUCCESS
+                }
+                Err(reason) => {
+                    eprintln!("error: {reason}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn fail(e: &switchboard::config::ConfigError) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::FAILURE
+}

@@ -13,8 +13,7 @@ use crate::api::operation::{Operation, Vendor};
 
 /// Buckets from 1 ms to 45 s (the longest vendor timeout a platform team would set).
 const BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0,
-    45.0,
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 45.0,
 ];
 
 /// `reason` label values of `switchboard_auth_failures_total`, pre-created at 0.
@@ -29,7 +28,7 @@ pub const AUTH_FAILURE_REASONS: &[&str] = &[
     "wrong_audience",
     "missing_claim",
     "unknown_key",
-    "forbidden",
+    "missing_scope",
 ];
 
 pub struct Metrics {
@@ -55,25 +54,40 @@ impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let http_requests = IntCounterVec::new(
-            Opts::new("switchboard_http_requests_total", "Requests answered, by operation, vendor and code (ok or the error code)."),
+            Opts::new(
+                "switchboard_http_requests_total",
+                "Requests answered, by operation, vendor and code (ok or the error code).",
+            ),
             &["operation", "vendor", "code"],
         )?;
         let http_duration = HistogramVec::new(
-            HistogramOpts::new("switchboard_http_request_duration_seconds", "Whole-request latency.")
-                .buckets(BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "switchboard_http_request_duration_seconds",
+                "Whole-request latency.",
+            )
+            .buckets(BUCKETS.to_vec()),
             &["operation", "vendor"],
         )?;
         let vendor_requests = IntCounterVec::new(
-            Opts::new("switchboard_vendor_requests_total", "Vendor calls, by outcome."),
+            Opts::new(
+                "switchboard_vendor_requests_total",
+                "Vendor calls, by outcome.",
+            ),
             &["vendor", "operation", "outcome"],
         )?;
         let vendor_duration = HistogramVec::new(
-            HistogramOpts::new("switchboard_vendor_request_duration_seconds", "Latency of the vendor call alone.")
-                .buckets(BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "switchboard_vendor_request_duration_seconds",
+                "Latency of the vendor call alone.",
+            )
+            .buckets(BUCKETS.to_vec()),
             &["vendor", "operation"],
         )?;
         let cache_requests = IntCounterVec::new(
-            Opts::new("switchboard_cache_requests_total", "Cache lookups, by result."),
+            Opts::new(
+                "switchboard_cache_requests_total",
+                "Cache lookups, by result.",
+            ),
             &["operation", "result"],
         )?;
         let cache_entries = IntGaugeVec::new(
@@ -81,11 +95,17 @@ impl Metrics {
             &["cache"],
         )?;
         let auth_failures = IntCounterVec::new(
-            Opts::new("switchboard_auth_failures_total", "Requests refused by authentication or authorization, by reason."),
+            Opts::new(
+                "switchboard_auth_failures_total",
+                "Requests refused by authentication or authorization, by reason.",
+            ),
             &["reason"],
         )?;
         let config_reloads = IntCounterVec::new(
-            Opts::new("switchboard_config_reloads_total", "Config reload attempts, by result."),
+            Opts::new(
+                "switchboard_config_reloads_total",
+                "Config reload attempts, by result.",
+            ),
             &["result"],
         )?;
         let config_generation = IntGauge::new(

@@ -80,7 +80,11 @@ impl CursorCodec {
         scope: &CursorScope<'_>,
         cursor: &str,
     ) -> Result<serde_json::Value, ApiError> {
-        let bad = || ApiError::invalid("cursor is malformed, was modified, or belongs to another list request");
+        let bad = || {
+            ApiError::invalid(
+                "cursor is malformed, was modified, or belongs to another list request",
+            )
+        };
         if cursor.len() > MAX_CURSOR_LEN {
             return Err(bad());
         }
@@ -119,7 +123,10 @@ mod tests {
     fn round_trips() {
         let codec = CursorCodec::new(b"k");
         let c = codec.encode(&scope("a", ""), &json!({"page": 2}));
-        assert_eq!(codec.decode(&scope("a", ""), &c).unwrap(), json!({"page": 2}));
+        assert_eq!(
+            codec.decode(&scope("a", ""), &c).unwrap(),
+            json!({"page": 2})
+        );
     }
 
     #[test]

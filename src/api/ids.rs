@@ -128,8 +128,8 @@ mod tests {
             "",
             "ct_",
             "ct_!!!",
-            "ct_e30",      // {} : not an array
-            "ct_WyJhIl0",  // ["a"] : too few parts
+            "ct_e30",            // {} : not an array
+            "ct_WyJhIl0",        // ["a"] : too few parts
             "ct_WyIiLCIiLCIiXQ", // empty parts
             "42",
         ] {

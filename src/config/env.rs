@@ -35,7 +35,11 @@ impl Env {
 
 /// Replace every `${…}` in every string of `value`. On failure, returns the key path of the
 /// offending value and the reason.
-pub fn interpolate(value: &mut Value, env: &Env, path: &mut Vec<String>) -> Result<(), (String, String)> {
+pub fn interpolate(
+    value: &mut Value,
+    env: &Env,
+    path: &mut Vec<String>,
+) -> Result<(), (String, String)> {
     match value {
         Value::String(s) if s.contains("${") => {
             *s = expand(s, env).map_err(|reason| (path.join("."), reason))?;
@@ -118,7 +122,11 @@ mod tests {
     #[test]
     fn expands_required_and_defaulted_references() {
         let env = Env::default().with("SB_TEST_KEY", "s3cret");
-        let v = run("a: {b: 'k=${SB_TEST_KEY}', c: '${SB_TEST_NOPE:-fallback}'}", &env).unwrap();
+        let v = run(
+            "a: {b: 'k=${SB_TEST_KEY}', c: '${SB_TEST_NOPE:-fallback}'}",
+            &env,
+        )
+        .unwrap();
         assert_eq!(v["a"]["b"], Value::from("k=s3cret"));
         assert_eq!(v["a"]["c"], Value::from("fallback"));
     }

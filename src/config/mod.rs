@@ -221,7 +221,11 @@ impl BaseUrl {
         let tls = match url.scheme() {
             "https" => true,
             "http" => false,
-            other => return Err(format!("scheme {other:?} is not supported; use https or http")),
+            other => {
+                return Err(format!(
+                    "scheme {other:?} is not supported; use https or http"
+                ))
+            }
         };
         if url.query().is_some() || url.fragment().is_some() {
             return Err("a base URL has no query or fragment".to_owned());
@@ -253,6 +257,22 @@ impl BaseUrl {
     }
 }
 
+/// A credential value. Never printed: `Debug` and `Display` show `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 /// One tenant's connection to one vendor account, ready to call.
 pub struct Connection {
     pub tenant: String,
@@ -261,6 +281,8 @@ pub struct Connection {
     pub base_url: BaseUrl,
     /// The auth header, built once from the credentials; marked sensitive.
     pub auth_header: (http::HeaderName, http::HeaderValue),
+    /// The raw credentials (the demo hands them to its sandboxes). Never logged.
+    pub credentials: BTreeMap<String, Secret>,
     pub defaults: Map<String, Value>,
     pub routes: Arc<VendorRoutes>,
     /// Supported operations and their filters: what the router and capabilities read.
@@ -312,6 +334,9 @@ pub struct Settings {
     /// The HS256 secret, when configured: `switchboard token` mints with it.
     pub dev_secret: Option<Vec<u8>>,
     pub tenant_claim: String,
+    /// First configured issuer and audience, put into minted tokens.
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
 }
 
 /// A file that went into a snapshot, with the SHA-256 of its bytes (never its content).
@@ -385,7 +410,11 @@ impl Loader {
 
         check_listen(path, &gateway.listen)?;
         if gateway.body_limit_bytes == 0 {
-            return Err(ConfigError::new(path, "body_limit_bytes", "must be greater than 0"));
+            return Err(ConfigError::new(
+                path,
+                "body_limit_bytes",
+                "must be greater than 0",
+            ));
         }
         if !matches!(gateway.log.format.as_str(), "text" | "json") {
             return Err(ConfigError::new(path, "log.format", "use `text` or `json`"));
@@ -400,24 +429,32 @@ impl Loader {
         let routes_dir = base_dir.join(&gateway.routes_dir);
         let mut routes: BTreeMap<Vendor, Arc<VendorRoutes>> = BTreeMap::new();
         let mut entries: Vec<PathBuf> = std::fs::read_dir(&routes_dir)
-            .map_err(|e| ConfigError::new(path, "routes_dir", format!("{}: {e}", routes_dir.display())))?
+            .map_err(|e| {
+                ConfigError::new(path, "routes_dir", format!("{}: {e}", routes_dir.display()))
+            })?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
             .collect();
         entries.sort();
         for file in entries {
             let (parsed, hash): (RoutesFile, _) = read_yaml(&file, &self.env)?;
-            let compiled = routes::compile(&parsed)
-                .map_err(|e| ConfigError::new(&file, e.key, e.reason))?;
+            let compiled =
+                routes::compile(&parsed).map_err(|e| ConfigError::new(&file, e.key, e.reason))?;
             if routes.contains_key(&compiled.vendor) {
                 return Err(ConfigError::new(
                     &file,
                     "vendor",
-                    format!("a second routes file for {}; keep one per vendor", compiled.vendor),
+                    format!(
+                        "a second routes file for {}; keep one per vendor",
+                        compiled.vendor
+                    ),
                 ));
             }
             routes.insert(compiled.vendor, Arc::new(compiled));
-            files.push(FileHash { path: file, sha256: hash });
+            files.push(FileHash {
+                path: file,
+                sha256: hash,
+            });
         }
 
         let connections_path = base_dir.join(&gateway.connections);
@@ -452,6 +489,16 @@ impl Loader {
                 log: gateway.log.clone(),
                 dev_secret,
                 tenant_claim: gateway.jwt.tenant_claim.clone(),
+                issuer: gateway
+                    .jwt
+                    .issuer
+                    .clone()
+                    .and_then(|i| i.into_vec().into_iter().next()),
+                audience: gateway
+                    .jwt
+                    .audience
+                    .clone()
+                    .and_then(|a| a.into_vec().into_iter().next()),
             },
             auth,
             cursors,
@@ -482,10 +529,14 @@ impl Loader {
                 ))
             }
         };
-        let sources = [jwt.secret.is_some(), jwt.public_key_file.is_some(), jwt.jwks_url.is_some()]
-            .iter()
-            .filter(|x| **x)
-            .count();
+        let sources = [
+            jwt.secret.is_some(),
+            jwt.public_key_file.is_some(),
+            jwt.jwks_url.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count();
         if sources != 1 {
             return Err(ConfigError::new(
                 path,
@@ -496,26 +547,48 @@ impl Loader {
         let mut dev_secret = None;
         let keys = if let Some(secret) = &jwt.secret {
             if algorithm != Algorithm::HS256 {
-                return Err(ConfigError::new(path, "jwt.secret", "a shared secret only works with HS256"));
+                return Err(ConfigError::new(
+                    path,
+                    "jwt.secret",
+                    "a shared secret only works with HS256",
+                ));
             }
             if secret.len() < 16 {
-                return Err(ConfigError::new(path, "jwt.secret", "use at least 16 characters"));
+                return Err(ConfigError::new(
+                    path,
+                    "jwt.secret",
+                    "use at least 16 characters",
+                ));
             }
             dev_secret = Some(secret.as_bytes().to_vec());
             KeySource::Static(DecodingKey::from_secret(secret.as_bytes()))
         } else if let Some(file) = &jwt.public_key_file {
             if algorithm == Algorithm::HS256 {
-                return Err(ConfigError::new(path, "jwt.public_key_file", "HS256 uses `secret`"));
+                return Err(ConfigError::new(
+                    path,
+                    "jwt.public_key_file",
+                    "HS256 uses `secret`",
+                ));
             }
             let key_path = base_dir.join(file);
             let pem = std::fs::read(&key_path).map_err(|e| {
-                ConfigError::new(path, "jwt.public_key_file", format!("{}: {e}", key_path.display()))
+                ConfigError::new(
+                    path,
+                    "jwt.public_key_file",
+                    format!("{}: {e}", key_path.display()),
+                )
             })?;
             let key = match algorithm {
                 Algorithm::RS256 => DecodingKey::from_rsa_pem(&pem),
                 _ => DecodingKey::from_ec_pem(&pem),
             }
-            .map_err(|e| ConfigError::new(&key_path, "", format!("not a {algorithm:?} public key: {e}")))?;
+            .map_err(|e| {
+                ConfigError::new(
+                    &key_path,
+                    "",
+                    format!("not a {algorithm:?} public key: {e}"),
+                )
+            })?;
             files.push(FileHash {
                 sha256: sha256_hex(&pem),
                 path: key_path,
@@ -524,7 +597,11 @@ impl Loader {
         } else {
             let url = jwt.jwks_url.clone().unwrap_or_default();
             if algorithm == Algorithm::HS256 {
-                return Err(ConfigError::new(path, "jwt.jwks_url", "HS256 uses `secret`"));
+                return Err(ConfigError::new(
+                    path,
+                    "jwt.jwks_url",
+                    "HS256 uses `secret`",
+                ));
             }
             BaseUrl::parse(&url).map_err(|r| ConfigError::new(path, "jwt.jwks_url", r))?;
             let min_refresh = Duration::from_secs(jwt.jwks_min_refresh_seconds.max(1));
@@ -539,7 +616,11 @@ impl Loader {
             KeySource::Jwks(store)
         };
         if jwt.tenant_claim.is_empty() {
-            return Err(ConfigError::new(path, "jwt.tenant_claim", "must not be empty"));
+            return Err(ConfigError::new(
+                path,
+                "jwt.tenant_claim",
+                "must not be empty",
+            ));
         }
         let auth = Authenticator::new(AuthSettings {
             algorithm,
@@ -556,11 +637,19 @@ impl Loader {
 fn check_listen(path: &Path, listen: &ListenFile) -> Result<(), ConfigError> {
     for (key, addr) in [("listen.api", &listen.api), ("listen.admin", &listen.admin)] {
         addr.parse::<std::net::SocketAddr>().map_err(|_| {
-            ConfigError::new(path, key, format!("{addr:?} is not an address such as 127.0.0.1:8080"))
+            ConfigError::new(
+                path,
+                key,
+                format!("{addr:?} is not an address such as 127.0.0.1:8080"),
+            )
         })?;
     }
     if listen.api == listen.admin {
-        return Err(ConfigError::new(path, "listen.admin", "must differ from listen.api"));
+        return Err(ConfigError::new(
+            path,
+            "listen.admin",
+            "must differ from listen.api",
+        ));
     }
     Ok(())
 }
@@ -573,23 +662,38 @@ fn build_connections(
     let mut tenants = HashMap::new();
     for (tenant, connections) in &file.tenants {
         if !valid_name(tenant) {
-            return Err(ConfigError::new(path, format!("tenants.{tenant}"), "use letters, digits, '-' and '_'"));
+            return Err(ConfigError::new(
+                path,
+                format!("tenants.{tenant}"),
+                "use letters, digits, '-' and '_'",
+            ));
         }
         let mut built = BTreeMap::new();
         for (name, conn) in connections {
             let key = format!("tenants.{tenant}.{name}");
             if !valid_name(name) {
-                return Err(ConfigError::new(path, &key, "use letters, digits, '-' and '_'"));
+                return Err(ConfigError::new(
+                    path,
+                    &key,
+                    "use letters, digits, '-' and '_'",
+                ));
             }
             let vendor = Vendor::parse(&conn.vendor).ok_or_else(|| {
                 ConfigError::new(
                     path,
                     format!("{key}.vendor"),
-                    format!("unknown vendor {:?}; known: caac, llamadapro, chatcaptain, libredesk", conn.vendor),
+                    format!(
+                        "unknown vendor {:?}; known: caac, llamadapro, chatcaptain, libredesk",
+                        conn.vendor
+                    ),
                 )
             })?;
             let vendor_routes = routes.get(&vendor).cloned().ok_or_else(|| {
-                ConfigError::new(path, format!("{key}.vendor"), format!("no routes file for {vendor} in routes_dir"))
+                ConfigError::new(
+                    path,
+                    format!("{key}.vendor"),
+                    format!("no routes file for {vendor} in routes_dir"),
+                )
             })?;
             let base_url = BaseUrl::parse(&conn.base_url)
                 .map_err(|r| ConfigError::new(path, format!("{key}.base_url"), r))?;
@@ -624,6 +728,11 @@ fn build_connections(
                     vendor,
                     base_url,
                     auth_header,
+                    credentials: conn
+                        .credentials
+                        .iter()
+                        .map(|(k, v)| (k.clone(), Secret(v.clone())))
+                        .collect(),
                     defaults: conn.defaults.clone(),
                     routes: vendor_routes,
                     capabilities,
@@ -639,15 +748,22 @@ fn build_connections(
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 fn auth_header(
     scheme: &AuthScheme,
     credentials: &BTreeMap<String, String>,
 ) -> Result<(http::HeaderName, http::HeaderValue), String> {
-    let key = credentials.get("api_key").map(String::as_str).unwrap_or_default();
-    let secret = credentials.get("api_secret").map(String::as_str).unwrap_or_default();
+    let key = credentials
+        .get("api_key")
+        .map(String::as_str)
+        .unwrap_or_default();
+    let secret = credentials
+        .get("api_secret")
+        .map(String::as_str)
+        .unwrap_or_default();
     let (name, value) = match scheme {
         AuthScheme::Token => (http::header::AUTHORIZATION, format!("token {key}:{secret}")),
         AuthScheme::Basic => (
@@ -692,7 +808,8 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Read a YAML file, interpolate `${ENV}`, and deserialize it, naming the key on failure.
 fn read_yaml<T: DeserializeOwned>(path: &Path, env: &Env) -> Result<(T, String), ConfigError> {
-    let bytes = std::fs::read(path).map_err(|e| ConfigError::new(path, "", format!("cannot read: {e}")))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| ConfigError::new(path, "", format!("cannot read: {e}")))?;
     let hash = sha256_hex(&bytes);
     let mut value: serde_yaml::Value = serde_yaml::from_slice(&bytes).map_err(|e| {
         let at = e
@@ -705,7 +822,11 @@ fn read_yaml<T: DeserializeOwned>(path: &Path, env: &Env) -> Result<(T, String),
         .map_err(|(key, reason)| ConfigError::new(path, key, reason))?;
     let parsed = serde_path_to_error::deserialize(value).map_err(|e| {
         let key = e.path().to_string();
-        ConfigError::new(path, if key == "." { String::new() } else { key }, e.into_inner().to_string())
+        ConfigError::new(
+            path,
+            if key == "." { String::new() } else { key },
+            e.into_inner().to_string(),
+        )
     })?;
     Ok((parsed, hash))
 }
@@ -732,15 +853,22 @@ mod tests {
 
     #[test]
     fn auth_headers_follow_the_scheme_and_are_sensitive() {
-        let creds: BTreeMap<String, String> =
-            [("api_key".to_owned(), "k".to_owned()), ("api_secret".to_owned(), "s".to_owned())].into();
+        let creds: BTreeMap<String, String> = [
+            ("api_key".to_owned(), "k".to_owned()),
+            ("api_secret".to_owned(), "s".to_owned()),
+        ]
+        .into();
         let (n, v) = auth_header(&AuthScheme::Token, &creds).unwrap();
         assert_eq!(n, http::header::AUTHORIZATION);
         assert_eq!(v, "token k:s");
         assert!(v.is_sensitive());
         let (_, v) = auth_header(&AuthScheme::Basic, &creds).unwrap();
         assert_eq!(v, "Basic azpz");
-        let (n, v) = auth_header(&AuthScheme::Header(http::HeaderName::from_static("apikey")), &creds).unwrap();
+        let (n, v) = auth_header(
+            &AuthScheme::Header(http::HeaderName::from_static("apikey")),
+            &creds,
+        )
+        .unwrap();
         assert_eq!(n, "apikey");
         assert_eq!(v, "k");
     }

@@ -87,7 +87,11 @@ pub struct PathTemplate {
 }
 
 /// Characters left as they are inside one path segment (RFC 3986 unreserved).
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 impl PathTemplate {
     pub fn parse(source: &str) -> Result<Self, String> {
@@ -95,7 +99,9 @@ impl PathTemplate {
             return Err(format!("path {source:?} must start with '/'"));
         }
         if source.contains('?') || source.contains('#') {
-            return Err(format!("path {source:?} must not contain a query or fragment"));
+            return Err(format!(
+                "path {source:?} must not contain a query or fragment"
+            ));
         }
         let mut segments = Vec::new();
         let mut rest = source;
@@ -218,10 +224,12 @@ pub fn compile(file: &RoutesFile) -> Result<VendorRoutes, RoutesError> {
                 .header
                 .as_deref()
                 .ok_or_else(|| err("auth.header", "scheme `header` needs a header name"))?;
-            AuthScheme::Header(
-                http::HeaderName::from_bytes(name.as_bytes())
-                    .map_err(|_| err("auth.header", format!("{name:?} is not a valid header name")))?,
-            )
+            AuthScheme::Header(http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                err(
+                    "auth.header",
+                    format!("{name:?} is not a valid header name"),
+                )
+            })?)
         }
         other => {
             return Err(err(
@@ -231,20 +239,31 @@ pub fn compile(file: &RoutesFile) -> Result<VendorRoutes, RoutesError> {
         }
     };
     if !matches!(auth, AuthScheme::Header(_)) && file.auth.header.is_some() {
-        return Err(err("auth.header", "only scheme `header` takes a header name"));
+        return Err(err(
+            "auth.header",
+            "only scheme `header` takes a header name",
+        ));
     }
-    let default_timeout = check_timeout("timeout_ms", file.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS))?;
+    let default_timeout =
+        check_timeout("timeout_ms", file.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS))?;
     let known: Vec<&EndpointSpec> = adapter.endpoints().iter().collect();
     let mut endpoints = BTreeMap::new();
     for (name, entry) in &file.operations {
         let key = format!("operations.{name}");
         let spec = known.iter().find(|s| s.name == name).ok_or_else(|| {
             let names: Vec<&str> = known.iter().map(|s| s.name).collect();
-            err(&key, format!("unknown operation for {vendor}; known: {}", names.join(", ")))
+            err(
+                &key,
+                format!(
+                    "unknown operation for {vendor}; known: {}",
+                    names.join(", ")
+                ),
+            )
         })?;
         let method = match entry.method.to_ascii_uppercase().as_str() {
             m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE") => {
-                http::Method::from_bytes(m.as_bytes()).map_err(|_| err(format!("{key}.method"), "bad method"))?
+                http::Method::from_bytes(m.as_bytes())
+                    .map_err(|_| err(format!("{key}.method"), "bad method"))?
             }
             other => {
                 return Err(err(
@@ -267,7 +286,11 @@ pub fn compile(file: &RoutesFile) -> Result<VendorRoutes, RoutesError> {
                     format!("{key}.path"),
                     format!(
                         "unknown placeholder {{{placeholder}}}; known: {}",
-                        if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                        if known.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            known.join(", ")
+                        }
                     ),
                 ));
             }
@@ -307,7 +330,10 @@ pub fn compile(file: &RoutesFile) -> Result<VendorRoutes, RoutesError> {
 
 fn check_timeout(key: &str, ms: u64) -> Result<Duration, RoutesError> {
     if ms == 0 || ms > MAX_TIMEOUT_MS {
-        return Err(err(key, format!("{ms} is out of range; use 1..={MAX_TIMEOUT_MS} ms")));
+        return Err(err(
+            key,
+            format!("{ms} is out of range; use 1..={MAX_TIMEOUT_MS} ms"),
+        ));
     }
     Ok(Duration::from_millis(ms))
 }

@@ -35,7 +35,10 @@ pub enum VendorBody {
     None,
     Json(Vec<u8>),
     /// `multipart/form-data` with the given boundary.
-    Multipart { boundary: String, body: Vec<u8> },
+    Multipart {
+        boundary: String,
+        body: Vec<u8>,
+    },
 }
 
 impl VendorBody {
@@ -202,7 +205,11 @@ impl VendorClient {
     }
 
     /// GET an absolute URL (JWKS documents) through the same pool, within `timeout`.
-    pub async fn fetch_url(&self, url: &str, timeout: Duration) -> Result<VendorResponse, CallError> {
+    pub async fn fetch_url(
+        &self,
+        url: &str,
+        timeout: Duration,
+    ) -> Result<VendorResponse, CallError> {
         let base = crate::config::BaseUrl::parse(url).map_err(CallError::Target)?;
         let target = match url::Url::parse(url) {
             Ok(u) => match u.query() {
@@ -234,8 +241,11 @@ impl VendorClient {
         request_id: &str,
     ) -> Result<VendorResponse, CallError> {
         let timeout = endpoint.timeout;
-        match tokio::time::timeout(timeout, self.send_inner(connection, endpoint, call, request_id))
-            .await
+        match tokio::time::timeout(
+            timeout,
+            self.send_inner(connection, endpoint, call, request_id),
+        )
+        .await
         {
             Ok(result) => result,
             Err(_) => Err(CallError::Timeout(timeout)),
@@ -286,7 +296,11 @@ impl VendorClient {
                 .map_err(|e| CallError::Target(e.to_string()))
         };
         header(&mut req, http::header::HOST, base.host_header.clone())?;
-        header(&mut req, http::header::ACCEPT, http::HeaderValue::from_static("application/json"))?;
+        header(
+            &mut req,
+            http::header::ACCEPT,
+            http::HeaderValue::from_static("application/json"),
+        )?;
         header(
             &mut req,
             http::header::USER_AGENT,
@@ -298,12 +312,17 @@ impl VendorClient {
         let (auth_name, auth_value) = &connection.auth_header;
         header(&mut req, auth_name.clone(), auth_value.clone())?;
         if let Some(ct) = content_type {
-            let v = http::HeaderValue::from_str(&ct).map_err(|e| CallError::Target(e.to_string()))?;
+            let v =
+                http::HeaderValue::from_str(&ct).map_err(|e| CallError::Target(e.to_string()))?;
             header(&mut req, http::header::CONTENT_TYPE, v)?;
         }
         let body_len = body.as_ref().map_or(0, Vec::len);
         if body.is_some() || endpoint.method != http::Method::GET {
-            header(&mut req, http::header::CONTENT_LENGTH, http::HeaderValue::from(body_len))?;
+            header(
+                &mut req,
+                http::header::CONTENT_LENGTH,
+                http::HeaderValue::from(body_len),
+            )?;
         }
 
         self.exchange(base, req, body).await
@@ -327,7 +346,10 @@ impl VendorClient {
             .await
             .map_err(|e| CallError::Connect(e.to_string()))?;
         let io = |e: Box<pingora::Error>| CallError::Io(e.to_string());
-        session.write_request_header(Box::new(req)).await.map_err(io)?;
+        session
+            .write_request_header(Box::new(req))
+            .await
+            .map_err(io)?;
         if let Some(body) = body {
             session
                 .write_request_body(Bytes::from(body), true)

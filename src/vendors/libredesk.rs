@@ -1,12 +1,67 @@
-//! Libredesk adapter (placeholder until the adapter lands).
-use async_trait::async_trait;
+//! Libredesk adapter: the normalized API over Libredesk's REST API (`/api/v1`).
+//!
+//! Libredesk quirks this adapter hides from callers:
+//!
+//! - **Envelope.** Every answer is `{"status":"success","data":…}`; errors are
+//!   `{"status":"error","message":…,"data":null,"error_type":…}` (the published OpenAPI calls
+//!   the text `error`; both are read). A 2xx that is not a success envelope is
+//!   `vendor_bad_response`; a non-2xx is mapped by status through [`super::status_error`] with
+//!   the vendor's message.
+//! - **Contact update is a multipart full replace.** `PUT /contacts/{id}` takes
+//!   `multipart/form-data`, requires `first_name` and `email`, and clears whatever is left out
+//!   (an absent `avatar_url` deletes the avatar). A PATCH therefore reads the contact, merges,
+//!   and writes every field back. The phone's calling-code field changed name between Libredesk
+//!   versions (`phone_number_country_code` in the published document and older servers,
+//!   `phone_number_calling_code` in newer ones): both are read, and both are written with the
+//!   same value. Libredesk has no company field and no contact custom fields in that form, so
+//!   `company` and non-email `handles` are refused and `custom_fields` are left untouched.
+//! - **Messages are sent as HTML with `sender_type: "agent"`.** The OpenAPI omits
+//!   `sender_type`, but the server refuses a message without it. Plain text is escaped and
+//!   wrapped in `<p>…</p>` (newlines become `<br>`); on the way back `text` is derived from the
+//!   stored HTML. Attachments must be media ids uploaded beforehand (`vendor_fields.attachments`).
+//! - **Status names are words, not codes.** `Open`, `Snoozed`, `Resolved`, `Closed` map to
+//!   open, pending, resolved, closed; a custom status maps through its `status_category` when
+//!   the server sends one, else to open, and `vendor_status` always carries the vendor's word.
+//!   Snoozing needs `snoozed_until` as a Go duration (`"24h"`, the default;
+//!   `vendor_fields.snoozed_until` overrides). Priorities are Low, Medium and High only.
+//! - **Search has no paging.** `GET /contacts/search?query=` needs at least three characters
+//!   and answers a plain array: the adapter applies `limit` itself and never returns a cursor.
+//!   The other lists page by `page`/`page_size`; the cursor carries `{"page": n}`.
+//! - **Conversation list filters** are a JSON array of `{model, field, operator, value}` in one
+//!   query parameter; status is filtered on the status *name*
+//!   (`conversation_statuses.name`), and ordering is `order_by=conversations.last_message_at`.
+//! - **No create/delete for contacts** (contacts come into being with conversations) and no
+//!   conversation delete: those operations answer 501.
 
-use super::{Adapter, CallContext, EndpointSpec, FilterSpec, OperationSpec};
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::{
+    bad_response, parse_json, status_error, Adapter, CallContext, EndpointSpec, FilterSpec,
+    OperationSpec, VendorBody, VendorCall, VendorResponse,
+};
+use crate::api::ids::{Kind, ObjectId};
+use crate::api::model::{
+    vendor_label, Assignee, Attachment, Channel, Contact, ContactPatch, Conversation,
+    ConversationCreate, ConversationPatch, ConversationStatus, Direction, Handle, HandleChannel,
+    Message, MessageSend, MessageStatus, MessageType, NewContact, Priority, Sender, SenderType,
+};
 use crate::api::operation::{Operation, Vendor};
-use crate::api::request::{OperationRequest, Output};
+use crate::api::request::{
+    ContactFilters, ConversationFilters, OperationRequest, Output, Page, Resource,
+};
 use crate::api::ApiError;
 
 pub struct Libredesk;
+
+const VENDOR: Vendor = Vendor::Libredesk;
+
+/// How long a conversation stays snoozed when the caller does not say (a Go duration).
+const DEFAULT_SNOOZE: &str = "24h";
+
+/// Shortest query `GET /contacts/search` accepts.
+const MIN_SEARCH_CHARS: usize = 3;
 
 const fn ep(name: &'static str, params: &'static [&'static str]) -> EndpointSpec {
     EndpointSpec { name, params }
@@ -40,9 +95,16 @@ static OPERATIONS: &[OperationSpec] = &[
     OperationSpec {
         operation: Operation::ContactsList,
         needs: &["contacts.list"],
-        filters: &[FilterSpec { name: "q", needs: Some("contacts.search") }],
+        filters: &[FilterSpec {
+            name: "q",
+            needs: Some("contacts.search"),
+        }],
     },
-    OperationSpec { operation: Operation::ContactsGet, needs: &["contacts.get"], filters: &[] },
+    OperationSpec {
+        operation: Operation::ContactsGet,
+        needs: &["contacts.get"],
+        filters: &[],
+    },
     OperationSpec {
         operation: Operation::ContactsUpdate,
         needs: &["contacts.get", "contacts.update"],
@@ -51,9 +113,16 @@ static OPERATIONS: &[OperationSpec] = &[
     OperationSpec {
         operation: Operation::ConversationsList,
         needs: &["conversations.list"],
-        filters: &[FilterSpec { name: "status", needs: None }],
+        filters: &[FilterSpec {
+            name: "status",
+            needs: None,
+        }],
     },
-    OperationSpec { operation: Operation::ConversationsGet, needs: &["conversations.get"], filters: &[] },
+    OperationSpec {
+        operation: Operation::ConversationsGet,
+        needs: &["conversations.get"],
+        filters: &[],
+    },
     OperationSpec {
         operation: Operation::ConversationsCreate,
         needs: &["conversations.create"],
@@ -64,15 +133,27 @@ static OPERATIONS: &[OperationSpec] = &[
         needs: &["conversations.get", "conversations.update_status"],
         filters: &[],
     },
-    OperationSpec { operation: Operation::MessagesList, needs: &["messages.list"], filters: &[] },
-    OperationSpec { operation: Operation::MessagesGet, needs: &["messages.get"], filters: &[] },
-    OperationSpec { operation: Operation::MessagesSend, needs: &["messages.send"], filters: &[] },
+    OperationSpec {
+        operation: Operation::MessagesList,
+        needs: &["messages.list"],
+        filters: &[],
+    },
+    OperationSpec {
+        operation: Operation::MessagesGet,
+        needs: &["messages.get"],
+        filters: &[],
+    },
+    OperationSpec {
+        operation: Operation::MessagesSend,
+        needs: &["messages.send"],
+        filters: &[],
+    },
 ];
 
 #[async_trait]
 impl Adapter for Libredesk {
     fn vendor(&self) -> Vendor {
-        Vendor::Libredesk
+        VENDOR
     }
     fn endpoints(&self) -> &'static [EndpointSpec] {
         ENDPOINTS
@@ -83,7 +164,3106 @@ impl Adapter for Libredesk {
     fn required_defaults(&self) -> &'static [&'static str] {
         &["inbox_id"]
     }
-    async fn execute(&self, _ctx: &mut CallContext<'_>, _r: OperationRequest) -> Result<Output, ApiError> {
-        Err(ApiError::unsupported_operation("not yet"))
+
+    /// One arm per operation; each arm only sequences vendor calls; building requests and
+    /// mapping answers is done by the pure functions below.
+    async fn execute(
+        &self,
+        ctx: &mut CallContext<'_>,
+        request: OperationRequest,
+    ) -> Result<Output, ApiError> {
+        match request {
+            OperationRequest::ContactsList(page, filters) => {
+                list_contacts(ctx, &page, &filters).await
+            }
+            OperationRequest::ContactsGet(id) => {
+                let key = contact_key(&id)?;
+                let data = fetch(ctx, "contacts.get", contact_call(key)).await?;
+                let contact = translate_contact(&Mapper::new(ctx), &data)?;
+                Ok(Output::Found(Resource::Contact(Box::new(contact))))
+            }
+            OperationRequest::ContactsUpdate(id, patch) => update_contact(ctx, &id, &patch).await,
+            OperationRequest::ConversationsList(page, filters) => {
+                list_conversations(ctx, &page, &filters).await
+            }
+            OperationRequest::ConversationsGet(id) => {
+                let uuid = conversation_key(&id)?;
+                let conversation = get_conversation(ctx, uuid).await?;
+                Ok(Output::Found(Resource::Conversation(Box::new(conversation))))
+            }
+            OperationRequest::ConversationsCreate(body, contact_id) => {
+                create_conversation(ctx, &body, contact_id.as_ref()).await
+            }
+            OperationRequest::ConversationsUpdate(id, patch) => {
+                update_conversation(ctx, &id, &patch).await
+            }
+            OperationRequest::MessagesList(conversation_id, page) => {
+                list_messages(ctx, &conversation_id, &page).await
+            }
+            OperationRequest::MessagesGet(id) => {
+                let (conversation_uuid, message_uuid) = message_keys(&id)?;
+                let message = get_message(ctx, conversation_uuid, message_uuid).await?;
+                Ok(Output::Found(Resource::Message(Box::new(message))))
+            }
+            OperationRequest::MessagesSend(conversation_id, body) => {
+                send_message(ctx, &conversation_id, &body).await
+            }
+            OperationRequest::ContactsCreate(_) => Err(ApiError::unsupported_operation(
+                "libredesk has no contact-create route; contacts are created by conversations \
+                 (POST /v1/conversations with contact: {name, email})",
+            )),
+            OperationRequest::ContactsDelete(_) => Err(ApiError::unsupported_operation(
+                "libredesk has no contact-delete route; contacts are created by conversations",
+            )),
+            OperationRequest::ConversationsDelete(_) => Err(ApiError::unsupported_operation(
+                "libredesk has no conversation-delete route; close it with PATCH {\"status\": \"closed\"}",
+            )),
+        }
+    }
+}
+
+// ----- operations: call sequencing only ------------------------------------------------------
+
+/// Make one call and unwrap the success envelope.
+async fn fetch(
+    ctx: &mut CallContext<'_>,
+    endpoint: &'static str,
+    call: VendorCall,
+) -> Result<Value, ApiError> {
+    let response = ctx.call(endpoint, call).await?;
+    read_data(&response)
+}
+
+fn contact_call(id: i64) -> VendorCall {
+    VendorCall::new().param("id", id.to_string())
+}
+
+fn conversation_call(uuid: &str) -> VendorCall {
+    VendorCall::new().param("uuid", uuid)
+}
+
+fn page_call(page: u64, limit: u32) -> VendorCall {
+    VendorCall::new()
+        .query("page", page.to_string())
+        .query("page_size", limit.to_string())
+}
+
+async fn list_contacts(
+    ctx: &mut CallContext<'_>,
+    page: &Page,
+    filters: &ContactFilters,
+) -> Result<Output, ApiError> {
+    // The gateway rejects filters missing from OPERATIONS; this guards the adapter anyway.
+    if filters.email.is_some() || filters.phone.is_some() || filters.handle.is_some() {
+        return Err(ApiError::unsupported_filter(
+            "libredesk can only search contacts by q (name or email text); email, phone and \
+             handle filters are not available",
+        ));
+    }
+    if let Some(q) = &filters.q {
+        let query = search_query(q)?;
+        if !ctx.connection.routes.has("contacts.search") {
+            return Err(ApiError::unsupported_filter(
+                "this connection has no contacts.search route, so q is not available",
+            ));
+        }
+        let data = fetch(
+            ctx,
+            "contacts.search",
+            VendorCall::new().query("query", query),
+        )
+        .await?;
+        let data = translate_search_results(&Mapper::new(ctx), &data, page.limit)?;
+        return Ok(Output::List { data, next: None });
+    }
+    let number = page_number(page)?;
+    let data = fetch(ctx, "contacts.list", page_call(number, page.limit)).await?;
+    let mapper = Mapper::new(ctx);
+    translate_page(&data, number, page.limit, |v| {
+        translate_contact(&mapper, v).map(|c| Resource::Contact(Box::new(c)))
+    })
+}
+
+async fn update_contact(
+    ctx: &mut CallContext<'_>,
+    id: &ObjectId,
+    patch: &ContactPatch,
+) -> Result<Output, ApiError> {
+    let key = contact_key(id)?;
+    check_contact_patch(patch)?;
+    let current = fetch(ctx, "contacts.get", contact_call(key)).await?;
+    let form = merge_contact(&parse_contact(&current)?, patch)?;
+    let updated = fetch(ctx, "contacts.update", contact_call(key).body(form.body())).await?;
+    // Libredesk answers the re-read contact; an older or odd server may answer less.
+    let updated = if updated.get("id").is_some_and(Value::is_i64) {
+        updated
+    } else {
+        fetch(ctx, "contacts.get", contact_call(key)).await?
+    };
+    let contact = translate_contact(&Mapper::new(ctx), &updated)?;
+    Ok(Output::Found(Resource::Contact(Box::new(contact))))
+}
+
+async fn list_conversations(
+    ctx: &mut CallContext<'_>,
+    page: &Page,
+    filters: &ConversationFilters,
+) -> Result<Output, ApiError> {
+    if filters.contact.is_some() {
+        return Err(ApiError::unsupported_filter(
+            "libredesk cannot list conversations by contact_id",
+        ));
+    }
+    let number = page_number(page)?;
+    let mut call = page_call(number, page.limit)
+        .query("order_by", "conversations.last_message_at")
+        .query("order", "desc");
+    if let Some(status) = filters.status {
+        call = call.query("filters", status_filter(status));
+    }
+    let data = fetch(ctx, "conversations.list", call).await?;
+    let mapper = Mapper::new(ctx);
+    translate_page(&data, number, page.limit, |v| {
+        translate_conversation(&mapper, v).map(|c| Resource::Conversation(Box::new(c)))
+    })
+}
+
+async fn get_conversation(ctx: &mut CallContext<'_>, uuid: &str) -> Result<Conversation, ApiError> {
+    let data = fetch(ctx, "conversations.get", conversation_call(uuid)).await?;
+    translate_conversation(&Mapper::new(ctx), &data)
+}
+
+async fn create_conversation(
+    ctx: &mut CallContext<'_>,
+    body: &ConversationCreate,
+    contact_id: Option<&ObjectId>,
+) -> Result<Output, ApiError> {
+    // Everything that can be checked without the vendor is checked first.
+    let fields = CreateFields {
+        inbox_id: int_field(
+            "inbox_id",
+            ctx.vendor_field("inbox_id", &body.vendor_fields),
+        )?
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "libredesk needs vendor_fields.inbox_id (the id of an email inbox); set it in \
+                 the connection's defaults or pass it in vendor_fields",
+            )
+        })?,
+        agent_id: int_field(
+            "agent_id",
+            ctx.vendor_field("agent_id", &body.vendor_fields),
+        )?,
+        team_id: int_field("team_id", ctx.vendor_field("team_id", &body.vendor_fields))?,
+        attachments: media_ids(body.vendor_fields.get("attachments"))?,
+    };
+    check_conversation_create(body)?;
+
+    // contact_id wins over contact when both are given: it names an existing contact.
+    let identity = match (contact_id, &body.contact) {
+        (Some(id), _) => {
+            let key = contact_key(id)?;
+            if !ctx.connection.routes.has("contacts.get") {
+                return Err(ApiError::unsupported_operation(
+                    "this connection has no contacts.get route, so a conversation can only be \
+                     created with contact: {name, email}",
+                ));
+            }
+            let data = fetch(ctx, "contacts.get", contact_call(key)).await?;
+            identity_from_vendor(&parse_contact(&data)?)?
+        }
+        (None, Some(contact)) => identity_from_body(contact)?,
+        (None, None) => {
+            return Err(ApiError::invalid(
+                "libredesk needs a contact: pass contact_id, or contact: {name, email}",
+            ))
+        }
+    };
+    let request = conversation_create_body(body, &identity, &fields)?;
+    let data = fetch(
+        ctx,
+        "conversations.create",
+        VendorCall::new().body(VendorBody::json(&request)),
+    )
+    .await?;
+    let uuid = data
+        .get("uuid")
+        .and_then(Value::as_str)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| bad_response(VENDOR, "created conversation has no uuid"))?;
+    // Libredesk answers the full conversation; fall back to reading it when it does not.
+    let conversation = if data.get("status").is_some() {
+        translate_conversation(&Mapper::new(ctx), &data)?
+    } else {
+        get_conversation(ctx, &uuid).await?
+    };
+    Ok(Output::Created(Resource::Conversation(Box::new(
+        conversation,
+    ))))
+}
+
+async fn update_conversation(
+    ctx: &mut CallContext<'_>,
+    id: &ObjectId,
+    patch: &ConversationPatch,
+) -> Result<Output, ApiError> {
+    let uuid = conversation_key(id)?;
+    let snooze = ctx
+        .vendor_field("snoozed_until", &patch.vendor_fields)
+        .cloned();
+    let plan = plan_conversation_update(patch, snooze.as_ref())?;
+    // All or nothing as far as configuration goes: never make half the changes and then
+    // discover a missing route.
+    if let Some(missing) = plan
+        .iter()
+        .map(|c| c.endpoint)
+        .chain(std::iter::once("conversations.get"))
+        .find(|e| !ctx.connection.routes.has(e))
+    {
+        return Err(ApiError::unsupported_operation(format!(
+            "this connection has no `{missing}` route, so libredesk cannot make this change"
+        )));
+    }
+    for planned in plan {
+        let mut call = conversation_call(uuid);
+        if let Some(body) = &planned.body {
+            call = call.body(VendorBody::json(body));
+        }
+        fetch(ctx, planned.endpoint, call).await?;
+    }
+    let conversation = get_conversation(ctx, uuid).await?;
+    Ok(Output::Found(Resource::Conversation(Box::new(
+        conversation,
+    ))))
+}
+
+async fn list_messages(
+    ctx: &mut CallContext<'_>,
+    conversation_id: &ObjectId,
+    page: &Page,
+) -> Result<Output, ApiError> {
+    let uuid = conversation_key(conversation_id)?.to_owned();
+    let number = page_number(page)?;
+    let call = page_call(number, page.limit).param("uuid", uuid.clone());
+    let data = fetch(ctx, "messages.list", call).await?;
+    let mapper = Mapper::new(ctx);
+    translate_page(&data, number, page.limit, |v| {
+        translate_message(&mapper, v, Some(&uuid)).map(|m| Resource::Message(Box::new(m)))
+    })
+}
+
+async fn get_message(
+    ctx: &mut CallContext<'_>,
+    conversation_uuid: &str,
+    message_uuid: &str,
+) -> Result<Message, ApiError> {
+    let call = conversation_call(conversation_uuid).param("message_uuid", message_uuid);
+    let data = fetch(ctx, "messages.get", call).await?;
+    translate_message(&Mapper::new(ctx), &data, Some(conversation_uuid))
+}
+
+async fn send_message(
+    ctx: &mut CallContext<'_>,
+    conversation_id: &ObjectId,
+    body: &MessageSend,
+) -> Result<Output, ApiError> {
+    let uuid = conversation_key(conversation_id)?;
+    let request = message_send_body(body)?;
+    let data = fetch(
+        ctx,
+        "messages.send",
+        conversation_call(uuid).body(VendorBody::json(&request)),
+    )
+    .await?;
+    let message_uuid = data
+        .get("uuid")
+        .and_then(Value::as_str)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| bad_response(VENDOR, "sent message has no uuid"))?;
+    // Libredesk answers the stored message; read it back if the answer is only a stub.
+    let message = if data.get("type").is_some() {
+        translate_message(&Mapper::new(ctx), &data, Some(uuid))?
+    } else {
+        get_message(ctx, uuid, &message_uuid).await?
+    };
+    Ok(Output::Created(Resource::Message(Box::new(message))))
+}
+
+// ----- IDs and cursors -----------------------------------------------------------------------
+
+fn no_such(id: &ObjectId) -> ApiError {
+    ApiError::not_found(format!("no such {}", id.kind.noun()))
+}
+
+/// A contact ID carries Libredesk's integer id; anything else is not one of ours (404, and no
+/// vendor call).
+fn contact_key(id: &ObjectId) -> Result<i64, ApiError> {
+    match id.keys.as_slice() {
+        [key] => key
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| no_such(id)),
+        _ => Err(no_such(id)),
+    }
+}
+
+fn conversation_key(id: &ObjectId) -> Result<&str, ApiError> {
+    match id.keys.as_slice() {
+        [uuid] => Ok(uuid),
+        _ => Err(no_such(id)),
+    }
+}
+
+fn message_keys(id: &ObjectId) -> Result<(&str, &str), ApiError> {
+    match id.keys.as_slice() {
+        [conversation, message] => Ok((conversation, message)),
+        _ => Err(no_such(id)),
+    }
+}
+
+/// The page a list request asks for: 1 without a cursor, else the cursor's `{"page": n}`.
+fn page_number(page: &Page) -> Result<u64, ApiError> {
+    match &page.cursor {
+        None => Ok(1),
+        Some(state) => state
+            .get("page")
+            .and_then(Value::as_u64)
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| ApiError::invalid("cursor is not a libredesk page cursor")),
+    }
+}
+
+fn search_query(q: &str) -> Result<&str, ApiError> {
+    let q = q.trim();
+    if q.chars().count() < MIN_SEARCH_CHARS {
+        return Err(ApiError::invalid(format!(
+            "q needs at least {MIN_SEARCH_CHARS} characters for libredesk"
+        )));
+    }
+    Ok(q)
+}
+
+// ----- the wire format -----------------------------------------------------------------------
+
+/// Every Libredesk answer: `{"status":"success","data":…}` or
+/// `{"status":"error","message":…,"data":null,"error_type":…}`.
+#[derive(Debug, Deserialize)]
+struct Envelope {
+    status: String,
+    #[serde(default)]
+    data: Value,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// An error body. The server sends `message`; the published OpenAPI documents `error`.
+#[derive(Debug, Default, Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// `data` of a paged list. `results` is `null` when the page is empty (a Go nil slice).
+#[derive(Debug, Deserialize)]
+struct PageData {
+    results: Option<Vec<Value>>,
+    #[serde(default)]
+    total: Option<u64>,
+    #[serde(default)]
+    per_page: Option<u64>,
+    #[serde(default)]
+    total_pages: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireContact {
+    id: i64,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    email: Option<String>,
+    phone_number: Option<String>,
+    /// Newer servers.
+    phone_number_calling_code: Option<String>,
+    /// The published OpenAPI and older servers.
+    phone_number_country_code: Option<String>,
+    avatar_url: Option<String>,
+    custom_attributes: Option<Value>,
+    created_at: Option<String>,
+    updated_at: Option<String>,
+}
+
+impl WireContact {
+    fn calling_code(&self) -> Option<&str> {
+        non_empty(self.phone_number_calling_code.as_deref())
+            .or_else(|| non_empty(self.phone_number_country_code.as_deref()))
+    }
+}
+
+/// The contact inside a conversation: full in `GET /conversations/{uuid}`, a summary without
+/// `id` in list items.
+#[derive(Debug, Deserialize)]
+struct WireContactRef {
+    id: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireConversation {
+    uuid: String,
+    created_at: Option<String>,
+    updated_at: Option<String>,
+    contact_id: Option<i64>,
+    contact: Option<WireContactRef>,
+    inbox_channel: Option<String>,
+    status: Option<String>,
+    /// Newer servers: open | waiting | resolved | closed, also for custom statuses.
+    status_category: Option<String>,
+    priority: Option<String>,
+    subject: Option<String>,
+    assigned_user_id: Option<i64>,
+    assigned_team_id: Option<i64>,
+    tags: Option<Value>,
+    last_message_at: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireMessage {
+    uuid: String,
+    conversation_uuid: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    status: Option<String>,
+    content: Option<String>,
+    text_content: Option<String>,
+    content_type: Option<String>,
+    private: Option<bool>,
+    sender_id: Option<i64>,
+    sender_type: Option<String>,
+    attachments: Option<Vec<WireAttachment>>,
+    author: Option<WireAuthor>,
+    created_at: Option<String>,
+    updated_at: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireAttachment {
+    name: Option<String>,
+    /// Media objects name the file `filename`.
+    filename: Option<String>,
+    url: Option<String>,
+    content_type: Option<String>,
+    size: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireAuthor {
+    first_name: Option<String>,
+    last_name: Option<String>,
+}
+
+/// The vendor's error text from a non-2xx body, if it has one.
+fn error_message(body: &[u8]) -> Option<String> {
+    let parsed: ErrorBody = serde_json::from_slice(body).ok()?;
+    parsed
+        .message
+        .or(parsed.error)
+        .map(|m| m.trim().to_owned())
+        .filter(|m| !m.is_empty())
+}
+
+/// Unwrap a vendor answer: non-2xx → the error table; 2xx must be a success envelope.
+fn read_data(response: &VendorResponse) -> Result<Value, ApiError> {
+    if !response.is_success() {
+        let message = error_message(&response.body);
+        return Err(status_error(VENDOR, response, message.as_deref()));
+    }
+    let envelope: Envelope = parse_json(VENDOR, &response.body)?;
+    if envelope.status != "success" {
+        return Err(bad_response(
+            VENDOR,
+            format!(
+                "status {} with envelope status {:?}{}",
+                response.status,
+                envelope.status,
+                envelope
+                    .message
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(envelope.data)
+}
+
+fn parse_wire<'v, T: Deserialize<'v>>(what: &str, value: &'v Value) -> Result<T, ApiError> {
+    T::deserialize(value).map_err(|e| bad_response(VENDOR, format!("{what}: {e}")))
+}
+
+fn parse_contact(value: &Value) -> Result<WireContact, ApiError> {
+    parse_wire("contact", value)
+}
+
+// ----- vendor → normalized -------------------------------------------------------------------
+
+/// What a translation needs from the call context: who owns the IDs it mints, and whether the
+/// caller asked for `raw`. Owned, so it never holds the context across a vendor call.
+#[derive(Debug, Clone)]
+struct Mapper {
+    tenant: String,
+    connection: String,
+    want_raw: bool,
+}
+
+impl Mapper {
+    fn new(ctx: &CallContext<'_>) -> Self {
+        Mapper {
+            tenant: ctx.connection.tenant.clone(),
+            connection: ctx.connection.name.clone(),
+            want_raw: ctx.want_raw,
+        }
+    }
+
+    fn id(&self, kind: Kind, keys: Vec<String>) -> String {
+        ObjectId::new(kind, &self.tenant, &self.connection, keys).encode()
+    }
+
+    fn raw(&self, value: &Value) -> Option<Value> {
+        self.want_raw.then(|| value.clone())
+    }
+}
+
+fn non_empty(s: Option<&str>) -> Option<&str> {
+    s.map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn owned_non_empty(s: Option<&str>) -> Option<String> {
+    non_empty(s).map(str::to_owned)
+}
+
+/// A Go timestamp passed through; Go's zero time means "never".
+fn timestamp(s: Option<&str>) -> Option<String> {
+    non_empty(s)
+        .filter(|t| !t.starts_with("0001-01-01"))
+        .map(str::to_owned)
+}
+
+/// A page of `{results, total, per_page, total_pages, page}`, translated item by item.
+fn translate_page(
+    data: &Value,
+    requested: u64,
+    limit: u32,
+    translate: impl Fn(&Value) -> Result<Resource, ApiError>,
+) -> Result<Output, ApiError> {
+    if !data.as_object().is_some_and(|o| o.contains_key("results")) {
+        return Err(bad_response(VENDOR, "list answer has no data.results"));
+    }
+    let page: PageData = parse_wire("page", data)?;
+    let results = page.results.as_deref().unwrap_or_default();
+    let data = results
+        .iter()
+        .map(translate)
+        .collect::<Result<Vec<_>, _>>()?;
+    let next = next_page(&page, requested, data.len(), limit);
+    Ok(Output::List { data, next })
+}
+
+/// The cursor state of the page after `requested`, or None on the last page.
+fn next_page(page: &PageData, requested: u64, returned: usize, limit: u32) -> Option<Value> {
+    if returned == 0 {
+        return None;
+    }
+    let more = match (page.total_pages, page.total, page.per_page) {
+        (Some(pages), _, _) => requested < pages,
+        (None, Some(total), Some(per_page)) if per_page > 0 => requested * per_page < total,
+        // No totals at all: a full page may have a successor.
+        _ => returned >= limit as usize,
+    };
+    more.then(|| json!({ "page": requested + 1 }))
+}
+
+/// `GET /contacts/search` answers a plain array (newer servers a page); `limit` is applied here.
+fn translate_search_results(
+    mapper: &Mapper,
+    data: &Value,
+    limit: u32,
+) -> Result<Vec<Resource>, ApiError> {
+    let items = match data {
+        Value::Array(items) => items.as_slice(),
+        Value::Null => &[],
+        Value::Object(o) => match o.get("results") {
+            Some(Value::Array(items)) => items.as_slice(),
+            Some(Value::Null) => &[],
+            _ => {
+                return Err(bad_response(
+                    VENDOR,
+                    "search answer is not a list of contacts",
+                ))
+            }
+        },
+        _ => {
+            return Err(bad_response(
+                VENDOR,
+                "search answer is not a list of contacts",
+            ))
+        }
+    };
+    items
+        .iter()
+        .take(limit as usize)
+        .map(|v| translate_contact(mapper, v).map(|c| Resource::Contact(Box::new(c))))
+        .collect()
+}
+
+/// A Libredesk contact as a normalized contact.
+fn translate_contact(mapper: &Mapper, value: &Value) -> Result<Contact, ApiError> {
+    let wire = parse_contact(value)?;
+    let first_name = owned_non_empty(wire.first_name.as_deref());
+    let last_name = owned_non_empty(wire.last_name.as_deref());
+    let name = match (&first_name, &last_name) {
+        (None, None) => None,
+        (first, last) => Some(
+            [first.as_deref(), last.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+    };
+    let email = owned_non_empty(wire.email.as_deref());
+    let phones = non_empty(wire.phone_number.as_deref())
+        .map(|number| vec![phone_e164(wire.calling_code(), number)])
+        .unwrap_or_default();
+    let handles = email
+        .iter()
+        .map(|e| Handle {
+            channel: HandleChannel::Email,
+            value: e.clone(),
+        })
+        .collect();
+    let custom_fields = match &wire.custom_attributes {
+        Some(Value::Object(map)) => map.clone(),
+        _ => Map::new(),
+    };
+    Ok(Contact {
+        id: mapper.id(Kind::Contact, vec![wire.id.to_string()]),
+        connection: mapper.connection.clone(),
+        vendor: vendor_label(VENDOR),
+        remote_id: wire.id.to_string(),
+        created_at: timestamp(wire.created_at.as_deref()),
+        updated_at: timestamp(wire.updated_at.as_deref()),
+        name,
+        first_name,
+        last_name,
+        emails: email.into_iter().collect(),
+        phones,
+        handles,
+        company: None,
+        avatar_url: owned_non_empty(wire.avatar_url.as_deref()),
+        custom_fields,
+        raw: mapper.raw(value),
+    })
+}
+
+/// E.164 from Libredesk's calling code + national number when both are known (`"+44"` +
+/// `"7700 900-123"` → `"+447700900123"`; an ISO country code such as `"GB"` works too); a
+/// national trunk `0` is dropped where the country does not keep it in E.164; a number
+/// already in international form is kept; otherwise the number as stored.
+fn phone_e164(calling_code: Option<&str>, number: &str) -> String {
+    let digits = strip_phone_punctuation(number);
+    if digits.starts_with('+') {
+        return digits;
+    }
+    match calling_code.and_then(calling_code_digits) {
+        Some(code) => {
+            let national = match digits.strip_prefix('0') {
+                Some(rest) if !KEEPS_TRUNK_ZERO.contains(&code) && !rest.is_empty() => rest,
+                _ => digits.as_str(),
+            };
+            format!("+{code}{national}")
+        }
+        None => number.trim().to_owned(),
+    }
+}
+
+fn strip_phone_punctuation(number: &str) -> String {
+    number
+        .trim()
+        .chars()
+        .filter(|c| !matches!(c, '-' | '(' | ')' | '.') && !c.is_whitespace())
+        .collect()
+}
+
+/// Calling codes whose national numbers keep their leading `0` in E.164 (Italy, Vatican,
+/// San Marino, Côte d'Ivoire, Republic of the Congo).
+const KEEPS_TRUNK_ZERO: [&str; 4] = ["39", "378", "225", "242"];
+
+/// The digits of Libredesk's calling-code field. Newer servers store a calling code (`"+44"`,
+/// `"44"`); the published OpenAPI (and older servers) an ISO 3166 country code (`"GB"`).
+fn calling_code_digits(code: &str) -> Option<&str> {
+    let code = code.trim();
+    let digits = code.strip_prefix('+').unwrap_or(code);
+    if !digits.is_empty() && digits.len() <= 4 && digits.chars().all(|c| c.is_ascii_digit()) {
+        return Some(digits);
+    }
+    COUNTRY_CALLING_CODES
+        .iter()
+        .find(|(iso, _)| iso.eq_ignore_ascii_case(code))
+        .map(|(_, calling)| *calling)
+}
+
+/// ISO 3166-1 alpha-2 → ITU-T E.164 country calling code (NANP countries share `1`).
+#[rustfmt::skip]
+static COUNTRY_CALLING_CODES: &[(&str, &str)] = &[
+    ("AD", "376"), ("AE", "971"), ("AF", "93"), ("AG", "1"), ("AI", "1"), ("AL", "355"),
+    ("AM", "374"), ("AO", "244"), ("AR", "54"), ("AS", "1"), ("AT", "43"), ("AU", "61"),
+    ("AW", "297"), ("AX", "358"), ("AZ", "994"), ("BA", "387"), ("BB", "1"), ("BD", "880"),
+    ("BE", "32"), ("BF", "226"), ("BG", "359"), ("BH", "973"), ("BI", "257"), ("BJ", "229"),
+    ("BL", "590"), ("BM", "1"), ("BN", "673"), ("BO", "591"), ("BQ", "599"), ("BR", "55"),
+    ("BS", "1"), ("BT", "975"), ("BW", "267"), ("BY", "375"), ("BZ", "501"), ("CA", "1"),
+    ("CC", "61"), ("CD", "243"), ("CF", "236"), ("CG", "242"), ("CH", "41"), ("CI", "225"),
+    ("CK", "682"), ("CL", "56"), ("CM", "237"), ("CN", "86"), ("CO", "57"), ("CR", "506"),
+    ("CU", "53"), ("CV", "238"), ("CW", "599"), ("CX", "61"), ("CY", "357"), ("CZ", "420"),
+    ("DE", "49"), ("DJ", "253"), ("DK", "45"), ("DM", "1"), ("DO", "1"), ("DZ", "213"),
+    ("EC", "593"), ("EE", "372"), ("EG", "20"), ("EH", "212"), ("ER", "291"), ("ES", "34"),
+    ("ET", "251"), ("FI", "358"), ("FJ", "679"), ("FK", "500"), ("FM", "691"), ("FO", "298"),
+    ("FR", "33"), ("GA", "241"), ("GB", "44"), ("GD", "1"), ("GE", "995"), ("GF", "594"),
+    ("GG", "44"), ("GH", "233"), ("GI", "350"), ("GL", "299"), ("GM", "220"), ("GN", "224"),
+    ("GP", "590"), ("GQ", "240"), ("GR", "30"), ("GT", "502"), ("GU", "1"), ("GW", "245"),
+    ("GY", "592"), ("HK", "852"), ("HN", "504"), ("HR", "385"), ("HT", "509"), ("HU", "36"),
+    ("ID", "62"), ("IE", "353"), ("IL", "972"), ("IM", "44"), ("IN", "91"), ("IO", "246"),
+    ("IQ", "964"), ("IR", "98"), ("IS", "354"), ("IT", "39"), ("JE", "44"), ("JM", "1"),
+    ("JO", "962"), ("JP", "81"), ("KE", "254"), ("KG", "996"), ("KH", "855"), ("KI", "686"),
+    ("KM", "269"), ("KN", "1"), ("KP", "850"), ("KR", "82"), ("KW", "965"), ("KY", "1"),
+    ("KZ", "7"), ("LA", "856"), ("LB", "961"), ("LC", "1"), ("LI", "423"), ("LK", "94"),
+    ("LR", "231"), ("LS", "266"), ("LT", "370"), ("LU", "352"), ("LV", "371"), ("LY", "218"),
+    ("MA", "212"), ("MC", "377"), ("MD", "373"), ("ME", "382"), ("MF", "590"), ("MG", "261"),
+    ("MH", "692"), ("MK", "389"), ("ML", "223"), ("MM", "95"), ("MN", "976"), ("MO", "853"),
+    ("MP", "1"), ("MQ", "596"), ("MR", "222"), ("MS", "1"), ("MT", "356"), ("MU", "230"),
+    ("MV", "960"), ("MW", "265"), ("MX", "52"), ("MY", "60"), ("MZ", "258"), ("NA", "264"),
+    ("NC", "687"), ("NE", "227"), ("NF", "672"), ("NG", "234"), ("NI", "505"), ("NL", "31"),
+    ("NO", "47"), ("NP", "977"), ("NR", "674"), ("NU", "683"), ("NZ", "64"), ("OM", "968"),
+    ("PA", "507"), ("PE", "51"), ("PF", "689"), ("PG", "675"), ("PH", "63"), ("PK", "92"),
+    ("PL", "48"), ("PM", "508"), ("PR", "1"), ("PS", "970"), ("PT", "351"), ("PW", "680"),
+    ("PY", "595"), ("QA", "974"), ("RE", "262"), ("RO", "40"), ("RS", "381"), ("RU", "7"),
+    ("RW", "250"), ("SA", "966"), ("SB", "677"), ("SC", "248"), ("SD", "249"), ("SE", "46"),
+    ("SG", "65"), ("SH", "290"), ("SI", "386"), ("SJ", "47"), ("SK", "421"), ("SL", "232"),
+    ("SM", "378"), ("SN", "221"), ("SO", "252"), ("SR", "597"), ("SS", "211"), ("ST", "239"),
+    ("SV", "503"), ("SX", "1"), ("SY", "963"), ("SZ", "268"), ("TC", "1"), ("TD", "235"),
+    ("TG", "228"), ("TH", "66"), ("TJ", "992"), ("TK", "690"), ("TL", "670"), ("TM", "993"),
+    ("TN", "216"), ("TO", "676"), ("TR", "90"), ("TT", "1"), ("TV", "688"), ("TW", "886"),
+    ("TZ", "255"), ("UA", "380"), ("UG", "256"), ("US", "1"), ("UY", "598"), ("UZ", "998"),
+    ("VA", "39"), ("VC", "1"), ("VE", "58"), ("VG", "1"), ("VI", "1"), ("VN", "84"),
+    ("VU", "678"), ("WF", "681"), ("WS", "685"), ("XK", "383"), ("YE", "967"), ("YT", "262"),
+    ("ZA", "27"), ("ZM", "260"), ("ZW", "263"),
+];
+
+/// A Libredesk conversation (full object or list item) as a normalized conversation.
+fn translate_conversation(mapper: &Mapper, value: &Value) -> Result<Conversation, ApiError> {
+    let wire: WireConversation = parse_wire("conversation", value)?;
+    if wire.uuid.trim().is_empty() {
+        return Err(bad_response(VENDOR, "conversation has an empty uuid"));
+    }
+    let contact_id = wire
+        .contact_id
+        .filter(|id| *id > 0)
+        .or_else(|| {
+            wire.contact
+                .as_ref()
+                .and_then(|c| c.id)
+                .filter(|id| *id > 0)
+        })
+        .map(|id| mapper.id(Kind::Contact, vec![id.to_string()]));
+    let vendor_status = owned_non_empty(wire.status.as_deref());
+    let user_id = wire.assigned_user_id.filter(|id| *id > 0);
+    let team_id = wire.assigned_team_id.filter(|id| *id > 0);
+    let assignee = (user_id.is_some() || team_id.is_some()).then(|| Assignee {
+        user_id: user_id.map(|id| id.to_string()),
+        team_id: team_id.map(|id| id.to_string()),
+    });
+    let tags = match &wire.tags {
+        Some(Value::Array(tags)) => tags
+            .iter()
+            .filter_map(|t| t.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok(Conversation {
+        id: mapper.id(Kind::Conversation, vec![wire.uuid.clone()]),
+        connection: mapper.connection.clone(),
+        vendor: vendor_label(VENDOR),
+        remote_id: wire.uuid.clone(),
+        created_at: timestamp(wire.created_at.as_deref()),
+        updated_at: timestamp(wire.updated_at.as_deref()),
+        contact_id,
+        channel: channel_from_inbox(wire.inbox_channel.as_deref()),
+        status: status_from_vendor(vendor_status.as_deref(), wire.status_category.as_deref()),
+        vendor_status,
+        subject: owned_non_empty(wire.subject.as_deref()),
+        assignee,
+        priority: priority_from_vendor(wire.priority.as_deref()),
+        tags,
+        last_message_at: timestamp(wire.last_message_at.as_deref()),
+        raw: mapper.raw(value),
+    })
+}
+
+fn channel_from_inbox(channel: Option<&str>) -> Option<Channel> {
+    let channel = non_empty(channel)?;
+    Some(match channel.to_ascii_lowercase().as_str() {
+        "email" => Channel::Email,
+        "livechat" | "web" => Channel::Web,
+        "whatsapp" => Channel::Whatsapp,
+        _ => Channel::Other,
+    })
+}
+
+/// Libredesk's status word → the normalized status. Custom statuses follow their category
+/// when the server sends one, else count as open.
+fn status_from_vendor(name: Option<&str>, category: Option<&str>) -> ConversationStatus {
+    let by_name = |s: &str| match s.to_ascii_lowercase().as_str() {
+        "open" => Some(ConversationStatus::Open),
+        "snoozed" => Some(ConversationStatus::Pending),
+        "resolved" => Some(ConversationStatus::Resolved),
+        "closed" => Some(ConversationStatus::Closed),
+        _ => None,
+    };
+    let by_category = |s: &str| match s.to_ascii_lowercase().as_str() {
+        "open" => Some(ConversationStatus::Open),
+        "waiting" => Some(ConversationStatus::Pending),
+        "resolved" => Some(ConversationStatus::Resolved),
+        "closed" => Some(ConversationStatus::Closed),
+        _ => None,
+    };
+    name.and_then(by_name)
+        .or_else(|| non_empty(category).and_then(by_category))
+        .unwrap_or(ConversationStatus::Open)
+}
+
+fn status_to_vendor(status: ConversationStatus) -> &'static str {
+    match status {
+        ConversationStatus::Open => "Open",
+        ConversationStatus::Pending => "Snoozed",
+        ConversationStatus::Resolved => "Resolved",
+        ConversationStatus::Closed => "Closed",
+    }
+}
+
+fn priority_from_vendor(priority: Option<&str>) -> Option<Priority> {
+    match non_empty(priority)?.to_ascii_lowercase().as_str() {
+        "low" => Some(Priority::Low),
+        "medium" => Some(Priority::Medium),
+        "high" => Some(Priority::High),
+        "urgent" => Some(Priority::Urgent),
+        _ => None,
+    }
+}
+
+/// A Libredesk message as a normalized message. `conversation_uuid` is the conversation the
+/// caller addressed, used when the message itself does not name it.
+fn translate_message(
+    mapper: &Mapper,
+    value: &Value,
+    conversation_uuid: Option<&str>,
+) -> Result<Message, ApiError> {
+    let wire: WireMessage = parse_wire("message", value)?;
+    if wire.uuid.trim().is_empty() {
+        return Err(bad_response(VENDOR, "message has an empty uuid"));
+    }
+    let conversation_uuid = non_empty(wire.conversation_uuid.as_deref())
+        .or(non_empty(conversation_uuid))
+        .ok_or_else(|| bad_response(VENDOR, "message names no conversation_uuid"))?
+        .to_owned();
+
+    let kind = wire.kind.as_deref().map(str::to_ascii_lowercase);
+    let from_contact = wire.sender_type.as_deref() == Some("contact");
+    let direction = match kind.as_deref() {
+        Some("incoming") => Direction::Inbound,
+        Some("outgoing") | Some("activity") => Direction::Outbound,
+        _ if from_contact => Direction::Inbound,
+        _ => Direction::Outbound,
+    };
+    let sender_type = match (kind.as_deref(), wire.sender_type.as_deref()) {
+        (Some("activity"), _) => SenderType::System,
+        (_, Some("contact")) => SenderType::Contact,
+        (_, Some("agent")) => SenderType::Agent,
+        _ if direction == Direction::Inbound => SenderType::Contact,
+        _ => SenderType::Agent,
+    };
+    let sender_name = wire.author.as_ref().and_then(|a| {
+        let name = [a.first_name.as_deref(), a.last_name.as_deref()]
+            .into_iter()
+            .filter_map(non_empty)
+            .collect::<Vec<_>>()
+            .join(" ");
+        (!name.is_empty()).then_some(name)
+    });
+
+    let content = non_empty(wire.content.as_deref());
+    let is_html = wire
+        .content_type
+        .as_deref()
+        .is_some_and(|t| t.eq_ignore_ascii_case("html"));
+    let html = if is_html {
+        content.map(str::to_owned)
+    } else {
+        None
+    };
+    let text = if is_html {
+        content.map(html_to_text).filter(|t| !t.is_empty())
+    } else {
+        content.map(str::to_owned)
+    }
+    .or_else(|| owned_non_empty(wire.text_content.as_deref()));
+
+    let attachments: Vec<Attachment> = wire
+        .attachments
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| Attachment {
+            type_: attachment_type(a.content_type.as_deref()),
+            url: owned_non_empty(a.url.as_deref()),
+            name: owned_non_empty(a.name.as_deref())
+                .or_else(|| owned_non_empty(a.filename.as_deref())),
+            size: a.size.and_then(|s| u64::try_from(s).ok()),
+        })
+        .collect();
+    let type_ = if text.is_none() && !attachments.is_empty() {
+        MessageType::File
+    } else {
+        MessageType::Text
+    };
+
+    Ok(Message {
+        id: mapper.id(
+            Kind::Message,
+            vec![conversation_uuid.clone(), wire.uuid.clone()],
+        ),
+        connection: mapper.connection.clone(),
+        vendor: vendor_label(VENDOR),
+        remote_id: wire.uuid.clone(),
+        created_at: timestamp(wire.created_at.as_deref()),
+        updated_at: timestamp(wire.updated_at.as_deref()),
+        conversation_id: mapper.id(Kind::Conversation, vec![conversation_uuid]),
+        direction,
+        sender: Sender {
+            type_: sender_type,
+            id: wire.sender_id.filter(|id| *id > 0).map(|id| id.to_string()),
+            name: sender_name,
+        },
+        type_,
+        text,
+        html,
+        attachments,
+        private: wire.private.unwrap_or(false),
+        status: message_status(wire.status.as_deref()),
+        raw: mapper.raw(value),
+    })
+}
+
+fn attachment_type(content_type: Option<&str>) -> MessageType {
+    let content_type = content_type.unwrap_or_default().trim().to_ascii_lowercase();
+    if content_type.starts_with("image/") {
+        MessageType::Image
+    } else if content_type.starts_with("audio/") {
+        MessageType::Audio
+    } else if content_type.starts_with("video/") {
+        MessageType::Video
+    } else {
+        MessageType::File
+    }
+}
+
+fn message_status(status: Option<&str>) -> Option<MessageStatus> {
+    match non_empty(status)?.to_ascii_lowercase().as_str() {
+        "received" => Some(MessageStatus::Received),
+        "sent" => Some(MessageStatus::Sent),
+        "pending" => Some(MessageStatus::Pending),
+        "failed" => Some(MessageStatus::Failed),
+        "delivered" => Some(MessageStatus::Delivered),
+        "read" => Some(MessageStatus::Read),
+        _ => None,
+    }
+}
+
+// ----- normalized → vendor -------------------------------------------------------------------
+
+/// The full multipart form `PUT /contacts/{id}` replaces a contact with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ContactForm {
+    first_name: String,
+    last_name: String,
+    email: String,
+    phone_number: String,
+    calling_code: String,
+    avatar_url: String,
+}
+
+impl ContactForm {
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("first_name", self.first_name.clone()),
+            ("last_name", self.last_name.clone()),
+            ("email", self.email.clone()),
+            ("phone_number", self.phone_number.clone()),
+            // The field's name differs between Libredesk versions; each reads its own.
+            ("phone_number_country_code", self.calling_code.clone()),
+            ("phone_number_calling_code", self.calling_code.clone()),
+            // Always sent back: an absent avatar_url deletes the avatar.
+            ("avatar_url", self.avatar_url.clone()),
+        ]
+    }
+
+    fn body(&self) -> VendorBody {
+        VendorBody::multipart(&self.fields())
+    }
+}
+
+/// What a contact PATCH asks that Libredesk cannot store, refused before any vendor call.
+fn check_contact_patch(patch: &ContactPatch) -> Result<(), ApiError> {
+    if non_empty(patch.company.as_deref()).is_some() {
+        return Err(ApiError::invalid(
+            "libredesk contacts have no company field",
+        ));
+    }
+    if patch.emails.as_ref().is_some_and(|e| e.len() > 1) {
+        return Err(ApiError::invalid("libredesk stores one email per contact"));
+    }
+    if patch.phones.as_ref().is_some_and(|p| p.len() > 1) {
+        return Err(ApiError::invalid(
+            "libredesk stores one phone number per contact",
+        ));
+    }
+    if let Some(handles) = &patch.handles {
+        if handles.iter().any(|h| h.channel != HandleChannel::Email) {
+            return Err(ApiError::invalid(
+                "libredesk contacts only have an email handle; set emails instead",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Merge a PATCH over the contact as Libredesk has it, into the full replacement form.
+fn merge_contact(current: &WireContact, patch: &ContactPatch) -> Result<ContactForm, ApiError> {
+    check_contact_patch(patch)?;
+    let (name_first, name_last) = match patch.name.as_deref() {
+        Some(name) => {
+            let (first, last) = split_name(name);
+            (Some(first), Some(last))
+        }
+        None => (None, None),
+    };
+    let first_name = patch
+        .first_name
+        .clone()
+        .or(name_first)
+        .unwrap_or_else(|| current.first_name.clone().unwrap_or_default())
+        .trim()
+        .to_owned();
+    let last_name = patch
+        .last_name
+        .clone()
+        .or(name_last)
+        .unwrap_or_else(|| current.last_name.clone().unwrap_or_default())
+        .trim()
+        .to_owned();
+    let email = match &patch.emails {
+        Some(emails) => emails
+            .first()
+            .map(|e| e.trim().to_owned())
+            .unwrap_or_default(),
+        None => current.email.clone().unwrap_or_default().trim().to_owned(),
+    };
+    let current_code = current.calling_code().unwrap_or_default().to_owned();
+    let (calling_code, phone_number) = match &patch.phones {
+        Some(phones) => match phones.first().map(|p| p.trim()).filter(|p| !p.is_empty()) {
+            Some(phone) => split_phone(phone, &current_code),
+            None => (String::new(), String::new()),
+        },
+        None => (
+            current_code,
+            current.phone_number.clone().unwrap_or_default(),
+        ),
+    };
+    let avatar_url = patch
+        .avatar_url
+        .clone()
+        .or_else(|| current.avatar_url.clone())
+        .unwrap_or_default();
+
+    if email.is_empty() {
+        return Err(ApiError::invalid(
+            "libredesk requires an email on every contact; this update would leave it without one",
+        ));
+    }
+    if first_name.is_empty() {
+        return Err(ApiError::invalid(
+            "libredesk requires a first name on every contact; this update would leave it without one",
+        ));
+    }
+    if let Some(handles) = &patch.handles {
+        if handles
+            .iter()
+            .any(|h| !h.value.trim().eq_ignore_ascii_case(&email))
+        {
+            return Err(ApiError::invalid(
+                "libredesk's only contact handle is its email; handles must match emails[0]",
+            ));
+        }
+    }
+    Ok(ContactForm {
+        first_name,
+        last_name,
+        email,
+        phone_number,
+        calling_code,
+        avatar_url,
+    })
+}
+
+/// `"Ada King Lovelace"` → (`"Ada"`, `"King Lovelace"`).
+fn split_name(name: &str) -> (String, String) {
+    let name = name.trim();
+    match name.split_once(char::is_whitespace) {
+        Some((first, rest)) => (first.to_owned(), rest.trim().to_owned()),
+        None => (name.to_owned(), String::new()),
+    }
+}
+
+/// A new phone number as Libredesk's (calling code, number) pair. An international number
+/// that starts with the contact's current calling code keeps that code (in the form the
+/// server stores it: `"+44"` or `"GB"`); any other international number is sent whole with no
+/// calling code; a national number keeps the current code.
+fn split_phone(phone: &str, current_code: &str) -> (String, String) {
+    let phone = strip_phone_punctuation(phone);
+    if let Some(international) = phone.strip_prefix('+') {
+        if let Some(code) = calling_code_digits(current_code) {
+            if let Some(national) = international.strip_prefix(code).filter(|n| !n.is_empty()) {
+                return (current_code.to_owned(), national.to_owned());
+            }
+        }
+        return (String::new(), phone);
+    }
+    (current_code.to_owned(), phone)
+}
+
+/// The contact a new conversation is addressed to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Identity {
+    email: String,
+    first_name: String,
+    last_name: String,
+}
+
+fn email_local_part(email: &str) -> String {
+    email.split('@').next().unwrap_or_default().to_owned()
+}
+
+fn identity_from_body(contact: &NewContact) -> Result<Identity, ApiError> {
+    let email = non_empty(contact.email.as_deref()).ok_or_else(|| {
+        ApiError::invalid("libredesk identifies contacts by email: contact.email is required")
+    })?;
+    let (first_name, last_name) = match non_empty(contact.name.as_deref()) {
+        Some(name) => split_name(name),
+        None => (email_local_part(email), String::new()),
+    };
+    Ok(Identity {
+        email: email.to_owned(),
+        first_name,
+        last_name,
+    })
+}
+
+fn identity_from_vendor(contact: &WireContact) -> Result<Identity, ApiError> {
+    let email = non_empty(contact.email.as_deref()).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "libredesk contact {} has no email, and libredesk starts conversations by email",
+            contact.id
+        ))
+    })?;
+    Ok(Identity {
+        email: email.to_owned(),
+        first_name: owned_non_empty(contact.first_name.as_deref())
+            .unwrap_or_else(|| email_local_part(email)),
+        last_name: owned_non_empty(contact.last_name.as_deref()).unwrap_or_default(),
+    })
+}
+
+/// Vendor fields of a conversation create, resolved from `vendor_fields` and connection
+/// defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CreateFields {
+    inbox_id: i64,
+    agent_id: Option<i64>,
+    team_id: Option<i64>,
+    attachments: Vec<i64>,
+}
+
+/// A positive integer vendor field; numeric strings count (defaults may come from `${ENV}`).
+fn int_field(name: &str, value: Option<&Value>) -> Result<Option<i64>, ApiError> {
+    let bad = || ApiError::invalid(format!("vendor_fields.{name} must be a positive integer"));
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n.as_i64().filter(|n| *n > 0).map(Some).ok_or_else(bad),
+        Some(Value::String(s)) => s
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .map(Some)
+            .ok_or_else(bad),
+        Some(_) => Err(bad()),
+    }
+}
+
+/// `vendor_fields.attachments`: ids of media uploaded to Libredesk beforehand.
+fn media_ids(value: Option<&Value>) -> Result<Vec<i64>, ApiError> {
+    let bad = || {
+        ApiError::invalid(
+            "vendor_fields.attachments must be an array of libredesk media ids (integers returned \
+             by POST /api/v1/media)",
+        )
+    };
+    match value {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_i64().filter(|n| *n > 0).ok_or_else(bad))
+            .collect(),
+        Some(_) => Err(bad()),
+    }
+}
+
+/// What a conversation create asks that Libredesk cannot do, refused before any vendor call.
+fn check_conversation_create(body: &ConversationCreate) -> Result<(), ApiError> {
+    if body.channel.is_some_and(|c| c != Channel::Email) {
+        return Err(ApiError::invalid(
+            "libredesk starts conversations in an email inbox only; channel must be email or absent",
+        ));
+    }
+    if non_empty(body.text.as_deref()).is_none() {
+        return Err(ApiError::invalid(
+            "libredesk needs text: a conversation starts with a first message",
+        ));
+    }
+    Ok(())
+}
+
+/// The JSON body of `POST /conversations`.
+fn conversation_create_body(
+    body: &ConversationCreate,
+    identity: &Identity,
+    fields: &CreateFields,
+) -> Result<Value, ApiError> {
+    check_conversation_create(body)?;
+    let text = non_empty(body.text.as_deref()).unwrap_or_default();
+    let mut request = json!({
+        "inbox_id": fields.inbox_id,
+        "contact_email": identity.email,
+        "first_name": identity.first_name,
+        "last_name": identity.last_name,
+        "subject": body.subject.as_deref().map(str::trim).unwrap_or_default(),
+        "content": text_to_html(text),
+        "initiator": "agent",
+    });
+    if let Some(object) = request.as_object_mut() {
+        if let Some(agent_id) = fields.agent_id {
+            object.insert("agent_id".into(), agent_id.into());
+        }
+        if let Some(team_id) = fields.team_id {
+            object.insert("team_id".into(), team_id.into());
+        }
+        if !fields.attachments.is_empty() {
+            object.insert("attachments".into(), json!(fields.attachments));
+        }
+    }
+    Ok(request)
+}
+
+/// One vendor call of a conversation update.
+#[derive(Debug, Clone, PartialEq)]
+struct PlannedCall {
+    endpoint: &'static str,
+    body: Option<Value>,
+}
+
+impl PlannedCall {
+    fn new(endpoint: &'static str, body: Option<Value>) -> Self {
+        PlannedCall { endpoint, body }
+    }
+}
+
+/// The vendor calls a conversation PATCH needs, in order: assignment (team before user,
+/// because assigning a team clears the user), priority, tags, and status last.
+fn plan_conversation_update(
+    patch: &ConversationPatch,
+    snoozed_until: Option<&Value>,
+) -> Result<Vec<PlannedCall>, ApiError> {
+    if patch.is_empty() {
+        return Err(ApiError::invalid(
+            "nothing to update: pass status, assignee, priority or tags",
+        ));
+    }
+    let mut plan = Vec::new();
+    match &patch.assignee {
+        None => {}
+        Some(None) => {
+            plan.push(PlannedCall::new("conversations.unassign_user", None));
+            plan.push(PlannedCall::new("conversations.unassign_team", None));
+        }
+        Some(Some(assignee)) => {
+            if assignee.user_id.is_none() && assignee.team_id.is_none() {
+                return Err(ApiError::invalid(
+                    "assignee needs user_id or team_id; send assignee: null to unassign",
+                ));
+            }
+            if let Some(team) = &assignee.team_id {
+                let id = assignee_id("team_id", team)?;
+                plan.push(PlannedCall::new(
+                    "conversations.assign_team",
+                    Some(json!({ "assignee_id": id })),
+                ));
+            }
+            if let Some(user) = &assignee.user_id {
+                let id = assignee_id("user_id", user)?;
+                plan.push(PlannedCall::new(
+                    "conversations.assign_user",
+                    Some(json!({ "assignee_id": id })),
+                ));
+            }
+        }
+    }
+    if let Some(priority) = patch.priority {
+        let word = match priority {
+            Priority::Low => "Low",
+            Priority::Medium => "Medium",
+            Priority::High => "High",
+            Priority::Urgent => {
+                return Err(ApiError::invalid(
+                    "libredesk priorities are low, medium and high; it has no urgent",
+                ))
+            }
+        };
+        plan.push(PlannedCall::new(
+            "conversations.update_priority",
+            Some(json!({ "priority": word })),
+        ));
+    }
+    if let Some(tags) = &patch.tags {
+        plan.push(PlannedCall::new(
+            "conversations.update_tags",
+            Some(json!({ "tags": tags })),
+        ));
+    }
+    if let Some(status) = patch.status {
+        let mut body = json!({ "status": status_to_vendor(status) });
+        if status == ConversationStatus::Pending {
+            let until = snooze_duration(snoozed_until)?;
+            if let Some(object) = body.as_object_mut() {
+                object.insert("snoozed_until".into(), until.into());
+            }
+        }
+        plan.push(PlannedCall::new("conversations.update_status", Some(body)));
+    }
+    Ok(plan)
+}
+
+fn assignee_id(field: &str, id: &str) -> Result<i64, ApiError> {
+    id.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| {
+            ApiError::invalid(format!(
+                "assignee.{field} must be a libredesk {} id (a positive integer)",
+                if field == "team_id" { "team" } else { "agent" }
+            ))
+        })
+}
+
+/// How long to snooze: `vendor_fields.snoozed_until` (a Go duration such as `"3h"` or
+/// `"1h30m"`) or the default.
+fn snooze_duration(value: Option<&Value>) -> Result<String, ApiError> {
+    match value {
+        None | Some(Value::Null) => Ok(DEFAULT_SNOOZE.to_owned()),
+        Some(Value::String(s)) if is_go_duration(s.trim()) => Ok(s.trim().to_owned()),
+        Some(_) => Err(ApiError::invalid(
+            "vendor_fields.snoozed_until must be a duration such as \"24h\" or \"1h30m\" \
+             (libredesk snoozes for a duration, not until a date)",
+        )),
+    }
+}
+
+/// A positive Go `time.ParseDuration` string: one or more `<number><unit>`.
+fn is_go_duration(s: &str) -> bool {
+    const UNITS: [&str; 7] = ["ns", "us", "µs", "ms", "s", "m", "h"];
+    let mut rest = s;
+    if rest.is_empty() {
+        return false;
+    }
+    while !rest.is_empty() {
+        let number_len = rest
+            .char_indices()
+            .find(|(_, c)| !(c.is_ascii_digit() || *c == '.'))
+            .map_or(rest.len(), |(i, _)| i);
+        let (number, tail) = rest.split_at(number_len);
+        if number.is_empty() || number.parse::<f64>().is_err() {
+            return false;
+        }
+        // Longest unit first, so "ms" is not read as "m" + "s".
+        let Some(unit) = UNITS
+            .iter()
+            .filter(|u| tail.starts_with(**u))
+            .max_by_key(|u| u.len())
+        else {
+            return false;
+        };
+        rest = &tail[unit.len()..];
+    }
+    true
+}
+
+/// `filters` for the conversation list: status by its Libredesk name.
+fn status_filter(status: ConversationStatus) -> String {
+    json!([{
+        "model": "conversation_statuses",
+        "field": "name",
+        "operator": "equals",
+        "value": status_to_vendor(status),
+    }])
+    .to_string()
+}
+
+/// The JSON body of `POST /conversations/{uuid}/messages`.
+fn message_send_body(body: &MessageSend) -> Result<Value, ApiError> {
+    if body.template.is_some() {
+        return Err(ApiError::unsupported_operation(
+            "libredesk has no message templates",
+        ));
+    }
+    let media = body.vendor_fields.get("attachments");
+    if !body.attachments.is_empty() && media.is_none() {
+        return Err(ApiError::invalid(
+            "libredesk needs uploaded media ids; pass vendor_fields.attachments",
+        ));
+    }
+    let media = media_ids(media)?;
+    let text = non_empty(body.text.as_deref());
+    if text.is_none() && media.is_empty() {
+        return Err(ApiError::invalid("a message needs text or attachments"));
+    }
+    Ok(json!({
+        "message": text.map(text_to_html).unwrap_or_default(),
+        "sender_type": "agent",
+        "private": body.private,
+        "attachments": media,
+    }))
+}
+
+// ----- text and HTML -------------------------------------------------------------------------
+
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Plain text as the HTML Libredesk stores: escaped, one paragraph, newlines as `<br>`.
+fn text_to_html(text: &str) -> String {
+    let escaped = escape_html(text.trim())
+        .replace("\r\n", "\n")
+        .replace('\r', "\n");
+    format!("<p>{}</p>", escaped.replace('\n', "<br>"))
+}
+
+/// Tags after which the text reads as a new line or block (they become a space).
+fn is_block_tag(name: &str) -> bool {
+    matches!(
+        name,
+        "br" | "p"
+            | "div"
+            | "li"
+            | "ul"
+            | "ol"
+            | "tr"
+            | "td"
+            | "th"
+            | "table"
+            | "thead"
+            | "tbody"
+            | "h1"
+            | "h2"
+            | "h3"
+            | "h4"
+            | "h5"
+            | "h6"
+            | "blockquote"
+            | "pre"
+            | "hr"
+            | "section"
+            | "article"
+            | "header"
+            | "footer"
+            | "dd"
+            | "dt"
+            | "dl"
+    )
+}
+
+/// Plain text from stored HTML: tags dropped (block tags become spaces), `<script>`,
+/// `<style>` and comments skipped, the common entities decoded, whitespace collapsed.
+fn html_to_text(html: &str) -> String {
+    let mut stripped = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(lt) = rest.find('<') {
+        stripped.push_str(&rest[..lt]);
+        let tag = &rest[lt..];
+        if let Some(comment) = tag.strip_prefix("<!--") {
+            rest = comment.find("-->").map_or("", |end| &comment[end + 3..]);
+            continue;
+        }
+        let starts_tag = tag[1..]
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || matches!(c, '/' | '!' | '?'));
+        let Some(gt) = tag.find('>').filter(|_| starts_tag) else {
+            // A lone '<' is text ("1 < 2").
+            stripped.push('<');
+            rest = &tag[1..];
+            continue;
+        };
+        let inner = &tag[1..gt];
+        let closing = inner.starts_with('/');
+        let name = inner
+            .trim_start_matches('/')
+            .split(|c: char| c.is_whitespace() || c == '/')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        rest = &tag[gt + 1..];
+        if !closing && (name == "script" || name == "style") {
+            // Skip the element's content up to its closing tag.
+            let close = format!("</{name}");
+            rest = match rest.to_ascii_lowercase().find(&close) {
+                Some(at) => rest[at..].find('>').map_or("", |gt| &rest[at + gt + 1..]),
+                None => "",
+            };
+            continue;
+        }
+        if is_block_tag(&name) {
+            stripped.push(' ');
+        }
+    }
+    stripped.push_str(rest);
+    decode_entities(&stripped)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn decode_entities(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(amp) = rest.find('&') {
+        out.push_str(&rest[..amp]);
+        let candidate = &rest[amp..];
+        // ';' is ASCII, so its byte position is a char boundary.
+        let decoded = candidate
+            .bytes()
+            .take(12)
+            .position(|b| b == b';')
+            .and_then(|semi| entity(&candidate[1..semi]).map(|c| (c, semi)));
+        match decoded {
+            Some((c, semi)) => {
+                out.push(c);
+                rest = &candidate[semi + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &candidate[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn entity(name: &str) -> Option<char> {
+    match name {
+        "amp" => Some('&'),
+        "lt" => Some('<'),
+        "gt" => Some('>'),
+        "quot" => Some('"'),
+        "apos" => Some('\''),
+        "nbsp" => Some('\u{a0}'),
+        _ => {
+            let number = name.strip_prefix('#')?;
+            let code = match number.strip_prefix(['x', 'X']) {
+                Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+                None => number.parse::<u32>().ok()?,
+            };
+            char::from_u32(code)
+        }
+    }
+}
+
+#[cfg(test)]
+// Tests may panic on a broken fixture; that is their job.
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::api::ErrorCode;
+    use crate::config::routes::RoutesFile;
+    use crate::config::{BaseUrl, Connection};
+    use crate::metrics::Metrics;
+    use crate::vendors::VendorClient;
+
+    const CONTACT: &str = include_str!("../../tests/fixtures/libredesk/contact.json");
+    const CONTACTS_LIST: &str = include_str!("../../tests/fixtures/libredesk/contacts_list.json");
+    const CONTACTS_SEARCH: &str =
+        include_str!("../../tests/fixtures/libredesk/contacts_search.json");
+    const CONVERSATION: &str = include_str!("../../tests/fixtures/libredesk/conversation.json");
+    const CONVERSATIONS_LIST: &str =
+        include_str!("../../tests/fixtures/libredesk/conversations_list.json");
+    const MESSAGE: &str = include_str!("../../tests/fixtures/libredesk/message.json");
+    const MESSAGES_LIST: &str = include_str!("../../tests/fixtures/libredesk/messages_list.json");
+    const ERROR: &str = include_str!("../../tests/fixtures/libredesk/error.json");
+
+    const CONV_UUID: &str = "7d692b95-73dc-4f53-9343-6ed47a3db903";
+
+    fn mapper(want_raw: bool) -> Mapper {
+        Mapper {
+            tenant: "acme".into(),
+            connection: "desk".into(),
+            want_raw,
+        }
+    }
+
+    fn id(kind: Kind, keys: &[&str]) -> String {
+        object_id(kind, keys).encode()
+    }
+
+    fn object_id(kind: Kind, keys: &[&str]) -> ObjectId {
+        ObjectId::new(
+            kind,
+            "acme",
+            "desk",
+            keys.iter().map(|k| k.to_string()).collect(),
+        )
+    }
+
+    fn data(fixture: &str) -> Value {
+        serde_json::from_str::<Value>(fixture).unwrap()["data"].clone()
+    }
+
+    fn response(status: u16, body: &str) -> VendorResponse {
+        VendorResponse {
+            status,
+            retry_after: None,
+            body: bytes::Bytes::from(body.to_owned()),
+        }
+    }
+
+    fn list_json(output: Output) -> (Vec<Value>, Option<Value>) {
+        match output {
+            Output::List { data, next } => (
+                data.iter()
+                    .map(|r| serde_json::to_value(r).unwrap())
+                    .collect(),
+                next,
+            ),
+            other => panic!("expected a list, got {other:?}"),
+        }
+    }
+
+    fn object_json(output: Output) -> (&'static str, Value) {
+        match output {
+            Output::Found(r) => ("found", serde_json::to_value(r).unwrap()),
+            Output::Created(r) => ("created", serde_json::to_value(r).unwrap()),
+            other => panic!("expected one object, got {other:?}"),
+        }
+    }
+
+    // ----- envelope and errors ---------------------------------------------------------
+
+    #[test]
+    fn success_envelope_yields_data() {
+        let data = read_data(&response(200, CONTACT)).unwrap();
+        assert_eq!(data["id"], 163);
+    }
+
+    #[test]
+    fn vendor_errors_map_by_status_with_the_vendor_message() {
+        let err = read_data(&response(400, ERROR)).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidRequest);
+        assert!(err.detail.contains("Invalid `email`"), "{}", err.detail);
+        assert_eq!(err.vendor_status, Some(400));
+
+        // The OpenAPI document's ErrorResponse shape names the text `error`.
+        let err = read_data(&response(422, r#"{"error":"bad data","data":{}}"#)).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidRequest);
+        assert!(err.detail.contains("bad data"));
+
+        for (status, code) in [
+            (401, ErrorCode::VendorAuthFailed),
+            (403, ErrorCode::VendorAuthFailed),
+            (404, ErrorCode::NotFound),
+            (409, ErrorCode::InvalidRequest),
+            (500, ErrorCode::VendorError),
+            (504, ErrorCode::VendorError),
+        ] {
+            let err = read_data(&response(status, ERROR)).unwrap_err();
+            assert_eq!(err.code, code, "status {status}");
+            assert_eq!(err.vendor, Some(Vendor::Libredesk));
+        }
+
+        let mut limited = response(429, "slow down");
+        limited.retry_after = Some(60);
+        let err = read_data(&limited).unwrap_err();
+        assert_eq!(err.code, ErrorCode::VendorRateLimited);
+        assert_eq!(err.retry_after, Some(60));
+    }
+
+    #[test]
+    fn a_2xx_that_is_not_a_success_envelope_is_a_bad_response() {
+        for body in [
+            "<html>oops</html>",
+            "",
+            r#"{"data":1}"#,
+            ERROR,
+            r#"{"status":"fail","data":null}"#,
+        ] {
+            let err = read_data(&response(200, body)).unwrap_err();
+            assert_eq!(err.code, ErrorCode::VendorBadResponse, "{body}");
+        }
+        let err = read_data(&response(200, ERROR)).unwrap_err();
+        assert!(err.detail.contains("Invalid `email`"));
+    }
+
+    // ----- contacts ----------------------------------------------------------------------
+
+    #[test]
+    fn contact_maps_every_field() {
+        let value = data(CONTACT);
+        let c = translate_contact(&mapper(false), &value).unwrap();
+        assert_eq!(c.id, id(Kind::Contact, &["163"]));
+        assert_eq!(c.remote_id, "163");
+        assert_eq!(c.connection, "desk");
+        assert_eq!(c.vendor, "libredesk");
+        assert_eq!(c.name.as_deref(), Some("Jane Doe"));
+        assert_eq!(c.first_name.as_deref(), Some("Jane"));
+        assert_eq!(c.last_name.as_deref(), Some("Doe"));
+        assert_eq!(c.emails, vec!["jane.doe@example.com"]);
+        assert_eq!(c.phones, vec!["+447700900123"]);
+        assert_eq!(
+            c.handles,
+            vec![Handle {
+                channel: HandleChannel::Email,
+                value: "jane.doe@example.com".into()
+            }]
+        );
+        assert_eq!(c.company, None);
+        assert_eq!(c.avatar_url.as_deref(), Some("/uploads/3f1c9a-avatar.png"));
+        assert_eq!(c.custom_fields["plan"], "pro");
+        assert_eq!(c.custom_fields["seats"], 12);
+        assert_eq!(c.created_at.as_deref(), Some("2025-09-14T18:53:01.172243Z"));
+        assert_eq!(c.updated_at.as_deref(), Some("2025-09-15T08:12:44.5Z"));
+        assert!(c.raw.is_none());
+
+        let with_raw = translate_contact(&mapper(true), &value).unwrap();
+        assert_eq!(with_raw.raw, Some(value));
+    }
+
+    #[test]
+    fn contact_page_maps_items_and_the_next_page() {
+        let output = translate_page(&data(CONTACTS_LIST), 1, 2, |v| {
+            translate_contact(&mapper(false), v).map(|c| Resource::Contact(Box::new(c)))
+        })
+        .unwrap();
+        let (items, next) = list_json(output);
+        assert_eq!(next, Some(json!({"page": 2})));
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[0]["name"], "PayPal");
+        assert_eq!(items[0]["last_name"], Value::Null);
+        assert_eq!(items[0]["phones"], json!([]));
+        // A contact with nothing filled in, and Go's zero time.
+        assert_eq!(items[1]["name"], Value::Null);
+        assert_eq!(items[1]["emails"], json!([]));
+        assert_eq!(items[1]["handles"], json!([]));
+        assert_eq!(items[1]["created_at"], Value::Null);
+        assert_eq!(items[1]["custom_fields"], json!({}));
+        assert!(items[1].get("raw").is_none());
+    }
+
+    #[test]
+    fn search_results_are_cut_to_the_limit() {
+        let items = translate_search_results(&mapper(false), &data(CONTACTS_SEARCH), 2).unwrap();
+        assert_eq!(items.len(), 2);
+        let first = serde_json::to_value(&items[0]).unwrap();
+        assert_eq!(first["remote_id"], "7");
+        assert_eq!(first["name"], "John Doe");
+        // A paged answer (newer servers) and an empty answer are read too.
+        let paged = json!({"results": [data(CONTACTS_SEARCH)[2]], "total": 1});
+        assert_eq!(
+            translate_search_results(&mapper(false), &paged, 20)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(translate_search_results(&mapper(false), &Value::Null, 20)
+            .unwrap()
+            .is_empty());
+        let err = translate_search_results(&mapper(false), &json!("nope"), 20).unwrap_err();
+        assert_eq!(err.code, ErrorCode::VendorBadResponse);
+        // The OpenAPI's ContactSearchResult has no id, but a contact without one is useless.
+        let err =
+            translate_search_results(&mapper(false), &json!([{"first_name":"x"}]), 20).unwrap_err();
+        assert_eq!(err.code, ErrorCode::VendorBadResponse);
+    }
+
+    #[test]
+    fn phones_become_e164_where_the_calling_code_is_known() {
+        assert_eq!(phone_e164(Some("+44"), "7700900123"), "+447700900123");
+        assert_eq!(phone_e164(Some("44"), "7700 900-123"), "+447700900123");
+        assert_eq!(phone_e164(Some("+1"), "(415) 555.0100"), "+14155550100");
+        assert_eq!(phone_e164(Some("+44"), "+33 6 12 34 56 78"), "+33612345678");
+        assert_eq!(phone_e164(None, "07700 900123"), "07700 900123");
+        // The OpenAPI's ISO country code, and a national trunk 0.
+        assert_eq!(phone_e164(Some("GB"), "2079460101"), "+442079460101");
+        assert_eq!(phone_e164(Some("gb"), "07700 900123"), "+447700900123");
+        assert_eq!(phone_e164(Some("+44"), "07700900123"), "+447700900123");
+        assert_eq!(phone_e164(Some("IT"), "06 1234 5678"), "+390612345678");
+        assert_eq!(phone_e164(Some("XX"), "0123"), "0123");
+        assert_eq!(phone_e164(Some("+44"), "0"), "+440");
+        // Newer servers name the field phone_number_calling_code.
+        let value = json!({"id": 5, "phone_number": "5550100", "phone_number_calling_code": "+1"});
+        let c = translate_contact(&mapper(false), &value).unwrap();
+        assert_eq!(c.phones, vec!["+15550100"]);
+    }
+
+    #[test]
+    fn a_contact_without_an_integer_id_is_a_bad_response() {
+        for value in [json!({"first_name": "x"}), json!({"id": "12"}), json!("x")] {
+            let err = translate_contact(&mapper(false), &value).unwrap_err();
+            assert_eq!(err.code, ErrorCode::VendorBadResponse);
+        }
+    }
+
+    fn current() -> WireContact {
+        parse_contact(&data(CONTACT)).unwrap()
+    }
+
+    #[test]
+    fn contact_patch_merges_over_the_current_contact() {
+        // An empty patch writes every current value back, avatar included.
+        let form = merge_contact(&current(), &ContactPatch::default()).unwrap();
+        assert_eq!(
+            form,
+            ContactForm {
+                first_name: "Jane".into(),
+                last_name: "Doe".into(),
+                email: "jane.doe@example.com".into(),
+                phone_number: "7700 900-123".into(),
+                calling_code: "+44".into(),
+                avatar_url: "/uploads/3f1c9a-avatar.png".into(),
+            }
+        );
+
+        let patch = ContactPatch {
+            name: Some("Ada King Lovelace".into()),
+            emails: Some(vec!["ada@example.com".into()]),
+            ..Default::default()
+        };
+        let form = merge_contact(&current(), &patch).unwrap();
+        assert_eq!(form.first_name, "Ada");
+        assert_eq!(form.last_name, "King Lovelace");
+        assert_eq!(form.email, "ada@example.com");
+        assert_eq!(form.avatar_url, "/uploads/3f1c9a-avatar.png");
+
+        // Explicit first/last names win over name.
+        let patch = ContactPatch {
+            name: Some("Ada Lovelace".into()),
+            last_name: Some("Byron".into()),
+            ..Default::default()
+        };
+        let form = merge_contact(&current(), &patch).unwrap();
+        assert_eq!(
+            (form.first_name.as_str(), form.last_name.as_str()),
+            ("Ada", "Byron")
+        );
+
+        let patch = ContactPatch {
+            avatar_url: Some("https://cdn.example.com/a.png".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            merge_contact(&current(), &patch).unwrap().avatar_url,
+            "https://cdn.example.com/a.png"
+        );
+    }
+
+    #[test]
+    fn contact_patch_splits_phones_against_the_current_calling_code() {
+        let phones = |p: &[&str]| ContactPatch {
+            phones: Some(p.iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
+        };
+        let form = merge_contact(&current(), &phones(&["+44 7700 900999"])).unwrap();
+        assert_eq!(
+            (form.calling_code.as_str(), form.phone_number.as_str()),
+            ("+44", "7700900999")
+        );
+        let form = merge_contact(&current(), &phones(&["+33612345678"])).unwrap();
+        assert_eq!(
+            (form.calling_code.as_str(), form.phone_number.as_str()),
+            ("", "+33612345678")
+        );
+        let form = merge_contact(&current(), &phones(&["7700 111222"])).unwrap();
+        assert_eq!(
+            (form.calling_code.as_str(), form.phone_number.as_str()),
+            ("+44", "7700111222")
+        );
+        let form = merge_contact(&current(), &phones(&[])).unwrap();
+        assert_eq!(
+            (form.calling_code.as_str(), form.phone_number.as_str()),
+            ("", "")
+        );
+        // A server storing ISO country codes keeps its own form.
+        let mut iso = current();
+        iso.phone_number_country_code = Some("GB".into());
+        let form = merge_contact(&iso, &phones(&["+44 7700 900999"])).unwrap();
+        assert_eq!(
+            (form.calling_code.as_str(), form.phone_number.as_str()),
+            ("GB", "7700900999")
+        );
+    }
+
+    #[test]
+    fn contact_patch_refuses_what_libredesk_cannot_store() {
+        let cases = [
+            ContactPatch {
+                emails: Some(vec![]),
+                ..Default::default()
+            },
+            ContactPatch {
+                first_name: Some(" ".into()),
+                ..Default::default()
+            },
+            ContactPatch {
+                emails: Some(vec!["a@x.io".into(), "b@x.io".into()]),
+                ..Default::default()
+            },
+            ContactPatch {
+                phones: Some(vec!["+1".into(), "+2".into()]),
+                ..Default::default()
+            },
+            ContactPatch {
+                company: Some("Acme".into()),
+                ..Default::default()
+            },
+            ContactPatch {
+                handles: Some(vec![Handle {
+                    channel: HandleChannel::Line,
+                    value: "U123".into(),
+                }]),
+                ..Default::default()
+            },
+            ContactPatch {
+                handles: Some(vec![Handle {
+                    channel: HandleChannel::Email,
+                    value: "other@example.com".into(),
+                }]),
+                ..Default::default()
+            },
+        ];
+        for patch in cases {
+            let err = merge_contact(&current(), &patch).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidRequest, "{patch:?}");
+        }
+        let err = merge_contact(
+            &current(),
+            &ContactPatch {
+                emails: Some(vec![]),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(err.detail.contains("requires an email"), "{}", err.detail);
+        // Echoing the email handle back is fine.
+        let echo = ContactPatch {
+            handles: Some(vec![Handle {
+                channel: HandleChannel::Email,
+                value: "Jane.Doe@example.com".into(),
+            }]),
+            ..Default::default()
+        };
+        assert!(merge_contact(&current(), &echo).is_ok());
+    }
+
+    #[test]
+    fn contact_form_sends_every_field_including_the_avatar() {
+        let form = merge_contact(&current(), &ContactPatch::default()).unwrap();
+        let names: Vec<&str> = form.fields().iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            names,
+            [
+                "first_name",
+                "last_name",
+                "email",
+                "phone_number",
+                "phone_number_country_code",
+                "phone_number_calling_code",
+                "avatar_url"
+            ]
+        );
+        let VendorBody::Multipart { boundary, body } = form.body() else {
+            panic!("contact update must be multipart");
+        };
+        let body = String::from_utf8(body).unwrap();
+        assert!(body.contains(&format!("--{boundary}\r\n")));
+        assert_eq!(
+            form_field(&body, "avatar_url").as_deref(),
+            Some("/uploads/3f1c9a-avatar.png")
+        );
+    }
+
+    #[test]
+    fn names_split_on_the_first_space() {
+        assert_eq!(split_name("Ada"), ("Ada".into(), "".into()));
+        assert_eq!(
+            split_name("  Ada  King Lovelace "),
+            ("Ada".into(), "King Lovelace".into())
+        );
+    }
+
+    // ----- conversations -----------------------------------------------------------------
+
+    #[test]
+    fn conversation_maps_every_field() {
+        let value = data(CONVERSATION);
+        let c = translate_conversation(&mapper(true), &value).unwrap();
+        assert_eq!(c.id, id(Kind::Conversation, &[CONV_UUID]));
+        assert_eq!(c.remote_id, CONV_UUID);
+        assert_eq!(c.contact_id, Some(id(Kind::Contact, &["163"])));
+        assert_eq!(c.channel, Some(Channel::Email));
+        assert_eq!(c.status, ConversationStatus::Open);
+        assert_eq!(c.vendor_status.as_deref(), Some("Open"));
+        assert_eq!(c.priority, Some(Priority::High));
+        assert_eq!(
+            c.subject.as_deref(),
+            Some("[GitHub] A third-party GitHub Application has been added")
+        );
+        assert_eq!(
+            c.assignee,
+            Some(Assignee {
+                user_id: Some("4".into()),
+                team_id: None
+            })
+        );
+        assert_eq!(c.tags, vec!["billing", "vip"]);
+        assert_eq!(
+            c.last_message_at.as_deref(),
+            Some("2025-09-14T18:53:01.172243Z")
+        );
+        assert_eq!(c.created_at.as_deref(), Some("2025-09-14T18:53:01.172243Z"));
+        assert_eq!(c.raw, Some(value));
+    }
+
+    #[test]
+    fn conversation_list_items_map_statuses_channels_and_priorities() {
+        let output = translate_page(&data(CONVERSATIONS_LIST), 1, 20, |v| {
+            translate_conversation(&mapper(false), v).map(|c| Resource::Conversation(Box::new(c)))
+        })
+        .unwrap();
+        let (items, next) = list_json(output);
+        assert_eq!(next, None);
+        let row = |i: usize, field: &str| items[i][field].clone();
+        // List items carry a contact summary without an id.
+        assert_eq!(row(0, "contact_id"), Value::Null);
+        assert_eq!(row(0, "channel"), "web");
+        assert_eq!(row(0, "status"), "pending");
+        assert_eq!(row(0, "vendor_status"), "Snoozed");
+        assert_eq!(row(0, "priority"), Value::Null);
+        assert_eq!(row(0, "assignee"), Value::Null);
+        assert_eq!(row(0, "tags"), json!([]));
+        assert_eq!(row(1, "channel"), "other");
+        assert_eq!(row(1, "status"), "resolved");
+        assert_eq!(row(1, "subject"), Value::Null);
+        assert_eq!(row(1, "priority"), Value::Null);
+        assert_eq!(row(1, "assignee"), json!({"user_id": null, "team_id": "2"}));
+        assert_eq!(row(2, "status"), "open");
+        assert_eq!(row(2, "vendor_status"), "Awaiting customer");
+        assert_eq!(row(2, "priority"), "low");
+        assert_eq!(row(2, "last_message_at"), Value::Null);
+        assert_eq!(row(3, "status"), "closed");
+        assert_eq!(row(3, "priority"), "medium");
+    }
+
+    #[test]
+    fn custom_statuses_follow_their_category_else_count_as_open() {
+        use ConversationStatus::*;
+        assert_eq!(status_from_vendor(Some("Snoozed"), None), Pending);
+        assert_eq!(status_from_vendor(Some("resolved"), None), Resolved);
+        assert_eq!(
+            status_from_vendor(Some("On hold"), Some("waiting")),
+            Pending
+        );
+        assert_eq!(status_from_vendor(Some("Done"), Some("closed")), Closed);
+        assert_eq!(status_from_vendor(Some("Replied"), None), Open);
+        assert_eq!(status_from_vendor(None, None), Open);
+        for s in [Open, Pending, Resolved, Closed] {
+            assert_eq!(status_from_vendor(Some(status_to_vendor(s)), None), s);
+        }
+    }
+
+    #[test]
+    fn a_conversation_without_a_uuid_is_a_bad_response() {
+        for value in [json!({"status": "Open"}), json!({"uuid": ""}), json!([])] {
+            let err = translate_conversation(&mapper(false), &value).unwrap_err();
+            assert_eq!(err.code, ErrorCode::VendorBadResponse);
+        }
+        let err = translate_page(&json!({"items": []}), 1, 20, |_| unreachable!()).unwrap_err();
+        assert_eq!(err.code, ErrorCode::VendorBadResponse);
+    }
+
+    #[test]
+    fn status_filter_uses_the_status_name() {
+        let filter: Value =
+            serde_json::from_str(&status_filter(ConversationStatus::Pending)).unwrap();
+        assert_eq!(
+            filter,
+            json!([{"model": "conversation_statuses", "field": "name", "operator": "equals", "value": "Snoozed"}])
+        );
+    }
+
+    fn create(text: Option<&str>) -> ConversationCreate {
+        ConversationCreate {
+            subject: Some("Order 42".into()),
+            text: text.map(str::to_owned),
+            ..Default::default()
+        }
+    }
+
+    fn fields() -> CreateFields {
+        CreateFields {
+            inbox_id: 3,
+            agent_id: None,
+            team_id: Some(2),
+            attachments: vec![],
+        }
+    }
+
+    #[test]
+    fn conversation_create_body_follows_the_vendor_contract() {
+        let identity = identity_from_body(&NewContact {
+            name: Some("Ada King Lovelace".into()),
+            email: Some("ada@example.com".into()),
+            phone: None,
+        })
+        .unwrap();
+        let body = conversation_create_body(&create(Some("Hi <there>\nBye")), &identity, &fields())
+            .unwrap();
+        assert_eq!(
+            body,
+            json!({
+                "inbox_id": 3,
+                "contact_email": "ada@example.com",
+                "first_name": "Ada",
+                "last_name": "King Lovelace",
+                "subject": "Order 42",
+                "content": "<p>Hi &lt;there&gt;<br>Bye</p>",
+                "initiator": "agent",
+                "team_id": 2,
+            })
+        );
+        let no_name = identity_from_body(&NewContact {
+            email: Some("bob@example.com".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(no_name.first_name, "bob");
+    }
+
+    #[test]
+    fn conversation_create_refuses_what_libredesk_cannot_do() {
+        let identity = identity_from_body(&NewContact {
+            name: Some("Ada".into()),
+            email: Some("ada@example.com".into()),
+            phone: None,
+        })
+        .unwrap();
+        let err = conversation_create_body(&create(None), &identity, &fields()).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidRequest);
+        let mut whatsapp = create(Some("hi"));
+        whatsapp.channel = Some(Channel::Whatsapp);
+        assert!(conversation_create_body(&whatsapp, &identity, &fields()).is_err());
+        let err = identity_from_body(&NewContact {
+            name: Some("Ada".into()),
+            phone: Some("+15550100".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.detail.contains("contact.email"));
+        let no_email = parse_contact(&json!({"id": 9, "first_name": "X"})).unwrap();
+        assert_eq!(
+            identity_from_vendor(&no_email).unwrap_err().code,
+            ErrorCode::InvalidRequest
+        );
+        assert_eq!(
+            identity_from_vendor(&current()).unwrap(),
+            Identity {
+                email: "jane.doe@example.com".into(),
+                first_name: "Jane".into(),
+                last_name: "Doe".into()
+            }
+        );
+    }
+
+    #[test]
+    fn integer_vendor_fields_accept_numbers_and_numeric_strings() {
+        assert_eq!(int_field("inbox_id", Some(&json!(3))).unwrap(), Some(3));
+        assert_eq!(int_field("inbox_id", Some(&json!(" 7 "))).unwrap(), Some(7));
+        assert_eq!(int_field("inbox_id", None).unwrap(), None);
+        for bad in [json!("x"), json!(0), json!(-1), json!(3.5), json!([3])] {
+            let err = int_field("inbox_id", Some(&bad)).unwrap_err();
+            assert!(
+                err.detail.contains("vendor_fields.inbox_id"),
+                "{}",
+                err.detail
+            );
+        }
+        assert_eq!(media_ids(Some(&json!([4, 5]))).unwrap(), vec![4, 5]);
+        assert!(media_ids(Some(&json!(["a"]))).is_err());
+        assert!(media_ids(Some(&json!(4))).is_err());
+    }
+
+    fn patch(value: Value) -> ConversationPatch {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn endpoints(plan: &[PlannedCall]) -> Vec<&'static str> {
+        plan.iter().map(|c| c.endpoint).collect()
+    }
+
+    #[test]
+    fn conversation_patch_plans_one_call_per_field_status_last() {
+        let plan = plan_conversation_update(
+            &patch(json!({
+                "status": "resolved",
+                "assignee": {"user_id": "4", "team_id": "2"},
+                "priority": "high",
+                "tags": ["vip"]
+            })),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            plan,
+            vec![
+                PlannedCall::new("conversations.assign_team", Some(json!({"assignee_id": 2}))),
+                PlannedCall::new("conversations.assign_user", Some(json!({"assignee_id": 4}))),
+                PlannedCall::new(
+                    "conversations.update_priority",
+                    Some(json!({"priority": "High"}))
+                ),
+                PlannedCall::new("conversations.update_tags", Some(json!({"tags": ["vip"]}))),
+                PlannedCall::new(
+                    "conversations.update_status",
+                    Some(json!({"status": "Resolved"}))
+                ),
+            ]
+        );
+
+        let plan = plan_conversation_update(&patch(json!({"assignee": null})), None).unwrap();
+        assert_eq!(
+            endpoints(&plan),
+            ["conversations.unassign_user", "conversations.unassign_team"]
+        );
+        assert!(plan.iter().all(|c| c.body.is_none()));
+
+        let plan = plan_conversation_update(&patch(json!({"status": "closed"})), None).unwrap();
+        assert_eq!(plan[0].body, Some(json!({"status": "Closed"})));
+        let plan = plan_conversation_update(&patch(json!({"status": "open"})), None).unwrap();
+        assert_eq!(plan[0].body, Some(json!({"status": "Open"})));
+    }
+
+    #[test]
+    fn pending_snoozes_for_a_duration() {
+        let plan = plan_conversation_update(&patch(json!({"status": "pending"})), None).unwrap();
+        assert_eq!(
+            plan[0].body,
+            Some(json!({"status": "Snoozed", "snoozed_until": "24h"}))
+        );
+        let plan =
+            plan_conversation_update(&patch(json!({"status": "pending"})), Some(&json!("1h30m")))
+                .unwrap();
+        assert_eq!(
+            plan[0].body,
+            Some(json!({"status": "Snoozed", "snoozed_until": "1h30m"}))
+        );
+        for bad in [
+            json!("2025-01-01T00:00:00Z"),
+            json!("tomorrow"),
+            json!(3600),
+            json!(""),
+        ] {
+            let err = plan_conversation_update(&patch(json!({"status": "pending"})), Some(&bad))
+                .unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidRequest, "{bad}");
+        }
+        assert!(is_go_duration("300ms") && is_go_duration("2h45m") && is_go_duration("1.5h"));
+        assert!(!is_go_duration("h") && !is_go_duration("5") && !is_go_duration("5d"));
+    }
+
+    #[test]
+    fn conversation_patch_refuses_what_libredesk_cannot_do() {
+        for body in [
+            json!({}),
+            json!({"vendor_fields": {"x": 1}}),
+            json!({"priority": "urgent"}),
+            json!({"assignee": {}}),
+            json!({"assignee": {"user_id": "sam"}}),
+            json!({"assignee": {"team_id": "0"}}),
+        ] {
+            let err = plan_conversation_update(&patch(body.clone()), None).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidRequest, "{body}");
+        }
+        let err = plan_conversation_update(&patch(json!({})), None).unwrap_err();
+        assert!(err.detail.contains("nothing to update"));
+    }
+
+    // ----- messages ----------------------------------------------------------------------
+
+    #[test]
+    fn message_maps_every_field() {
+        let value = data(MESSAGE);
+        let m = translate_message(&mapper(false), &value, None).unwrap();
+        let message_uuid = "a1f3c0de-5b7e-4d2a-8c11-9e0f00000901";
+        assert_eq!(m.id, id(Kind::Message, &[CONV_UUID, message_uuid]));
+        assert_eq!(m.remote_id, message_uuid);
+        assert_eq!(m.conversation_id, id(Kind::Conversation, &[CONV_UUID]));
+        assert_eq!(m.direction, Direction::Inbound);
+        assert_eq!(
+            m.sender,
+            Sender {
+                type_: SenderType::Contact,
+                id: Some("163".into()),
+                name: Some("Jane Doe".into())
+            }
+        );
+        assert_eq!(m.type_, MessageType::Text);
+        assert_eq!(m.html.as_deref(), value["content"].as_str());
+        assert_eq!(
+            m.text.as_deref(),
+            Some(
+                "Hey! A third-party GitHub Application was recently authorized & added. \
+                 See <details> \"below\" 'now' Thanks"
+            )
+        );
+        assert_eq!(
+            m.attachments,
+            vec![
+                Attachment {
+                    type_: MessageType::Image,
+                    url: Some("/uploads/550e8400-e29b-41d4-a716-446655440000".into()),
+                    name: Some("screenshot.png".into()),
+                    size: Some(102400)
+                },
+                Attachment {
+                    type_: MessageType::File,
+                    url: Some("/uploads/550e8400-e29b-41d4-a716-446655440001".into()),
+                    name: Some("invoice.pdf".into()),
+                    size: Some(2048)
+                },
+            ]
+        );
+        assert!(!m.private);
+        assert_eq!(m.status, Some(MessageStatus::Received));
+        assert_eq!(m.created_at.as_deref(), Some("2025-09-14T18:53:01.172243Z"));
+        assert!(m.raw.is_none());
+    }
+
+    #[test]
+    fn message_page_maps_directions_senders_and_types() {
+        let output = translate_page(&data(MESSAGES_LIST), 1, 5, |v| {
+            translate_message(&mapper(false), v, Some(CONV_UUID))
+                .map(|m| Resource::Message(Box::new(m)))
+        })
+        .unwrap();
+        let (items, next) = list_json(output);
+        assert_eq!(next, Some(json!({"page": 2})));
+        // Outgoing agent reply, still queued.
+        assert_eq!(items[0]["direction"], "outbound");
+        assert_eq!(
+            items[0]["sender"],
+            json!({"type": "agent", "id": "4", "name": "Sam"})
+        );
+        assert_eq!(items[0]["status"], "pending");
+        assert_eq!(items[0]["text"], "Thanks, we are on it.");
+        // Activity: outbound from the system.
+        assert_eq!(items[1]["direction"], "outbound");
+        assert_eq!(items[1]["sender"]["type"], "system");
+        assert_eq!(items[1]["html"], Value::Null);
+        assert_eq!(items[1]["text"], "Sam assigned this conversation to Sam");
+        assert_eq!(items[1]["attachments"], json!([]));
+        // Only attachments.
+        assert_eq!(items[2]["type"], "file");
+        assert_eq!(items[2]["text"], Value::Null);
+        assert_eq!(items[2]["html"], Value::Null);
+        assert_eq!(items[2]["attachments"][0]["type"], "audio");
+        assert_eq!(items[2]["attachments"][1]["type"], "video");
+        // Private note.
+        assert_eq!(items[3]["private"], true);
+        assert_eq!(items[3]["status"], "sent");
+        // Plain text content is passed as is, with no html.
+        assert_eq!(items[4]["text"], "plain   text\nfrom the widget");
+        assert_eq!(items[4]["html"], Value::Null);
+        assert_eq!(items[4]["sender"]["name"], Value::Null);
+    }
+
+    #[test]
+    fn message_conversation_comes_from_the_message_or_the_caller() {
+        let value = json!({"uuid": "m1", "type": "outgoing", "content": "hi", "content_type": "text", "status": "queued"});
+        let m = translate_message(&mapper(false), &value, Some("c1")).unwrap();
+        assert_eq!(m.id, id(Kind::Message, &["c1", "m1"]));
+        assert_eq!(m.status, None);
+        assert_eq!(m.sender.type_, SenderType::Agent);
+        let err = translate_message(&mapper(false), &value, None).unwrap_err();
+        assert_eq!(err.code, ErrorCode::VendorBadResponse);
+        let err = translate_message(&mapper(false), &json!({"type": "incoming"}), Some("c1"))
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::VendorBadResponse);
+    }
+
+    fn send(value: Value) -> MessageSend {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn message_send_body_is_escaped_html_from_an_agent() {
+        let body = message_send_body(&send(json!({
+            "conversation_id": "x", "text": "5 < 6 & \"ok\"\r\nbye", "private": true
+        })))
+        .unwrap();
+        assert_eq!(
+            body,
+            json!({
+                "message": "<p>5 &lt; 6 &amp; &quot;ok&quot;<br>bye</p>",
+                "sender_type": "agent",
+                "private": true,
+                "attachments": [],
+            })
+        );
+        let body = message_send_body(&send(json!({
+            "conversation_id": "x",
+            "attachments": [{"type": "image", "url": "https://x/a.png"}],
+            "vendor_fields": {"attachments": [12, 13]}
+        })))
+        .unwrap();
+        assert_eq!(body["attachments"], json!([12, 13]));
+        assert_eq!(body["message"], "");
+        assert_eq!(body["private"], false);
+    }
+
+    #[test]
+    fn message_send_refuses_what_libredesk_cannot_do() {
+        let err = message_send_body(&send(json!({
+            "conversation_id": "x", "template": {"name": "welcome"}
+        })))
+        .unwrap_err();
+        assert_eq!(err.code, ErrorCode::UnsupportedOperation);
+        let err = message_send_body(&send(json!({
+            "conversation_id": "x", "text": "hi", "attachments": [{"type": "file", "url": "https://x/a.pdf"}]
+        })))
+        .unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidRequest);
+        assert!(err.detail.contains("vendor_fields.attachments"));
+        for body in [
+            json!({"conversation_id": "x"}),
+            json!({"conversation_id": "x", "text": "  "}),
+            json!({"conversation_id": "x", "text": "hi", "vendor_fields": {"attachments": "1"}}),
+        ] {
+            let err = message_send_body(&send(body.clone())).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidRequest, "{body}");
+        }
+    }
+
+    // ----- text, cursors -----------------------------------------------------------------
+
+    #[test]
+    fn html_becomes_plain_text() {
+        assert_eq!(
+            html_to_text("<p>Hello <b>world</b></p><p>Bye</p>"),
+            "Hello world Bye"
+        );
+        assert_eq!(html_to_text("a<br/>b<BR>c"), "a b c");
+        assert_eq!(html_to_text("1 < 2 &amp;&amp; 3 > 2"), "1 < 2 && 3 > 2");
+        assert_eq!(
+            html_to_text("&#65;&#x42;&unknown; &amp"),
+            "AB&unknown; &amp"
+        );
+        assert_eq!(
+            html_to_text("<script>alert('<p>x</p>')</SCRIPT>ok<style>p{}</style>"),
+            "ok"
+        );
+        assert_eq!(html_to_text("a<!-- <p>hidden</p> -->b<!-- open"), "ab");
+        assert_eq!(
+            html_to_text("caf&eacute; naïve&nbsp;text <unclosed"),
+            "caf&eacute; naïve text <unclosed"
+        );
+        assert_eq!(html_to_text("  \n "), "");
+    }
+
+    #[test]
+    fn text_becomes_escaped_html() {
+        assert_eq!(text_to_html("it's <b>"), "<p>it&#39;s &lt;b&gt;</p>");
+        assert_eq!(text_to_html("a\n\nb"), "<p>a<br><br>b</p>");
+        assert_eq!(html_to_text(&text_to_html("x & y\nz")), "x & y z");
+    }
+
+    #[test]
+    fn cursors_carry_the_page_number() {
+        let page = |cursor| Page { limit: 20, cursor };
+        assert_eq!(page_number(&page(None)).unwrap(), 1);
+        assert_eq!(page_number(&page(Some(json!({"page": 4})))).unwrap(), 4);
+        for bad in [
+            json!({"page": 0}),
+            json!({"page": "2"}),
+            json!({"after": "x"}),
+        ] {
+            assert_eq!(
+                page_number(&page(Some(bad))).unwrap_err().code,
+                ErrorCode::InvalidRequest
+            );
+        }
+        let page_data = |total_pages, total, per_page| PageData {
+            results: None,
+            total,
+            per_page,
+            total_pages,
+        };
+        assert_eq!(next_page(&page_data(Some(3), None, None), 3, 5, 5), None);
+        assert_eq!(next_page(&page_data(Some(3), None, None), 0, 0, 5), None);
+        assert_eq!(
+            next_page(&page_data(None, Some(11), Some(5)), 2, 5, 5),
+            Some(json!({"page": 3}))
+        );
+        assert_eq!(
+            next_page(&page_data(None, Some(10), Some(5)), 2, 5, 5),
+            None
+        );
+        assert_eq!(
+            next_page(&page_data(None, None, None), 1, 5, 5),
+            Some(json!({"page": 2}))
+        );
+        assert_eq!(next_page(&page_data(None, None, None), 1, 4, 5), None);
+        assert_eq!(
+            search_query(" ab ").unwrap_err().code,
+            ErrorCode::InvalidRequest
+        );
+        assert_eq!(search_query("añb").unwrap(), "añb");
+    }
+
+    // ----- execute, against a scripted Libredesk on loopback -------------------------------
+
+    #[derive(Debug, Clone)]
+    struct Seen {
+        method: String,
+        path: String,
+        query: String,
+        content_type: String,
+        body: String,
+    }
+
+    impl Seen {
+        fn query_param(&self, name: &str) -> Option<String> {
+            url::form_urlencoded::parse(self.query.as_bytes())
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
+        }
+        fn json(&self) -> Value {
+            serde_json::from_str(&self.body).unwrap()
+        }
+    }
+
+    struct Script {
+        replies: Vec<(String, String, u16, String)>,
+        seen: Mutex<Vec<Seen>>,
+    }
+
+    async fn answer(
+        axum::extract::State(script): axum::extract::State<Arc<Script>>,
+        method: http::Method,
+        uri: http::Uri,
+        headers: http::HeaderMap,
+        body: bytes::Bytes,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        script.seen.lock().unwrap().push(Seen {
+            method: method.to_string(),
+            path: uri.path().to_owned(),
+            query: uri.query().unwrap_or_default().to_owned(),
+            content_type: headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned(),
+            body: String::from_utf8_lossy(&body).into_owned(),
+        });
+        let (status, body) = script
+            .replies
+            .iter()
+            .find(|(m, p, _, _)| m == method.as_str() && p == uri.path())
+            .map(|(_, _, s, b)| (*s, b.clone()))
+            .unwrap_or((
+                404,
+                r#"{"status":"error","message":"Not found","data":null,"error_type":"NotFoundException"}"#.into(),
+            ));
+        (
+            http::StatusCode::from_u16(status).unwrap(),
+            [(http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response()
+    }
+
+    /// A Libredesk that answers `(method, path)` with a fixed status and body.
+    async fn libredesk(replies: &[(&str, &str, u16, &str)]) -> (String, Arc<Script>) {
+        let script = Arc::new(Script {
+            replies: replies
+                .iter()
+                .map(|(m, p, s, b)| (m.to_string(), p.to_string(), *s, b.to_string()))
+                .collect(),
+            seen: Mutex::new(Vec::new()),
+        });
+        let app = axum::Router::new()
+            .fallback(answer)
+            .with_state(script.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (format!("http://{addr}"), script)
+    }
+
+    fn connection(base: &str, without: &[&str]) -> Connection {
+        let mut file: RoutesFile =
+            serde_yaml::from_str(include_str!("../../routes/libredesk.yaml")).unwrap();
+        for name in without {
+            file.operations.remove(*name);
+        }
+        let mut defaults = Map::new();
+        defaults.insert("inbox_id".into(), json!(3));
+        Connection {
+            tenant: "acme".into(),
+            name: "desk".into(),
+            vendor: Vendor::Libredesk,
+            base_url: BaseUrl::parse(base).unwrap(),
+            auth_header: (
+                http::header::AUTHORIZATION,
+                http::HeaderValue::from_static("token k:s"),
+            ),
+            credentials: Default::default(),
+            defaults,
+            routes: Arc::new(crate::config::routes::compile(&file).unwrap()),
+            capabilities: Vec::new(),
+            fingerprint: 0,
+        }
+    }
+
+    /// Run one operation; answers the result and the number of vendor calls made.
+    async fn run(
+        connection: &Connection,
+        request: OperationRequest,
+    ) -> (Result<Output, ApiError>, u32) {
+        let client = VendorClient::new();
+        let metrics = Metrics::new().unwrap();
+        let mut ctx = CallContext {
+            connection,
+            client: &client,
+            metrics: &metrics,
+            operation: Operation::ContactsGet,
+            request_id: "req-1",
+            want_raw: false,
+            vendor_time: Duration::ZERO,
+            vendor_calls: 0,
+        };
+        let result = Libredesk.execute(&mut ctx, request).await;
+        (result, ctx.vendor_calls)
+    }
+
+    fn seen(script: &Script) -> Vec<Seen> {
+        script.seen.lock().unwrap().clone()
+    }
+
+    fn form_field(body: &str, name: &str) -> Option<String> {
+        let start = format!("name=\"{name}\"\r\n\r\n");
+        let at = body.find(&start)? + start.len();
+        let end = body[at..].find("\r\n--")?;
+        Some(body[at..at + end].to_owned())
+    }
+
+    const SUCCESS_TRUE: &str = r#"{"status":"success","data":true}"#;
+
+    #[tokio::test]
+    async fn malformed_ids_and_missing_routes_make_no_vendor_call() {
+        // Nothing listens here: any call would fail with vendor_unavailable.
+        let conn = connection("http://127.0.0.1:9", &["conversations.assign_user"]);
+        let cases = [
+            OperationRequest::ContactsGet(object_id(Kind::Contact, &["abc"])),
+            OperationRequest::ContactsGet(object_id(Kind::Contact, &["1", "2"])),
+            OperationRequest::ContactsUpdate(
+                object_id(Kind::Contact, &["-4"]),
+                ContactPatch::default(),
+            ),
+            OperationRequest::MessagesGet(object_id(Kind::Message, &["only-one"])),
+            OperationRequest::ConversationsGet(object_id(Kind::Conversation, &["a", "b"])),
+        ];
+        for request in cases {
+            let (result, calls) = run(&conn, request).await;
+            assert_eq!(result.unwrap_err().code, ErrorCode::NotFound);
+            assert_eq!(calls, 0);
+        }
+
+        let update = OperationRequest::ConversationsUpdate(
+            object_id(Kind::Conversation, &[CONV_UUID]),
+            patch(json!({"status": "closed", "assignee": {"user_id": "4"}})),
+        );
+        let (result, calls) = run(&conn, update).await;
+        let err = result.unwrap_err();
+        assert_eq!(err.code, ErrorCode::UnsupportedOperation);
+        assert!(err.detail.contains("conversations.assign_user"));
+        assert_eq!(calls, 0);
+
+        let too_short = OperationRequest::ContactsList(
+            Page {
+                limit: 20,
+                cursor: None,
+            },
+            ContactFilters {
+                q: Some("ab".into()),
+                ..Default::default()
+            },
+        );
+        let (result, calls) = run(&conn, too_short).await;
+        assert_eq!(
+            result.unwrap_err().detail,
+            "q needs at least 3 characters for libredesk"
+        );
+        assert_eq!(calls, 0);
+
+        let email = OperationRequest::ContactsList(
+            Page {
+                limit: 20,
+                cursor: None,
+            },
+            ContactFilters {
+                email: Some("a@b.c".into()),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            run(&conn, email).await.0.unwrap_err().code,
+            ErrorCode::UnsupportedFilter
+        );
+
+        for request in [
+            OperationRequest::ContactsCreate(Default::default()),
+            OperationRequest::ContactsDelete(object_id(Kind::Contact, &["1"])),
+            OperationRequest::ConversationsDelete(object_id(Kind::Conversation, &[CONV_UUID])),
+        ] {
+            let (result, calls) = run(&conn, request).await;
+            assert_eq!(result.unwrap_err().code, ErrorCode::UnsupportedOperation);
+            assert_eq!(calls, 0);
+        }
+    }
+
+    #[tokio::test]
+    async fn contact_get_and_vendor_errors() {
+        let (base, _) = libredesk(&[("GET", "/api/v1/contacts/163", 200, CONTACT)]).await;
+        let conn = connection(&base, &[]);
+        let (result, calls) = run(
+            &conn,
+            OperationRequest::ContactsGet(object_id(Kind::Contact, &["163"])),
+        )
+        .await;
+        let (kind, contact) = object_json(result.unwrap());
+        assert_eq!((kind, calls), ("found", 1));
+        assert_eq!(contact["phones"], json!(["+447700900123"]));
+        let (result, _) = run(
+            &conn,
+            OperationRequest::ContactsGet(object_id(Kind::Contact, &["999"])),
+        )
+        .await;
+        assert_eq!(result.unwrap_err().code, ErrorCode::NotFound);
+    }
+
+    #[tokio::test]
+    async fn contact_update_reads_merges_and_writes_the_whole_contact() {
+        let updated = CONTACT.replace("\"Jane\"", "\"Ada\"");
+        let (base, script) = libredesk(&[
+            ("GET", "/api/v1/contacts/163", 200, CONTACT),
+            ("PUT", "/api/v1/contacts/163", 200, updated.as_str()),
+        ])
+        .await;
+        let conn = connection(&base, &[]);
+        let request = OperationRequest::ContactsUpdate(
+            object_id(Kind::Contact, &["163"]),
+            ContactPatch {
+                first_name: Some("Ada".into()),
+                ..Default::default()
+            },
+        );
+        let (result, calls) = run(&conn, request).await;
+        let (kind, contact) = object_json(result.unwrap());
+        assert_eq!((kind, calls), ("found", 2));
+        assert_eq!(contact["first_name"], "Ada");
+        let seen = seen(&script);
+        assert_eq!(seen[0].method, "GET");
+        let put = &seen[1];
+        assert_eq!(put.method, "PUT");
+        assert!(put
+            .content_type
+            .starts_with("multipart/form-data; boundary="));
+        assert_eq!(form_field(&put.body, "first_name").as_deref(), Some("Ada"));
+        assert_eq!(form_field(&put.body, "last_name").as_deref(), Some("Doe"));
+        assert_eq!(
+            form_field(&put.body, "email").as_deref(),
+            Some("jane.doe@example.com")
+        );
+        assert_eq!(
+            form_field(&put.body, "phone_number").as_deref(),
+            Some("7700 900-123")
+        );
+        assert_eq!(
+            form_field(&put.body, "phone_number_country_code").as_deref(),
+            Some("+44")
+        );
+        assert_eq!(
+            form_field(&put.body, "avatar_url").as_deref(),
+            Some("/uploads/3f1c9a-avatar.png")
+        );
+    }
+
+    #[tokio::test]
+    async fn contact_list_pages_and_search() {
+        let (base, script) = libredesk(&[
+            ("GET", "/api/v1/contacts", 200, CONTACTS_LIST),
+            ("GET", "/api/v1/contacts/search", 200, CONTACTS_SEARCH),
+        ])
+        .await;
+        let conn = connection(&base, &[]);
+        let request = OperationRequest::ContactsList(
+            Page {
+                limit: 2,
+                cursor: Some(json!({"page": 1})),
+            },
+            ContactFilters::default(),
+        );
+        let (items, next) = list_json(run(&conn, request).await.0.unwrap());
+        assert_eq!((items.len(), next), (2, Some(json!({"page": 2}))));
+        let request = OperationRequest::ContactsList(
+            Page {
+                limit: 1,
+                cursor: None,
+            },
+            ContactFilters {
+                q: Some(" john ".into()),
+                ..Default::default()
+            },
+        );
+        let (items, next) = list_json(run(&conn, request).await.0.unwrap());
+        assert_eq!((items.len(), next), (1, None));
+        let seen = seen(&script);
+        assert_eq!(seen[0].query_param("page").as_deref(), Some("1"));
+        assert_eq!(seen[0].query_param("page_size").as_deref(), Some("2"));
+        assert_eq!(seen[1].path, "/api/v1/contacts/search");
+        assert_eq!(seen[1].query_param("query").as_deref(), Some("john"));
+    }
+
+    #[tokio::test]
+    async fn conversation_list_sends_order_and_status_filter() {
+        let (base, script) =
+            libredesk(&[("GET", "/api/v1/conversations/all", 200, CONVERSATIONS_LIST)]).await;
+        let conn = connection(&base, &[]);
+        let request = OperationRequest::ConversationsList(
+            Page {
+                limit: 4,
+                cursor: None,
+            },
+            ConversationFilters {
+                status: Some(ConversationStatus::Resolved),
+                contact: None,
+            },
+        );
+        let (items, next) = list_json(run(&conn, request).await.0.unwrap());
+        assert_eq!((items.len(), next), (4, None));
+        let seen = seen(&script);
+        assert_eq!(
+            seen[0].query_param("order_by").as_deref(),
+            Some("conversations.last_message_at")
+        );
+        assert_eq!(seen[0].query_param("order").as_deref(), Some("desc"));
+        let filters: Value =
+            serde_json::from_str(&seen[0].query_param("filters").unwrap()).unwrap();
+        assert_eq!(filters[0]["value"], "Resolved");
+    }
+
+    #[tokio::test]
+    async fn conversation_update_makes_each_call_then_reads_back() {
+        let path = format!("/api/v1/conversations/{CONV_UUID}");
+        let routes = [
+            ("PUT", format!("{path}/assignee/user/remove")),
+            ("PUT", format!("{path}/assignee/team/remove")),
+            ("PUT", format!("{path}/priority")),
+            ("PUT", format!("{path}/status")),
+        ];
+        let mut replies: Vec<(&str, &str, u16, &str)> = routes
+            .iter()
+            .map(|(m, p)| (*m, p.as_str(), 200, SUCCESS_TRUE))
+            .collect();
+        replies.push(("GET", path.as_str(), 200, CONVERSATION));
+        let (base, script) = libredesk(&replies).await;
+        let conn = connection(&base, &[]);
+        let request = OperationRequest::ConversationsUpdate(
+            object_id(Kind::Conversation, &[CONV_UUID]),
+            patch(json!({"status": "pending", "assignee": null, "priority": "low"})),
+        );
+        let (result, calls) = run(&conn, request).await;
+        let (kind, conversation) = object_json(result.unwrap());
+        assert_eq!((kind, calls), ("found", 5));
+        assert_eq!(conversation["remote_id"], CONV_UUID);
+        let seen = seen(&script);
+        let paths: Vec<&str> = seen.iter().map(|s| s.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                routes[0].1.as_str(),
+                &routes[1].1,
+                &routes[2].1,
+                &routes[3].1,
+                &path
+            ]
+        );
+        assert_eq!(seen[2].json(), json!({"priority": "Low"}));
+        assert_eq!(
+            seen[3].json(),
+            json!({"status": "Snoozed", "snoozed_until": "24h"})
+        );
+        assert_eq!(seen[3].content_type, "application/json");
+    }
+
+    #[tokio::test]
+    async fn conversation_update_stops_at_the_first_vendor_error() {
+        let path = format!("/api/v1/conversations/{CONV_UUID}");
+        let status = format!("{path}/status");
+        let (base, _) = libredesk(&[("PUT", status.as_str(), 403, r#"{"status":"error","message":"Permission denied","data":null,"error_type":"PermissionException"}"#)]).await;
+        let conn = connection(&base, &[]);
+        let request = OperationRequest::ConversationsUpdate(
+            object_id(Kind::Conversation, &[CONV_UUID]),
+            patch(json!({"status": "closed"})),
+        );
+        let (result, calls) = run(&conn, request).await;
+        assert_eq!(result.unwrap_err().code, ErrorCode::VendorAuthFailed);
+        assert_eq!(calls, 1);
+    }
+
+    #[tokio::test]
+    async fn conversation_create_looks_up_the_contact_and_uses_defaults() {
+        let (base, script) = libredesk(&[
+            ("GET", "/api/v1/contacts/163", 200, CONTACT),
+            ("POST", "/api/v1/conversations", 200, CONVERSATION),
+        ])
+        .await;
+        let conn = connection(&base, &[]);
+        let body = ConversationCreate {
+            text: Some("Hello".into()),
+            vendor_fields: serde_json::from_value(json!({"agent_id": "4"})).unwrap(),
+            ..Default::default()
+        };
+        let request =
+            OperationRequest::ConversationsCreate(body, Some(object_id(Kind::Contact, &["163"])));
+        let (result, calls) = run(&conn, request).await;
+        let (kind, conversation) = object_json(result.unwrap());
+        assert_eq!((kind, calls), ("created", 2));
+        assert_eq!(conversation["contact_id"], id(Kind::Contact, &["163"]));
+        let post = &seen(&script)[1];
+        assert_eq!(
+            post.json(),
+            json!({
+                "inbox_id": 3,
+                "contact_email": "jane.doe@example.com",
+                "first_name": "Jane",
+                "last_name": "Doe",
+                "subject": "",
+                "content": "<p>Hello</p>",
+                "initiator": "agent",
+                "agent_id": 4,
+            })
+        );
+
+        // A bad inbox_id is refused before any call.
+        let body = ConversationCreate {
+            text: Some("Hello".into()),
+            contact: Some(NewContact {
+                email: Some("a@b.io".into()),
+                ..Default::default()
+            }),
+            vendor_fields: serde_json::from_value(json!({"inbox_id": "support"})).unwrap(),
+            ..Default::default()
+        };
+        let (result, calls) = run(&conn, OperationRequest::ConversationsCreate(body, None)).await;
+        let err = result.unwrap_err();
+        assert!(err.detail.contains("vendor_fields.inbox_id"));
+        assert_eq!(calls, 0);
+    }
+
+    #[tokio::test]
+    async fn message_send_and_get() {
+        let path = format!("/api/v1/conversations/{CONV_UUID}/messages");
+        let outgoing =
+            json!({"status": "success", "data": data(MESSAGES_LIST)["results"][0].clone()})
+                .to_string();
+        let message_path = format!("{path}/a1f3c0de-5b7e-4d2a-8c11-9e0f00000901");
+        let (base, script) = libredesk(&[
+            ("POST", path.as_str(), 200, outgoing.as_str()),
+            ("GET", message_path.as_str(), 200, MESSAGE),
+        ])
+        .await;
+        let conn = connection(&base, &[]);
+        let body = send(json!({"conversation_id": "x", "text": "On it", "private": false}));
+        let request =
+            OperationRequest::MessagesSend(object_id(Kind::Conversation, &[CONV_UUID]), body);
+        let (result, calls) = run(&conn, request).await;
+        let (kind, message) = object_json(result.unwrap());
+        assert_eq!((kind, calls), ("created", 1));
+        assert_eq!(message["status"], "pending");
+        assert_eq!(
+            seen(&script)[0].json(),
+            json!({"message": "<p>On it</p>", "sender_type": "agent", "private": false, "attachments": []})
+        );
+
+        let request = OperationRequest::MessagesGet(object_id(
+            Kind::Message,
+            &[CONV_UUID, "a1f3c0de-5b7e-4d2a-8c11-9e0f00000901"],
+        ));
+        let (kind, message) = object_json(run(&conn, request).await.0.unwrap());
+        assert_eq!(kind, "found");
+        assert_eq!(message["direction"], "inbound");
     }
 }

@@ -164,7 +164,11 @@ impl<'a> CallContext<'a> {
     }
 
     /// Make one vendor call by its routes-file name.
-    pub async fn call(&mut self, endpoint: &str, call: VendorCall) -> Result<VendorResponse, ApiError> {
+    pub async fn call(
+        &mut self,
+        endpoint: &str,
+        call: VendorCall,
+    ) -> Result<VendorResponse, ApiError> {
         let vendor = self.connection.vendor;
         let endpoint = self.connection.routes.endpoint(endpoint).ok_or_else(|| {
             ApiError::unsupported_operation(format!(
@@ -195,7 +199,11 @@ impl<'a> CallContext<'a> {
     }
 
     /// A vendor field: the request's `vendor_fields` win over the connection's `defaults`.
-    pub fn vendor_field<'v>(&'v self, name: &str, vendor_fields: &'v Map<String, Value>) -> Option<&'v Value> {
+    pub fn vendor_field<'v>(
+        &'v self,
+        name: &str,
+        vendor_fields: &'v Map<String, Value>,
+    ) -> Option<&'v Value> {
         vendor_fields
             .get(name)
             .or_else(|| self.connection.defaults.get(name))
@@ -227,7 +235,10 @@ pub fn status_error(vendor: Vendor, response: &VendorResponse, message: Option<&
                 truncate(message.unwrap_or("no reason given"), 200)
             ),
         ),
-        s if s >= 500 => (ErrorCode::VendorError, format!("{vendor} failed with status {s}")),
+        s if s >= 500 => (
+            ErrorCode::VendorError,
+            format!("{vendor} failed with status {s}"),
+        ),
         s => (
             ErrorCode::VendorError,
             format!("{vendor} answered with unexpected status {s}"),
@@ -235,7 +246,11 @@ pub fn status_error(vendor: Vendor, response: &VendorResponse, message: Option<&
     };
     ApiError::vendor(code, vendor, detail)
         .with_vendor_status(status)
-        .with_retry_after(if status == 429 { response.retry_after } else { None })
+        .with_retry_after(if status == 429 {
+            response.retry_after
+        } else {
+            None
+        })
 }
 
 /// The vendor answered 2xx, but not with what its contract promises.
@@ -248,7 +263,10 @@ pub fn bad_response(vendor: Vendor, what: impl std::fmt::Display) -> ApiError {
 }
 
 /// Parse a JSON body, or fail with `vendor_bad_response`.
-pub fn parse_json<T: serde::de::DeserializeOwned>(vendor: Vendor, body: &Bytes) -> Result<T, ApiError> {
+pub fn parse_json<T: serde::de::DeserializeOwned>(
+    vendor: Vendor,
+    body: &Bytes,
+) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| bad_response(vendor, e))
 }
 

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs the Debian packages switchboard needs to build and test, or stops with the exact
+# command to run. Usage: scripts/ensure-system-packages.sh build|test
+#   build: cmake (pingora builds zlib-ng with it), perl + make (vendored OpenSSL)
+#   test:  the above, plus prometheus (promtool and a real Prometheus for the dashboard
+#          tests) and curl (the demo's printed curl lines are executed by a test)
+set -euo pipefail
+
+want=(cmake perl make)
+if [ "${1:-build}" = "test" ]; then
+  want+=(prometheus curl)
+fi
+
+missing=()
+for pkg in "${want[@]}"; do
+  bin="$pkg"
+  [ "$pkg" = "prometheus" ] && bin="promtool"
+  command -v "$bin" >/dev/null 2>&1 || missing+=("$pkg")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" = "0" ]; then
+  echo "installing: ${missing[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+  echo "installing: ${missing[*]}" >&2
+  sudo apt-get update -qq
+  sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+else
+  echo "missing system packages: ${missing[*]}" >&2
+  echo "run:  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi

@@ -1,0 +1,309 @@
+//! `switchboard demo`: sandbox vendors and a gateway on loopback, a dev token, and curl lines
+//! that work when pasted. Also token minting for `switchboard token`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::{background_service, BackgroundService};
+
+use crate::api::ids::{Kind, ObjectId};
+use crate::api::operation::Vendor;
+use crate::config::routes::VendorRoutes;
+use crate::config::{Connection, Env, Loader, Settings};
+use crate::gateway::App;
+use crate::sandbox::{Credentials, Sandbox};
+use crate::server::{build_server, ProcessOptions};
+
+/// The tenant the demo config serves.
+pub const DEMO_TENANT: &str = "demo";
+
+/// Every scope, for the demo token.
+pub const ALL_SCOPES: &str = "contacts:read contacts:write conversations:read conversations:write messages:read messages:write raw:read";
+
+/// The demo files, embedded so `switchboard demo` works from any folder.
+const EMBEDDED: &[(&str, &str)] = &[
+    ("config/demo.yaml", include_str!("../config/demo.yaml")),
+    (
+        "config/demo-connections.yaml",
+        include_str!("../config/demo-connections.yaml"),
+    ),
+    (
+        "routes/libredesk.yaml",
+        include_str!("../routes/libredesk.yaml"),
+    ),
+];
+
+/// Mint an HS256 token with the config's secret, carrying its audience and issuer.
+pub fn mint(
+    settings: &Settings,
+    tenant: &str,
+    scope: &str,
+    ttl: Duration,
+) -> Result<String, String> {
+    let secret = settings.dev_secret.as_deref().ok_or(
+        "this config verifies tokens with a public key; mint them with your identity provider",
+    )?;
+    let mut extra = serde_json::Map::new();
+    if let Some(aud) = &settings.audience {
+        extra.insert("aud".to_owned(), aud.clone().into());
+    }
+    if let Some(iss) = &settings.issuer {
+        extra.insert("iss".to_owned(), iss.clone().into());
+    }
+    crate::auth::mint_hs256(secret, &settings.tenant_claim, tenant, scope, ttl, &extra)
+        .map_err(|e| format!("could not sign the token: {e}"))
+}
+
+/// Which vendors have a sandbox, and the env variable the demo config reads its URL from.
+fn sandbox_env(vendor: Vendor) -> Option<&'static str> {
+    match vendor {
+        Vendor::Libredesk => Some("SWITCHBOARD_SANDBOX_LIBREDESK_URL"),
+        _ => None,
+    }
+}
+
+/// Start a sandbox for `vendor` on a listener the caller bound.
+pub async fn serve_sandbox(
+    vendor: Vendor,
+    listener: std::net::TcpListener,
+    routes: Arc<VendorRoutes>,
+    credentials: Credentials,
+) -> std::io::Result<Sandbox> {
+    match vendor {
+        Vendor::Libredesk => Sandbox::serve_libredesk(listener, routes, credentials).await,
+        other => Err(std::io::Error::other(format!("no sandbox for {other} yet"))),
+    }
+}
+
+/// Runs one vendor sandbox for the life of the server. The listener is bound before the server
+/// starts (so the config can name its port) and served from inside the service runtime.
+struct SandboxService {
+    vendor: Vendor,
+    listener: Mutex<Option<std::net::TcpListener>>,
+    routes: Arc<VendorRoutes>,
+    credentials: Credentials,
+}
+
+#[async_trait]
+impl BackgroundService for SandboxService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let listener = match self.listener.lock() {
+            Ok(mut l) => l.take(),
+            Err(p) => p.into_inner().take(),
+        };
+        let Some(listener) = listener else { return };
+        match serve_sandbox(
+            self.vendor,
+            listener,
+            self.routes.clone(),
+            self.credentials.clone(),
+        )
+        .await
+        {
+            Ok(sandbox) => {
+                let _ = shutdown.changed().await;
+                drop(sandbox);
+            }
+            Err(e) => tracing::error!(vendor = %self.vendor, error = %e, "sandbox failed to start"),
+        }
+    }
+}
+
+fn credentials_of(conn: &Connection) -> Credentials {
+    let get = |k: &str| {
+        conn.credentials
+            .get(k)
+            .map(|s| s.expose().to_owned())
+            .unwrap_or_default()
+    };
+    Credentials {
+        api_key: get("api_key"),
+        api_secret: get("api_secret"),
+    }
+}
+
+/// Where the demo config is: the given path, ./config/demo.yaml, or the embedded copy written
+/// to a fresh temporary folder.
+fn demo_config(config: Option<PathBuf>) -> std::io::Result<PathBuf> {
+    if let Some(path) = config {
+        return Ok(path);
+    }
+    let local = PathBuf::from("config/demo.yaml");
+    if local.exists() {
+        return Ok(local);
+    }
+    let dir = std::env::temp_dir().join(format!("switchboard-demo-{}", std::process::id()));
+    for (rel, content) in EMBEDDED {
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, content)?;
+    }
+    Ok(dir.join("config/demo.yaml"))
+}
+
+pub fn run(config: Option<PathBuf>, api: &str, admin: &str) -> ExitCode {
+    let path = match demo_config(config) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: cannot write the embedded demo config: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Bind every sandbox first, so the config can be loaded with their real ports.
+    let mut env = Env::process()
+        .with("SWITCHBOARD_DEMO_API", api)
+        .with("SWITCHBOARD_DEMO_ADMIN", admin);
+    let mut listeners = Vec::new();
+    for vendor in Vendor::ALL {
+        let Some(var) = sandbox_env(vendor) else {
+            continue;
+        };
+        match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| Ok((l.local_addr()?, l))) {
+            Ok((addr, listener)) => {
+                env = env.with(var, format!("http://{addr}"));
+                listeners.push((vendor, listener));
+            }
+            Err(e) => {
+                eprintln!("error: cannot bind a loopback port for the {vendor} sandbox: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let app = match App::try_new(Loader::new(&path, env)) {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let snapshot = app.snapshot();
+    crate::logging::init(&snapshot.settings.log);
+    let Some(connections) = snapshot.tenant_connections(DEMO_TENANT) else {
+        eprintln!(
+            "error: {}: the demo config has no tenant {DEMO_TENANT:?}",
+            path.display()
+        );
+        return ExitCode::FAILURE;
+    };
+    let mut services: Vec<Box<dyn pingora::services::ServiceWithDependents>> = Vec::new();
+    for (vendor, listener) in listeners {
+        let (Some(conn), Some(routes)) = (
+            connections.values().find(|c| c.vendor == vendor),
+            snapshot.routes.get(&vendor),
+        ) else {
+            continue;
+        };
+        services.push(Box::new(background_service(
+            &format!("{vendor} sandbox"),
+            SandboxService {
+                vendor,
+                listener: Mutex::new(Some(listener)),
+                routes: routes.clone(),
+                credentials: credentials_of(conn),
+            },
+        )));
+    }
+    let token = match mint(
+        &snapshot.settings,
+        DEMO_TENANT,
+        ALL_SCOPES,
+        Duration::from_secs(12 * 3600),
+    ) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!(
+        "{}",
+        banner(&snapshot.settings, &path, &token, connections.values())
+    );
+    build_server(app.clone(), &ProcessOptions::default(), services).run_forever()
+}
+
+/// The text the demo prints: where things listen, the token, and curl lines per connection.
+fn banner<'a>(
+    settings: &Settings,
+    config: &Path,
+    token: &str,
+    connections: impl Iterator<Item = &'a Arc<Connection>>,
+) -> String {
+    let api = &settings.listen.api;
+    let admin = &settings.listen.admin;
+    let mut out = String::new();
+    let _ = writeln!(out, "switchboard demo: config {}", config.display());
+    let _ = writeln!(
+        out,
+        "  API    http://{api}   (OpenAPI: http://{api}/openapi.json)"
+    );
+    let _ = writeln!(
+        out,
+        "  admin  http://{admin}/metrics  /healthz  /admin/config"
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(out, "export TOKEN={token}");
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "curl -s http://{api}/v1/capabilities -H \"Authorization: Bearer $TOKEN\""
+    );
+    for conn in connections {
+        for line in crate::sandbox::demo_requests(conn) {
+            let _ = writeln!(out, "{}", line.to_curl(api, &conn.name));
+        }
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Ctrl-C stops the demo.");
+    out
+}
+
+/// An example request against a demo connection, printed as a curl line.
+#[derive(Debug, Clone)]
+pub struct DemoRequest {
+    pub method: &'static str,
+    /// Path and query, e.g. `/v1/conversations?status=open`.
+    pub path: String,
+    pub body: Option<serde_json::Value>,
+    /// Send `X-Connection` (list and create calls).
+    pub select: bool,
+}
+
+impl DemoRequest {
+    pub fn to_curl(&self, api: &str, connection: &str) -> String {
+        let mut line = String::from("curl -s");
+        if self.method != "GET" {
+            let _ = write!(line, " -X {}", self.method);
+        }
+        let _ = write!(
+            line,
+            " 'http://{api}{}' -H \"Authorization: Bearer $TOKEN\"",
+            self.path
+        );
+        if self.select {
+            let _ = write!(line, " -H 'X-Connection: {connection}'");
+        }
+        if let Some(body) = &self.body {
+            let _ = write!(line, " -H 'Content-Type: application/json' -d '{body}'");
+        }
+        line
+    }
+}
+
+/// An opaque ID of a demo object, for curl lines.
+pub fn demo_id(conn: &Connection, kind: Kind, keys: &[&str]) -> String {
+    ObjectId::new(
+        kind,
+        &conn.tenant,
+        &conn.name,
+        keys.iter().map(|k| (*k).to_owned()).collect(),
+    )
+    .encode()
+}

@@ -1,0 +1,558 @@
+//! The API listener: a pingora `ProxyHttp` whose `request_filter` serves every translated
+//! operation itself (terminate and re-originate), plus the shared [`App`] state.
+//!
+//! Why not pingora's proxy phases: they send the upstream request header before the body is
+//! read and the downstream status before the vendor body is read, so a JSON-translating route
+//! could neither set an exact Content-Length nor turn a vendor `200 {"error":…}` into a 4xx.
+//! `request_filter` reads the capped body, calls the vendor through the pooled client, writes
+//! the whole response and returns `Ok(true)`; `upstream_peer` is never reached.
+
+pub mod admin;
+pub mod parse;
+pub mod route;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use pingora::http::ResponseHeader;
+use pingora::prelude::{HttpPeer, ProxyHttp, Session};
+use pingora::proxy::FailToProxy;
+use serde::Serialize;
+
+use crate::api::operation::Operation;
+use crate::api::request::Output;
+use crate::api::{ApiError, ErrorCode};
+use crate::auth::Principal;
+use crate::config::{ConfigError, Loader, Snapshot};
+use crate::metrics::Metrics;
+use crate::vendors::{adapter_for, CallContext, VendorClient};
+use route::{match_route, NoRoute, Route};
+
+/// The normalized API's own OpenAPI document, served at `GET /openapi.json`.
+pub static OPENAPI_JSON: &[u8] = include_bytes!("../../openapi/switchboard.openapi.json");
+
+/// Longest `X-Request-Id` accepted from a client; longer ones are replaced.
+const MAX_REQUEST_ID: usize = 128;
+
+/// State shared by the API listener, the admin listener and background services.
+pub struct App {
+    snapshot: ArcSwap<Snapshot>,
+    loader: Loader,
+    pub client: VendorClient,
+    pub metrics: Metrics,
+    /// Serializes reloads (never held across an await: reloads are synchronous).
+    reload_lock: Mutex<()>,
+}
+
+impl App {
+    /// Load generation 1. Fails with the first config error.
+    pub fn try_new(loader: Loader) -> Result<Arc<App>, ConfigError> {
+        let snapshot = loader.load(1)?;
+        let metrics = Metrics::new().map_err(|e| ConfigError {
+            file: loader.config_path().to_path_buf(),
+            key: String::new(),
+            reason: format!("metrics registry: {e}"),
+        })?;
+        metrics.config_generation.set(1);
+        Ok(Arc::new(App {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            loader,
+            client: VendorClient::new(),
+            metrics,
+            reload_lock: Mutex::new(()),
+        }))
+    }
+
+    /// The active snapshot. A request calls this once and keeps the `Arc` to its end.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    pub fn loader(&self) -> &Loader {
+        &self.loader
+    }
+
+    /// Build a new snapshot from the files and swap it in; on any error the old snapshot keeps
+    /// serving. Returns the new generation.
+    pub fn reload(&self, trigger: &str) -> Result<u64, ConfigError> {
+        let _guard = match self.reload_lock.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let current = self.snapshot();
+        match self.loader.load(current.generation + 1) {
+            Ok(next) => {
+                if next.settings.listen != current.settings.listen {
+                    tracing::warn!(
+                        "listen addresses changed in config; they take effect only after a restart \
+                         or a graceful upgrade (see README, Operations)"
+                    );
+                }
+                let generation = next.generation;
+                self.snapshot.store(Arc::new(next));
+                self.metrics
+                    .config_reloads
+                    .with_label_values(&["success"])
+                    .inc();
+                self.metrics.config_generation.set(generation as i64);
+                tracing::info!(generation, trigger, "config reloaded");
+                Ok(generation)
+            }
+            Err(e) => {
+                self.metrics
+                    .config_reloads
+                    .with_label_values(&["failure"])
+                    .inc();
+                tracing::error!(
+                    file = %e.file.display(),
+                    key = %e.key,
+                    reason = %e.reason,
+                    trigger,
+                    generation = current.generation,
+                    "config reload rejected; the previous config keeps serving"
+                );
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Per-request state, filled as the request moves through `request_filter`, read by
+/// `logging` for the access log and metrics.
+pub struct RequestCtx {
+    pub request_id: String,
+    started: Instant,
+    operation: &'static str,
+    vendor: &'static str,
+    connection: Option<String>,
+    status: u16,
+    code: &'static str,
+    vendor_time: Duration,
+    vendor_calls: u32,
+    cache: &'static str,
+}
+
+/// A finished response, not yet written.
+struct Reply {
+    status: u16,
+    content_type: &'static str,
+    body: Bytes,
+    headers: Vec<(http::HeaderName, http::HeaderValue)>,
+}
+
+impl Reply {
+    fn json(status: u16, value: &impl Serialize) -> Result<Reply, ApiError> {
+        let body = serde_json::to_vec(value)
+            .map_err(|e| ApiError::internal(format!("could not encode the response: {e}")))?;
+        Ok(Reply {
+            status,
+            content_type: "application/json",
+            body: Bytes::from(body),
+            headers: Vec::new(),
+        })
+    }
+
+    fn problem(error: &ApiError, request_id: &str) -> Reply {
+        let body = serde_json::to_vec(&error.to_problem(request_id)).unwrap_or_else(|_| {
+            br#"{"type":"about:blank","title":"Internal error","status":500,"code":"internal_error"}"#.to_vec()
+        });
+        let mut headers = Vec::new();
+        if let Some(seconds) = error.retry_after {
+            headers.push((http::header::RETRY_AFTER, http::HeaderValue::from(seconds)));
+        }
+        Reply {
+            status: error.status(),
+            content_type: "application/problem+json",
+            body: Bytes::from(body),
+            headers,
+        }
+    }
+}
+
+pub struct Gateway {
+    app: Arc<App>,
+}
+
+impl Gateway {
+    pub fn new(app: Arc<App>) -> Self {
+        Gateway { app }
+    }
+
+    /// The request flow of ARCHITECTURE.md, one step per line. Any step may answer early
+    /// with an error; nothing after it runs (in particular, no vendor call).
+    async fn handle(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        snapshot: &Snapshot,
+    ) -> Result<Reply, ApiError> {
+        let header = session.req_header();
+        let method = header.method.clone();
+        let path = header.uri.path().to_owned();
+        let query = header.uri.query().map(str::to_owned);
+        let route = match_route(&method, &path).map_err(no_route)?;
+        if route == Route::OpenApi {
+            ctx.operation = "openapi";
+            let mut reply = Reply::json(200, &())?;
+            reply.body = Bytes::from_static(OPENAPI_JSON);
+            return Ok(reply);
+        }
+        let principal = self.authenticate(session, snapshot).await?;
+        let (op, path_id) = match route {
+            Route::Operation { op, id } => (op, id),
+            _ => {
+                ctx.operation = "capabilities";
+                return Reply::json(200, &capabilities(snapshot, &principal));
+            }
+        };
+        ctx.operation = op.as_str();
+        self.authorize(&principal, op)?;
+        let body = read_body(session, snapshot.settings.body_limit_bytes).await?;
+        let connection_header = session
+            .req_header()
+            .headers
+            .get("x-connection")
+            .map(|v| {
+                v.to_str()
+                    .map_err(|_| ApiError::invalid("X-Connection is not valid text"))
+            })
+            .transpose()?
+            .map(str::to_owned);
+        let raw = parse::RawRequest {
+            op,
+            path_id,
+            query: query.as_deref(),
+            connection_header: connection_header.as_deref(),
+            body: &body,
+        };
+        let parsed = parse::parse(snapshot, &principal, &raw)?;
+        let connection = parsed.connection;
+        ctx.vendor = connection.vendor.as_str();
+        ctx.connection = Some(connection.name.clone());
+        let filters_key = parse::request_filters_key(query.as_deref(), op, &parsed.request);
+        let mut call = CallContext {
+            connection: &connection,
+            client: &self.app.client,
+            metrics: &self.app.metrics,
+            operation: op,
+            request_id: &ctx.request_id,
+            want_raw: parsed.want_raw,
+            vendor_time: Duration::ZERO,
+            vendor_calls: 0,
+        };
+        let result = adapter_for(connection.vendor)
+            .execute(&mut call, parsed.request)
+            .await;
+        ctx.vendor_time = call.vendor_time;
+        ctx.vendor_calls = call.vendor_calls;
+        match result? {
+            Output::Found(resource) => Reply::json(200, &resource),
+            Output::Created(resource) => Reply::json(201, &resource),
+            Output::Deleted => Ok(Reply {
+                status: 204,
+                content_type: "application/json",
+                body: Bytes::new(),
+                headers: Vec::new(),
+            }),
+            Output::List { data, next } => {
+                let next_cursor = next.map(|state| {
+                    snapshot
+                        .cursors
+                        .encode(&parse::cursor_scope(&connection, op, &filters_key), &state)
+                });
+                Reply::json(
+                    200,
+                    &serde_json::json!({ "data": data, "next_cursor": next_cursor }),
+                )
+            }
+        }
+    }
+
+    async fn authenticate(
+        &self,
+        session: &Session,
+        snapshot: &Snapshot,
+    ) -> Result<Principal, ApiError> {
+        let header = session
+            .req_header()
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        snapshot
+            .auth
+            .verify(header, &self.app.client)
+            .await
+            .map_err(|failure| {
+                self.app
+                    .metrics
+                    .auth_failures
+                    .with_label_values(&[failure.reason()])
+                    .inc();
+                ApiError::unauthorized(failure.detail())
+            })
+    }
+
+    fn authorize(&self, principal: &Principal, op: Operation) -> Result<(), ApiError> {
+        if principal.has_scope(op.scope()) {
+            return Ok(());
+        }
+        self.app
+            .metrics
+            .auth_failures
+            .with_label_values(&["missing_scope"])
+            .inc();
+        Err(ApiError::forbidden(format!(
+            "{op} needs scope {}",
+            op.scope()
+        )))
+    }
+}
+
+fn no_route(e: NoRoute) -> ApiError {
+    match e {
+        NoRoute::NotFound => ApiError::not_found("no such route; see GET /openapi.json"),
+        NoRoute::MethodNotAllowed(allow) => ApiError::new(
+            ErrorCode::MethodNotAllowed,
+            format!("method not allowed here; allowed: {allow}"),
+        ),
+    }
+}
+
+/// `GET /v1/capabilities`: per connection of the caller's tenant, what it can do — generated
+/// from the same table the router checks.
+fn capabilities(snapshot: &Snapshot, principal: &Principal) -> serde_json::Value {
+    let data: Vec<serde_json::Value> = snapshot
+        .tenant_connections(&principal.tenant)
+        .into_iter()
+        .flat_map(|c| c.values())
+        .map(|conn| {
+            let operations: Vec<&str> = conn
+                .capabilities
+                .iter()
+                .map(|(op, _)| op.as_str())
+                .collect();
+            let filters: serde_json::Map<String, serde_json::Value> = conn
+                .capabilities
+                .iter()
+                .filter(|(op, _)| {
+                    matches!(op, Operation::ContactsList | Operation::ConversationsList)
+                })
+                .map(|(op, f)| (op.as_str().to_owned(), serde_json::json!(f)))
+                .collect();
+            serde_json::json!({
+                "connection": conn.name,
+                "vendor": conn.vendor.as_str(),
+                "operations": operations,
+                "filters": filters,
+            })
+        })
+        .collect();
+    serde_json::json!({ "data": data })
+}
+
+/// Read the request body, refusing more than `limit` bytes (413) — by Content-Length before
+/// reading anything, and again while streaming, so a chunked body can't exceed it either.
+async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the request body is larger than {limit} bytes"),
+        )
+    };
+    let declared = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(too_large());
+    }
+    let mut body = BytesMut::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > limit {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) => {
+                return Err(ApiError::invalid(format!(
+                    "could not read the request body: {}",
+                    e.etype().as_str()
+                )))
+            }
+        }
+    }
+    Ok(body.freeze())
+}
+
+/// Echo a sane client `X-Request-Id`, or make one.
+fn request_id(session: &Session) -> String {
+    session
+        .req_header()
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty() && v.len() <= MAX_REQUEST_ID && v.bytes().all(|b| b.is_ascii_graphic())
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()))
+}
+
+async fn write_reply(session: &mut Session, ctx: &RequestCtx, reply: Reply) -> pingora::Result<()> {
+    let mut header = ResponseHeader::build(reply.status, Some(6))?;
+    if reply.status != 204 {
+        header.insert_header(http::header::CONTENT_TYPE, reply.content_type)?;
+    }
+    header.insert_header(http::header::CONTENT_LENGTH, reply.body.len())?;
+    header.insert_header("x-request-id", ctx.request_id.as_str())?;
+    header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    for (name, value) in reply.headers {
+        header.insert_header(name, value)?;
+    }
+    let head_only = session.req_header().method == http::Method::HEAD || reply.body.is_empty();
+    session
+        .write_response_header(Box::new(header), head_only)
+        .await?;
+    if !head_only {
+        session.write_response_body(Some(reply.body), true).await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> Self::CTX {
+        RequestCtx {
+            request_id: String::new(),
+            started: Instant::now(),
+            operation: "unknown",
+            vendor: "none",
+            connection: None,
+            status: 0,
+            code: "ok",
+            vendor_time: Duration::ZERO,
+            vendor_calls: 0,
+            cache: "none",
+        }
+    }
+
+    /// Serves every request: authenticate, route, resolve the connection, call the vendor,
+    /// write the response. Always returns `Ok(true)` ("response sent") unless writing to the
+    /// client failed. The snapshot is loaded once here so a reload mid-request can't mix two
+    /// configurations within one request.
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut Self::CTX,
+    ) -> pingora::Result<bool> {
+        ctx.request_id = request_id(session);
+        let snapshot = self.app.snapshot();
+        let reply = match self.handle(session, ctx, &snapshot).await {
+            Ok(reply) => reply,
+            Err(error) => {
+                ctx.code = error.code.as_str();
+                // The body may not have been read: don't reuse the connection.
+                if !session.is_body_done() {
+                    session.set_keepalive(None);
+                }
+                Reply::problem(&error, &ctx.request_id)
+            }
+        };
+        ctx.status = reply.status;
+        write_reply(session, ctx, reply).await?;
+        Ok(true)
+    }
+
+    /// Never reached: `request_filter` answers every request.
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Self::CTX,
+    ) -> pingora::Result<Box<HttpPeer>> {
+        Err(pingora::Error::explain(
+            pingora::ErrorType::InternalError,
+            "switchboard answers every request in request_filter",
+        ))
+    }
+
+    /// Pingora's own failures (a malformed request line, a body read error) still answer with
+    /// problem+json instead of an empty body.
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &pingora::Error,
+        ctx: &mut Self::CTX,
+    ) -> FailToProxy
+    where
+        Self::CTX: Send + Sync,
+    {
+        let error = match e.etype() {
+            pingora::ErrorType::HTTPStatus(400) | pingora::ErrorType::InvalidHTTPHeader => {
+                ApiError::invalid("malformed HTTP request")
+            }
+            pingora::ErrorType::ReadError
+            | pingora::ErrorType::WriteError
+            | pingora::ErrorType::ConnectionClosed => {
+                return FailToProxy {
+                    error_code: 0,
+                    can_reuse_downstream: false,
+                }
+            }
+            _ => ApiError::internal("the gateway failed to answer this request"),
+        };
+        if ctx.request_id.is_empty() {
+            ctx.request_id = request_id(session);
+        }
+        ctx.code = error.code.as_str();
+        ctx.status = error.status();
+        let reply = Reply::problem(&error, &ctx.request_id);
+        if let Err(write_error) = write_reply(session, ctx, reply).await {
+            tracing::debug!(error = %write_error, "could not write the error response");
+        }
+        FailToProxy {
+            error_code: ctx.status,
+            can_reuse_downstream: false,
+        }
+    }
+
+    /// One access-log line and the request metrics, for every request.
+    async fn logging(
+        &self,
+        _session: &mut Session,
+        _e: Option<&pingora::Error>,
+        ctx: &mut Self::CTX,
+    ) {
+        let elapsed = ctx.started.elapsed();
+        if ctx.status == 0 {
+            // The client went away before any response was written.
+            ctx.code = "client_closed";
+        }
+        self.app
+            .metrics
+            .observe_request(ctx.operation, ctx.vendor, ctx.code, elapsed);
+        tracing::info!(
+            target: "switchboard::access",
+            request_id = %ctx.request_id,
+            operation = ctx.operation,
+            vendor = ctx.vendor,
+            connection = ctx.connection.as_deref().unwrap_or("-"),
+            status = ctx.status,
+            code = ctx.code,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            vendor_ms = ctx.vendor_time.as_secs_f64() * 1000.0,
+            vendor_calls = ctx.vendor_calls,
+            cache = ctx.cache,
+            "request"
+        );
+    }
+}

@@ -1,0 +1,320 @@
+//! Test harness: a real switchboard server (pingora listeners on ephemeral loopback ports)
+//! in front of a real Libredesk sandbox, driven over HTTP like a client would.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use switchboard::config::routes::{compile, RoutesFile, VendorRoutes};
+use switchboard::config::{Env, Loader};
+use switchboard::gateway::App;
+use switchboard::sandbox::{Credentials, Sandbox};
+use switchboard::server::{build_server, run_until, ProcessOptions, ShutdownTrigger};
+
+pub const SECRET: &str = "test-secret-0123456789abcdef";
+pub const AUDIENCE: &str = "switchboard";
+pub const ALL_SCOPES: &str =
+    "contacts:read contacts:write conversations:read conversations:write messages:read messages:write raw:read";
+pub const LD_KEY: &str = "ld-key";
+pub const LD_SECRET: &str = "ld-secret";
+
+/// A port that was free a moment ago. Pingora binds its own listeners, so the harness picks
+/// the port; the window between release and bind is tiny and never hit in practice.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+pub fn load_routes(vendor: &str) -> Arc<VendorRoutes> {
+    let text =
+        std::fs::read_to_string(repo_path(&format!("routes/{vendor}.yaml"))).expect("routes file");
+    let file: RoutesFile = serde_yaml::from_str(&text).expect("routes yaml");
+    Arc::new(compile(&file).expect("routes compile"))
+}
+
+/// Options for one harness.
+pub struct Options {
+    pub body_limit: usize,
+    /// Replaces every `timeout_ms` in the copied routes files.
+    pub vendor_timeout_ms: u64,
+    /// Extra YAML appended under `tenants:` in connections.yaml.
+    pub extra_connections: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            body_limit: 64 * 1024,
+            vendor_timeout_ms: 2000,
+            extra_connections: String::new(),
+        }
+    }
+}
+
+pub struct Harness {
+    pub api: String,
+    pub admin: String,
+    pub dir: tempfile::TempDir,
+    pub libredesk: Sandbox,
+    pub app: Arc<App>,
+    pub http: reqwest::Client,
+    trigger: ShutdownTrigger,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Harness {
+    pub async fn start() -> Harness {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options) -> Harness {
+        let libredesk = Sandbox::start_libredesk(
+            load_routes("libredesk"),
+            Credentials {
+                api_key: LD_KEY.into(),
+                api_secret: LD_SECRET.into(),
+            },
+        )
+        .await
+        .expect("sandbox starts");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let routes_dir = dir.path().join("routes");
+        std::fs::create_dir_all(&routes_dir).expect("routes dir");
+        for entry in std::fs::read_dir(repo_path("routes")).expect("routes") {
+            let path = entry.expect("entry").path();
+            let text = std::fs::read_to_string(&path).expect("read routes");
+            let text = text.replace(
+                "timeout_ms: 10000",
+                &format!("timeout_ms: {}", options.vendor_timeout_ms),
+            );
+            std::fs::write(routes_dir.join(path.file_name().expect("name")), text)
+                .expect("write routes");
+        }
+        let closed_port = free_port();
+        let connections = format!(
+            r#"tenants:
+  acme:
+    support:
+      vendor: libredesk
+      base_url: {ld}
+      credentials: {{api_key: {LD_KEY}, api_secret: {LD_SECRET}}}
+      defaults: {{inbox_id: 1}}
+    badcreds:
+      vendor: libredesk
+      base_url: {ld}
+      credentials: {{api_key: wrong, api_secret: wrong}}
+      defaults: {{inbox_id: 1}}
+    down:
+      vendor: libredesk
+      base_url: http://127.0.0.1:{closed_port}
+      credentials: {{api_key: {LD_KEY}, api_secret: {LD_SECRET}}}
+      defaults: {{inbox_id: 1}}
+  other:
+    support:
+      vendor: libredesk
+      base_url: {ld}
+      credentials: {{api_key: {LD_KEY}, api_secret: {LD_SECRET}}}
+      defaults: {{inbox_id: 1}}
+  solo:
+    only:
+      vendor: libredesk
+      base_url: {ld}
+      credentials: {{api_key: {LD_KEY}, api_secret: {LD_SECRET}}}
+      defaults: {{inbox_id: 1}}
+{extra}"#,
+            ld = libredesk.base_url(),
+            extra = options.extra_connections,
+        );
+        std::fs::write(dir.path().join("connections.yaml"), connections).expect("connections");
+        let api_port = free_port();
+        let admin_port = free_port();
+        let config = format!(
+            r#"listen:
+  api: 127.0.0.1:{api_port}
+  admin: 127.0.0.1:{admin_port}
+threads: 2
+grace_period_seconds: 0
+graceful_shutdown_timeout_seconds: 1
+body_limit_bytes: {limit}
+routes_dir: routes
+connections: connections.yaml
+jwt:
+  algorithm: HS256
+  secret: {SECRET}
+  audience: {AUDIENCE}
+cursor_secret: test-cursor-secret-0123456789
+log:
+  format: text
+  filter: warn
+"#,
+            limit = options.body_limit
+        );
+        let config_path = dir.path().join("switchboard.yaml");
+        std::fs::write(&config_path, config).expect("config");
+        let app = App::try_new(Loader::new(&config_path, Env::process())).expect("config loads");
+        let (trigger, signal) = ShutdownTrigger::new();
+        let server_app = app.clone();
+        let thread = std::thread::spawn(move || {
+            let server = build_server(server_app, &ProcessOptions::default(), Vec::new());
+            run_until(server, signal);
+        });
+        let harness = Harness {
+            api: format!("http://127.0.0.1:{api_port}"),
+            admin: format!("http://127.0.0.1:{admin_port}"),
+            dir,
+            libredesk,
+            app,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .expect("client"),
+            trigger,
+            thread: Some(thread),
+        };
+        harness.wait_ready().await;
+        harness
+    }
+
+    /// Poll both listeners until they answer (bounded).
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let admin = self.http.get(format!("{}/readyz", self.admin)).send().await;
+            let api = self
+                .http
+                .get(format!("{}/openapi.json", self.api))
+                .send()
+                .await;
+            if matches!((&admin, &api), (Ok(a), Ok(b)) if a.status() == 200 && b.status() == 200) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "gateway did not become ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn token(&self, tenant: &str, scope: &str) -> String {
+        token_with(tenant, scope, serde_json::json!({"aud": AUDIENCE}))
+    }
+
+    pub fn acme(&self) -> String {
+        self.token("acme", ALL_SCOPES)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.api)
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .header("X-Connection", "support")
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: serde_json::Value,
+    ) -> reqwest::Response {
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(token)
+            .header("X-Connection", "support")
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// GET and decode JSON, asserting the status.
+    pub async fn get_json(&self, path: &str, status: u16) -> serde_json::Value {
+        let response = self.get(path, &self.acme()).await;
+        expect_status(response, status).await
+    }
+
+    /// Rewrite a file in the config folder.
+    pub fn write(&self, rel: &str, content: &str) {
+        std::fs::write(self.dir.path().join(rel), content).expect("write config file");
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(rel)).expect("read config file")
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.trigger.fire();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+pub fn token_with(tenant: &str, scope: &str, extra: serde_json::Value) -> String {
+    let extra = extra.as_object().cloned().unwrap_or_default();
+    switchboard::auth::mint_hs256(
+        SECRET.as_bytes(),
+        "tenant",
+        tenant,
+        scope,
+        Duration::from_secs(600),
+        &extra,
+    )
+    .expect("mint")
+}
+
+/// Assert the status and return the JSON body; on mismatch, show the body.
+pub async fn expect_status(response: reqwest::Response, status: u16) -> serde_json::Value {
+    let got = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    assert_eq!(got, status, "unexpected status; body: {text}");
+    if text.is_empty() {
+        return serde_json::Value::Null;
+    }
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Assert a problem+json error with the given status and code.
+pub async fn expect_problem(
+    response: reqwest::Response,
+    status: u16,
+    code: &str,
+) -> serde_json::Value {
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = expect_status(response, status).await;
+    assert_eq!(content_type, "application/problem+json", "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status, "{body}");
+    assert_eq!(body["request_id"], request_id.as_str(), "{body}");
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "{body}"
+    );
+    body
+}
