@@ -135,6 +135,13 @@ pub struct RequestCtx {
     cache: &'static str,
 }
 
+/// `{"data": [...], "next_cursor": "…" | null}`, serialized straight from the resources.
+#[derive(Serialize)]
+struct ListBody<'a> {
+    data: &'a [crate::api::request::Resource],
+    next_cursor: Option<String>,
+}
+
 /// A finished response, not yet written.
 struct Reply {
     status: u16,
@@ -263,10 +270,7 @@ impl Gateway {
                         .cursors
                         .encode(&parse::cursor_scope(&connection, op, &filters_key), &state)
                 });
-                Reply::json(
-                    200,
-                    &serde_json::json!({ "data": data, "next_cursor": next_cursor }),
-                )
+                Reply::json(200, &ListBody { data: &data, next_cursor })
             }
         }
     }

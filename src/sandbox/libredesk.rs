@@ -2853,7 +2853,6 @@ pub fn demo_requests(conn: &Connection) -> Vec<DemoRequest> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 pub(crate) mod tests {
     use super::*;
     use crate::config::routes::{compile, RoutesFile, VendorRoutes};

@@ -679,7 +679,6 @@ fn split_handle(stream: TcpStream) -> std::io::Result<(TcpStream, Option<std::ne
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
