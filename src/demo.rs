@@ -63,20 +63,9 @@ pub fn mint(
 fn sandbox_env(vendor: Vendor) -> Option<&'static str> {
     match vendor {
         Vendor::Libredesk => Some("SWITCHBOARD_SANDBOX_LIBREDESK_URL"),
-        _ => None,
-    }
-}
-
-/// Start a sandbox for `vendor` on a listener the caller bound.
-pub async fn serve_sandbox(
-    vendor: Vendor,
-    listener: std::net::TcpListener,
-    routes: Arc<VendorRoutes>,
-    credentials: Credentials,
-) -> std::io::Result<Sandbox> {
-    match vendor {
-        Vendor::Libredesk => Sandbox::serve_libredesk(listener, routes, credentials).await,
-        other => Err(std::io::Error::other(format!("no sandbox for {other} yet"))),
+        Vendor::Caac => Some("SWITCHBOARD_SANDBOX_CAAC_URL"),
+        Vendor::LlamadaPro => Some("SWITCHBOARD_SANDBOX_LLAMADAPRO_URL"),
+        Vendor::ChatCaptain => Some("SWITCHBOARD_SANDBOX_CHATCAPTAIN_URL"),
     }
 }
 
@@ -97,7 +86,7 @@ impl BackgroundService for SandboxService {
             Err(p) => p.into_inner().take(),
         };
         let Some(listener) = listener else { return };
-        match serve_sandbox(
+        match Sandbox::serve_vendor(
             self.vendor,
             listener,
             self.routes.clone(),

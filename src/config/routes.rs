@@ -26,7 +26,30 @@ pub struct RoutesFile {
     #[serde(default)]
     pub timeout_ms: Option<u64>,
     pub operations: BTreeMap<String, EndpointFile>,
+    /// Response cache TTLs in seconds, by operation (0 or absent = not cached). Keys:
+    /// `contacts.get`, `conversations.get`, `messages.get`, `contacts.lookup` (contacts.list
+    /// filtered by email, phone or handle) and, opt-in, the lists `contacts.list`,
+    /// `conversations.list`, `messages.list`.
+    #[serde(default)]
+    pub cache: BTreeMap<String, u64>,
+    /// How long a vendor 404 for a cached operation is remembered (0 = never).
+    #[serde(default)]
+    pub negative_cache_seconds: u64,
 }
+
+/// Cacheable operations, as keys of a routes file's `cache:` section.
+pub const CACHE_KEYS: &[&str] = &[
+    "contacts.get",
+    "conversations.get",
+    "messages.get",
+    "contacts.lookup",
+    "contacts.list",
+    "conversations.list",
+    "messages.list",
+];
+
+/// Longest accepted cache TTL (a day): vendor data older than that is a bug, not a cache.
+const MAX_CACHE_SECONDS: u64 = 86_400;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,9 +67,6 @@ pub struct EndpointFile {
     pub path: String,
     #[serde(default)]
     pub timeout_ms: Option<u64>,
-    /// Cache TTL for the operation this endpoint serves (0 or absent = not cached).
-    #[serde(default)]
-    pub cache_ttl_seconds: Option<u64>,
 }
 
 /// How the connection's credentials are put on every vendor call.
@@ -166,7 +186,6 @@ pub struct Endpoint {
     pub method: http::Method,
     pub path: PathTemplate,
     pub timeout: Duration,
-    pub cache_ttl: Option<Duration>,
 }
 
 /// A vendor's compiled routes file.
@@ -175,6 +194,10 @@ pub struct VendorRoutes {
     pub vendor: Vendor,
     pub auth: AuthScheme,
     pub endpoints: BTreeMap<&'static str, Endpoint>,
+    /// Response cache TTL per cache key (see [`CACHE_KEYS`]); absent = not cached.
+    pub cache: BTreeMap<&'static str, Duration>,
+    /// TTL of a remembered vendor 404, when enabled.
+    pub negative_cache: Option<Duration>,
 }
 
 impl VendorRoutes {
@@ -314,17 +337,43 @@ pub fn compile(file: &RoutesFile) -> Result<VendorRoutes, RoutesError> {
                 method,
                 path,
                 timeout,
-                cache_ttl: entry
-                    .cache_ttl_seconds
-                    .filter(|s| *s > 0)
-                    .map(Duration::from_secs),
             },
         );
+    }
+    let mut cache = BTreeMap::new();
+    for (key, seconds) in &file.cache {
+        let known = CACHE_KEYS.iter().find(|k| *k == key).ok_or_else(|| {
+            err(
+                format!("cache.{key}"),
+                format!(
+                    "not a cacheable operation; use one of {}",
+                    CACHE_KEYS.join(", ")
+                ),
+            )
+        })?;
+        if *seconds > MAX_CACHE_SECONDS {
+            return Err(err(
+                format!("cache.{key}"),
+                format!("{seconds} is over the {MAX_CACHE_SECONDS} s maximum"),
+            ));
+        }
+        if *seconds > 0 {
+            cache.insert(*known, Duration::from_secs(*seconds));
+        }
+    }
+    if file.negative_cache_seconds > MAX_CACHE_SECONDS {
+        return Err(err(
+            "negative_cache_seconds",
+            format!("over the {MAX_CACHE_SECONDS} s maximum"),
+        ));
     }
     Ok(VendorRoutes {
         vendor,
         auth,
         endpoints,
+        cache,
+        negative_cache: (file.negative_cache_seconds > 0)
+            .then(|| Duration::from_secs(file.negative_cache_seconds)),
     })
 }
 

@@ -270,7 +270,13 @@ impl Gateway {
                         .cursors
                         .encode(&parse::cursor_scope(&connection, op, &filters_key), &state)
                 });
-                Reply::json(200, &ListBody { data: &data, next_cursor })
+                Reply::json(
+                    200,
+                    &ListBody {
+                        data: &data,
+                        next_cursor,
+                    },
+                )
             }
         }
     }

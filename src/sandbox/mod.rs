@@ -325,6 +325,49 @@ impl fmt::Debug for Sandbox {
 }
 
 impl Sandbox {
+    /// Start the sandbox of `vendor` on `127.0.0.1:<ephemeral>`, seeded. Must be called inside
+    /// a tokio runtime; the server runs on it. Fails for a vendor without a sandbox.
+    pub async fn start_vendor(
+        vendor: Vendor,
+        routes: Arc<VendorRoutes>,
+        credentials: Credentials,
+    ) -> std::io::Result<Sandbox> {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        Self::start_vendor_on(vendor, listener, routes, credentials)
+    }
+
+    /// Serve the sandbox of `vendor` on a listener the caller bound (the demo picks its ports).
+    pub async fn serve_vendor(
+        vendor: Vendor,
+        listener: std::net::TcpListener,
+        routes: Arc<VendorRoutes>,
+        credentials: Credentials,
+    ) -> std::io::Result<Sandbox> {
+        listener.set_nonblocking(true)?;
+        Self::start_vendor_on(
+            vendor,
+            TcpListener::from_std(listener)?,
+            routes,
+            credentials,
+        )
+    }
+
+    fn start_vendor_on(
+        vendor: Vendor,
+        listener: TcpListener,
+        routes: Arc<VendorRoutes>,
+        credentials: Credentials,
+    ) -> std::io::Result<Sandbox> {
+        match vendor {
+            Vendor::Libredesk => Self::start_libredesk_on(listener, routes, credentials),
+            // One arm per vendor sandbox; see sandbox/<vendor>.rs.
+            other => Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                format!("no sandbox for {other}"),
+            )),
+        }
+    }
+
     /// Start the Libredesk sandbox on `127.0.0.1:<ephemeral>`, seeded (see [`libredesk`]).
     /// Must be called inside a tokio runtime; the server runs on it.
     pub async fn start_libredesk(

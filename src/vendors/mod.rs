@@ -5,8 +5,11 @@
 //! Translation is pure: every adapter keeps its request building and response mapping in
 //! plain functions (unit-tested with fixture bodies); `execute` only sequences calls.
 
+pub mod caac;
+pub mod chatcaptain;
 pub mod client;
 pub mod libredesk;
+pub mod llamadapro;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -73,51 +76,17 @@ pub trait Adapter: Send + Sync + 'static {
 }
 
 static LIBREDESK: libredesk::Libredesk = libredesk::Libredesk;
+static CAAC: caac::Caac = caac::Caac;
+static LLAMADAPRO: llamadapro::LlamadaPro = llamadapro::LlamadaPro;
+static CHATCAPTAIN: chatcaptain::ChatCaptain = chatcaptain::ChatCaptain;
 
 /// The adapter for a vendor. Every vendor has one; what it can serve is in its tables.
 pub fn adapter_for(vendor: Vendor) -> &'static dyn Adapter {
     match vendor {
         Vendor::Libredesk => &LIBREDESK,
-        // Until their adapters land, the other vendors have an adapter with no operations:
-        // every call answers 501 and capabilities say so.
-        Vendor::Caac | Vendor::LlamadaPro | Vendor::ChatCaptain => unsupported_for(vendor),
-    }
-}
-
-struct Unsupported(Vendor);
-
-static UNSUPPORTED_CAAC: Unsupported = Unsupported(Vendor::Caac);
-static UNSUPPORTED_LLAMADAPRO: Unsupported = Unsupported(Vendor::LlamadaPro);
-static UNSUPPORTED_CHATCAPTAIN: Unsupported = Unsupported(Vendor::ChatCaptain);
-
-fn unsupported_for(vendor: Vendor) -> &'static dyn Adapter {
-    match vendor {
-        Vendor::Caac => &UNSUPPORTED_CAAC,
-        Vendor::LlamadaPro => &UNSUPPORTED_LLAMADAPRO,
-        _ => &UNSUPPORTED_CHATCAPTAIN,
-    }
-}
-
-#[async_trait]
-impl Adapter for Unsupported {
-    fn vendor(&self) -> Vendor {
-        self.0
-    }
-    fn endpoints(&self) -> &'static [EndpointSpec] {
-        &[]
-    }
-    fn operations(&self) -> &'static [OperationSpec] {
-        &[]
-    }
-    async fn execute(
-        &self,
-        _ctx: &mut CallContext<'_>,
-        _request: OperationRequest,
-    ) -> Result<Output, ApiError> {
-        Err(ApiError::unsupported_operation(format!(
-            "{} has no adapter yet",
-            self.0
-        )))
+        Vendor::Caac => &CAAC,
+        Vendor::LlamadaPro => &LLAMADAPRO,
+        Vendor::ChatCaptain => &CHATCAPTAIN,
     }
 }
 

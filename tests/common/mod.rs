@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use switchboard::api::operation::Vendor;
 use switchboard::config::routes::{compile, RoutesFile, VendorRoutes};
 use switchboard::config::{Env, Loader};
 use switchboard::gateway::App;
@@ -64,6 +65,8 @@ pub struct Harness {
     pub admin: String,
     pub dir: tempfile::TempDir,
     pub libredesk: Sandbox,
+    /// Sandboxes of the other vendors, each serving connection `acme.<vendor>`.
+    pub others: Vec<Sandbox>,
     pub app: Arc<App>,
     pub http: reqwest::Client,
     trigger: ShutdownTrigger,
@@ -98,6 +101,30 @@ impl Harness {
             std::fs::write(routes_dir.join(path.file_name().expect("name")), text)
                 .expect("write routes");
         }
+        // Every other vendor with a sandbox gets a connection `acme.<vendor>`, with the
+        // defaults the demo config gives it.
+        let demo: serde_yaml::Value = serde_yaml::from_str(
+            &std::fs::read_to_string(repo_path("config/demo-connections.yaml"))
+                .expect("demo connections"),
+        )
+        .expect("demo yaml");
+        let mut others = Vec::new();
+        let mut other_connections = String::new();
+        for vendor in [Vendor::Caac, Vendor::LlamadaPro, Vendor::ChatCaptain] {
+            let name = vendor.as_str();
+            let credentials = Credentials::new(format!("{name}-key"), format!("{name}-secret"));
+            let Ok(sandbox) = Sandbox::start_vendor(vendor, load_routes(name), credentials).await
+            else {
+                continue;
+            };
+            let defaults = demo["tenants"]["demo"][name]["defaults"].clone();
+            let defaults = serde_json::to_string(&defaults).expect("defaults as JSON");
+            other_connections.push_str(&format!(
+                "    {name}:\n      vendor: {name}\n      base_url: {}\n      credentials: {{api_key: {name}-key, api_secret: {name}-secret}}\n      defaults: {defaults}\n",
+                sandbox.base_url()
+            ));
+            others.push(sandbox);
+        }
         let closed_port = free_port();
         let connections = format!(
             r#"tenants:
@@ -117,7 +144,7 @@ impl Harness {
       base_url: http://127.0.0.1:{closed_port}
       credentials: {{api_key: {LD_KEY}, api_secret: {LD_SECRET}}}
       defaults: {{inbox_id: 1}}
-  other:
+{other_connections}  other:
     support:
       vendor: libredesk
       base_url: {ld}
@@ -171,6 +198,7 @@ log:
             admin: format!("http://127.0.0.1:{admin_port}"),
             dir,
             libredesk,
+            others,
             app,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(20))
@@ -199,6 +227,14 @@ log:
             assert!(Instant::now() < deadline, "gateway did not become ready");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The sandbox serving `vendor` (connection `support` for Libredesk, `<vendor>` otherwise).
+    pub fn sandbox(&self, vendor: Vendor) -> Option<&Sandbox> {
+        if vendor == Vendor::Libredesk {
+            return Some(&self.libredesk);
+        }
+        self.others.iter().find(|s| s.vendor() == vendor)
     }
 
     pub fn token(&self, tenant: &str, scope: &str) -> String {
