@@ -276,6 +276,35 @@ log:
             .expect("request")
     }
 
+    /// GET on a named connection (`X-Connection: <connection>`).
+    pub async fn get_on(&self, connection: &str, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(self.acme())
+            .header("X-Connection", connection)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// A request with a JSON body on a named connection.
+    pub async fn send_on(
+        &self,
+        connection: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: serde_json::Value,
+    ) -> reqwest::Response {
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(self.acme())
+            .header("X-Connection", connection)
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
+    }
+
     /// GET and decode JSON, asserting the status.
     pub async fn get_json(&self, path: &str, status: u16) -> serde_json::Value {
         let response = self.get(path, &self.acme()).await;
