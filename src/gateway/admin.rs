@@ -51,11 +51,12 @@ impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let method = session.req_header().method.clone();
         let path = session.req_header().uri.path().to_owned();
-        // Admin bodies are small or empty; drain whatever was sent so the connection can be reused.
-        if let Err(e) = session.drain_request_body().await {
-            tracing::debug!(error = %e, "admin: could not drain the request body");
-        }
+        let body = match read_small_body(session).await {
+            Ok(body) => body,
+            Err(response) => return response,
+        };
         match (method.as_str(), path.as_str()) {
+            ("POST", "/admin/cache/purge") => purge(&self.app, &body).await,
             ("GET", "/metrics") => respond(
                 200,
                 "text/plain; version=0.0.4; charset=utf-8",
@@ -84,9 +85,11 @@ impl ServeHttp for AdminApp {
                     }),
                 ),
             },
-            (_, "/metrics" | "/healthz" | "/readyz" | "/admin/config" | "/admin/reload") => {
-                json_response(405, &json!({"error": "method not allowed"}))
-            }
+            (
+                _,
+                "/metrics" | "/healthz" | "/readyz" | "/admin/config" | "/admin/reload"
+                | "/admin/cache/purge",
+            ) => json_response(405, &json!({"error": "method not allowed"})),
             _ => json_response(404, &json!({"error": "not found"})),
         }
     }
@@ -120,4 +123,94 @@ fn config_view(app: &App) -> serde_json::Value {
         "files": files,
         "connections": connections,
     })
+}
+
+/// Admin request bodies are tiny JSON documents.
+const MAX_ADMIN_BODY: usize = 64 * 1024;
+
+async fn read_small_body(session: &mut ServerSession) -> Result<Vec<u8>, Response<Vec<u8>>> {
+    let mut body = Vec::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_ADMIN_BODY {
+                    return Err(json_response(413, &json!({"error": "body too large"})));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => {
+                return Err(json_response(
+                    400,
+                    &json!({"error": format!("could not read the body: {}", e.etype().as_str())}),
+                ))
+            }
+        }
+    }
+}
+
+/// What `POST /admin/cache/purge` accepts: `{}` (everything), `{"tenant", "connection"}`
+/// (one connection), or `{"id"}` (one object, by its opaque ID).
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PurgeRequest {
+    #[serde(default)]
+    tenant: Option<String>,
+    #[serde(default)]
+    connection: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+}
+
+async fn purge(app: &App, body: &[u8]) -> Response<Vec<u8>> {
+    use crate::api::ids::{Kind, ObjectId};
+    let request: PurgeRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        PurgeRequest::default()
+    } else {
+        match serde_json::from_slice(body) {
+            Ok(r) => r,
+            Err(e) => {
+                return json_response(
+                    400,
+                    &json!({"error": format!("invalid purge request: {e}")}),
+                )
+            }
+        }
+    };
+    let scope = match (&request.tenant, &request.connection, &request.id) {
+        (None, None, None) => {
+            app.cache.invalidate_all();
+            json!({"purged": "all"})
+        }
+        (Some(tenant), Some(connection), None) => {
+            app.cache.invalidate_connection(tenant, connection);
+            json!({"purged": "connection", "tenant": tenant, "connection": connection})
+        }
+        (None, None, Some(raw)) => {
+            let Some(id) = [Kind::Contact, Kind::Conversation, Kind::Message]
+                .into_iter()
+                .find_map(|kind| ObjectId::decode(kind, raw))
+            else {
+                return json_response(400, &json!({"error": "id is not a switchboard ID"}));
+            };
+            app.cache.invalidate_keyed(
+                &id.tenant,
+                &id.connection,
+                &crate::cache::object_params(&id),
+            );
+            json!({"purged": "id", "id": raw})
+        }
+        _ => {
+            return json_response(
+                400,
+                &json!({"error": "give nothing (all), tenant + connection, or id"}),
+            )
+        }
+    };
+    app.cache.sync().await;
+    app.metrics
+        .cache_entries
+        .with_label_values(&[crate::cache::CACHE_NAME])
+        .set(i64::try_from(app.cache.entry_count()).unwrap_or(i64::MAX));
+    json_response(200, &scope)
 }

@@ -26,6 +26,7 @@ use crate::api::operation::Operation;
 use crate::api::request::Output;
 use crate::api::{ApiError, ErrorCode};
 use crate::auth::Principal;
+use crate::cache::{self, CacheResult, Cached, CachedResponse, ResponseCache};
 use crate::config::{ConfigError, Loader, Snapshot};
 use crate::metrics::Metrics;
 use crate::vendors::{adapter_for, CallContext, VendorClient};
@@ -43,6 +44,7 @@ pub struct App {
     loader: Loader,
     pub client: VendorClient,
     pub metrics: Metrics,
+    pub cache: ResponseCache,
     /// Serializes reloads (never held across an await: reloads are synchronous).
     reload_lock: Mutex<()>,
 }
@@ -57,7 +59,9 @@ impl App {
             reason: format!("metrics registry: {e}"),
         })?;
         metrics.config_generation.set(1);
+        let cache = ResponseCache::new(snapshot.settings.cache_max_entries);
         Ok(Arc::new(App {
+            cache,
             snapshot: ArcSwap::from_pointee(snapshot),
             loader,
             client: VendorClient::new(),
@@ -92,7 +96,16 @@ impl App {
                     );
                 }
                 let generation = next.generation;
+                let live = next
+                    .tenants
+                    .values()
+                    .flat_map(|conns| conns.values())
+                    .map(|c| (c.tenant.clone(), c.name.clone(), c.fingerprint))
+                    .collect();
                 self.snapshot.store(Arc::new(next));
+                // Entries of removed or changed connections are unreachable already (their
+                // keys carry the old fingerprint); drop them to free the memory.
+                self.cache.retain_connections(live);
                 self.metrics
                     .config_reloads
                     .with_label_values(&["success"])
@@ -236,10 +249,83 @@ impl Gateway {
             body: &body,
         };
         let parsed = parse::parse(snapshot, &principal, &raw)?;
-        let connection = parsed.connection;
+        let connection = parsed.connection.clone();
         ctx.vendor = connection.vendor.as_str();
         ctx.connection = Some(connection.name.clone());
         let filters_key = parse::request_filters_key(query.as_deref(), op, &parsed.request);
+        let bypass = wants_fresh(session);
+        let Some((key, ttl)) =
+            cache::plan(&connection, &parsed.request, parsed.want_raw, &filters_key)
+        else {
+            // Not cacheable: writes, and reads whose routes set no TTL.
+            let invalidation = cache::invalidation(&parsed.request);
+            let reply = self.execute(ctx, snapshot, parsed, &filters_key).await?;
+            self.app.cache.apply(&connection, invalidation).await;
+            self.update_cache_gauge();
+            return Ok(reply);
+        };
+        let negative = connection.routes.negative_cache;
+        let fetch = async {
+            match self.execute(ctx, snapshot, parsed, &filters_key).await {
+                Ok(reply) => Ok(CachedResponse::new(Cached::Body(reply.body), ttl)),
+                Err(e) if e.code == ErrorCode::NotFound && e.vendor.is_some() => match negative {
+                    Some(ttl) => Ok(CachedResponse::new(Cached::NotFound(e), ttl)),
+                    None => Err(e),
+                },
+                Err(e) => Err(e),
+            }
+        };
+        let (result, outcome) = if bypass {
+            match fetch.await {
+                Ok(fresh) => {
+                    let fresh = Arc::new(fresh);
+                    self.app.cache.store(key, clone_response(&fresh)).await;
+                    (Ok(fresh), CacheResult::Bypass)
+                }
+                Err(e) => (Err(e), CacheResult::Bypass),
+            }
+        } else {
+            self.app.cache.get_or_fetch(key, fetch).await
+        };
+        ctx.cache = outcome.as_str();
+        self.app
+            .metrics
+            .cache_requests
+            .with_label_values(&[op.as_str(), outcome.as_str()])
+            .inc();
+        self.update_cache_gauge();
+        let cached = result?;
+        let mut reply = match &cached.value {
+            Cached::Body(body) => Reply {
+                status: 200,
+                content_type: "application/json",
+                body: body.clone(),
+                headers: Vec::new(),
+            },
+            Cached::NotFound(e) => return Err(e.clone()),
+        };
+        reply.headers.push((
+            http::HeaderName::from_static("x-cache"),
+            http::HeaderValue::from_static(outcome.as_str()),
+        ));
+        if outcome == CacheResult::Hit {
+            reply
+                .headers
+                .push((http::header::AGE, http::HeaderValue::from(cached.age())));
+        }
+        Ok(reply)
+    }
+
+    /// Run the operation on its vendor through the adapter and build the reply.
+    async fn execute(
+        &self,
+        ctx: &mut RequestCtx,
+        snapshot: &Snapshot,
+        parsed: parse::Parsed,
+        filters_key: &str,
+    ) -> Result<Reply, ApiError> {
+        let connection = parsed.connection;
+        let op = ctx_operation(&parsed.request);
         let mut call = CallContext {
             connection: &connection,
             client: &self.app.client,
@@ -253,8 +339,8 @@ impl Gateway {
         let result = adapter_for(connection.vendor)
             .execute(&mut call, parsed.request)
             .await;
-        ctx.vendor_time = call.vendor_time;
-        ctx.vendor_calls = call.vendor_calls;
+        ctx.vendor_time += call.vendor_time;
+        ctx.vendor_calls += call.vendor_calls;
         match result? {
             Output::Found(resource) => Reply::json(200, &resource),
             Output::Created(resource) => Reply::json(201, &resource),
@@ -268,7 +354,7 @@ impl Gateway {
                 let next_cursor = next.map(|state| {
                     snapshot
                         .cursors
-                        .encode(&parse::cursor_scope(&connection, op, &filters_key), &state)
+                        .encode(&parse::cursor_scope(&connection, op, filters_key), &state)
                 });
                 Reply::json(
                     200,
@@ -279,6 +365,14 @@ impl Gateway {
                 )
             }
         }
+    }
+
+    fn update_cache_gauge(&self) {
+        self.app
+            .metrics
+            .cache_entries
+            .with_label_values(&[cache::CACHE_NAME])
+            .set(i64::try_from(self.app.cache.entry_count()).unwrap_or(i64::MAX));
     }
 
     async fn authenticate(
@@ -318,6 +412,51 @@ impl Gateway {
             "{op} needs scope {}",
             op.scope()
         )))
+    }
+}
+
+/// `Cache-Control: no-cache` (or `Pragma: no-cache`): skip the cache, refresh the entry.
+fn wants_fresh(session: &Session) -> bool {
+    let headers = &session.req_header().headers;
+    let says_no_cache = |name: http::HeaderName| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|d| {
+                let d = d.trim();
+                d.eq_ignore_ascii_case("no-cache") || d.eq_ignore_ascii_case("no-store")
+            })
+    };
+    says_no_cache(http::header::CACHE_CONTROL) || says_no_cache(http::header::PRAGMA)
+}
+
+fn clone_response(response: &CachedResponse) -> CachedResponse {
+    CachedResponse {
+        value: response.value.clone(),
+        stored_at: response.stored_at,
+        ttl: response.ttl,
+    }
+}
+
+/// The operation a parsed request runs (the alias route is `messages.list` too).
+fn ctx_operation(request: &crate::api::request::OperationRequest) -> Operation {
+    use crate::api::request::OperationRequest as R;
+    match request {
+        R::ContactsList(..) => Operation::ContactsList,
+        R::ContactsCreate(..) => Operation::ContactsCreate,
+        R::ContactsGet(..) => Operation::ContactsGet,
+        R::ContactsUpdate(..) => Operation::ContactsUpdate,
+        R::ContactsDelete(..) => Operation::ContactsDelete,
+        R::ConversationsList(..) => Operation::ConversationsList,
+        R::ConversationsCreate(..) => Operation::ConversationsCreate,
+        R::ConversationsGet(..) => Operation::ConversationsGet,
+        R::ConversationsUpdate(..) => Operation::ConversationsUpdate,
+        R::ConversationsDelete(..) => Operation::ConversationsDelete,
+        R::MessagesList(..) => Operation::MessagesList,
+        R::MessagesSend(..) => Operation::MessagesSend,
+        R::MessagesGet(..) => Operation::MessagesGet,
     }
 }
 
@@ -475,7 +614,15 @@ impl ProxyHttp for Gateway {
                 if !session.is_body_done() {
                     session.set_keepalive(None);
                 }
-                Reply::problem(&error, &ctx.request_id)
+                let mut reply = Reply::problem(&error, &ctx.request_id);
+                if ctx.cache != "none" {
+                    // A remembered vendor 404 (or a failed fetch) still says how the cache answered.
+                    reply.headers.push((
+                        http::HeaderName::from_static("x-cache"),
+                        http::HeaderValue::from_static(ctx.cache),
+                    ));
+                }
+                reply
             }
         };
         ctx.status = reply.status;
