@@ -58,6 +58,8 @@ pub struct Options {
     pub cache_max_entries: u64,
     /// Rewrites each copied routes file: (file name, content) → content.
     pub routes_transform: Option<fn(&str, String) -> String>,
+    /// Replaces the `jwt:` block of the gateway config (YAML lines indented by two spaces).
+    pub jwt: Option<String>,
 }
 
 impl Default for Options {
@@ -68,6 +70,7 @@ impl Default for Options {
             extra_connections: String::new(),
             cache_max_entries: 1000,
             routes_transform: None,
+            jwt: None,
         }
     }
 }
@@ -210,9 +213,7 @@ body_limit_bytes: {limit}
 routes_dir: routes
 connections: connections.yaml
 jwt:
-  algorithm: HS256
-  secret: {SECRET}
-  audience: {AUDIENCE}
+{jwt}
 cursor_secret: test-cursor-secret-0123456789
 cache:
   max_entries: {max_entries}
@@ -222,6 +223,9 @@ log:
 "#,
             limit = options.body_limit,
             max_entries = options.cache_max_entries,
+            jwt = options.jwt.clone().unwrap_or_else(|| format!(
+                "  algorithm: HS256\n  secret: {SECRET}\n  audience: {AUDIENCE}"
+            )),
         );
         let config_path = dir.path().join("switchboard.yaml");
         std::fs::write(&config_path, config).expect("config");
