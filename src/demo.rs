@@ -36,6 +36,15 @@ const EMBEDDED: &[(&str, &str)] = &[
         "routes/libredesk.yaml",
         include_str!("../routes/libredesk.yaml"),
     ),
+    ("routes/caac.yaml", include_str!("../routes/caac.yaml")),
+    (
+        "routes/llamadapro.yaml",
+        include_str!("../routes/llamadapro.yaml"),
+    ),
+    (
+        "routes/chatcaptain.yaml",
+        include_str!("../routes/chatcaptain.yaml"),
+    ),
 ];
 
 /// Mint an HS256 token with the config's secret, carrying its audience and issuer.

@@ -126,9 +126,20 @@ impl Drop for Demo {
 
 #[test]
 fn demo_prints_curl_lines_that_work() {
+    demo_from(&repo_path(""), "config/demo.yaml");
+}
+
+/// Outside the repository the demo runs on its embedded config.
+#[test]
+fn demo_runs_from_any_folder_on_the_embedded_config() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    demo_from(dir.path(), "switchboard-demo-");
+}
+
+fn demo_from(cwd: &std::path::Path, config_hint: &str) {
     let (api, admin) = (free_port(), free_port());
     let mut child = Command::new(BIN)
-        .current_dir(repo_path(""))
+        .current_dir(cwd)
         .args([
             "demo",
             "--api",
@@ -152,6 +163,10 @@ fn demo_prints_curl_lines_that_work() {
             break;
         }
     }
+    assert!(
+        lines.first().is_some_and(|l| l.contains(config_hint)),
+        "{lines:#?}"
+    );
     let token_line = lines
         .iter()
         .find(|l| l.starts_with("export TOKEN="))

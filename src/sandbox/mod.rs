@@ -20,7 +20,10 @@
 //!   └─ anything else         ─▶ record call (endpoint: None) ─▶ vendor-shaped 404 / 405
 //! ```
 
+pub mod caac;
+pub mod chatcaptain;
 pub mod libredesk;
+pub mod llamadapro;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -48,14 +51,18 @@ use tower::ServiceExt;
 
 use crate::api::operation::Vendor;
 use crate::config::routes::VendorRoutes;
+pub use caac::CaacState;
 pub use libredesk::LibredeskState;
+pub use llamadapro::LlamadaProState;
 
 /// Example normalized-API requests for a demo connection, using the seed data of the
 /// vendor's sandbox (none for vendors without a sandbox yet).
 pub fn demo_requests(conn: &crate::config::Connection) -> Vec<crate::demo::DemoRequest> {
     match conn.vendor {
         Vendor::Libredesk => libredesk::demo_requests(conn),
-        _ => Vec::new(),
+        Vendor::ChatCaptain => chatcaptain::demo_requests(conn),
+        Vendor::Caac => caac::demo_requests(conn),
+        Vendor::LlamadaPro => llamadapro::demo_requests(conn),
     }
 }
 
@@ -303,6 +310,9 @@ impl ConnectionControl {
 /// The vendor state behind a sandbox, for direct access from tests and the demo.
 enum VendorState {
     Libredesk(Arc<LibredeskState>),
+    ChatCaptain(Arc<chatcaptain::ChatCaptainState>),
+    Caac(Arc<CaacState>),
+    LlamadaPro(Arc<LlamadaProState>),
 }
 
 /// A running vendor sandbox. Dropping it (or [`Sandbox::shutdown`]) stops the server and
@@ -360,11 +370,10 @@ impl Sandbox {
     ) -> std::io::Result<Sandbox> {
         match vendor {
             Vendor::Libredesk => Self::start_libredesk_on(listener, routes, credentials),
+            Vendor::ChatCaptain => chatcaptain::start(listener, routes, credentials),
+            Vendor::Caac => caac::start(listener, &routes, credentials),
             // One arm per vendor sandbox; see sandbox/<vendor>.rs.
-            other => Err(std::io::Error::new(
-                std::io::ErrorKind::Unsupported,
-                format!("no sandbox for {other}"),
-            )),
+            Vendor::LlamadaPro => llamadapro::start(listener, routes, credentials),
         }
     }
 
@@ -501,6 +510,31 @@ impl Sandbox {
     pub fn libredesk(&self) -> Option<&LibredeskState> {
         match &self.state {
             VendorState::Libredesk(state) => Some(state),
+            _ => None,
+        }
+    }
+
+    /// The ChatCaptain state, when this is a ChatCaptain sandbox.
+    pub fn chatcaptain(&self) -> Option<&chatcaptain::ChatCaptainState> {
+        match &self.state {
+            VendorState::ChatCaptain(state) => Some(state),
+            _ => None,
+        }
+    }
+
+    /// The CAAC state, when this is a CAAC sandbox.
+    pub fn caac(&self) -> Option<&CaacState> {
+        match &self.state {
+            VendorState::Caac(state) => Some(state),
+            _ => None,
+        }
+    }
+
+    /// The LlamadaPro state, when this is a LlamadaPro sandbox.
+    pub fn llamadapro(&self) -> Option<&LlamadaProState> {
+        match &self.state {
+            VendorState::LlamadaPro(state) => Some(state),
+            _ => None,
         }
     }
 

@@ -1,34 +1,2415 @@
-//! Caac adapter. (Skeleton: its tables are empty until the adapter lands, so every operation
-//! answers 501 and capabilities list nothing.)
+//! CAAC adapter: the normalized API over Crescendo Lab's CAAC OpenAPI 2.0.1.
+//!
+//! CAAC facts this adapter hides from callers (see `routes/caac.yaml` for the calls, all of
+//! whose paths are provisional):
+//!
+//! - **Members, not contacts.** A CAAC *member* is one end customer inside one channel (a LINE
+//!   official account, …); every member call needs the channel's integer id and the member's.
+//!   Contact IDs therefore carry `[channel_id, member_id]`. A *user* is a staff agent.
+//! - **Contacts are found, not listed.** CAAC has no member list or search, only "Get Member By
+//!   Channel ID And External ID". `GET /v1/contacts` therefore needs `handle=line:<uid>` (the
+//!   only filter in the table); the channel is the connection's `defaults.channel_id`. A vendor
+//!   404 there means "no such member": an empty page, not an error. Without `handle` the list is
+//!   refused (400); `q`, `email` and `phone` are not in the filter table (400
+//!   `unsupported_filter`).
+//! - **Creating a contact is creating a LINE member.** "Create or update a channel member"
+//!   takes only `channel_member_id` (the LINE UID) and answers `{member_id}`; the adapter then
+//!   reads the member back. Anything else in the body (name, emails, …) cannot be stored and is
+//!   refused rather than dropped.
+//! - **Conversations are implicit**: one per member, keyed like the contact
+//!   (`[channel_id, member_id]`). A conversation is read from two calls, the member (its
+//!   `processing_state`, channel type, timestamps) and its assignment relationship. Creating one
+//!   answers the member's implicit conversation (and sends `text` first when given); it cannot
+//!   be created for a new person (`contact: {…}`). There is no conversation list or delete.
+//! - **Status**: CAAC's `processing_state` word is passed through as `vendor_status`. The only
+//!   state the vendor documents is `resolved` (what Close Conversation sets); other words are
+//!   read leniently (`closed`, `pending`/`waiting`/`snoozed`, and anything else counts as open).
+//!   The only status change CAAC offers is Close Conversation, so `PATCH {status: resolved}`
+//!   works and every other status, `priority` and `tags` answer 501 before any call.
+//! - **Agent-side fields come from defaults**: sending and closing need the acting agent's
+//!   `user_id`, assigning needs `org_id`, contact lookup and creation the `channel_id`. They
+//!   come from the connection's `defaults`, overridable per request with `vendor_fields`.
+//! - **Messages**: Create Message from User sends `{type: "text", user_id, text}`. CAAC
+//!   documents no other message type's values, no template call (only raw LINE Flex JSON) and
+//!   no internal notes, so templates, attachments and `private` answer 501. Message IDs carry
+//!   `[channel_id, member_id, message_id]`; CAAC has no call to read one back or list them.
+//! - **Pagination**: CAAC pages its channel, team and user lists (`limit` + `cursor`/`after`,
+//!   answering `cursor: {after, before}`), but none of those is a normalized resource, so no
+//!   normalized list uses it; the one list (a lookup) never has a next page.
+//! - **Errors**: the error body is not published. Any non-2xx is mapped by status; a message is
+//!   read from `{"error": {"message"}}`, `{"error": "…"}`, `{"message"}` or `{"detail"}`.
 
 use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
 
-use super::{Adapter, CallContext, EndpointSpec, OperationSpec};
-use crate::api::operation::Vendor;
-use crate::api::request::{OperationRequest, Output};
+use super::{
+    bad_response, parse_json, status_error, Adapter, CallContext, EndpointSpec, FilterSpec,
+    OperationSpec, VendorBody, VendorCall, VendorResponse,
+};
+use crate::api::ids::{Kind, ObjectId};
+use crate::api::model::{
+    vendor_label, Assignee, Attachment, Channel, Contact, ContactCreate, Conversation,
+    ConversationCreate, ConversationPatch, ConversationStatus, Direction, Handle, HandleChannel,
+    Message, MessageSend, MessageStatus, MessageType, Sender, SenderType,
+};
+use crate::api::operation::{Operation, Vendor};
+use crate::api::request::{ContactFilters, OperationRequest, Output, Page, Resource};
 use crate::api::ApiError;
 
 pub struct Caac;
 
+const VENDOR: Vendor = Vendor::Caac;
+
+const fn ep(name: &'static str, params: &'static [&'static str]) -> EndpointSpec {
+    EndpointSpec { name, params }
+}
+
+/// Every CAAC call the routes file may configure.
+static ENDPOINTS: &[EndpointSpec] = &[
+    ep("contacts.get", &["channel_id", "member_id"]),
+    ep("contacts.lookup", &["channel_id", "external_member_id"]),
+    ep("contacts.create", &["channel_id"]),
+    ep("conversations.assignment", &["channel_id", "member_id"]),
+    ep("conversations.close", &["channel_id", "member_id"]),
+    ep("conversations.assign", &[]),
+    ep("messages.send", &["channel_id", "member_id"]),
+];
+
+/// What the adapter serves. Absent, so 501 and left out of capabilities: contacts.update and
+/// contacts.delete (no such member calls), conversations.list and conversations.delete
+/// (conversations are implicit), messages.list and messages.get (no such calls; messages are
+/// only exported as an asynchronous CSV backup).
+static OPERATIONS: &[OperationSpec] = &[
+    OperationSpec {
+        operation: Operation::ContactsList,
+        needs: &["contacts.lookup"],
+        filters: &[FilterSpec {
+            name: "handle",
+            needs: None,
+        }],
+    },
+    OperationSpec {
+        operation: Operation::ContactsCreate,
+        needs: &["contacts.create", "contacts.get"],
+        filters: &[],
+    },
+    OperationSpec {
+        operation: Operation::ContactsGet,
+        needs: &["contacts.get"],
+        filters: &[],
+    },
+    OperationSpec {
+        operation: Operation::ConversationsCreate,
+        needs: &["contacts.get", "conversations.assignment"],
+        filters: &[],
+    },
+    OperationSpec {
+        operation: Operation::ConversationsGet,
+        needs: &["contacts.get", "conversations.assignment"],
+        filters: &[],
+    },
+    OperationSpec {
+        operation: Operation::ConversationsUpdate,
+        needs: &[
+            "contacts.get",
+            "conversations.assignment",
+            "conversations.close",
+        ],
+        filters: &[],
+    },
+    OperationSpec {
+        operation: Operation::MessagesSend,
+        needs: &["messages.send"],
+        filters: &[],
+    },
+];
+
 #[async_trait]
 impl Adapter for Caac {
     fn vendor(&self) -> Vendor {
-        Vendor::Caac
+        VENDOR
     }
-
     fn endpoints(&self) -> &'static [EndpointSpec] {
-        &[]
+        ENDPOINTS
     }
-
     fn operations(&self) -> &'static [OperationSpec] {
-        &[]
+        OPERATIONS
+    }
+    /// `channel_id`: the channel contacts are looked up and created in; `user_id`: the agent who
+    /// sends messages and closes conversations; `org_id`: required by every assignment.
+    fn required_defaults(&self) -> &'static [&'static str] {
+        &["channel_id", "user_id", "org_id"]
     }
 
+    /// One arm per operation; each arm only sequences vendor calls; building requests and
+    /// mapping answers is done by the pure functions below.
     async fn execute(
         &self,
-        _ctx: &mut CallContext<'_>,
-        _request: OperationRequest,
+        ctx: &mut CallContext<'_>,
+        request: OperationRequest,
     ) -> Result<Output, ApiError> {
-        Err(ApiError::unsupported_operation("caac: not implemented yet"))
+        match request {
+            OperationRequest::ContactsList(page, filters) => {
+                lookup_contacts(ctx, &page, &filters).await
+            }
+            OperationRequest::ContactsCreate(body) => create_contact(ctx, &body).await,
+            OperationRequest::ContactsGet(id) => {
+                let keys = member_keys(&id)?;
+                let member = fetch(ctx, "contacts.get", keys.call()).await?;
+                let contact = translate_contact(&Mapper::new(ctx), keys.channel_id, &member)?;
+                Ok(Output::Found(Resource::Contact(Box::new(contact))))
+            }
+            OperationRequest::ConversationsGet(id) => {
+                let keys = member_keys(&id)?;
+                let conversation = get_conversation(ctx, keys).await?;
+                Ok(Output::Found(Resource::Conversation(Box::new(conversation))))
+            }
+            OperationRequest::ConversationsCreate(body, contact_id) => {
+                create_conversation(ctx, &body, contact_id.as_ref()).await
+            }
+            OperationRequest::ConversationsUpdate(id, patch) => {
+                update_conversation(ctx, &id, &patch).await
+            }
+            OperationRequest::MessagesSend(conversation_id, body) => {
+                send_message(ctx, &conversation_id, &body).await
+            }
+            OperationRequest::ContactsUpdate(..) => Err(ApiError::unsupported_operation(
+                "caac has no call to change a member's profile",
+            )),
+            OperationRequest::ContactsDelete(_) => Err(ApiError::unsupported_operation(
+                "caac has no call to delete a member",
+            )),
+            OperationRequest::ConversationsList(..) => Err(ApiError::unsupported_operation(
+                "caac has no conversation list: each member has one implicit conversation, \
+                 whose ID is the member's (GET /v1/conversations/{id})",
+            )),
+            OperationRequest::ConversationsDelete(_) => Err(ApiError::unsupported_operation(
+                "caac conversations cannot be deleted; resolve one with PATCH {\"status\": \"resolved\"}",
+            )),
+            OperationRequest::MessagesList(..) | OperationRequest::MessagesGet(_) => {
+                Err(ApiError::unsupported_operation(
+                    "caac has no call to read messages (only an asynchronous CSV backup)",
+                ))
+            }
+        }
+    }
+}
+
+// ----- operations: call sequencing only ------------------------------------------------------
+
+/// Make one call and read its JSON answer.
+async fn fetch(
+    ctx: &mut CallContext<'_>,
+    endpoint: &'static str,
+    call: VendorCall,
+) -> Result<Value, ApiError> {
+    let response = ctx.call(endpoint, call).await?;
+    read_body(&response)
+}
+
+async fn lookup_contacts(
+    ctx: &mut CallContext<'_>,
+    page: &Page,
+    filters: &ContactFilters,
+) -> Result<Output, ApiError> {
+    let handle = lookup_handle(page, filters)?;
+    let channel_id = int_field("channel_id", ctx.vendor_field("channel_id", &Map::new()))?
+        .ok_or_else(|| missing_field("channel_id", "the channel to look members up in"))?;
+    let call = VendorCall::new()
+        .param("channel_id", channel_id.to_string())
+        .param("external_member_id", handle.value.clone());
+    let response = ctx.call("contacts.lookup", call).await?;
+    // CAAC answers 404 when no member of the channel has that external id: nothing matches.
+    if response.status == 404 {
+        return Ok(Output::List {
+            data: Vec::new(),
+            next: None,
+        });
+    }
+    let member = read_body(&response)?;
+    let contact = translate_contact(&Mapper::new(ctx), channel_id, &member)?;
+    let data = if handle_matches(&contact.handles, handle) {
+        vec![Resource::Contact(Box::new(contact))]
+    } else {
+        Vec::new()
+    };
+    Ok(Output::List { data, next: None })
+}
+
+async fn create_contact(
+    ctx: &mut CallContext<'_>,
+    body: &ContactCreate,
+) -> Result<Output, ApiError> {
+    let request = member_create_body(body)?;
+    let channel_id = int_field(
+        "channel_id",
+        ctx.vendor_field("channel_id", &body.vendor_fields),
+    )?
+    .ok_or_else(|| missing_field("channel_id", "the LINE channel to create the member in"))?;
+    let created = fetch(
+        ctx,
+        "contacts.create",
+        VendorCall::new()
+            .param("channel_id", channel_id.to_string())
+            .body(VendorBody::json(&request)),
+    )
+    .await?;
+    let created: WireCreated = parse_wire("created member", &created)?;
+    let keys = MemberKeys {
+        channel_id,
+        member_id: positive(created.member_id)
+            .ok_or_else(|| bad_response(VENDOR, "created member has no positive member_id"))?,
+    };
+    let member = fetch(ctx, "contacts.get", keys.call()).await?;
+    let contact = translate_contact(&Mapper::new(ctx), channel_id, &member)?;
+    Ok(Output::Created(Resource::Contact(Box::new(contact))))
+}
+
+/// The implicit conversation of a member: the member, then its assignment relationship.
+async fn get_conversation(
+    ctx: &mut CallContext<'_>,
+    keys: MemberKeys,
+) -> Result<Conversation, ApiError> {
+    let member = fetch(ctx, "contacts.get", keys.call()).await?;
+    let assignment = fetch(ctx, "conversations.assignment", keys.call()).await?;
+    translate_conversation(&Mapper::new(ctx), keys.channel_id, &member, &assignment)
+}
+
+async fn create_conversation(
+    ctx: &mut CallContext<'_>,
+    body: &ConversationCreate,
+    contact_id: Option<&ObjectId>,
+) -> Result<Output, ApiError> {
+    // Everything that can be checked without the vendor is checked first.
+    let Some(contact_id) = contact_id else {
+        return Err(ApiError::invalid(
+            "caac conversations belong to an existing member (one implicit conversation each): \
+             pass contact_id; create the member first with POST /v1/contacts and a line handle",
+        ));
+    };
+    let keys = member_keys(contact_id)?;
+    let text = check_conversation_create(body)?;
+    let user_id = match text {
+        Some(_) => {
+            if !ctx.connection.routes.has("messages.send") {
+                return Err(ApiError::unsupported_operation(
+                    "this connection has no messages.send route, so caac cannot send the \
+                     first message; leave out text",
+                ));
+            }
+            Some(user_id(ctx, &body.vendor_fields)?)
+        }
+        None => None,
+    };
+    let mut conversation = get_conversation(ctx, keys).await?;
+    if let (Some(wanted), Some(actual)) = (body.channel, conversation.channel) {
+        if wanted != actual {
+            return Err(ApiError::invalid(format!(
+                "this member's conversation is on {}, not {}",
+                channel_name(actual),
+                channel_name(wanted)
+            )));
+        }
+    }
+    if let (Some(text), Some(user_id)) = (text, user_id) {
+        let request = text_message_body(text, user_id, &body.vendor_fields)?;
+        fetch(
+            ctx,
+            "messages.send",
+            keys.call().body(VendorBody::json(&request)),
+        )
+        .await?;
+        conversation = get_conversation(ctx, keys).await?;
+    }
+    Ok(Output::Created(Resource::Conversation(Box::new(
+        conversation,
+    ))))
+}
+
+async fn update_conversation(
+    ctx: &mut CallContext<'_>,
+    id: &ObjectId,
+    patch: &ConversationPatch,
+) -> Result<Output, ApiError> {
+    let keys = member_keys(id)?;
+    let fields = UpdateFields {
+        user_id: int_field("user_id", ctx.vendor_field("user_id", &patch.vendor_fields))?,
+        org_id: int_field("org_id", ctx.vendor_field("org_id", &patch.vendor_fields))?,
+    };
+    let plan = plan_conversation_update(patch, keys, &fields)?;
+    // All or nothing as far as configuration goes: never make half the changes and then
+    // discover a missing route.
+    if let Some(missing) = plan
+        .iter()
+        .map(|c| c.endpoint)
+        .chain(["contacts.get", "conversations.assignment"])
+        .find(|e| !ctx.connection.routes.has(e))
+    {
+        return Err(ApiError::unsupported_operation(format!(
+            "this connection has no `{missing}` route, so caac cannot make this change"
+        )));
+    }
+    for planned in plan {
+        fetch(
+            ctx,
+            planned.endpoint,
+            keys.call().body(VendorBody::json(&planned.body)),
+        )
+        .await?;
+    }
+    let conversation = get_conversation(ctx, keys).await?;
+    Ok(Output::Found(Resource::Conversation(Box::new(
+        conversation,
+    ))))
+}
+
+async fn send_message(
+    ctx: &mut CallContext<'_>,
+    conversation_id: &ObjectId,
+    body: &MessageSend,
+) -> Result<Output, ApiError> {
+    let keys = member_keys(conversation_id)?;
+    let text = check_message_send(body)?;
+    let user_id = user_id(ctx, &body.vendor_fields)?;
+    let request = text_message_body(text, user_id, &body.vendor_fields)?;
+    let data = fetch(
+        ctx,
+        "messages.send",
+        keys.call().body(VendorBody::json(&request)),
+    )
+    .await?;
+    let message = translate_message(&Mapper::new(ctx), keys, &data, Some(user_id))?;
+    Ok(Output::Created(Resource::Message(Box::new(message))))
+}
+
+// ----- IDs and vendor fields -----------------------------------------------------------------
+
+/// The two integers that address a member, and so its implicit conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MemberKeys {
+    channel_id: i64,
+    member_id: i64,
+}
+
+impl MemberKeys {
+    fn call(self) -> VendorCall {
+        VendorCall::new()
+            .param("channel_id", self.channel_id.to_string())
+            .param("member_id", self.member_id.to_string())
+    }
+
+    fn keys(self) -> Vec<String> {
+        vec![self.channel_id.to_string(), self.member_id.to_string()]
+    }
+}
+
+fn positive(n: i64) -> Option<i64> {
+    (n > 0).then_some(n)
+}
+
+fn parse_key(key: &str) -> Option<i64> {
+    key.parse::<i64>().ok().and_then(positive)
+}
+
+/// A contact or conversation ID carries `[channel_id, member_id]`; anything else is not one
+/// of ours (404, and no vendor call).
+fn member_keys(id: &ObjectId) -> Result<MemberKeys, ApiError> {
+    let no_such = || ApiError::not_found(format!("no such {}", id.kind.noun()));
+    match id.keys.as_slice() {
+        [channel, member] => Ok(MemberKeys {
+            channel_id: parse_key(channel).ok_or_else(no_such)?,
+            member_id: parse_key(member).ok_or_else(no_such)?,
+        }),
+        _ => Err(no_such()),
+    }
+}
+
+/// A positive integer vendor field; numeric strings count (defaults may come from `${ENV}`).
+fn int_field(name: &str, value: Option<&Value>) -> Result<Option<i64>, ApiError> {
+    let bad = || {
+        ApiError::invalid(format!(
+            "vendor_fields.{name} must be a caac id (a positive integer)"
+        ))
+    };
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n.as_i64().and_then(positive).map(Some).ok_or_else(bad),
+        Some(Value::String(s)) => parse_key(s.trim()).map(Some).ok_or_else(bad),
+        Some(_) => Err(bad()),
+    }
+}
+
+fn missing_field(name: &str, what: &str) -> ApiError {
+    ApiError::invalid(format!(
+        "caac needs vendor_fields.{name} ({what}); set it in the connection's defaults or pass \
+         it in vendor_fields"
+    ))
+}
+
+/// The agent who acts: `vendor_fields.user_id`, else the connection's default.
+fn user_id(ctx: &CallContext<'_>, vendor_fields: &Map<String, Value>) -> Result<i64, ApiError> {
+    int_field("user_id", ctx.vendor_field("user_id", vendor_fields))?.ok_or_else(|| {
+        missing_field(
+            "user_id",
+            "the caac user, a staff agent, who sends and closes",
+        )
+    })
+}
+
+/// The handle a contact lookup needs: CAAC finds members by their channel identity only.
+fn lookup_handle<'f>(page: &Page, filters: &'f ContactFilters) -> Result<&'f Handle, ApiError> {
+    // The gateway rejects filters missing from OPERATIONS; this guards the adapter anyway.
+    if filters.q.is_some() || filters.email.is_some() || filters.phone.is_some() {
+        return Err(ApiError::unsupported_filter(
+            "caac can only look contacts up by handle (line:<uid>); q, email and phone are not \
+             available",
+        ));
+    }
+    let handle = filters.handle.as_ref().ok_or_else(|| {
+        ApiError::invalid("caac can only look contacts up: pass handle=line:<uid>")
+    })?;
+    if matches!(
+        handle.channel,
+        HandleChannel::Email | HandleChannel::Phone | HandleChannel::Web
+    ) {
+        return Err(ApiError::invalid(
+            "caac looks members up by their channel identity (handle=line:<uid>); email, phone \
+             and web handles are not member identities",
+        ));
+    }
+    if handle.value.trim().is_empty() {
+        return Err(ApiError::invalid("handle needs a value, e.g. line:U123…"));
+    }
+    if page.cursor.is_some() {
+        return Err(ApiError::invalid(
+            "cursor is not a caac cursor: a caac lookup has a single page",
+        ));
+    }
+    Ok(handle)
+}
+
+/// Whether a found member carries the handle that was asked for. `other` on either side
+/// matches any channel (the member's channel type may be unknown).
+fn handle_matches(handles: &[Handle], wanted: &Handle) -> bool {
+    handles.iter().any(|h| {
+        h.value == wanted.value
+            && (h.channel == wanted.channel
+                || h.channel == HandleChannel::Other
+                || wanted.channel == HandleChannel::Other)
+    })
+}
+
+// ----- the wire format -----------------------------------------------------------------------
+
+/// An error body. Its shape is not published; the common shapes are all read.
+#[derive(Debug, Default, Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    error: Option<ErrorField>,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    detail: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum ErrorField {
+    Text(String),
+    Object {
+        #[serde(default)]
+        message: Option<String>,
+    },
+}
+
+/// A member, as Get Member By ID answers it, or as Get Member By Channel ID And External ID
+/// does (which adds `channel_id`, names the e-mail and mobile `display_*` and has no
+/// timestamps). Profile fields that have no normalized home are read from the raw object into
+/// `custom_fields` (see [`PROFILE_FIELDS`]).
+#[derive(Debug, Deserialize)]
+struct WireMember {
+    id: i64,
+    /// The channel type (`line`, …).
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    external_member_id: Option<String>,
+    display_name: Option<String>,
+    name: Option<String>,
+    original_name: Option<String>,
+    email: Option<String>,
+    display_email: Option<String>,
+    original_email: Option<String>,
+    mobile: Option<String>,
+    display_mobile: Option<String>,
+    original_mobile: Option<String>,
+    avatar: Option<String>,
+    company: Option<String>,
+    country: Option<String>,
+    processing_state: Option<String>,
+    created_at: Option<String>,
+    updated_at: Option<String>,
+    last_message_at: Option<String>,
+}
+
+/// Member profile fields passed through as `custom_fields` (when set).
+const PROFILE_FIELDS: &[&str] = &[
+    "account_manager",
+    "birthday",
+    "city",
+    "connect_id",
+    "country",
+    "custom_id",
+    "customer_id",
+    "engagement_level",
+    "gender",
+    "location",
+    "member_level",
+    "note",
+    "star_mark",
+    "status",
+];
+
+/// Get Member Assignment Relationship (and the Manual assignment answer).
+#[derive(Debug, Deserialize)]
+struct WireAssignment {
+    assign_type: Option<String>,
+    assignment_relationship: Option<WireRelationship>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireRelationship {
+    team_id: Option<i64>,
+    user_id: Option<i64>,
+}
+
+/// Create or update a channel member answers `{member_id}`.
+#[derive(Debug, Deserialize)]
+struct WireCreated {
+    member_id: i64,
+}
+
+/// A message, as Create Message from User answers it.
+#[derive(Debug, Deserialize)]
+struct WireMessage {
+    id: i64,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    sender_type: Option<String>,
+    text: Option<String>,
+    read: Option<bool>,
+    origin_url: Option<String>,
+    member_display_name: Option<String>,
+    metadata: Option<WireMetadata>,
+    created_at: Option<String>,
+    updated_at: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireMetadata {
+    filename: Option<String>,
+    filesize_bytes: Option<i64>,
+}
+
+/// The vendor's error text from a non-2xx body, if it has one.
+fn error_message(body: &[u8]) -> Option<String> {
+    let parsed: ErrorBody = serde_json::from_slice(body).ok()?;
+    let from_error = match parsed.error {
+        Some(ErrorField::Text(text)) => Some(text),
+        Some(ErrorField::Object { message }) => message,
+        None => None,
+    };
+    from_error
+        .or(parsed.message)
+        .or(parsed.detail)
+        .map(|m| m.trim().to_owned())
+        .filter(|m| !m.is_empty())
+}
+
+/// Read a vendor answer: non-2xx → the error table; 2xx → its JSON (an empty body is `null`,
+/// which only answers that need no content accept).
+fn read_body(response: &VendorResponse) -> Result<Value, ApiError> {
+    if !response.is_success() {
+        let message = error_message(&response.body);
+        return Err(status_error(VENDOR, response, message.as_deref()));
+    }
+    if response.body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Null);
+    }
+    parse_json(VENDOR, &response.body)
+}
+
+fn parse_wire<'v, T: Deserialize<'v>>(what: &str, value: &'v Value) -> Result<T, ApiError> {
+    T::deserialize(value).map_err(|e| bad_response(VENDOR, format!("{what}: {e}")))
+}
+
+// ----- vendor → normalized -------------------------------------------------------------------
+
+/// What a translation needs from the call context: who owns the IDs it mints, and whether the
+/// caller asked for `raw`. Owned, so it never holds the context across a vendor call.
+#[derive(Debug, Clone)]
+struct Mapper {
+    tenant: String,
+    connection: String,
+    want_raw: bool,
+}
+
+impl Mapper {
+    fn new(ctx: &CallContext<'_>) -> Self {
+        Mapper {
+            tenant: ctx.connection.tenant.clone(),
+            connection: ctx.connection.name.clone(),
+            want_raw: ctx.want_raw,
+        }
+    }
+
+    fn id(&self, kind: Kind, keys: Vec<String>) -> String {
+        ObjectId::new(kind, &self.tenant, &self.connection, keys).encode()
+    }
+
+    fn raw(&self, value: impl FnOnce() -> Value) -> Option<Value> {
+        self.want_raw.then(value)
+    }
+}
+
+fn non_empty(s: Option<&str>) -> Option<&str> {
+    s.map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn owned_non_empty(s: Option<&str>) -> Option<String> {
+    non_empty(s).map(str::to_owned)
+}
+
+/// A channel type word as a normalized channel (`None` when CAAC does not say).
+fn channel_from_type(kind: Option<&str>) -> Option<Channel> {
+    Some(match non_empty(kind)?.to_ascii_lowercase().as_str() {
+        "line" => Channel::Line,
+        "whatsapp" => Channel::Whatsapp,
+        "web" | "webchat" | "livechat" => Channel::Web,
+        "email" => Channel::Email,
+        _ => Channel::Other,
+    })
+}
+
+fn channel_name(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Email => "email",
+        Channel::Line => "line",
+        Channel::Whatsapp => "whatsapp",
+        Channel::Web => "web",
+        Channel::Voice => "voice",
+        Channel::Other => "other",
+    }
+}
+
+/// A LINE user id: `U` and 32 lower-case hex digits (LINE Messaging API).
+fn is_line_uid(value: &str) -> bool {
+    value.len() == 33
+        && value.starts_with('U')
+        && value[1..]
+            .chars()
+            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+}
+
+/// The member's channel identity as a handle: its channel comes from the member's channel
+/// type, or, when CAAC does not say, from the shape of a LINE UID.
+fn member_handle(kind: Option<&str>, external_id: &str) -> Handle {
+    let channel = match channel_from_type(kind) {
+        Some(Channel::Line) => HandleChannel::Line,
+        Some(Channel::Whatsapp) => HandleChannel::Whatsapp,
+        Some(Channel::Web) => HandleChannel::Web,
+        Some(Channel::Email) => HandleChannel::Email,
+        Some(Channel::Voice) => HandleChannel::Phone,
+        Some(Channel::Other) => HandleChannel::Other,
+        None if is_line_uid(external_id) => HandleChannel::Line,
+        None => HandleChannel::Other,
+    };
+    Handle {
+        channel,
+        value: external_id.to_owned(),
+    }
+}
+
+/// Country calling codes of the markets CAAC serves, by ISO code or English name.
+const CALLING_CODES: &[(&str, &str, &str)] = &[
+    ("TW", "taiwan", "886"),
+    ("TH", "thailand", "66"),
+    ("JP", "japan", "81"),
+    ("HK", "hong kong", "852"),
+    ("SG", "singapore", "65"),
+    ("MY", "malaysia", "60"),
+];
+
+fn calling_code(country: &str) -> Option<&'static str> {
+    let country = country.trim();
+    CALLING_CODES
+        .iter()
+        .find(|(iso, name, _)| {
+            iso.eq_ignore_ascii_case(country) || name.eq_ignore_ascii_case(country)
+        })
+        .map(|(_, _, code)| *code)
+}
+
+/// E.164 where it can be known: an international number is compacted (`+886 912-345-678` →
+/// `+886912345678`); a national number with its trunk `0` gets the member's country code
+/// (`0812345678` in TH → `+66812345678`); anything else is kept as stored.
+fn phone_e164(number: &str, country: Option<&str>) -> String {
+    let compact: String = number
+        .trim()
+        .chars()
+        .filter(|c| !matches!(c, '-' | '(' | ')' | '.') && !c.is_whitespace())
+        .collect();
+    let all_digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+    if compact.strip_prefix('+').is_some_and(all_digits) {
+        return compact;
+    }
+    if let (Some(national), Some(code)) = (
+        compact.strip_prefix('0').filter(|n| all_digits(n)),
+        country.and_then(calling_code),
+    ) {
+        return format!("+{code}{national}");
+    }
+    number.trim().to_owned()
+}
+
+/// Distinct non-empty values, first spelling wins (case-insensitive).
+fn distinct(values: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for value in values {
+        if !out.iter().any(|v| v.eq_ignore_ascii_case(&value)) {
+            out.push(value);
+        }
+    }
+    out
+}
+
+/// A CAAC member (either shape) as a normalized contact of channel `channel_id`.
+fn translate_contact(mapper: &Mapper, channel_id: i64, value: &Value) -> Result<Contact, ApiError> {
+    let wire: WireMember = parse_wire("member", value)?;
+    let member_id =
+        positive(wire.id).ok_or_else(|| bad_response(VENDOR, "member id is not positive"))?;
+    let name = [&wire.display_name, &wire.name, &wire.original_name]
+        .into_iter()
+        .find_map(|n| owned_non_empty(n.as_deref()));
+    let emails = distinct(
+        [&wire.email, &wire.display_email, &wire.original_email]
+            .into_iter()
+            .filter_map(|e| owned_non_empty(e.as_deref())),
+    );
+    let country = non_empty(wire.country.as_deref());
+    let phones = distinct(
+        [&wire.mobile, &wire.display_mobile, &wire.original_mobile]
+            .into_iter()
+            .filter_map(|m| non_empty(m.as_deref()))
+            .map(|m| phone_e164(m, country)),
+    );
+    let handles = non_empty(wire.external_member_id.as_deref())
+        .map(|external| vec![member_handle(wire.kind.as_deref(), external)])
+        .unwrap_or_default();
+    let custom_fields = PROFILE_FIELDS
+        .iter()
+        .filter_map(|key| {
+            let field = value.get(*key)?;
+            let set = match field {
+                Value::Null => false,
+                Value::String(s) => !s.trim().is_empty(),
+                _ => true,
+            };
+            set.then(|| ((*key).to_owned(), field.clone()))
+        })
+        .collect();
+    let keys = MemberKeys {
+        channel_id,
+        member_id,
+    };
+    Ok(Contact {
+        id: mapper.id(Kind::Contact, keys.keys()),
+        connection: mapper.connection.clone(),
+        vendor: vendor_label(VENDOR),
+        remote_id: member_id.to_string(),
+        created_at: owned_non_empty(wire.created_at.as_deref()),
+        updated_at: owned_non_empty(wire.updated_at.as_deref()),
+        name,
+        first_name: None,
+        last_name: None,
+        emails,
+        phones,
+        handles,
+        company: owned_non_empty(wire.company.as_deref()),
+        avatar_url: owned_non_empty(wire.avatar.as_deref()),
+        custom_fields,
+        raw: mapper.raw(|| value.clone()),
+    })
+}
+
+/// CAAC's processing state → the normalized status. Only `resolved` is documented (Close
+/// Conversation sets it); the rest is read leniently and unknown words count as open.
+fn status_from_processing_state(state: Option<&str>) -> ConversationStatus {
+    match non_empty(state).map(str::to_ascii_lowercase).as_deref() {
+        Some("resolved") => ConversationStatus::Resolved,
+        Some("closed") => ConversationStatus::Closed,
+        Some("pending" | "waiting" | "snoozed") => ConversationStatus::Pending,
+        _ => ConversationStatus::Open,
+    }
+}
+
+/// The assignee of an assignment relationship; `unassigned`, or no positive id, is none.
+fn assignee_from(assignment: &WireAssignment) -> Option<Assignee> {
+    if assignment
+        .assign_type
+        .as_deref()
+        .is_some_and(|t| t.eq_ignore_ascii_case("unassigned"))
+    {
+        return None;
+    }
+    let relationship = assignment.assignment_relationship.as_ref()?;
+    let user_id = relationship.user_id.and_then(positive);
+    let team_id = relationship.team_id.and_then(positive);
+    (user_id.is_some() || team_id.is_some()).then(|| Assignee {
+        user_id: user_id.map(|id| id.to_string()),
+        team_id: team_id.map(|id| id.to_string()),
+    })
+}
+
+/// A member and its assignment relationship as the member's implicit conversation.
+fn translate_conversation(
+    mapper: &Mapper,
+    channel_id: i64,
+    member: &Value,
+    assignment: &Value,
+) -> Result<Conversation, ApiError> {
+    let wire: WireMember = parse_wire("member", member)?;
+    let relationship: WireAssignment = parse_wire("assignment relationship", assignment)?;
+    let member_id =
+        positive(wire.id).ok_or_else(|| bad_response(VENDOR, "member id is not positive"))?;
+    let keys = MemberKeys {
+        channel_id,
+        member_id,
+    };
+    let vendor_status = owned_non_empty(wire.processing_state.as_deref());
+    Ok(Conversation {
+        id: mapper.id(Kind::Conversation, keys.keys()),
+        connection: mapper.connection.clone(),
+        vendor: vendor_label(VENDOR),
+        remote_id: member_id.to_string(),
+        created_at: owned_non_empty(wire.created_at.as_deref()),
+        updated_at: owned_non_empty(wire.updated_at.as_deref()),
+        contact_id: Some(mapper.id(Kind::Contact, keys.keys())),
+        channel: channel_from_type(wire.kind.as_deref()),
+        status: status_from_processing_state(vendor_status.as_deref()),
+        vendor_status,
+        subject: None,
+        assignee: assignee_from(&relationship),
+        priority: None,
+        tags: Vec::new(),
+        last_message_at: owned_non_empty(wire.last_message_at.as_deref()),
+        raw: mapper.raw(|| json!({ "member": member, "assignment": assignment })),
+    })
+}
+
+fn message_type(kind: Option<&str>) -> MessageType {
+    match non_empty(kind).map(str::to_ascii_lowercase).as_deref() {
+        Some("text") | None => MessageType::Text,
+        Some("image") => MessageType::Image,
+        Some("video") => MessageType::Video,
+        Some("audio") => MessageType::Audio,
+        Some("file") => MessageType::File,
+        Some("location") => MessageType::Location,
+        Some(_) => MessageType::Other,
+    }
+}
+
+/// A CAAC message of the member `keys` as a normalized message. `sent_by` is the user the
+/// adapter sent it as (CAAC's answer does not name the user).
+fn translate_message(
+    mapper: &Mapper,
+    keys: MemberKeys,
+    value: &Value,
+    sent_by: Option<i64>,
+) -> Result<Message, ApiError> {
+    let wire: WireMessage = parse_wire("message", value)?;
+    let message_id =
+        positive(wire.id).ok_or_else(|| bad_response(VENDOR, "message id is not positive"))?;
+    let sender_type = match non_empty(wire.sender_type.as_deref())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("member") => SenderType::Contact,
+        Some("bot" | "ai" | "ai_agent") => SenderType::Bot,
+        Some("system") => SenderType::System,
+        _ => SenderType::Agent,
+    };
+    let direction = if sender_type == SenderType::Contact {
+        Direction::Inbound
+    } else {
+        Direction::Outbound
+    };
+    let sender = match sender_type {
+        SenderType::Contact => Sender {
+            type_: sender_type,
+            id: Some(keys.member_id.to_string()),
+            name: owned_non_empty(wire.member_display_name.as_deref()),
+        },
+        _ => Sender {
+            type_: sender_type,
+            id: sent_by.map(|id| id.to_string()),
+            name: None,
+        },
+    };
+    let type_ = message_type(wire.kind.as_deref());
+    let attachments = owned_non_empty(wire.origin_url.as_deref())
+        .map(|url| {
+            vec![Attachment {
+                type_: match type_ {
+                    MessageType::Image | MessageType::Video | MessageType::Audio => type_,
+                    _ => MessageType::File,
+                },
+                url: Some(url),
+                name: wire
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| owned_non_empty(m.filename.as_deref())),
+                size: wire
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.filesize_bytes)
+                    .and_then(|s| u64::try_from(s).ok()),
+            }]
+        })
+        .unwrap_or_default();
+    let status = match (direction, wire.read) {
+        (Direction::Inbound, _) => MessageStatus::Received,
+        (Direction::Outbound, Some(true)) => MessageStatus::Read,
+        (Direction::Outbound, _) => MessageStatus::Sent,
+    };
+    Ok(Message {
+        id: mapper.id(
+            Kind::Message,
+            vec![
+                keys.channel_id.to_string(),
+                keys.member_id.to_string(),
+                message_id.to_string(),
+            ],
+        ),
+        connection: mapper.connection.clone(),
+        vendor: vendor_label(VENDOR),
+        remote_id: message_id.to_string(),
+        created_at: owned_non_empty(wire.created_at.as_deref()),
+        updated_at: owned_non_empty(wire.updated_at.as_deref()),
+        conversation_id: mapper.id(Kind::Conversation, keys.keys()),
+        direction,
+        sender,
+        type_,
+        text: owned_non_empty(wire.text.as_deref()),
+        html: None,
+        attachments,
+        private: false,
+        status: Some(status),
+        raw: mapper.raw(|| value.clone()),
+    })
+}
+
+// ----- normalized → vendor -------------------------------------------------------------------
+
+/// The body of Create or update a channel member: the LINE UID, and nothing else CAAC could
+/// store — so anything else in the request is refused, never dropped.
+fn member_create_body(body: &ContactCreate) -> Result<Value, ApiError> {
+    let mut refused: Vec<&str> = Vec::new();
+    for (field, value) in [
+        ("name", &body.name),
+        ("first_name", &body.first_name),
+        ("last_name", &body.last_name),
+        ("company", &body.company),
+        ("avatar_url", &body.avatar_url),
+    ] {
+        if non_empty(value.as_deref()).is_some() {
+            refused.push(field);
+        }
+    }
+    if !body.emails.is_empty() {
+        refused.push("emails");
+    }
+    if !body.phones.is_empty() {
+        refused.push("phones");
+    }
+    if !body.custom_fields.is_empty() {
+        refused.push("custom_fields");
+    }
+    if body
+        .handles
+        .iter()
+        .any(|h| h.channel != HandleChannel::Line)
+    {
+        refused.push("non-line handles");
+    }
+    if !refused.is_empty() {
+        return Err(ApiError::invalid(format!(
+            "caac creates a member from its LINE UID only (the profile comes from LINE) and \
+             cannot set {}",
+            refused.join(", ")
+        )));
+    }
+    let uid =
+        match body.handles.as_slice() {
+            [handle] => handle.value.trim(),
+            [] => return Err(ApiError::invalid(
+                "caac creates members in a LINE channel: pass handles: [{\"channel\": \"line\", \
+                 \"value\": \"U…\"}]",
+            )),
+            _ => return Err(ApiError::invalid("caac members have exactly one LINE UID")),
+        };
+    if uid.is_empty() || uid.chars().any(char::is_whitespace) {
+        return Err(ApiError::invalid(
+            "the line handle must be a LINE UID such as U4af4980629…",
+        ));
+    }
+    Ok(json!({ "channel_member_id": uid }))
+}
+
+/// What a conversation create asks that CAAC cannot do, refused before any call; answers the
+/// first message's text, if any.
+fn check_conversation_create(body: &ConversationCreate) -> Result<Option<&str>, ApiError> {
+    if non_empty(body.subject.as_deref()).is_some() {
+        return Err(ApiError::invalid("caac conversations have no subject"));
+    }
+    Ok(non_empty(body.text.as_deref()))
+}
+
+/// What a message send asks that CAAC cannot do, refused before any call; answers the text.
+fn check_message_send(body: &MessageSend) -> Result<&str, ApiError> {
+    if body.template.is_some() {
+        return Err(ApiError::unsupported_operation(
+            "caac documents no message templates (only raw LINE Flex content)",
+        ));
+    }
+    if !body.attachments.is_empty() {
+        return Err(ApiError::unsupported_operation(
+            "caac documents text messages only; attachments cannot be sent",
+        ));
+    }
+    if body.private {
+        return Err(ApiError::unsupported_operation(
+            "caac has no internal notes: every message goes to the member",
+        ));
+    }
+    non_empty(body.text.as_deref()).ok_or_else(|| ApiError::invalid("a caac message needs text"))
+}
+
+/// The body of Create Message from User: a text message from `user_id`. The documented
+/// optional `external_id` (string) and `reply_to` (message id) are taken from `vendor_fields`.
+fn text_message_body(
+    text: &str,
+    user_id: i64,
+    vendor_fields: &Map<String, Value>,
+) -> Result<Value, ApiError> {
+    let mut body = Map::new();
+    body.insert("type".into(), "text".into());
+    body.insert("user_id".into(), user_id.into());
+    body.insert("text".into(), text.into());
+    match vendor_fields.get("external_id") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) if !s.trim().is_empty() => {
+            body.insert("external_id".into(), s.trim().into());
+        }
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "vendor_fields.external_id must be a non-empty string",
+            ))
+        }
+    }
+    if let Some(reply_to) = int_field("reply_to", vendor_fields.get("reply_to"))? {
+        body.insert("reply_to".into(), reply_to.into());
+    }
+    Ok(Value::Object(body))
+}
+
+/// Vendor fields a conversation update may need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct UpdateFields {
+    user_id: Option<i64>,
+    org_id: Option<i64>,
+}
+
+/// One vendor call of a conversation update.
+#[derive(Debug, Clone, PartialEq)]
+struct PlannedCall {
+    endpoint: &'static str,
+    body: Value,
+}
+
+/// The calls a conversation PATCH needs, in order: assignment, then closing. What CAAC cannot
+/// change (priority, tags, any status but resolved) is refused first, before any call.
+fn plan_conversation_update(
+    patch: &ConversationPatch,
+    keys: MemberKeys,
+    fields: &UpdateFields,
+) -> Result<Vec<PlannedCall>, ApiError> {
+    if patch.is_empty() {
+        return Err(ApiError::invalid(
+            "nothing to update: pass status or assignee",
+        ));
+    }
+    if patch.priority.is_some() {
+        return Err(ApiError::unsupported_operation(
+            "caac conversations have no priority",
+        ));
+    }
+    if patch.tags.is_some() {
+        return Err(ApiError::unsupported_operation(
+            "caac has no call to tag a conversation",
+        ));
+    }
+    if let Some(status) = patch.status.filter(|s| *s != ConversationStatus::Resolved) {
+        return Err(ApiError::unsupported_operation(format!(
+            "caac can only resolve a conversation (Close Conversation); it cannot set status {}",
+            status.as_str()
+        )));
+    }
+    let mut plan = Vec::new();
+    if let Some(assignee) = &patch.assignee {
+        let org_id = fields
+            .org_id
+            .ok_or_else(|| missing_field("org_id", "the caac organization, needed to assign"))?;
+        let mut body = Map::new();
+        body.insert("channel_id".into(), keys.channel_id.into());
+        body.insert("member_id".into(), keys.member_id.into());
+        body.insert("org_id".into(), org_id.into());
+        match assignee {
+            // Manual assignment: `assign_type: unassigned` clears; omitted, it assigns.
+            None => {
+                body.insert("assign_type".into(), "unassigned".into());
+            }
+            Some(assignee) => {
+                if assignee.user_id.is_none() && assignee.team_id.is_none() {
+                    return Err(ApiError::invalid(
+                        "assignee needs user_id or team_id; send assignee: null to unassign",
+                    ));
+                }
+                let mut relationship = Map::new();
+                if let Some(team) = &assignee.team_id {
+                    relationship.insert("team_id".into(), assignee_id("team_id", team)?.into());
+                }
+                if let Some(user) = &assignee.user_id {
+                    relationship.insert("user_id".into(), assignee_id("user_id", user)?.into());
+                }
+                body.insert(
+                    "assignment_relationship".into(),
+                    Value::Object(relationship),
+                );
+            }
+        }
+        plan.push(PlannedCall {
+            endpoint: "conversations.assign",
+            body: Value::Object(body),
+        });
+    }
+    if patch.status == Some(ConversationStatus::Resolved) {
+        let user_id = fields
+            .user_id
+            .ok_or_else(|| missing_field("user_id", "the caac user, a staff agent, who closes"))?;
+        plan.push(PlannedCall {
+            endpoint: "conversations.close",
+            body: json!({ "user_id": user_id }),
+        });
+    }
+    Ok(plan)
+}
+
+fn assignee_id(field: &str, id: &str) -> Result<i64, ApiError> {
+    parse_key(id.trim()).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "assignee.{field} must be a caac {} id (a positive integer)",
+            if field == "team_id" { "team" } else { "user" }
+        ))
+    })
+}
+
+#[cfg(test)]
+// Tests may panic on a broken fixture; that is their job.
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::api::model::{ContactPatch, NewContact};
+    use crate::api::request::ConversationFilters;
+    use crate::api::ErrorCode;
+    use crate::config::routes::RoutesFile;
+    use crate::config::{BaseUrl, Connection};
+    use crate::metrics::Metrics;
+    use crate::sandbox::caac::seed;
+    use crate::sandbox::{Credentials, Sandbox};
+    use crate::vendors::VendorClient;
+
+    const MEMBER: &str = include_str!("../../tests/fixtures/caac/member.json");
+    const MEMBER_BY_EXTERNAL_ID: &str =
+        include_str!("../../tests/fixtures/caac/member_by_external_id.json");
+    const ASSIGNMENT: &str = include_str!("../../tests/fixtures/caac/assignment.json");
+    const MEMBER_CREATED: &str = include_str!("../../tests/fixtures/caac/member_created.json");
+    const MESSAGE: &str = include_str!("../../tests/fixtures/caac/message.json");
+    const ERROR: &str = include_str!("../../tests/fixtures/caac/error.json");
+    const SEED_EXAMPLES: &str = include_str!("../../tests/fixtures/caac/seed_examples.json");
+
+    const UID: &str = "U8c1e0f5a9d2b4c6e8f0a1b3c5d7e9f21";
+    const CHANNEL: i64 = 12345;
+    const KEYS: MemberKeys = MemberKeys {
+        channel_id: CHANNEL,
+        member_id: 67890,
+    };
+
+    fn fixture(text: &str) -> Value {
+        serde_json::from_str(text).unwrap()
+    }
+
+    fn mapper(want_raw: bool) -> Mapper {
+        Mapper {
+            tenant: "acme".into(),
+            connection: "caac".into(),
+            want_raw,
+        }
+    }
+
+    fn object_id(kind: Kind, keys: &[&str]) -> ObjectId {
+        ObjectId::new(
+            kind,
+            "acme",
+            "caac",
+            keys.iter().map(|k| k.to_string()).collect(),
+        )
+    }
+
+    fn id(kind: Kind, keys: &[&str]) -> String {
+        object_id(kind, keys).encode()
+    }
+
+    fn response(status: u16, body: &str) -> VendorResponse {
+        VendorResponse {
+            status,
+            retry_after: None,
+            body: bytes::Bytes::from(body.to_owned()),
+        }
+    }
+
+    fn patch(value: Value) -> ConversationPatch {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn send(value: Value) -> MessageSend {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn create(value: Value) -> ContactCreate {
+        serde_json::from_value(value).unwrap()
+    }
+
+    const FIELDS: UpdateFields = UpdateFields {
+        user_id: Some(501),
+        org_id: Some(8801),
+    };
+
+    // ----- answers and errors --------------------------------------------------------------
+
+    #[test]
+    fn answers_are_json_and_errors_map_by_status_with_the_vendor_message() {
+        assert_eq!(read_body(&response(200, MEMBER)).unwrap()["id"], 67890);
+        assert_eq!(read_body(&response(204, "")).unwrap(), Value::Null);
+
+        let err = read_body(&response(400, ERROR)).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidRequest);
+        assert!(err.detail.contains("not a LINE user ID"), "{}", err.detail);
+        assert_eq!(err.vendor_status, Some(400));
+        // The error shape is unpublished: the common alternatives are read too.
+        for body in [
+            r#"{"error":"bad user_id"}"#,
+            r#"{"message":"bad user_id"}"#,
+            r#"{"detail":"bad user_id"}"#,
+        ] {
+            let err = read_body(&response(422, body)).unwrap_err();
+            assert!(err.detail.contains("bad user_id"), "{body}");
+        }
+        assert!(read_body(&response(400, "<html>"))
+            .unwrap_err()
+            .detail
+            .contains("no reason given"));
+
+        for (status, code) in [
+            (401, ErrorCode::VendorAuthFailed),
+            (403, ErrorCode::VendorAuthFailed),
+            (404, ErrorCode::NotFound),
+            (500, ErrorCode::VendorError),
+            (503, ErrorCode::VendorError),
+            (418, ErrorCode::VendorError),
+        ] {
+            let err = read_body(&response(status, ERROR)).unwrap_err();
+            assert_eq!(err.code, code, "status {status}");
+            assert_eq!(err.vendor, Some(Vendor::Caac));
+        }
+        let mut limited = response(429, "");
+        limited.retry_after = Some(30);
+        let err = read_body(&limited).unwrap_err();
+        assert_eq!(
+            (err.code, err.retry_after),
+            (ErrorCode::VendorRateLimited, Some(30))
+        );
+        let err = read_body(&response(200, r#"{"id":30001,"display_name":"Wei"#)).unwrap_err();
+        assert_eq!(err.code, ErrorCode::VendorBadResponse);
+    }
+
+    #[test]
+    fn the_documented_examples_fit_the_wire_types_and_the_bodies_we_build() {
+        let examples = fixture(SEED_EXAMPLES);
+        for key in [
+            "get_member_by_id",
+            "get_member_by_channel_id_and_external_id",
+        ] {
+            parse_wire::<WireMember>(key, &examples[key]).unwrap();
+        }
+        for key in [
+            "get_member_assignment_relationship",
+            "manual_assignment_response",
+        ] {
+            parse_wire::<WireAssignment>(key, &examples[key]).unwrap();
+        }
+        parse_wire::<WireCreated>("created", &examples["create_member_response"]).unwrap();
+        parse_wire::<WireMessage>("message", &examples["create_message_from_user_response"])
+            .unwrap();
+        // The placeholder id 0 is no member a translation could address.
+        let err =
+            translate_contact(&mapper(false), CHANNEL, &examples["get_member_by_id"]).unwrap_err();
+        assert_eq!(err.code, ErrorCode::VendorBadResponse);
+
+        // Every body the adapter builds uses only documented request properties.
+        let documented = |example: &str, body: &Value| {
+            let allowed = examples[example].as_object().unwrap();
+            for (key, value) in body.as_object().unwrap() {
+                assert!(allowed.contains_key(key), "{example}: undocumented {key}");
+                if let (Value::Object(inner), Some(Value::Object(doc))) = (value, allowed.get(key))
+                {
+                    for k in inner.keys() {
+                        assert!(doc.contains_key(k), "{example}: undocumented {key}.{k}");
+                    }
+                }
+            }
+        };
+        let member = member_create_body(&create(
+            json!({"handles": [{"channel": "line", "value": UID}]}),
+        ))
+        .unwrap();
+        documented("create_member_request", &member);
+        let vendor_fields = json!({"external_id": "x-1", "reply_to": 7});
+        let message = text_message_body("hi", 501, vendor_fields.as_object().unwrap()).unwrap();
+        documented("create_message_from_user_request", &message);
+        let both = json!({"status": "resolved", "assignee": {"user_id": "1", "team_id": "2"}});
+        let plan = plan_conversation_update(&patch(both), KEYS, &FIELDS).unwrap();
+        documented("manual_assignment_request", &plan[0].body);
+        documented("close_conversation_request", &plan[1].body);
+        let unassign =
+            plan_conversation_update(&patch(json!({"assignee": null})), KEYS, &FIELDS).unwrap();
+        documented("manual_assignment_request", &unassign[0].body);
+    }
+
+    // ----- contacts --------------------------------------------------------------------------
+
+    #[test]
+    fn member_maps_every_field() {
+        let value = fixture(MEMBER);
+        let c = translate_contact(&mapper(false), CHANNEL, &value).unwrap();
+        assert_eq!(c.id, id(Kind::Contact, &["12345", "67890"]));
+        assert_eq!(c.remote_id, "67890");
+        assert_eq!((c.connection.as_str(), c.vendor), ("caac", "caac"));
+        assert_eq!(c.name.as_deref(), Some("Hsu Ya-Ting"));
+        assert_eq!((c.first_name, c.last_name), (None, None));
+        // The profile e-mail and the LINE one differ only in case: one address.
+        assert_eq!(c.emails, vec!["yating.hsu@example.com.tw"]);
+        // A national TW number and the same number in international form: one E.164 phone.
+        assert_eq!(c.phones, vec!["+886933123456"]);
+        assert_eq!(
+            c.handles,
+            vec![Handle {
+                channel: HandleChannel::Line,
+                value: UID.into()
+            }]
+        );
+        assert_eq!(c.company.as_deref(), Some("Sun Moon Bakery"));
+        assert_eq!(
+            c.avatar_url.as_deref(),
+            Some("https://profile.line-scdn.net/0hAbCdEfGhIj/avatar.jpg")
+        );
+        assert_eq!(
+            Value::Object(c.custom_fields),
+            json!({
+                "account_manager": "Mei Lin",
+                "birthday": "1990-07-21",
+                "city": "Taichung",
+                "country": "TW",
+                "custom_id": "CRM-88213",
+                "engagement_level": "high",
+                "gender": "female",
+                "member_level": "VIP",
+                "note": "Wholesale customer",
+                "star_mark": true,
+                "status": "follow",
+            })
+        );
+        assert_eq!(c.created_at.as_deref(), Some("2024-11-02T03:15:20Z"));
+        assert_eq!(c.updated_at.as_deref(), Some("2025-05-21T05:08:42Z"));
+        assert!(c.raw.is_none());
+        let with_raw = translate_contact(&mapper(true), CHANNEL, &value).unwrap();
+        assert_eq!(with_raw.raw, Some(value));
+    }
+
+    #[test]
+    fn looked_up_member_maps_its_own_shape() {
+        let c =
+            translate_contact(&mapper(false), CHANNEL, &fixture(MEMBER_BY_EXTERNAL_ID)).unwrap();
+        assert_eq!(c.id, id(Kind::Contact, &["12345", "67891"]));
+        // No display name: the LINE profile name.
+        assert_eq!(c.name.as_deref(), Some("Somsak K."));
+        assert_eq!(c.emails, vec!["Somsak.K@example.co.th"]);
+        assert_eq!(c.phones, vec!["+66812345678"]);
+        assert_eq!(c.handles[0].channel, HandleChannel::Line);
+        assert_eq!((c.created_at, c.updated_at), (None, None));
+        assert_eq!((c.company, c.avatar_url), (None, None));
+        assert_eq!(
+            Value::Object(c.custom_fields),
+            json!({"city": "Bangkok", "country": "Thailand", "customer_id": "C-0042", "star_mark": false, "status": "follow"})
+        );
+    }
+
+    #[test]
+    fn handles_follow_the_channel_type_or_the_line_uid_shape() {
+        let handle = |kind: Option<&str>, value: &str| member_handle(kind, value).channel;
+        assert_eq!(handle(Some("LINE"), "anything"), HandleChannel::Line);
+        assert_eq!(
+            handle(Some("whatsapp"), "886912345678"),
+            HandleChannel::Whatsapp
+        );
+        assert_eq!(
+            handle(Some("facebook"), "6143823401928374"),
+            HandleChannel::Other
+        );
+        assert_eq!(handle(None, UID), HandleChannel::Line);
+        assert_eq!(handle(Some(" "), UID), HandleChannel::Line);
+        assert_eq!(handle(None, "6143823401928374"), HandleChannel::Other);
+        assert!(!is_line_uid("U8C1E0F5A9D2B4C6E8F0A1B3C5D7E9F21"));
+        assert!(!is_line_uid("U8c1e0f5a9d2b4c6e"));
+        let member = json!({"id": 5, "external_member_id": ""});
+        let c = translate_contact(&mapper(false), 1, &member).unwrap();
+        assert!(c.handles.is_empty() && c.emails.is_empty() && c.phones.is_empty());
+        assert_eq!(c.name, None);
+    }
+
+    #[test]
+    fn phones_become_e164_where_the_country_is_known() {
+        assert_eq!(phone_e164("+886 912-345-678", None), "+886912345678");
+        assert_eq!(phone_e164("0912-345-678", Some("TW")), "+886912345678");
+        assert_eq!(phone_e164("081 234 5678", Some("thailand")), "+66812345678");
+        assert_eq!(phone_e164("090-1234-5678", Some("jp")), "+819012345678");
+        assert_eq!(phone_e164("0912-345-678", None), "0912-345-678");
+        assert_eq!(phone_e164("0912-345-678", Some("FR")), "0912-345-678");
+        assert_eq!(phone_e164(" 912345678 ", Some("TW")), "912345678");
+        assert_eq!(phone_e164("+886 ext 5", None), "+886 ext 5");
+    }
+
+    #[test]
+    fn a_member_without_a_positive_integer_id_is_a_bad_response() {
+        for value in [
+            json!({"display_name": "x"}),
+            json!({"id": "12"}),
+            json!({"id": -1}),
+            json!([]),
+        ] {
+            let err = translate_contact(&mapper(false), 1, &value).unwrap_err();
+            assert_eq!(err.code, ErrorCode::VendorBadResponse, "{value}");
+        }
+    }
+
+    #[test]
+    fn member_create_sends_the_line_uid_and_refuses_everything_else() {
+        let body = create(json!({"handles": [{"channel": "line", "value": format!(" {UID} ")}]}));
+        assert_eq!(
+            member_create_body(&body).unwrap(),
+            json!({"channel_member_id": UID})
+        );
+        for (value, hint) in [
+            (
+                json!({"name": "Ya-Ting", "handles": [{"channel": "line", "value": UID}]}),
+                "cannot set name",
+            ),
+            (
+                json!({"emails": ["a@b.tw"], "phones": ["+886"], "handles": [{"channel": "line", "value": UID}]}),
+                "cannot set emails, phones",
+            ),
+            (
+                json!({"custom_fields": {"x": 1}, "company": "C", "handles": [{"channel": "line", "value": UID}]}),
+                "cannot set company, custom_fields",
+            ),
+            (
+                json!({"handles": [{"channel": "whatsapp", "value": "886912345678"}]}),
+                "non-line handles",
+            ),
+            (json!({}), "handles: [{\"channel\": \"line\""),
+            (
+                json!({"handles": [{"channel": "line", "value": UID}, {"channel": "line", "value": "U2"}]}),
+                "exactly one LINE UID",
+            ),
+            (
+                json!({"handles": [{"channel": "line", "value": " "}]}),
+                "must be a LINE UID",
+            ),
+        ] {
+            let err = member_create_body(&create(value.clone())).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidRequest, "{value}");
+            assert!(err.detail.contains(hint), "{value}: {}", err.detail);
+        }
+        // Whitespace-only optional fields are not input.
+        let blank = create(json!({"name": " ", "handles": [{"channel": "line", "value": UID}]}));
+        assert!(member_create_body(&blank).is_ok());
+    }
+
+    #[test]
+    fn created_member_answer_is_read() {
+        let created: WireCreated = parse_wire("created", &fixture(MEMBER_CREATED)).unwrap();
+        assert_eq!(created.member_id, 67892);
+        assert!(parse_wire::<WireCreated>("created", &json!({"id": 1})).is_err());
+    }
+
+    #[test]
+    fn lookups_need_a_channel_identity_handle() {
+        let page = |cursor| Page { limit: 20, cursor };
+        let filters = |handle: Option<(&str, &str)>| ContactFilters {
+            handle: handle.map(|(c, v)| Handle {
+                channel: HandleChannel::parse(c).unwrap(),
+                value: v.into(),
+            }),
+            ..Default::default()
+        };
+        let ok = filters(Some(("line", UID)));
+        assert_eq!(lookup_handle(&page(None), &ok).unwrap().value, UID);
+        let err = lookup_handle(&page(None), &filters(None)).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidRequest);
+        assert_eq!(
+            err.detail,
+            "caac can only look contacts up: pass handle=line:<uid>"
+        );
+        for channel in ["email", "phone", "web"] {
+            let err = lookup_handle(&page(None), &filters(Some((channel, "x")))).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidRequest, "{channel}");
+        }
+        assert!(lookup_handle(&page(None), &filters(Some(("line", " ")))).is_err());
+        assert!(lookup_handle(&page(Some(json!({"after": "x"}))), &ok).is_err());
+        let q = ContactFilters {
+            q: Some("ya".into()),
+            ..ok.clone()
+        };
+        assert_eq!(
+            lookup_handle(&page(None), &q).unwrap_err().code,
+            ErrorCode::UnsupportedFilter
+        );
+
+        let line = |v: &str| Handle {
+            channel: HandleChannel::Line,
+            value: v.into(),
+        };
+        let other = Handle {
+            channel: HandleChannel::Other,
+            value: UID.into(),
+        };
+        assert!(handle_matches(&[line(UID)], &line(UID)));
+        assert!(!handle_matches(&[line(UID)], &line("U0")));
+        assert!(handle_matches(std::slice::from_ref(&other), &line(UID)));
+        assert!(handle_matches(&[line(UID)], &other));
+        let whatsapp = Handle {
+            channel: HandleChannel::Whatsapp,
+            value: UID.into(),
+        };
+        assert!(!handle_matches(&[line(UID)], &whatsapp));
+    }
+
+    // ----- conversations ---------------------------------------------------------------------
+
+    #[test]
+    fn member_and_assignment_map_to_the_implicit_conversation() {
+        let member = fixture(MEMBER);
+        let assignment = fixture(ASSIGNMENT);
+        let c = translate_conversation(&mapper(true), CHANNEL, &member, &assignment).unwrap();
+        assert_eq!(c.id, id(Kind::Conversation, &["12345", "67890"]));
+        assert_eq!(c.remote_id, "67890");
+        assert_eq!(c.contact_id, Some(id(Kind::Contact, &["12345", "67890"])));
+        assert_eq!(c.channel, Some(Channel::Line));
+        assert_eq!(c.status, ConversationStatus::Open);
+        assert_eq!(c.vendor_status.as_deref(), Some("processing"));
+        assert_eq!(
+            c.assignee,
+            Some(Assignee {
+                user_id: Some("501".into()),
+                team_id: Some("71".into())
+            })
+        );
+        assert_eq!((c.subject, c.priority), (None, None));
+        assert!(c.tags.is_empty());
+        assert_eq!(c.created_at.as_deref(), Some("2024-11-02T03:15:20Z"));
+        assert_eq!(c.updated_at.as_deref(), Some("2025-05-21T05:08:42Z"));
+        assert_eq!(c.last_message_at.as_deref(), Some("2025-05-21T05:08:42Z"));
+        assert_eq!(
+            c.raw,
+            Some(json!({"member": member, "assignment": assignment}))
+        );
+        // The looked-up shape has no timestamps, and a channel the normalized list lacks.
+        let mut other = fixture(MEMBER_BY_EXTERNAL_ID);
+        other["type"] = json!("facebook");
+        let c = translate_conversation(&mapper(false), CHANNEL, &other, &assignment).unwrap();
+        assert_eq!(c.channel, Some(Channel::Other));
+        assert_eq!((c.created_at, c.last_message_at), (None, None));
+        assert!(c.raw.is_none());
+    }
+
+    #[test]
+    fn assignments_without_an_assignee_are_none() {
+        let assignee = |value: Value| assignee_from(&parse_wire("a", &value).unwrap());
+        assert_eq!(
+            assignee(
+                json!({"assign_type": "unassigned", "assignment_relationship": {"team_id": 3, "user_id": 4}})
+            ),
+            None
+        );
+        assert_eq!(
+            assignee(
+                json!({"assign_type": "manual", "assignment_relationship": {"team_id": 0, "user_id": 0}})
+            ),
+            None
+        );
+        assert_eq!(assignee(json!({"assign_type": "manual"})), None);
+        assert_eq!(assignee(json!({})), None);
+        assert_eq!(
+            assignee(
+                json!({"assign_type": "auto", "assignment_relationship": {"team_id": 72, "user_id": null}})
+            ),
+            Some(Assignee {
+                user_id: None,
+                team_id: Some("72".into())
+            })
+        );
+        let err = translate_conversation(
+            &mapper(false),
+            1,
+            &fixture(MEMBER),
+            &json!({"assignment_relationship": {"user_id": "4"}}),
+        )
+        .unwrap_err();
+        assert_eq!(err.code, ErrorCode::VendorBadResponse);
+    }
+
+    #[test]
+    fn processing_states_map_to_statuses() {
+        for (state, status) in [
+            (Some("resolved"), ConversationStatus::Resolved),
+            (Some("RESOLVED"), ConversationStatus::Resolved),
+            (Some("closed"), ConversationStatus::Closed),
+            (Some("pending"), ConversationStatus::Pending),
+            (Some("waiting"), ConversationStatus::Pending),
+            (Some("new"), ConversationStatus::Open),
+            (Some("processing"), ConversationStatus::Open),
+            (Some("something-else"), ConversationStatus::Open),
+            (None, ConversationStatus::Open),
+        ] {
+            assert_eq!(status_from_processing_state(state), status, "{state:?}");
+        }
+    }
+
+    #[test]
+    fn conversation_patch_plans_assignment_then_close() {
+        let plan = plan_conversation_update(
+            &patch(
+                json!({"status": "resolved", "assignee": {"user_id": "502", "team_id": " 71 "}}),
+            ),
+            KEYS,
+            &FIELDS,
+        )
+        .unwrap();
+        assert_eq!(
+            plan,
+            vec![
+                PlannedCall {
+                    endpoint: "conversations.assign",
+                    body: json!({
+                        "channel_id": 12345, "member_id": 67890, "org_id": 8801,
+                        "assignment_relationship": {"team_id": 71, "user_id": 502},
+                    }),
+                },
+                PlannedCall {
+                    endpoint: "conversations.close",
+                    body: json!({"user_id": 501}),
+                },
+            ]
+        );
+        let plan =
+            plan_conversation_update(&patch(json!({"assignee": null})), KEYS, &FIELDS).unwrap();
+        assert_eq!(
+            plan[0].body,
+            json!({"channel_id": 12345, "member_id": 67890, "org_id": 8801, "assign_type": "unassigned"})
+        );
+        let plan = plan_conversation_update(
+            &patch(json!({"assignee": {"team_id": "72"}})),
+            KEYS,
+            &FIELDS,
+        )
+        .unwrap();
+        assert_eq!(
+            plan[0].body["assignment_relationship"],
+            json!({"team_id": 72})
+        );
+    }
+
+    #[test]
+    fn conversation_patch_refuses_what_caac_cannot_change_before_anything_else() {
+        for body in [
+            json!({"priority": "high"}),
+            json!({"tags": ["vip"]}),
+            json!({"status": "open"}),
+            json!({"status": "pending"}),
+            json!({"status": "closed"}),
+            // Refused even alongside a change CAAC could make.
+            json!({"status": "resolved", "tags": []}),
+        ] {
+            let err = plan_conversation_update(&patch(body.clone()), KEYS, &FIELDS).unwrap_err();
+            assert_eq!(err.code, ErrorCode::UnsupportedOperation, "{body}");
+        }
+        let nothing = UpdateFields {
+            user_id: None,
+            org_id: None,
+        };
+        // Unsupported wins over a missing vendor field.
+        let err = plan_conversation_update(&patch(json!({"priority": "low"})), KEYS, &nothing)
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::UnsupportedOperation);
+        for (body, field) in [
+            (json!({"status": "resolved"}), "vendor_fields.user_id"),
+            (json!({"assignee": null}), "vendor_fields.org_id"),
+        ] {
+            let err = plan_conversation_update(&patch(body), KEYS, &nothing).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidRequest);
+            assert!(err.detail.contains(field), "{}", err.detail);
+        }
+        for body in [
+            json!({}),
+            json!({"assignee": {}}),
+            json!({"assignee": {"user_id": "mei"}}),
+            json!({"assignee": {"team_id": "0"}}),
+        ] {
+            let err = plan_conversation_update(&patch(body.clone()), KEYS, &FIELDS).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidRequest, "{body}");
+        }
+    }
+
+    #[test]
+    fn conversation_create_refuses_a_subject() {
+        let body = |v: Value| serde_json::from_value::<ConversationCreate>(v).unwrap();
+        assert_eq!(
+            check_conversation_create(&body(json!({"text": " hi "}))).unwrap(),
+            Some("hi")
+        );
+        assert_eq!(check_conversation_create(&body(json!({}))).unwrap(), None);
+        let err = check_conversation_create(&body(json!({"subject": "Refund"}))).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidRequest);
+    }
+
+    // ----- messages --------------------------------------------------------------------------
+
+    #[test]
+    fn sent_message_maps_every_field() {
+        let value = fixture(MESSAGE);
+        let m = translate_message(&mapper(false), KEYS, &value, Some(501)).unwrap();
+        assert_eq!(m.id, id(Kind::Message, &["12345", "67890", "900123"]));
+        assert_eq!(m.remote_id, "900123");
+        assert_eq!(
+            m.conversation_id,
+            id(Kind::Conversation, &["12345", "67890"])
+        );
+        assert_eq!(m.direction, Direction::Outbound);
+        assert_eq!(
+            m.sender,
+            Sender {
+                type_: SenderType::Agent,
+                id: Some("501".into()),
+                name: None
+            }
+        );
+        assert_eq!(m.type_, MessageType::Text);
+        assert_eq!(
+            m.text.as_deref(),
+            Some("Your parcel left our warehouse this morning.")
+        );
+        assert_eq!(m.html, None);
+        assert!(m.attachments.is_empty());
+        assert!(!m.private);
+        assert_eq!(m.status, Some(MessageStatus::Sent));
+        assert_eq!(m.created_at.as_deref(), Some("2025-05-21T05:10:00Z"));
+        assert_eq!(m.updated_at.as_deref(), Some("2025-05-21T05:10:00Z"));
+        assert!(m.raw.is_none());
+        let m = translate_message(&mapper(true), KEYS, &value, None).unwrap();
+        assert_eq!((m.sender.id, m.raw), (None, Some(value)));
+    }
+
+    #[test]
+    fn member_messages_media_and_read_receipts() {
+        let image = json!({
+            "id": 900124, "type": "image", "sender_type": "member", "text": "",
+            "origin_url": "https://obs.line-scdn.net/abc/original.jpg",
+            "member_display_name": "Hsu Ya-Ting",
+            "metadata": {"filename": "receipt.jpg", "filesize_bytes": 48213},
+        });
+        let m = translate_message(&mapper(false), KEYS, &image, None).unwrap();
+        assert_eq!(m.direction, Direction::Inbound);
+        assert_eq!(
+            m.sender,
+            Sender {
+                type_: SenderType::Contact,
+                id: Some("67890".into()),
+                name: Some("Hsu Ya-Ting".into())
+            }
+        );
+        assert_eq!(
+            (m.type_, m.text, m.status),
+            (MessageType::Image, None, Some(MessageStatus::Received))
+        );
+        assert_eq!(
+            m.attachments,
+            vec![Attachment {
+                type_: MessageType::Image,
+                url: Some("https://obs.line-scdn.net/abc/original.jpg".into()),
+                name: Some("receipt.jpg".into()),
+                size: Some(48213)
+            }]
+        );
+        let sticker = json!({"id": 5, "type": "sticker", "sender_type": "bot", "read": true, "origin_url": "https://x/s.png"});
+        let m = translate_message(&mapper(false), KEYS, &sticker, None).unwrap();
+        assert_eq!(m.type_, MessageType::Other);
+        assert_eq!(m.sender.type_, SenderType::Bot);
+        assert_eq!(m.status, Some(MessageStatus::Read));
+        assert_eq!(m.attachments[0].type_, MessageType::File);
+        for kind in ["video", "audio", "file", "location"] {
+            let m = translate_message(&mapper(false), KEYS, &json!({"id": 6, "type": kind}), None)
+                .unwrap();
+            assert_eq!(serde_json::to_value(m.type_).unwrap(), kind);
+        }
+        let system = json!({"id": 7, "sender_type": "system"});
+        assert_eq!(
+            translate_message(&mapper(false), KEYS, &system, None)
+                .unwrap()
+                .sender
+                .type_,
+            SenderType::System
+        );
+        for bad in [
+            json!({"text": "x"}),
+            json!({"id": 0}),
+            json!({"id": 1, "read": "yes"}),
+        ] {
+            let err = translate_message(&mapper(false), KEYS, &bad, None).unwrap_err();
+            assert_eq!(err.code, ErrorCode::VendorBadResponse, "{bad}");
+        }
+    }
+
+    #[test]
+    fn message_bodies_are_text_from_the_agent() {
+        let none = Map::new();
+        assert_eq!(
+            text_message_body("On it", 501, &none).unwrap(),
+            json!({"type": "text", "user_id": 501, "text": "On it"})
+        );
+        let extras = json!({"external_id": " ord-7 ", "reply_to": "700004", "user_id": 9});
+        assert_eq!(
+            text_message_body("On it", 501, extras.as_object().unwrap()).unwrap(),
+            json!({"type": "text", "user_id": 501, "text": "On it", "external_id": "ord-7", "reply_to": 700004})
+        );
+        for bad in [
+            json!({"external_id": 5}),
+            json!({"external_id": ""}),
+            json!({"reply_to": "x"}),
+        ] {
+            let err = text_message_body("hi", 1, bad.as_object().unwrap()).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidRequest, "{bad}");
+        }
+        assert_eq!(
+            check_message_send(&send(json!({"conversation_id": "x", "text": " hi "}))).unwrap(),
+            "hi"
+        );
+        for body in [
+            json!({"conversation_id": "x", "template": {"name": "welcome"}}),
+            json!({"conversation_id": "x", "text": "hi", "attachments": [{"type": "image", "url": "https://x/a.png"}]}),
+            json!({"conversation_id": "x", "text": "hi", "private": true}),
+        ] {
+            let err = check_message_send(&send(body.clone())).unwrap_err();
+            assert_eq!(err.code, ErrorCode::UnsupportedOperation, "{body}");
+        }
+        let err =
+            check_message_send(&send(json!({"conversation_id": "x", "text": " "}))).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidRequest);
+    }
+
+    #[test]
+    fn ids_and_vendor_fields_are_positive_integers() {
+        assert_eq!(
+            member_keys(&object_id(Kind::Contact, &["1201", "30001"])).unwrap(),
+            MemberKeys {
+                channel_id: 1201,
+                member_id: 30001
+            }
+        );
+        for keys in [
+            &["1201"][..],
+            &["1201", "30001", "7"],
+            &["x", "30001"],
+            &["1201", "0"],
+            &["-1", "3"],
+            &["1201", "3.0"],
+        ] {
+            let err = member_keys(&object_id(Kind::Conversation, keys)).unwrap_err();
+            assert_eq!(err.code, ErrorCode::NotFound, "{keys:?}");
+        }
+        assert_eq!(int_field("user_id", Some(&json!(501))).unwrap(), Some(501));
+        assert_eq!(
+            int_field("user_id", Some(&json!(" 501 "))).unwrap(),
+            Some(501)
+        );
+        assert_eq!(int_field("user_id", None).unwrap(), None);
+        assert_eq!(int_field("user_id", Some(&Value::Null)).unwrap(), None);
+        for bad in [json!(0), json!("mei"), json!(1.5), json!([1])] {
+            let err = int_field("user_id", Some(&bad)).unwrap_err();
+            assert!(err.detail.contains("vendor_fields.user_id"), "{bad}");
+        }
+    }
+
+    // ----- execute, against the CAAC sandbox on loopback ----------------------------------
+
+    async fn sandbox() -> Sandbox {
+        Sandbox::start_vendor(
+            Vendor::Caac,
+            Arc::new(crate::sandbox::caac::tests::routes()),
+            Credentials::new("caac-key", ""),
+        )
+        .await
+        .unwrap()
+    }
+
+    fn connection(base: &str, key: &'static str, without: &[&str]) -> Connection {
+        let mut file: RoutesFile =
+            serde_yaml::from_str(include_str!("../../routes/caac.yaml")).unwrap();
+        for name in without {
+            file.operations.remove(*name);
+        }
+        // Defaults as `${ENV}` interpolation leaves them: numbers or numeric strings.
+        let defaults =
+            json!({"channel_id": seed::CHANNEL_LINE_ID, "user_id": "501", "org_id": seed::ORG_ID});
+        Connection {
+            tenant: "acme".into(),
+            name: "caac".into(),
+            vendor: Vendor::Caac,
+            base_url: BaseUrl::parse(base).unwrap(),
+            auth_header: (
+                http::HeaderName::from_static("apikey"),
+                http::HeaderValue::from_static(key),
+            ),
+            credentials: Default::default(),
+            defaults: defaults.as_object().unwrap().clone(),
+            routes: Arc::new(crate::config::routes::compile(&file).unwrap()),
+            capabilities: Vec::new(),
+            fingerprint: 0,
+        }
+    }
+
+    /// Run one operation; answers the result and the number of vendor calls made.
+    async fn run(
+        connection: &Connection,
+        request: OperationRequest,
+    ) -> (Result<Output, ApiError>, u32) {
+        let client = VendorClient::new();
+        let metrics = Metrics::new().unwrap();
+        let mut ctx = CallContext {
+            connection,
+            client: &client,
+            metrics: &metrics,
+            operation: Operation::ContactsGet,
+            request_id: "req-1",
+            want_raw: false,
+            vendor_time: Duration::ZERO,
+            vendor_calls: 0,
+        };
+        let result = Caac.execute(&mut ctx, request).await;
+        (result, ctx.vendor_calls)
+    }
+
+    fn object_json(output: Output) -> (&'static str, Value) {
+        match output {
+            Output::Found(r) => ("found", serde_json::to_value(r).unwrap()),
+            Output::Created(r) => ("created", serde_json::to_value(r).unwrap()),
+            other => panic!("expected one object, got {other:?}"),
+        }
+    }
+
+    fn list_json(output: Output) -> (Vec<Value>, Option<Value>) {
+        match output {
+            Output::List { data, next } => (
+                data.iter()
+                    .map(|r| serde_json::to_value(r).unwrap())
+                    .collect(),
+                next,
+            ),
+            other => panic!("expected a list, got {other:?}"),
+        }
+    }
+
+    fn member_id(member: i64) -> ObjectId {
+        object_id(
+            Kind::Contact,
+            &[&seed::CHANNEL_LINE_ID.to_string(), &member.to_string()],
+        )
+    }
+
+    fn conversation_id(member: i64) -> ObjectId {
+        object_id(
+            Kind::Conversation,
+            &[&seed::CHANNEL_LINE_ID.to_string(), &member.to_string()],
+        )
+    }
+
+    fn lookup(channel: &str, value: &str) -> OperationRequest {
+        OperationRequest::ContactsList(
+            Page {
+                limit: 20,
+                cursor: None,
+            },
+            ContactFilters {
+                handle: Some(Handle {
+                    channel: HandleChannel::parse(channel).unwrap(),
+                    value: value.into(),
+                }),
+                ..Default::default()
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn malformed_ids_and_refused_input_make_no_vendor_call() {
+        // Nothing listens here: any call would fail with vendor_unavailable.
+        let conn = connection("http://127.0.0.1:9", "caac-key", &[]);
+        let page = || Page {
+            limit: 20,
+            cursor: None,
+        };
+        let not_found = [
+            OperationRequest::ContactsGet(object_id(Kind::Contact, &["abc", "1"])),
+            OperationRequest::ContactsGet(object_id(Kind::Contact, &["30001"])),
+            OperationRequest::ConversationsGet(object_id(Kind::Conversation, &["1", "2", "3"])),
+            OperationRequest::ConversationsUpdate(
+                object_id(Kind::Conversation, &["0", "1"]),
+                patch(json!({"status": "resolved"})),
+            ),
+            OperationRequest::MessagesSend(
+                object_id(Kind::Conversation, &["1201"]),
+                send(json!({"conversation_id": "x", "text": "hi"})),
+            ),
+        ];
+        for request in not_found {
+            let (result, calls) = run(&conn, request).await;
+            assert_eq!(result.unwrap_err().code, ErrorCode::NotFound);
+            assert_eq!(calls, 0);
+        }
+        let refused = [
+            (
+                OperationRequest::ConversationsUpdate(
+                    conversation_id(30001),
+                    patch(json!({"status": "resolved", "priority": "high"})),
+                ),
+                ErrorCode::UnsupportedOperation,
+            ),
+            (
+                OperationRequest::MessagesSend(
+                    conversation_id(30001),
+                    send(json!({"conversation_id": "x", "template": {"name": "welcome"}})),
+                ),
+                ErrorCode::UnsupportedOperation,
+            ),
+            (
+                OperationRequest::ConversationsCreate(
+                    ConversationCreate {
+                        contact: Some(NewContact {
+                            name: Some("New".into()),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                    None,
+                ),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                OperationRequest::ContactsList(page(), ContactFilters::default()),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                OperationRequest::ContactsCreate(create(json!({"name": "Ya-Ting"}))),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                OperationRequest::ContactsUpdate(member_id(30001), ContactPatch::default()),
+                ErrorCode::UnsupportedOperation,
+            ),
+            (
+                OperationRequest::ContactsDelete(member_id(30001)),
+                ErrorCode::UnsupportedOperation,
+            ),
+            (
+                OperationRequest::ConversationsList(page(), ConversationFilters::default()),
+                ErrorCode::UnsupportedOperation,
+            ),
+            (
+                OperationRequest::ConversationsDelete(conversation_id(30001)),
+                ErrorCode::UnsupportedOperation,
+            ),
+            (
+                OperationRequest::MessagesList(conversation_id(30001), page()),
+                ErrorCode::UnsupportedOperation,
+            ),
+            (
+                OperationRequest::MessagesGet(object_id(Kind::Message, &["1201", "30001", "7"])),
+                ErrorCode::UnsupportedOperation,
+            ),
+        ];
+        for (request, code) in refused {
+            let label = format!("{request:?}");
+            let (result, calls) = run(&conn, request).await;
+            assert_eq!(result.unwrap_err().code, code, "{label}");
+            assert_eq!(calls, 0, "{label}");
+        }
+
+        // A change whose route the connection lacks is refused whole, before any call.
+        let conn = connection(
+            "http://127.0.0.1:9",
+            "caac-key",
+            &["conversations.assign", "messages.send"],
+        );
+        let (result, calls) = run(
+            &conn,
+            OperationRequest::ConversationsUpdate(
+                conversation_id(30001),
+                patch(json!({"status": "resolved", "assignee": null})),
+            ),
+        )
+        .await;
+        let err = result.unwrap_err();
+        assert_eq!(err.code, ErrorCode::UnsupportedOperation);
+        assert!(
+            err.detail.contains("conversations.assign"),
+            "{}",
+            err.detail
+        );
+        assert_eq!(calls, 0);
+        let body = ConversationCreate {
+            text: Some("hello".into()),
+            ..Default::default()
+        };
+        let (result, calls) = run(
+            &conn,
+            OperationRequest::ConversationsCreate(body, Some(member_id(30005))),
+        )
+        .await;
+        assert_eq!(result.unwrap_err().code, ErrorCode::UnsupportedOperation);
+        assert_eq!(calls, 0);
+    }
+
+    #[tokio::test]
+    async fn contacts_get_look_up_and_create() {
+        let sandbox = sandbox().await;
+        let conn = connection(&sandbox.base_url(), "caac-key", &[]);
+        let (result, calls) = run(
+            &conn,
+            OperationRequest::ContactsGet(member_id(seed::MEMBER_WEITING_ID)),
+        )
+        .await;
+        let (kind, contact) = object_json(result.unwrap());
+        assert_eq!((kind, calls), ("found", 1));
+        assert_eq!(contact["phones"], json!(["+886912345678"]));
+        assert_eq!(
+            contact["handles"],
+            json!([{"channel": "line", "value": seed::MEMBER_WEITING_UID}])
+        );
+
+        let (result, calls) = run(&conn, lookup("line", seed::MEMBER_YUKI_UID)).await;
+        let (items, next) = list_json(result.unwrap());
+        assert_eq!((items.len(), next, calls), (1, None, 1));
+        assert_eq!(items[0]["id"], member_id(seed::MEMBER_YUKI_ID).encode());
+        assert_eq!(items[0]["phones"], json!(["+819012345678"]));
+        // Unknown to CAAC (a vendor 404), or a member of another channel type: no match.
+        for (channel, value) in [
+            ("line", seed::UNUSED_LINE_UID),
+            ("whatsapp", seed::MEMBER_YUKI_UID),
+        ] {
+            let (items, next) = list_json(run(&conn, lookup(channel, value)).await.0.unwrap());
+            assert_eq!((items.len(), next), (0, None), "{channel}:{value}");
+        }
+
+        let body =
+            create(json!({"handles": [{"channel": "line", "value": seed::UNUSED_LINE_UID}]}));
+        let (result, calls) = run(&conn, OperationRequest::ContactsCreate(body)).await;
+        let (kind, contact) = object_json(result.unwrap());
+        assert_eq!((kind, calls), ("created", 2));
+        assert_eq!(contact["remote_id"], "30007");
+        assert_eq!(contact["handles"][0]["value"], seed::UNUSED_LINE_UID);
+        let state = sandbox.caac().unwrap();
+        assert_eq!(state.member_count(), seed::MEMBER_COUNT + 1);
+
+        // The vendor's 400 comes back with its message; its 404 is ours.
+        let body = create(json!({
+            "handles": [{"channel": "line", "value": seed::UNUSED_LINE_UID}],
+            "vendor_fields": {"channel_id": seed::CHANNEL_MESSENGER_ID},
+        }));
+        let err = run(&conn, OperationRequest::ContactsCreate(body))
+            .await
+            .0
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidRequest);
+        assert!(err.detail.contains("only LINE channels"), "{}", err.detail);
+        let err = run(&conn, OperationRequest::ContactsGet(member_id(99999)))
+            .await
+            .0
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::NotFound);
+
+        let wrong = connection(&sandbox.base_url(), "wrong-key", &[]);
+        let err = run(
+            &wrong,
+            OperationRequest::ContactsGet(member_id(seed::MEMBER_WEITING_ID)),
+        )
+        .await
+        .0
+        .unwrap_err();
+        assert_eq!(
+            (err.code, err.vendor_status),
+            (ErrorCode::VendorAuthFailed, Some(401))
+        );
+    }
+
+    #[tokio::test]
+    async fn conversations_read_change_start_and_send() {
+        let sandbox = sandbox().await;
+        let state = sandbox.caac().unwrap();
+        let conn = connection(&sandbox.base_url(), "caac-key", &[]);
+        let get = |member| OperationRequest::ConversationsGet(conversation_id(member));
+
+        let (result, calls) = run(&conn, get(seed::MEMBER_WEITING_ID)).await;
+        let (_, c) = object_json(result.unwrap());
+        assert_eq!(calls, 2);
+        assert_eq!(
+            (
+                c["status"].as_str(),
+                c["vendor_status"].as_str(),
+                c["channel"].as_str()
+            ),
+            (Some("open"), Some("processing"), Some("line"))
+        );
+        assert_eq!(c["assignee"], json!({"user_id": "501", "team_id": "71"}));
+        assert_eq!(c["contact_id"], member_id(seed::MEMBER_WEITING_ID).encode());
+        let (_, c) = object_json(run(&conn, get(seed::MEMBER_NATTAYA_ID)).await.0.unwrap());
+        assert_eq!(c["status"], "pending");
+        assert_eq!(c["assignee"], json!({"user_id": null, "team_id": "72"}));
+        let (_, c) = object_json(run(&conn, get(seed::MEMBER_YUKI_ID)).await.0.unwrap());
+        assert_eq!(c["status"], "resolved");
+
+        let somchai = conversation_id(seed::MEMBER_SOMCHAI_ID);
+        let request = OperationRequest::ConversationsUpdate(
+            somchai.clone(),
+            patch(json!({"status": "resolved", "assignee": {"user_id": "502"}})),
+        );
+        let (result, calls) = run(&conn, request).await;
+        let (kind, c) = object_json(result.unwrap());
+        assert_eq!((kind, calls), ("found", 4));
+        assert_eq!(c["status"], "resolved");
+        assert_eq!(c["assignee"], json!({"user_id": "502", "team_id": null}));
+        let calls: Vec<_> = sandbox
+            .calls()
+            .iter()
+            .rev()
+            .take(4)
+            .filter_map(|c| c.endpoint.clone())
+            .collect();
+        assert_eq!(
+            calls,
+            [
+                "conversations.assignment",
+                "contacts.get",
+                "conversations.close",
+                "conversations.assign"
+            ]
+        );
+        let (_, c) = object_json(
+            run(
+                &conn,
+                OperationRequest::ConversationsUpdate(somchai, patch(json!({"assignee": null}))),
+            )
+            .await
+            .0
+            .unwrap(),
+        );
+        assert_eq!(c["assignee"], Value::Null);
+        assert_eq!(
+            state
+                .assignment(seed::CHANNEL_LINE_ID, seed::MEMBER_SOMCHAI_ID)
+                .unwrap()["assign_type"],
+            "unassigned"
+        );
+
+        // Starting a conversation answers the member's, after sending the first message.
+        let body = ConversationCreate {
+            text: Some("Welcome to Acme!".into()),
+            channel: Some(Channel::Line),
+            ..Default::default()
+        };
+        let (result, calls) = run(
+            &conn,
+            OperationRequest::ConversationsCreate(body, Some(member_id(seed::MEMBER_LIMING_ID))),
+        )
+        .await;
+        let (kind, c) = object_json(result.unwrap());
+        assert_eq!((kind, calls), ("created", 5));
+        assert!(c["last_message_at"].is_string(), "{c}");
+        let messages = state.messages(seed::CHANNEL_LINE_ID, seed::MEMBER_LIMING_ID);
+        assert_eq!(messages.len(), 1);
+        assert_eq!(messages[0]["text"], "Welcome to Acme!");
+        let body = ConversationCreate {
+            channel: Some(Channel::Whatsapp),
+            ..Default::default()
+        };
+        let (result, calls) = run(
+            &conn,
+            OperationRequest::ConversationsCreate(body, Some(member_id(seed::MEMBER_LIMING_ID))),
+        )
+        .await;
+        assert_eq!(result.unwrap_err().code, ErrorCode::InvalidRequest);
+        assert_eq!(calls, 2);
+
+        let body = send(json!({"conversation_id": "x", "text": "Your parcel is on its way."}));
+        let (result, calls) = run(
+            &conn,
+            OperationRequest::MessagesSend(conversation_id(seed::MEMBER_WEITING_ID), body),
+        )
+        .await;
+        let (kind, m) = object_json(result.unwrap());
+        assert_eq!((kind, calls), ("created", 1));
+        let message_id = seed::FIRST_MESSAGE_ID + seed::MESSAGE_COUNT as i64 + 1;
+        assert_eq!(
+            m["id"],
+            id(Kind::Message, &["1201", "30001", &message_id.to_string()])
+        );
+        assert_eq!(
+            m["sender"],
+            json!({"type": "agent", "id": "501", "name": null})
+        );
+        assert_eq!(
+            (m["direction"].as_str(), m["status"].as_str()),
+            (Some("outbound"), Some("sent"))
+        );
     }
 }

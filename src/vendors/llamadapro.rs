@@ -1,36 +1,3442 @@
-//! LlamadaPro adapter. (Skeleton: its tables are empty until the adapter lands, so every operation
-//! answers 501 and capabilities list nothing.)
+//! LlamadaPro adapter: the normalized API over LlamadaPro's REST API (`/api/v1`), a
+//! TSOA-generated Node API (beta) for a LatAm WhatsApp CRM with "AI employees".
+//!
+//! What LlamadaPro publishes, and the quirks this adapter hides from callers:
+//!
+//! - **No envelope.** Answers are the object itself; lists are
+//!   `{items, nextPageToken, totalCount}`. Errors are `{code, error, message, details}`:
+//!   a non-2xx is mapped by status through [`super::status_error`] with `message` (plus the
+//!   per-field messages of `details`, TSOA's validation report); a 2xx that is not the
+//!   documented object is `vendor_bad_response`.
+//! - **Numbers are JSON doubles.** Contact, conversation and address ids are `number
+//!   <double>`: an integral double is the id (`42.0` → `"42"`), anything else is a bad
+//!   response. The search endpoint answers the same ids as strings (`"42"`). Message ids are
+//!   strings.
+//! - **Channels live in `addresses`.** A contact has `addresses:[{channelType, address}]`
+//!   with `WHATSAPP`, `PHONE` and `EMAIL`; the top-level `email`/`phone` are deprecated (read
+//!   as a fallback, never written except to clear a stale copy). EMAIL → `emails`, PHONE →
+//!   `phones`, WHATSAPP → `phones` and a `whatsapp` handle, all numbers in E.164.
+//! - **Pages by token.** `pageToken` in, `nextPageToken` out; the cursor carries
+//!   `{"page_token": …}`.
+//! - **Filters go through search.** `POST /contacts/search` takes a full-text `search` (for
+//!   `q`) and `filters:[{field, operator, value}]`; `email`, `phone` and a `whatsapp:` handle
+//!   are exact matches on `addresses.address` (the vendor's own example), a WhatsApp handle
+//!   also on `addresses.channelType`. `GET /contacts?filterBy=email:…` is not used: it
+//!   filters the deprecated top-level fields.
+//! - **Partial update.** `PUT /contacts/{id}` changes only what it is sent, but `addresses`
+//!   is one array: a PATCH of emails, phones or handles reads the contact and sends the
+//!   whole merged list.
+//! - **Conversations are WhatsApp sessions with no read API.** There is a single create
+//!   (`funnelId` required, from the connection's `defaults` or `vendor_fields`) and nothing
+//!   to list, read, close or delete. WhatsApp messages are addressed by phone numbers
+//!   (`fromPhoneNumber` → `toPhoneNumber`), not by conversation, so a conversation ID
+//!   carries the contact's WhatsApp number: it is the composite `[conversationId,
+//!   toPhoneNumber]`, taken at creation from the WhatsApp session's address (else the
+//!   contact's WhatsApp, else phone address). A message ID is `[messageId, conversationId,
+//!   toPhoneNumber]`: the message's conversation is whatever conversation its ID was minted
+//!   in. The vendor files a sent message under its current conversation with that number.
+//! - **Sending** is free-form (`{fromPhoneNumber, toPhoneNumber, content, type}`, media by a
+//!   `fileId` of LlamadaPro's files service) or a template (`{…, templateName, languageCode,
+//!   variables:[{value}]}`). `fromPhoneNumber` is the connection's WhatsApp business number
+//!   (`defaults.fromPhoneNumber`, overridable by `vendor_fields`). There are no internal notes.
+//!
+//! `vendor_fields` are checked against a short list per operation; an unknown one is a 400,
+//! never silently dropped.
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
 
-use super::{Adapter, CallContext, EndpointSpec, OperationSpec};
-use crate::api::operation::Vendor;
-use crate::api::request::{OperationRequest, Output};
+use super::{
+    bad_response, parse_json, status_error, Adapter, CallContext, EndpointSpec, FilterSpec,
+    OperationSpec, VendorBody, VendorCall, VendorResponse,
+};
+use crate::api::ids::{Kind, ObjectId};
+use crate::api::model::{
+    vendor_label, Assignee, Attachment, Channel, Contact, ContactCreate, ContactPatch,
+    Conversation, ConversationCreate, ConversationStatus, Direction, Handle, HandleChannel,
+    Message, MessageSend, MessageStatus, MessageType, NewContact, Sender, SenderType,
+};
+use crate::api::operation::{Operation, Vendor};
+use crate::api::request::{ContactFilters, OperationRequest, Output, Page, Resource};
 use crate::api::ApiError;
 
 pub struct LlamadaPro;
 
+const VENDOR: Vendor = Vendor::LlamadaPro;
+
+/// Fewest and most digits of an E.164 number (country code included).
+const E164_MIN_DIGITS: usize = 7;
+const E164_MAX_DIGITS: usize = 15;
+
+/// Largest integer a JSON double holds exactly: ids beyond it cannot be ids.
+const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
+
+/// `vendor_fields` each operation understands (the request's; connection `defaults` may
+/// hold other vendors' keys and are not checked).
+const CONTACT_VENDOR_FIELDS: &[&str] = &["nationalId", "companyPosition"];
+const CONVERSATION_VENDOR_FIELDS: &[&str] = &["funnelId", "funnelStatusId", "userId"];
+const MESSAGE_VENDOR_FIELDS: &[&str] = &[
+    "fromPhoneNumber",
+    "userId",
+    "fileId",
+    "type",
+    "languageCode",
+];
+
+const fn ep(name: &'static str, params: &'static [&'static str]) -> EndpointSpec {
+    EndpointSpec { name, params }
+}
+
+const fn via_search(name: &'static str) -> FilterSpec {
+    FilterSpec {
+        name,
+        needs: Some("contacts.search"),
+    }
+}
+
+/// Every LlamadaPro call the routes file may configure.
+static ENDPOINTS: &[EndpointSpec] = &[
+    ep("contacts.list", &[]),
+    ep("contacts.search", &[]),
+    ep("contacts.create", &[]),
+    ep("contacts.get", &["id"]),
+    ep("contacts.update", &["id"]),
+    ep("contacts.delete", &["id"]),
+    ep("conversations.create", &[]),
+    ep("messages.get", &["message_id"]),
+    ep("messages.send", &[]),
+    ep("messages.send_template", &[]),
+];
+
+/// What the adapter serves, and the calls each operation needs. LlamadaPro publishes no way
+/// to list, read, close or delete conversations, nor to list messages: those operations are
+/// absent, so they answer 501 and capabilities leave them out.
+static OPERATIONS: &[OperationSpec] = &[
+    OperationSpec {
+        operation: Operation::ContactsList,
+        needs: &["contacts.list"],
+        filters: &[
+            via_search("q"),
+            via_search("email"),
+            via_search("phone"),
+            via_search("handle"),
+        ],
+    },
+    OperationSpec {
+        operation: Operation::ContactsCreate,
+        needs: &["contacts.create"],
+        filters: &[],
+    },
+    OperationSpec {
+        operation: Operation::ContactsGet,
+        needs: &["contacts.get"],
+        filters: &[],
+    },
+    OperationSpec {
+        operation: Operation::ContactsUpdate,
+        needs: &["contacts.get", "contacts.update"],
+        filters: &[],
+    },
+    OperationSpec {
+        operation: Operation::ContactsDelete,
+        needs: &["contacts.delete"],
+        filters: &[],
+    },
+    OperationSpec {
+        operation: Operation::ConversationsCreate,
+        needs: &["conversations.create"],
+        filters: &[],
+    },
+    OperationSpec {
+        operation: Operation::MessagesGet,
+        needs: &["messages.get"],
+        filters: &[],
+    },
+    OperationSpec {
+        operation: Operation::MessagesSend,
+        needs: &["messages.send"],
+        filters: &[],
+    },
+];
+
 #[async_trait]
 impl Adapter for LlamadaPro {
     fn vendor(&self) -> Vendor {
-        Vendor::LlamadaPro
+        VENDOR
     }
-
     fn endpoints(&self) -> &'static [EndpointSpec] {
-        &[]
+        ENDPOINTS
     }
-
     fn operations(&self) -> &'static [OperationSpec] {
-        &[]
+        OPERATIONS
+    }
+    /// A conversation cannot be created without a funnel, nor a WhatsApp message sent without
+    /// the business number it leaves from.
+    fn required_defaults(&self) -> &'static [&'static str] {
+        &["funnelId", "fromPhoneNumber"]
     }
 
+    /// One arm per operation; each arm only sequences vendor calls; building requests and
+    /// mapping answers is done by the pure functions below.
     async fn execute(
         &self,
-        _ctx: &mut CallContext<'_>,
-        _request: OperationRequest,
+        ctx: &mut CallContext<'_>,
+        request: OperationRequest,
     ) -> Result<Output, ApiError> {
-        Err(ApiError::unsupported_operation(
-            "llamadapro: not implemented yet",
-        ))
+        match request {
+            OperationRequest::ContactsList(page, filters) => {
+                list_contacts(ctx, &page, &filters).await
+            }
+            OperationRequest::ContactsCreate(body) => create_contact(ctx, &body).await,
+            OperationRequest::ContactsGet(id) => {
+                let key = contact_key(&id)?;
+                let data = fetch(ctx, "contacts.get", contact_call(key)).await?;
+                let contact = translate_contact(&Mapper::new(ctx), &data)?;
+                Ok(Output::Found(Resource::Contact(Box::new(contact))))
+            }
+            OperationRequest::ContactsUpdate(id, patch) => update_contact(ctx, &id, &patch).await,
+            OperationRequest::ContactsDelete(id) => {
+                let key = contact_key(&id)?;
+                let response = ctx.call("contacts.delete", contact_call(key)).await?;
+                check_success(&response)?;
+                Ok(Output::Deleted)
+            }
+            OperationRequest::ConversationsCreate(body, contact_id) => {
+                create_conversation(ctx, &body, contact_id.as_ref()).await
+            }
+            OperationRequest::MessagesGet(id) => {
+                let (message_id, conversation) = message_keys(&id)?;
+                let data = fetch(
+                    ctx,
+                    "messages.get",
+                    VendorCall::new().param("message_id", message_id),
+                )
+                .await?;
+                let message = translate_message(&Mapper::new(ctx), &data, &conversation, None)?;
+                Ok(Output::Found(Resource::Message(Box::new(message))))
+            }
+            OperationRequest::MessagesSend(conversation_id, body) => {
+                send_message(ctx, &conversation_id, &body).await
+            }
+            OperationRequest::ConversationsList(..) | OperationRequest::ConversationsGet(_) => {
+                Err(ApiError::unsupported_operation(
+                    "llamadapro publishes no way to list or read conversations",
+                ))
+            }
+            OperationRequest::ConversationsUpdate(..) => Err(ApiError::unsupported_operation(
+                "llamadapro publishes no way to change or close a conversation",
+            )),
+            OperationRequest::ConversationsDelete(_) => Err(ApiError::unsupported_operation(
+                "llamadapro publishes no way to delete a conversation",
+            )),
+            OperationRequest::MessagesList(..) => Err(ApiError::unsupported_operation(
+                "llamadapro publishes no way to list messages; read one with GET /v1/messages/{id}",
+            )),
+        }
+    }
+}
+
+// ----- operations: call sequencing only ------------------------------------------------------
+
+/// Make one call and read the answer as a JSON object.
+async fn fetch(
+    ctx: &mut CallContext<'_>,
+    endpoint: &'static str,
+    call: VendorCall,
+) -> Result<Value, ApiError> {
+    let response = ctx.call(endpoint, call).await?;
+    read_object(&response)
+}
+
+fn contact_call(id: &str) -> VendorCall {
+    VendorCall::new().param("id", id)
+}
+
+async fn list_contacts(
+    ctx: &mut CallContext<'_>,
+    page: &Page,
+    filters: &ContactFilters,
+) -> Result<Output, ApiError> {
+    let token = page_token(page)?;
+    let filtered = filters.q.is_some()
+        || filters.email.is_some()
+        || filters.phone.is_some()
+        || filters.handle.is_some();
+    let (endpoint, call) = if filtered {
+        let body = search_body(filters, page.limit, token.as_deref())?;
+        if !ctx.connection.routes.has("contacts.search") {
+            return Err(ApiError::unsupported_filter(
+                "this connection has no contacts.search route, so contacts cannot be filtered",
+            ));
+        }
+        (
+            "contacts.search",
+            VendorCall::new().body(VendorBody::json(&body)),
+        )
+    } else {
+        let mut call = VendorCall::new().query("pageSize", page.limit.to_string());
+        if let Some(token) = &token {
+            call = call.query("pageToken", token.clone());
+        }
+        ("contacts.list", call)
+    };
+    let data = fetch(ctx, endpoint, call).await?;
+    let mapper = Mapper::new(ctx);
+    translate_page(&data, |v| {
+        translate_contact(&mapper, v).map(|c| Resource::Contact(Box::new(c)))
+    })
+}
+
+async fn create_contact(
+    ctx: &mut CallContext<'_>,
+    body: &ContactCreate,
+) -> Result<Output, ApiError> {
+    let request = contact_create_body(body)?;
+    let data = fetch(
+        ctx,
+        "contacts.create",
+        VendorCall::new().body(VendorBody::json(&request)),
+    )
+    .await?;
+    let contact = translate_contact(&Mapper::new(ctx), &data)?;
+    Ok(Output::Created(Resource::Contact(Box::new(contact))))
+}
+
+async fn update_contact(
+    ctx: &mut CallContext<'_>,
+    id: &ObjectId,
+    patch: &ContactPatch,
+) -> Result<Output, ApiError> {
+    let key = contact_key(id)?;
+    check_contact_patch(patch)?;
+    // addresses is one array: changing part of it means sending all of it.
+    let current = if touches_addresses(patch) || is_empty_patch(patch) {
+        let data = fetch(ctx, "contacts.get", contact_call(key)).await?;
+        Some(data)
+    } else {
+        None
+    };
+    if is_empty_patch(patch) {
+        // Nothing to change: answer the contact as it is.
+        let data = current.unwrap_or_default();
+        let contact = translate_contact(&Mapper::new(ctx), &data)?;
+        return Ok(Output::Found(Resource::Contact(Box::new(contact))));
+    }
+    let current = current.as_ref().map(parse_contact).transpose()?;
+    let request = contact_update_body(patch, current.as_ref())?;
+    let data = fetch(
+        ctx,
+        "contacts.update",
+        contact_call(key).body(VendorBody::json(&request)),
+    )
+    .await?;
+    let contact = translate_contact(&Mapper::new(ctx), &data)?;
+    Ok(Output::Found(Resource::Contact(Box::new(contact))))
+}
+
+async fn create_conversation(
+    ctx: &mut CallContext<'_>,
+    body: &ConversationCreate,
+    contact_id: Option<&ObjectId>,
+) -> Result<Output, ApiError> {
+    // Everything that can be checked without the vendor is checked first.
+    check_vendor_fields(
+        &body.vendor_fields,
+        CONVERSATION_VENDOR_FIELDS,
+        "conversations",
+    )?;
+    let fields = ConversationFields {
+        funnel_id: int_field(
+            "funnelId",
+            ctx.vendor_field("funnelId", &body.vendor_fields),
+        )?
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "llamadapro needs vendor_fields.funnelId (the funnel the conversation belongs \
+                 to); set it in the connection's defaults or pass it in vendor_fields",
+            )
+        })?,
+        funnel_status_id: int_field(
+            "funnelStatusId",
+            ctx.vendor_field("funnelStatusId", &body.vendor_fields),
+        )?,
+        user_id: int_field("userId", body.vendor_fields.get("userId"))?,
+    };
+    check_conversation_create(body)?;
+
+    // contact_id wins over contact when both are given: it names an existing contact.
+    let (target, phone) = match (contact_id, &body.contact) {
+        (Some(id), _) => {
+            let key = contact_key(id)?;
+            if !ctx.connection.routes.has("contacts.get") {
+                return Err(ApiError::unsupported_operation(
+                    "this connection has no contacts.get route, so a conversation can only be \
+                     created with contact: {name, phone}",
+                ));
+            }
+            // The conversation ID needs the contact's WhatsApp number: learn it first, and
+            // refuse before creating anything if there is none.
+            let data = fetch(ctx, "contacts.get", contact_call(key)).await?;
+            let phone = messaging_number(&parse_contact(&data)?).ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "llamadapro contact {key} has no WhatsApp or phone number in E.164, and \
+                     llamadapro conversations run on WhatsApp"
+                ))
+            })?;
+            (ConversationContact::Existing(number_value(key)), phone)
+        }
+        (None, Some(contact)) => {
+            let new = new_conversation_contact(contact)?;
+            let phone = new.phones.first().cloned().unwrap_or_default();
+            (ConversationContact::New(new), phone)
+        }
+        (None, None) => {
+            return Err(ApiError::invalid(
+                "llamadapro needs a contact: pass contact_id, or contact: {name, phone}",
+            ))
+        }
+    };
+    let request = conversation_create_body(&fields, target);
+    let data = fetch(
+        ctx,
+        "conversations.create",
+        VendorCall::new().body(VendorBody::json(&request)),
+    )
+    .await?;
+    let conversation = translate_conversation(&Mapper::new(ctx), &data, Some(phone.as_str()))?;
+    Ok(Output::Created(Resource::Conversation(Box::new(
+        conversation,
+    ))))
+}
+
+async fn send_message(
+    ctx: &mut CallContext<'_>,
+    conversation_id: &ObjectId,
+    body: &MessageSend,
+) -> Result<Output, ApiError> {
+    let conversation = conversation_keys(conversation_id)?;
+    let from = ctx
+        .vendor_field("fromPhoneNumber", &body.vendor_fields)
+        .cloned();
+    let planned = plan_message(body, &conversation, from.as_ref())?;
+    let endpoint = planned.endpoint();
+    if !ctx.connection.routes.has(endpoint) {
+        return Err(ApiError::unsupported_operation(format!(
+            "this connection has no `{endpoint}` route, so llamadapro cannot send this message"
+        )));
+    }
+    let data = fetch(
+        ctx,
+        endpoint,
+        VendorCall::new().body(VendorBody::Json(planned.body())),
+    )
+    .await?;
+    let message = translate_message(
+        &Mapper::new(ctx),
+        &data,
+        &conversation,
+        Some(planned.message_type()),
+    )?;
+    Ok(Output::Created(Resource::Message(Box::new(message))))
+}
+
+// ----- IDs and cursors -----------------------------------------------------------------------
+
+fn no_such(id: &ObjectId) -> ApiError {
+    ApiError::not_found(format!("no such {}", id.kind.noun()))
+}
+
+/// A positive integer as LlamadaPro's ids render (no sign, no leading zero, fits a double).
+fn is_id_number(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 16
+        && key.bytes().all(|b| b.is_ascii_digit())
+        && !key.starts_with('0')
+        && key.parse::<f64>().is_ok_and(|n| n <= MAX_SAFE_INTEGER)
+}
+
+/// A contact ID carries LlamadaPro's numeric id; anything else is not one of ours (404, and
+/// no vendor call).
+fn contact_key(id: &ObjectId) -> Result<&str, ApiError> {
+    match id.keys.as_slice() {
+        [key] if is_id_number(key) => Ok(key),
+        _ => Err(no_such(id)),
+    }
+}
+
+/// What a conversation ID carries: the funnel conversation id and the contact's WhatsApp
+/// number (E.164), the `toPhoneNumber` of every message sent in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ConversationKeys {
+    id: String,
+    phone: String,
+}
+
+impl ConversationKeys {
+    fn keys(&self) -> Vec<String> {
+        vec![self.id.clone(), self.phone.clone()]
+    }
+}
+
+fn parse_conversation_keys(id: &str, phone: &str) -> Option<ConversationKeys> {
+    (is_id_number(id) && e164(phone).as_deref() == Some(phone)).then(|| ConversationKeys {
+        id: id.to_owned(),
+        phone: phone.to_owned(),
+    })
+}
+
+/// Layout `[conversationId, toPhoneNumber]`.
+fn conversation_keys(id: &ObjectId) -> Result<ConversationKeys, ApiError> {
+    match id.keys.as_slice() {
+        [conversation, phone] => {
+            parse_conversation_keys(conversation, phone).ok_or_else(|| no_such(id))
+        }
+        _ => Err(no_such(id)),
+    }
+}
+
+/// Layout `[messageId, conversationId, toPhoneNumber]`.
+fn message_keys(id: &ObjectId) -> Result<(&str, ConversationKeys), ApiError> {
+    match id.keys.as_slice() {
+        [message, conversation, phone] => parse_conversation_keys(conversation, phone)
+            .map(|c| (message.as_str(), c))
+            .ok_or_else(|| no_such(id)),
+        _ => Err(no_such(id)),
+    }
+}
+
+/// The page token a list request asks for: none without a cursor, else the cursor's
+/// `{"page_token": …}`.
+fn page_token(page: &Page) -> Result<Option<String>, ApiError> {
+    match &page.cursor {
+        None => Ok(None),
+        Some(state) => state
+            .get("page_token")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(|t| Some(t.to_owned()))
+            .ok_or_else(|| ApiError::invalid("cursor is not a llamadapro page cursor")),
+    }
+}
+
+// ----- the wire format -----------------------------------------------------------------------
+
+/// LlamadaPro's error body: `{code, error, message, details}`; `details` is TSOA's
+/// validation report (`{"body.field": {message, value}}`) on a 400.
+#[derive(Debug, Default, Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    details: Option<Value>,
+}
+
+/// A page: `{items, nextPageToken, totalCount}`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WirePage {
+    items: Vec<Value>,
+    #[serde(default)]
+    next_page_token: Option<String>,
+}
+
+/// A contact, from `GET /contacts/{id}`, a list, a create/update answer, or search (whose
+/// ids are strings). Ids stay `Value` because they are doubles (or strings).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireContact {
+    #[serde(default)]
+    id: Value,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    /// Deprecated: the addresses array is the truth.
+    email: Option<String>,
+    /// Deprecated: the addresses array is the truth.
+    phone: Option<String>,
+    custom_fields: Option<Value>,
+    addresses: Option<Vec<WireAddress>>,
+    created_at: Option<String>,
+    updated_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireAddress {
+    #[serde(default)]
+    id: Value,
+    channel_type: Option<String>,
+    address: Option<String>,
+}
+
+/// A conversation as the single create answers it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireConversation {
+    #[serde(default)]
+    id: Value,
+    #[serde(default)]
+    contact_id: Value,
+    #[serde(default)]
+    user_id: Value,
+    #[serde(default)]
+    funnel_status_id: Value,
+    archived_at: Option<String>,
+    created_at: Option<String>,
+    updated_at: Option<String>,
+    channel_sessions: Option<Vec<WireChannelSession>>,
+    contacts: Option<Vec<Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireChannelSession {
+    #[serde(default)]
+    contact_address_id: Value,
+    channel_type: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireMessage {
+    #[serde(default)]
+    id: Value,
+    #[serde(default)]
+    contact_id: Value,
+    #[serde(default)]
+    user_id: Value,
+    /// Not in the documented answer, but the send calls take it: read when present.
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    content: Option<String>,
+    status: Option<String>,
+    direction: Option<String>,
+    sender: Option<WireParty>,
+    attachments: Option<Vec<WireAttachment>>,
+    created_at: Option<String>,
+    updated_at: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireParty {
+    provider_id: Option<String>,
+    role: Option<String>,
+    display_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireAttachment {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    url: Option<String>,
+    unsigned_url: Option<String>,
+}
+
+/// The vendor's error text from a non-2xx body: `message` (else `error`), plus the field
+/// messages of `details` when it has any.
+fn error_message(body: &[u8]) -> Option<String> {
+    let parsed: ErrorBody = serde_json::from_slice(body).ok()?;
+    let text = non_empty(parsed.message.as_deref()).or(non_empty(parsed.error.as_deref()))?;
+    let fields = details_summary(parsed.details.as_ref());
+    Some(if fields.is_empty() {
+        text.to_owned()
+    } else {
+        format!("{text} ({fields})")
+    })
+}
+
+fn details_summary(details: Option<&Value>) -> String {
+    let Some(Value::Object(map)) = details else {
+        return String::new();
+    };
+    map.iter()
+        .filter_map(|(field, detail)| {
+            let message = match detail {
+                Value::String(s) => Some(s.as_str()),
+                Value::Object(o) => o.get("message").and_then(Value::as_str),
+                _ => None,
+            };
+            message.map(|m| format!("{field}: {m}"))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A non-2xx → the error table.
+fn check_success(response: &VendorResponse) -> Result<(), ApiError> {
+    if response.is_success() {
+        return Ok(());
+    }
+    let message = error_message(&response.body);
+    Err(status_error(VENDOR, response, message.as_deref()))
+}
+
+/// Read a vendor answer: non-2xx → the error table; 2xx must be a JSON object.
+fn read_object(response: &VendorResponse) -> Result<Value, ApiError> {
+    check_success(response)?;
+    let value: Value = parse_json(VENDOR, &response.body)?;
+    if !value.is_object() {
+        return Err(bad_response(VENDOR, "the answer is not a JSON object"));
+    }
+    Ok(value)
+}
+
+fn parse_wire<'v, T: Deserialize<'v>>(what: &str, value: &'v Value) -> Result<T, ApiError> {
+    T::deserialize(value).map_err(|e| bad_response(VENDOR, format!("{what}: {e}")))
+}
+
+fn parse_contact(value: &Value) -> Result<WireContact, ApiError> {
+    parse_wire("contact", value)
+}
+
+/// A LlamadaPro id (`number <double>`, or a numeric string from search) as its decimal
+/// string: `42`, `42.0` and `"42"` are all `"42"`. None for anything that is not a positive
+/// integer.
+fn number_key(value: &Value) -> Option<String> {
+    let n = match value {
+        Value::Number(n) => n.as_f64()?,
+        Value::String(s) => s.trim().parse::<f64>().ok()?,
+        _ => return None,
+    };
+    (n.fract() == 0.0 && (1.0..=MAX_SAFE_INTEGER).contains(&n)).then(|| format!("{}", n as u64))
+}
+
+/// An id that must be there.
+fn required_key(value: &Value, what: &str) -> Result<String, ApiError> {
+    number_key(value)
+        .ok_or_else(|| bad_response(VENDOR, format!("{what} has no numeric id (got {value})")))
+}
+
+/// A numeric key back as the JSON number LlamadaPro expects in bodies.
+fn number_value(key: &str) -> Value {
+    key.parse::<u64>().map(Value::from).unwrap_or(Value::Null)
+}
+
+// ----- vendor → normalized -------------------------------------------------------------------
+
+/// What a translation needs from the call context: who owns the IDs it mints, and whether the
+/// caller asked for `raw`. Owned, so it never holds the context across a vendor call.
+#[derive(Debug, Clone)]
+struct Mapper {
+    tenant: String,
+    connection: String,
+    want_raw: bool,
+}
+
+impl Mapper {
+    fn new(ctx: &CallContext<'_>) -> Self {
+        Mapper {
+            tenant: ctx.connection.tenant.clone(),
+            connection: ctx.connection.name.clone(),
+            want_raw: ctx.want_raw,
+        }
+    }
+
+    fn id(&self, kind: Kind, keys: Vec<String>) -> String {
+        ObjectId::new(kind, &self.tenant, &self.connection, keys).encode()
+    }
+
+    fn raw(&self, value: &Value) -> Option<Value> {
+        self.want_raw.then(|| value.clone())
+    }
+}
+
+fn non_empty(s: Option<&str>) -> Option<&str> {
+    s.map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn owned_non_empty(s: Option<&str>) -> Option<String> {
+    non_empty(s).map(str::to_owned)
+}
+
+/// `{items, nextPageToken, totalCount}`, translated item by item; the next page exists while
+/// the vendor hands out a token.
+fn translate_page(
+    data: &Value,
+    translate: impl Fn(&Value) -> Result<Resource, ApiError>,
+) -> Result<Output, ApiError> {
+    let page: WirePage = parse_wire("list", data)?;
+    let items = page
+        .items
+        .iter()
+        .map(translate)
+        .collect::<Result<Vec<_>, _>>()?;
+    let next = owned_non_empty(page.next_page_token.as_deref())
+        .filter(|_| !items.is_empty())
+        .map(|token| json!({ "page_token": token }));
+    Ok(Output::List { data: items, next })
+}
+
+/// Phone punctuation people type: spaces, dashes, dots, parentheses.
+fn strip_phone_punctuation(number: &str) -> String {
+    number
+        .trim()
+        .chars()
+        .filter(|c| !matches!(c, '-' | '(' | ')' | '.') && !c.is_whitespace())
+        .collect()
+}
+
+/// A number in E.164 (`+` and 7–15 digits) once punctuation is stripped, else None.
+fn e164(number: &str) -> Option<String> {
+    let stripped = strip_phone_punctuation(number);
+    let digits = stripped.strip_prefix('+')?;
+    (digits.len() >= E164_MIN_DIGITS
+        && digits.len() <= E164_MAX_DIGITS
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0'))
+    .then_some(stripped)
+}
+
+/// A stored number as E.164 where that is known: punctuation dropped, `00` read as `+`, and
+/// bare digits read as international for WhatsApp (a WhatsApp id is the full number);
+/// otherwise the number as stored.
+fn phone_e164(number: &str, whatsapp: bool) -> String {
+    if let Some(n) = e164(number) {
+        return n;
+    }
+    let stripped = strip_phone_punctuation(number);
+    let international = match stripped.strip_prefix("00") {
+        Some(rest) => Some(rest),
+        None if whatsapp => Some(stripped.as_str()),
+        None => None,
+    };
+    international
+        .and_then(|digits| e164(&format!("+{digits}")))
+        .unwrap_or_else(|| number.trim().to_owned())
+}
+
+/// The normalized channels of a contact: EMAIL → emails; PHONE → phones; WHATSAPP → phones
+/// and a `whatsapp` handle; an unknown channel → an `other` handle. The deprecated top-level
+/// `email`/`phone` count too when the addresses do not already hold them.
+#[derive(Debug, Default, PartialEq)]
+struct Channels {
+    emails: Vec<String>,
+    phones: Vec<String>,
+    handles: Vec<Handle>,
+}
+
+fn push_unique(list: &mut Vec<String>, value: String, same: impl Fn(&str, &str) -> bool) {
+    if !list.iter().any(|v| same(v, &value)) {
+        list.push(value);
+    }
+}
+
+fn same_email(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+fn same_text(a: &str, b: &str) -> bool {
+    a == b
+}
+
+fn channels_of(wire: &WireContact) -> Channels {
+    let mut channels = Channels::default();
+    for address in wire.addresses.iter().flatten() {
+        let Some(value) = non_empty(address.address.as_deref()) else {
+            continue;
+        };
+        let kind = address.channel_type.as_deref().unwrap_or_default();
+        match kind.to_ascii_uppercase().as_str() {
+            "EMAIL" => push_unique(&mut channels.emails, value.to_owned(), same_email),
+            "PHONE" => push_unique(&mut channels.phones, phone_e164(value, false), same_text),
+            "WHATSAPP" => {
+                let number = phone_e164(value, true);
+                push_unique(&mut channels.phones, number.clone(), same_text);
+                let handle = Handle {
+                    channel: HandleChannel::Whatsapp,
+                    value: number,
+                };
+                if !channels.handles.contains(&handle) {
+                    channels.handles.push(handle);
+                }
+            }
+            _ => {
+                let handle = Handle {
+                    channel: HandleChannel::Other,
+                    value: value.to_owned(),
+                };
+                if !channels.handles.contains(&handle) {
+                    channels.handles.push(handle);
+                }
+            }
+        }
+    }
+    if let Some(email) = non_empty(wire.email.as_deref()) {
+        push_unique(&mut channels.emails, email.to_owned(), same_email);
+    }
+    if let Some(phone) = non_empty(wire.phone.as_deref()) {
+        push_unique(&mut channels.phones, phone_e164(phone, false), same_text);
+    }
+    channels
+}
+
+/// The number to send a contact WhatsApp messages at: its WhatsApp address, else a phone
+/// address (WhatsApp runs on phone numbers), else the deprecated phone — in E.164 or not at
+/// all.
+fn messaging_number(wire: &WireContact) -> Option<String> {
+    let addresses = wire.addresses.as_deref().unwrap_or_default();
+    let of_kind = |kind: &str, whatsapp: bool| {
+        addresses
+            .iter()
+            .filter(|a| {
+                a.channel_type
+                    .as_deref()
+                    .is_some_and(|t| t.eq_ignore_ascii_case(kind))
+            })
+            .filter_map(|a| non_empty(a.address.as_deref()))
+            .find_map(|a| e164(&phone_e164(a, whatsapp)))
+    };
+    of_kind("WHATSAPP", true)
+        .or_else(|| of_kind("PHONE", false))
+        .or_else(|| non_empty(wire.phone.as_deref()).and_then(|p| e164(&phone_e164(p, false))))
+}
+
+fn full_name(first: Option<&str>, last: Option<&str>) -> Option<String> {
+    let name = [first, last]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
+    (!name.is_empty()).then_some(name)
+}
+
+/// A LlamadaPro contact as a normalized contact.
+fn translate_contact(mapper: &Mapper, value: &Value) -> Result<Contact, ApiError> {
+    let wire = parse_contact(value)?;
+    let remote_id = required_key(&wire.id, "contact")?;
+    let first_name = owned_non_empty(wire.first_name.as_deref());
+    let last_name = owned_non_empty(wire.last_name.as_deref());
+    let Channels {
+        emails,
+        phones,
+        handles,
+    } = channels_of(&wire);
+    let custom_fields = match &wire.custom_fields {
+        Some(Value::Object(map)) => map.clone(),
+        _ => Map::new(),
+    };
+    Ok(Contact {
+        id: mapper.id(Kind::Contact, vec![remote_id.clone()]),
+        connection: mapper.connection.clone(),
+        vendor: vendor_label(VENDOR),
+        name: full_name(first_name.as_deref(), last_name.as_deref()),
+        remote_id,
+        created_at: owned_non_empty(wire.created_at.as_deref()),
+        updated_at: owned_non_empty(wire.updated_at.as_deref()),
+        first_name,
+        last_name,
+        emails,
+        phones,
+        handles,
+        // contactCompanyId is a reference, not a name; LlamadaPro has no avatar.
+        company: None,
+        avatar_url: None,
+        custom_fields,
+        raw: mapper.raw(value),
+    })
+}
+
+fn channel_from_vendor(kind: &str) -> Channel {
+    match kind.to_ascii_uppercase().as_str() {
+        "WHATSAPP" => Channel::Whatsapp,
+        "EMAIL" => Channel::Email,
+        "PHONE" => Channel::Voice,
+        _ => Channel::Other,
+    }
+}
+
+/// A created conversation as a normalized conversation. Its ID needs the contact's WhatsApp
+/// number: the number of the WhatsApp session's contact address when the answer has one,
+/// else `known` (what the caller's request named), else the contact's own addresses.
+fn translate_conversation(
+    mapper: &Mapper,
+    value: &Value,
+    known: Option<&str>,
+) -> Result<Conversation, ApiError> {
+    let wire: WireConversation = parse_wire("conversation", value)?;
+    let remote_id = required_key(&wire.id, "conversation")?;
+    let contact_key = number_key(&wire.contact_id);
+    let contacts = wire
+        .contacts
+        .iter()
+        .flatten()
+        .map(parse_contact)
+        .collect::<Result<Vec<_>, _>>()?;
+    let sessions = wire.channel_sessions.as_deref().unwrap_or_default();
+    let whatsapp_session = sessions.iter().find(|s| {
+        s.channel_type
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case("WHATSAPP"))
+    });
+    let session_number = whatsapp_session
+        .and_then(|s| number_key(&s.contact_address_id))
+        .and_then(|address_id| {
+            contacts
+                .iter()
+                .flat_map(|c| c.addresses.iter().flatten())
+                .find(|a| number_key(&a.id).as_deref() == Some(address_id.as_str()))
+        })
+        .and_then(|a| non_empty(a.address.as_deref()))
+        .and_then(|a| e164(&phone_e164(a, true)));
+    let own_contact = contacts
+        .iter()
+        .find(|c| contact_key.is_some() && number_key(&c.id) == contact_key)
+        .or(contacts.first());
+    let phone = session_number
+        .or_else(|| known.and_then(e164))
+        .or_else(|| own_contact.and_then(messaging_number))
+        .ok_or_else(|| {
+            bad_response(
+                VENDOR,
+                format!("conversation {remote_id} has no WhatsApp or phone number"),
+            )
+        })?;
+    let channel = whatsapp_session
+        .and_then(|s| s.channel_type.as_deref())
+        .or_else(|| sessions.first().and_then(|s| s.channel_type.as_deref()))
+        .map(channel_from_vendor);
+    let archived = non_empty(wire.archived_at.as_deref()).is_some();
+    let keys = ConversationKeys {
+        id: remote_id.clone(),
+        phone,
+    };
+    Ok(Conversation {
+        id: mapper.id(Kind::Conversation, keys.keys()),
+        connection: mapper.connection.clone(),
+        vendor: vendor_label(VENDOR),
+        remote_id,
+        created_at: owned_non_empty(wire.created_at.as_deref()),
+        updated_at: owned_non_empty(wire.updated_at.as_deref()),
+        contact_id: contact_key.map(|k| mapper.id(Kind::Contact, vec![k])),
+        channel,
+        status: if archived {
+            ConversationStatus::Closed
+        } else {
+            ConversationStatus::Open
+        },
+        // LlamadaPro's status is a funnel stage, by id.
+        vendor_status: number_key(&wire.funnel_status_id),
+        subject: None,
+        assignee: number_key(&wire.user_id).map(|user| Assignee {
+            user_id: Some(user),
+            team_id: None,
+        }),
+        priority: None,
+        tags: Vec::new(),
+        last_message_at: None,
+        raw: mapper.raw(value),
+    })
+}
+
+/// WhatsApp's message and attachment types, as normalized types.
+fn type_from_vendor(kind: &str) -> MessageType {
+    match kind.to_ascii_lowercase().as_str() {
+        "text" => MessageType::Text,
+        "image" | "sticker" => MessageType::Image,
+        "audio" | "voice" => MessageType::Audio,
+        "video" => MessageType::Video,
+        "document" | "file" => MessageType::File,
+        "location" => MessageType::Location,
+        "template" => MessageType::Template,
+        _ => MessageType::Other,
+    }
+}
+
+fn message_status(status: Option<&str>) -> Option<MessageStatus> {
+    match non_empty(status)?.to_ascii_lowercase().as_str() {
+        "pending" | "queued" | "accepted" => Some(MessageStatus::Pending),
+        "sent" => Some(MessageStatus::Sent),
+        "delivered" => Some(MessageStatus::Delivered),
+        "read" => Some(MessageStatus::Read),
+        "failed" | "error" | "undelivered" => Some(MessageStatus::Failed),
+        "received" => Some(MessageStatus::Received),
+        _ => None,
+    }
+}
+
+/// Who sent a message. Inbound messages come from the contact. Outbound ones from a user
+/// (agent), an AI employee (bot) or the system, by `sender.role`; the role vocabulary is not
+/// published beyond `user`, so anything else outbound counts as an agent.
+fn sender_of(wire: &WireMessage, direction: Direction) -> Sender {
+    let party = wire.sender.as_ref();
+    let name = party.and_then(|p| owned_non_empty(p.display_name.as_deref()));
+    if direction == Direction::Inbound {
+        return Sender {
+            type_: SenderType::Contact,
+            id: number_key(&wire.contact_id),
+            name,
+        };
+    }
+    let role = party
+        .and_then(|p| p.role.as_deref())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let type_ = match role.as_str() {
+        "ai_employee" | "ai" | "assistant" | "bot" => SenderType::Bot,
+        "system" => SenderType::System,
+        _ => SenderType::Agent,
+    };
+    let id = match type_ {
+        SenderType::Agent => number_key(&wire.user_id)
+            .or_else(|| wire.user_id.as_str().and_then(|s| owned_non_empty(Some(s)))),
+        _ => party.and_then(|p| owned_non_empty(p.provider_id.as_deref())),
+    };
+    Sender { type_, id, name }
+}
+
+/// A LlamadaPro message as a normalized message, in the conversation its ID names.
+/// `sent_as` is the type the adapter sent it as (the answer does not say).
+fn translate_message(
+    mapper: &Mapper,
+    value: &Value,
+    conversation: &ConversationKeys,
+    sent_as: Option<MessageType>,
+) -> Result<Message, ApiError> {
+    let wire: WireMessage = parse_wire("message", value)?;
+    let remote_id = wire
+        .id
+        .as_str()
+        .and_then(|s| owned_non_empty(Some(s)))
+        .ok_or_else(|| bad_response(VENDOR, "message has no string id"))?;
+    let from_contact = wire
+        .sender
+        .as_ref()
+        .and_then(|s| s.role.as_deref())
+        .is_some_and(|r| r.eq_ignore_ascii_case("contact"));
+    let direction = match wire
+        .direction
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("inbound") => Direction::Inbound,
+        Some("outbound") => Direction::Outbound,
+        None if from_contact => Direction::Inbound,
+        None => Direction::Outbound,
+        Some(other) => {
+            return Err(bad_response(
+                VENDOR,
+                format!("message direction {other:?} is neither inbound nor outbound"),
+            ))
+        }
+    };
+    let attachments: Vec<Attachment> = wire
+        .attachments
+        .iter()
+        .flatten()
+        .map(|a| Attachment {
+            type_: a
+                .kind
+                .as_deref()
+                .map(type_from_vendor)
+                .unwrap_or(MessageType::File),
+            url: owned_non_empty(a.url.as_deref())
+                .or_else(|| owned_non_empty(a.unsigned_url.as_deref())),
+            name: None,
+            size: None,
+        })
+        .collect();
+    let type_ = sent_as
+        .or_else(|| wire.kind.as_deref().map(type_from_vendor))
+        .or_else(|| attachments.first().map(|a| a.type_))
+        .unwrap_or(MessageType::Text);
+    let mut keys = vec![remote_id.clone()];
+    keys.extend(conversation.keys());
+    Ok(Message {
+        id: mapper.id(Kind::Message, keys),
+        connection: mapper.connection.clone(),
+        vendor: vendor_label(VENDOR),
+        remote_id,
+        created_at: owned_non_empty(wire.created_at.as_deref()),
+        updated_at: owned_non_empty(wire.updated_at.as_deref()),
+        conversation_id: mapper.id(Kind::Conversation, conversation.keys()),
+        direction,
+        sender: sender_of(&wire, direction),
+        type_,
+        text: wire.content.clone().filter(|c| !c.trim().is_empty()),
+        html: None,
+        attachments,
+        private: false,
+        status: message_status(wire.status.as_deref()),
+        raw: mapper.raw(value),
+    })
+}
+
+// ----- normalized → vendor -------------------------------------------------------------------
+
+/// `vendor_fields` a caller may pass for `what`; anything else is refused, never dropped.
+fn check_vendor_fields(
+    fields: &Map<String, Value>,
+    allowed: &[&str],
+    what: &str,
+) -> Result<(), ApiError> {
+    match fields.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(unknown) => Err(ApiError::invalid(format!(
+            "vendor_fields.{unknown} is not a llamadapro field for {what}; known: {}",
+            allowed.join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// A positive integer vendor field; integral doubles and numeric strings count (defaults may
+/// come from `${ENV}`).
+fn int_field(name: &str, value: Option<&Value>) -> Result<Option<u64>, ApiError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => number_key(v)
+            .and_then(|k| k.parse::<u64>().ok())
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::invalid(format!("vendor_fields.{name} must be a positive integer"))
+            }),
+    }
+}
+
+/// A text vendor field (numbers are written as text).
+fn text_field(name: &str, value: Option<&Value>) -> Result<Option<String>, ApiError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.trim().to_owned())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(_) => Err(ApiError::invalid(format!(
+            "vendor_fields.{name} must be a non-empty string"
+        ))),
+    }
+}
+
+/// `"Ana María López"` → (`"Ana"`, `"María López"`).
+fn split_name(name: &str) -> (String, String) {
+    let name = name.trim();
+    match name.split_once(char::is_whitespace) {
+        Some((first, rest)) => (first.to_owned(), rest.trim().to_owned()),
+        None => (name.to_owned(), String::new()),
+    }
+}
+
+/// First and last name from `name`, `first_name` and `last_name`; the explicit ones win.
+fn names(
+    name: Option<&str>,
+    first: Option<&str>,
+    last: Option<&str>,
+) -> (Option<String>, Option<String>) {
+    let (name_first, name_last) = match name {
+        Some(n) => {
+            let (f, l) = split_name(n);
+            (Some(f), Some(l))
+        }
+        None => (None, None),
+    };
+    (
+        first.map(|f| f.trim().to_owned()).or(name_first),
+        last.map(|l| l.trim().to_owned()).or(name_last),
+    )
+}
+
+/// One entry of `addresses` in a create or update body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AddressWrite {
+    channel_type: String,
+    address: String,
+}
+
+impl AddressWrite {
+    fn new(channel_type: impl Into<String>, address: impl Into<String>) -> Self {
+        AddressWrite {
+            channel_type: channel_type.into(),
+            address: address.into(),
+        }
+    }
+}
+
+fn valid_email(email: &str) -> Option<String> {
+    let email = email.trim();
+    let (local, domain) = email.split_once('@')?;
+    (!local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !email.chars().any(char::is_whitespace))
+    .then(|| email.to_owned())
+}
+
+fn checked_emails(emails: &[String]) -> Result<Vec<String>, ApiError> {
+    let mut out = Vec::new();
+    for (i, email) in emails.iter().enumerate() {
+        let email = valid_email(email)
+            .ok_or_else(|| ApiError::invalid(format!("emails[{i}] is not an email address")))?;
+        push_unique(&mut out, email, same_email);
+    }
+    Ok(out)
+}
+
+fn checked_phones(phones: &[String]) -> Result<Vec<String>, ApiError> {
+    let mut out = Vec::new();
+    for (i, phone) in phones.iter().enumerate() {
+        let phone = e164(phone).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "phones[{i}] must be an E.164 number such as +56912345678 (llamadapro stores \
+                 international numbers)"
+            ))
+        })?;
+        push_unique(&mut out, phone, same_text);
+    }
+    Ok(out)
+}
+
+/// WhatsApp numbers from `handles`: LlamadaPro's only channel identity. Bare digits are read as
+/// the international number a WhatsApp id is.
+fn checked_whatsapp(handles: &[Handle]) -> Result<Vec<String>, ApiError> {
+    let mut out = Vec::new();
+    for (i, handle) in handles.iter().enumerate() {
+        if handle.channel != HandleChannel::Whatsapp {
+            return Err(ApiError::invalid(format!(
+                "handles[{i}]: llamadapro contacts have whatsapp handles only (emails and phone \
+                 numbers go in emails and phones)"
+            )));
+        }
+        let number = e164(&phone_e164(&handle.value, true)).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "handles[{i}]: a whatsapp handle is the E.164 number, e.g. +56912345678"
+            ))
+        })?;
+        push_unique(&mut out, number, same_text);
+    }
+    Ok(out)
+}
+
+/// Addresses for a new contact: WhatsApp numbers as WHATSAPP, the other phones as PHONE (a
+/// number that is also a WhatsApp handle is stored once, as WHATSAPP, which reads back as
+/// both), emails as EMAIL.
+fn new_addresses(emails: &[String], phones: &[String], whatsapp: &[String]) -> Vec<AddressWrite> {
+    whatsapp
+        .iter()
+        .map(|n| AddressWrite::new("WHATSAPP", n.clone()))
+        .chain(
+            phones
+                .iter()
+                .filter(|p| !whatsapp.contains(p))
+                .map(|p| AddressWrite::new("PHONE", p.clone())),
+        )
+        .chain(emails.iter().map(|e| AddressWrite::new("EMAIL", e.clone())))
+        .collect()
+}
+
+/// The body of `POST /contacts` and `PUT /contacts/{id}`. Absent fields are not sent (the
+/// update is partial); `Some(Value::Null)` clears one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ContactWrite {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_name: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_name: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    addresses: Option<Vec<AddressWrite>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    custom_fields: Option<Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    national_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    company_position: Option<String>,
+    /// Deprecated; only ever sent as `null`, to clear a copy the new addresses drop.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<Value>,
+    /// Deprecated; only ever sent as `null`, to clear a copy the new addresses drop.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phone: Option<Value>,
+}
+
+/// A name for the body: trimmed text, or `null` to clear it.
+fn name_value(name: String) -> Value {
+    if name.is_empty() {
+        Value::Null
+    } else {
+        Value::String(name)
+    }
+}
+
+fn contact_vendor_fields(
+    fields: &Map<String, Value>,
+) -> Result<(Option<String>, Option<String>), ApiError> {
+    check_vendor_fields(fields, CONTACT_VENDOR_FIELDS, "contacts")?;
+    Ok((
+        text_field("nationalId", fields.get("nationalId"))?,
+        text_field("companyPosition", fields.get("companyPosition"))?,
+    ))
+}
+
+fn refuse_company_and_avatar(company: Option<&str>, avatar: Option<&str>) -> Result<(), ApiError> {
+    if company.is_some() {
+        return Err(ApiError::unsupported_operation(
+            "llamadapro links contacts to companies by id, not by name: company cannot be set",
+        ));
+    }
+    if avatar.is_some() {
+        return Err(ApiError::unsupported_operation(
+            "llamadapro contacts have no avatar: avatar_url cannot be set",
+        ));
+    }
+    Ok(())
+}
+
+/// The body of `POST /contacts`.
+fn contact_create_body(body: &ContactCreate) -> Result<ContactWrite, ApiError> {
+    refuse_company_and_avatar(body.company.as_deref(), body.avatar_url.as_deref())?;
+    let (national_id, company_position) = contact_vendor_fields(&body.vendor_fields)?;
+    let emails = checked_emails(&body.emails)?;
+    let phones = checked_phones(&body.phones)?;
+    let whatsapp = checked_whatsapp(&body.handles)?;
+    let (first, last) = names(
+        body.name.as_deref(),
+        body.first_name.as_deref(),
+        body.last_name.as_deref(),
+    );
+    let addresses = new_addresses(&emails, &phones, &whatsapp);
+    Ok(ContactWrite {
+        first_name: first.filter(|f| !f.is_empty()).map(Value::String),
+        last_name: last.filter(|l| !l.is_empty()).map(Value::String),
+        addresses: (!addresses.is_empty()).then_some(addresses),
+        custom_fields: (!body.custom_fields.is_empty()).then(|| body.custom_fields.clone()),
+        national_id,
+        company_position,
+        email: None,
+        phone: None,
+    })
+}
+
+fn touches_addresses(patch: &ContactPatch) -> bool {
+    patch.emails.is_some() || patch.phones.is_some() || patch.handles.is_some()
+}
+
+fn is_empty_patch(patch: &ContactPatch) -> bool {
+    patch.name.is_none()
+        && patch.first_name.is_none()
+        && patch.last_name.is_none()
+        && !touches_addresses(patch)
+        && patch.custom_fields.is_none()
+        && patch.vendor_fields.is_empty()
+}
+
+/// What a contact PATCH asks that LlamadaPro cannot store, refused before any vendor call.
+fn check_contact_patch(patch: &ContactPatch) -> Result<(), ApiError> {
+    refuse_company_and_avatar(patch.company.as_deref(), patch.avatar_url.as_deref())?;
+    contact_vendor_fields(&patch.vendor_fields)?;
+    checked_emails(patch.emails.as_deref().unwrap_or_default())?;
+    checked_phones(patch.phones.as_deref().unwrap_or_default())?;
+    checked_whatsapp(patch.handles.as_deref().unwrap_or_default())?;
+    Ok(())
+}
+
+/// The contact's addresses after a PATCH of emails, phones or handles, as the full list
+/// `PUT` needs (None when the patch leaves them alone):
+///
+/// - `emails` replaces the EMAIL addresses;
+/// - `handles` replaces the WHATSAPP addresses; without it, `phones` keeps only the WhatsApp
+///   numbers it still lists (dropping a number from phones drops its WhatsApp address too);
+/// - `phones` replaces the PHONE addresses (minus numbers that are WhatsApp addresses);
+/// - channels the normalized API has no word for are kept as they are.
+fn merged_addresses(
+    current: &WireContact,
+    patch: &ContactPatch,
+) -> Result<Option<Vec<AddressWrite>>, ApiError> {
+    if !touches_addresses(patch) {
+        return Ok(None);
+    }
+    let addresses = current.addresses.as_deref().unwrap_or_default();
+    let of_kind = |kind: &str| -> Vec<&str> {
+        addresses
+            .iter()
+            .filter(|a| {
+                a.channel_type
+                    .as_deref()
+                    .is_some_and(|t| t.eq_ignore_ascii_case(kind))
+            })
+            .filter_map(|a| non_empty(a.address.as_deref()))
+            .collect()
+    };
+    let new_phones = patch.phones.as_deref().map(checked_phones).transpose()?;
+    let whatsapp: Vec<String> = match &patch.handles {
+        Some(handles) => checked_whatsapp(handles)?,
+        None => {
+            let mut kept = Vec::new();
+            for number in of_kind("WHATSAPP") {
+                let normalized = phone_e164(number, true);
+                if new_phones.as_ref().is_none_or(|p| p.contains(&normalized)) {
+                    push_unique(&mut kept, normalized, same_text);
+                }
+            }
+            kept
+        }
+    };
+    let phones: Vec<String> = match &new_phones {
+        Some(phones) => phones.clone(),
+        None => of_kind("PHONE")
+            .into_iter()
+            .map(|p| {
+                // Keep a stored number as stored unless it is already a WhatsApp address.
+                let normalized = phone_e164(p, false);
+                if whatsapp.contains(&normalized) {
+                    normalized
+                } else {
+                    p.to_owned()
+                }
+            })
+            .collect(),
+    };
+    let emails: Vec<String> = match &patch.emails {
+        Some(emails) => checked_emails(emails)?,
+        None => of_kind("EMAIL").into_iter().map(str::to_owned).collect(),
+    };
+    let mut list = new_addresses(&emails, &phones, &whatsapp);
+    list.extend(addresses.iter().filter_map(|a| {
+        let kind = non_empty(a.channel_type.as_deref())?;
+        let known = ["WHATSAPP", "PHONE", "EMAIL"]
+            .iter()
+            .any(|k| k.eq_ignore_ascii_case(kind));
+        let value = non_empty(a.address.as_deref())?;
+        (!known).then(|| AddressWrite::new(kind, value))
+    }));
+    Ok(Some(list))
+}
+
+/// The body of `PUT /contacts/{id}` (partial). `current` is the contact as LlamadaPro has it,
+/// needed when the patch changes addresses.
+fn contact_update_body(
+    patch: &ContactPatch,
+    current: Option<&WireContact>,
+) -> Result<ContactWrite, ApiError> {
+    check_contact_patch(patch)?;
+    let (national_id, company_position) = contact_vendor_fields(&patch.vendor_fields)?;
+    let (first, last) = names(
+        patch.name.as_deref(),
+        patch.first_name.as_deref(),
+        patch.last_name.as_deref(),
+    );
+    let addresses = match current {
+        Some(current) => merged_addresses(current, patch)?,
+        None if touches_addresses(patch) => {
+            return Err(ApiError::internal(
+                "changing llamadapro addresses needs the current contact",
+            ))
+        }
+        None => None,
+    };
+    // A deprecated top-level copy the new addresses no longer hold would keep showing up.
+    let mut email = None;
+    let mut phone = None;
+    if let (Some(current), Some(list)) = (current, &addresses) {
+        if let Some(old) = non_empty(current.email.as_deref()) {
+            if patch.emails.is_some()
+                && !list
+                    .iter()
+                    .any(|a| a.channel_type == "EMAIL" && same_email(&a.address, old))
+            {
+                email = Some(Value::Null);
+            }
+        }
+        if let Some(old) = non_empty(current.phone.as_deref()) {
+            let old = phone_e164(old, false);
+            if (patch.phones.is_some() || patch.handles.is_some())
+                && !list
+                    .iter()
+                    .any(|a| a.channel_type != "EMAIL" && phone_e164(&a.address, false) == old)
+            {
+                phone = Some(Value::Null);
+            }
+        }
+    }
+    Ok(ContactWrite {
+        first_name: first.map(name_value),
+        last_name: last.map(name_value),
+        addresses,
+        custom_fields: patch.custom_fields.clone(),
+        national_id,
+        company_position,
+        email,
+        phone,
+    })
+}
+
+/// Vendor fields of a conversation create, resolved from `vendor_fields` and connection
+/// defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ConversationFields {
+    funnel_id: u64,
+    funnel_status_id: Option<u64>,
+    user_id: Option<u64>,
+}
+
+/// `contact` of a conversation create: LlamadaPro creates it, or matches an existing contact
+/// by its addresses and updates it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ConversationNewContact {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_name: Option<String>,
+    phones: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    emails: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum ConversationContact {
+    Existing(Value),
+    New(ConversationNewContact),
+}
+
+/// What a conversation create asks that LlamadaPro cannot do, refused before any vendor call.
+fn check_conversation_create(body: &ConversationCreate) -> Result<(), ApiError> {
+    if body.channel.is_some_and(|c| c != Channel::Whatsapp) {
+        return Err(ApiError::invalid(
+            "llamadapro conversations run on WhatsApp; channel must be whatsapp or absent",
+        ));
+    }
+    if body.subject.is_some() {
+        return Err(ApiError::unsupported_operation(
+            "llamadapro conversations have no subject",
+        ));
+    }
+    if body.text.is_some() {
+        return Err(ApiError::unsupported_operation(
+            "llamadapro creates a conversation without a message; send the first one with \
+             POST /v1/messages (outside WhatsApp's 24-hour window it must be a template)",
+        ));
+    }
+    Ok(())
+}
+
+/// `contact: {name, email, phone}` as LlamadaPro's contact create params. The phone is
+/// required: it is where the conversation's WhatsApp messages go.
+fn new_conversation_contact(contact: &NewContact) -> Result<ConversationNewContact, ApiError> {
+    let phone = non_empty(contact.phone.as_deref()).ok_or_else(|| {
+        ApiError::invalid(
+            "llamadapro conversations run on WhatsApp: contact.phone (E.164) is required",
+        )
+    })?;
+    let phone = e164(phone).ok_or_else(|| {
+        ApiError::invalid("contact.phone must be an E.164 number such as +56912345678")
+    })?;
+    let email = match non_empty(contact.email.as_deref()) {
+        Some(email) => Some(
+            valid_email(email)
+                .ok_or_else(|| ApiError::invalid("contact.email is not an email address"))?,
+        ),
+        None => None,
+    };
+    let (first, last) = match non_empty(contact.name.as_deref()) {
+        Some(name) => {
+            let (f, l) = split_name(name);
+            (Some(f), (!l.is_empty()).then_some(l))
+        }
+        None => (None, None),
+    };
+    Ok(ConversationNewContact {
+        first_name: first,
+        last_name: last,
+        phones: vec![phone],
+        emails: email.into_iter().collect(),
+    })
+}
+
+/// The JSON body of the single conversation create.
+fn conversation_create_body(fields: &ConversationFields, contact: ConversationContact) -> Value {
+    let mut body = Map::new();
+    body.insert("funnelId".into(), fields.funnel_id.into());
+    if let Some(status) = fields.funnel_status_id {
+        body.insert("funnelStatusId".into(), status.into());
+    }
+    if let Some(user) = fields.user_id {
+        body.insert("userId".into(), user.into());
+    }
+    match contact {
+        ConversationContact::Existing(id) => {
+            body.insert("contactId".into(), id);
+        }
+        ConversationContact::New(contact) => {
+            body.insert("contact".into(), json!(contact));
+        }
+    }
+    Value::Object(body)
+}
+
+/// `POST …/whatsapp/messages`: a free-form message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FreeFormMessage {
+    from_phone_number: String,
+    to_phone_number: String,
+    content: String,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+struct TemplateVariable {
+    value: String,
+}
+
+/// `POST …/whatsapp/messages/template`: a template message (simple `variables` form).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TemplateMessage {
+    from_phone_number: String,
+    to_phone_number: String,
+    template_name: String,
+    language_code: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    variables: Vec<TemplateVariable>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PlannedMessage {
+    FreeForm(FreeFormMessage, MessageType),
+    Template(TemplateMessage),
+}
+
+impl PlannedMessage {
+    fn endpoint(&self) -> &'static str {
+        match self {
+            PlannedMessage::FreeForm(..) => "messages.send",
+            PlannedMessage::Template(_) => "messages.send_template",
+        }
+    }
+
+    fn body(&self) -> Vec<u8> {
+        let value = match self {
+            PlannedMessage::FreeForm(m, _) => json!(m),
+            PlannedMessage::Template(m) => json!(m),
+        };
+        value.to_string().into_bytes()
+    }
+
+    fn message_type(&self) -> MessageType {
+        match self {
+            PlannedMessage::FreeForm(_, kind) => *kind,
+            PlannedMessage::Template(_) => MessageType::Template,
+        }
+    }
+}
+
+/// The WhatsApp type of a media attachment.
+fn whatsapp_media_type(kind: MessageType) -> Option<&'static str> {
+    match kind {
+        MessageType::Image => Some("image"),
+        MessageType::Audio => Some("audio"),
+        MessageType::Video => Some("video"),
+        MessageType::File => Some("document"),
+        _ => None,
+    }
+}
+
+/// Media types a free-form message may name in `vendor_fields.type`.
+const MEDIA_TYPES: &[&str] = &["image", "audio", "video", "document", "sticker"];
+
+/// `template.variables`: positional, as `[{value}]`. Scalars and `{value}` objects are read;
+/// anything else is refused.
+fn template_variables(variables: &Value) -> Result<Vec<TemplateVariable>, ApiError> {
+    let bad = || {
+        ApiError::invalid(
+            "template.variables must be an array of values (llamadapro template variables are \
+             positional)",
+        )
+    };
+    let items = match variables {
+        Value::Null => return Ok(Vec::new()),
+        Value::Array(items) => items,
+        _ => return Err(bad()),
+    };
+    items
+        .iter()
+        .map(|item| {
+            let value = match item {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                Value::Object(o) => match o.get("value") {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(Value::Number(n)) => n.to_string(),
+                    _ => return Err(bad()),
+                },
+                _ => return Err(bad()),
+            };
+            Ok(TemplateVariable { value })
+        })
+        .collect()
+}
+
+/// The vendor call a message send makes: a template, a media message (a `fileId` uploaded to
+/// LlamadaPro beforehand, with the normalized attachment's type), or text.
+fn plan_message(
+    body: &MessageSend,
+    conversation: &ConversationKeys,
+    from: Option<&Value>,
+) -> Result<PlannedMessage, ApiError> {
+    if body.private {
+        return Err(ApiError::unsupported_operation(
+            "llamadapro has no internal notes: every message goes to the contact on WhatsApp",
+        ));
+    }
+    check_vendor_fields(&body.vendor_fields, MESSAGE_VENDOR_FIELDS, "messages")?;
+    let from_phone_number = match from {
+        None | Some(Value::Null) => {
+            return Err(ApiError::invalid(
+                "llamadapro needs vendor_fields.fromPhoneNumber (the WhatsApp business number \
+                 to send from); set it in the connection's defaults or pass it in vendor_fields",
+            ))
+        }
+        Some(value) => value.as_str().and_then(e164).ok_or_else(|| {
+            ApiError::invalid(
+                "vendor_fields.fromPhoneNumber must be an E.164 number such as +56229145000",
+            )
+        })?,
+    };
+    let fields = &body.vendor_fields;
+    let user_id = text_field("userId", fields.get("userId"))?;
+    let file_id = text_field("fileId", fields.get("fileId"))?;
+    let media_type = text_field("type", fields.get("type"))?;
+    let language = text_field("languageCode", fields.get("languageCode"))?;
+    let text = body.text.as_deref().filter(|t| !t.trim().is_empty());
+
+    if let Some(template) = &body.template {
+        if text.is_some() || !body.attachments.is_empty() || file_id.is_some() {
+            return Err(ApiError::invalid(
+                "a template message carries no text or attachments of its own",
+            ));
+        }
+        let name = non_empty(Some(&template.name))
+            .ok_or_else(|| ApiError::invalid("template.name must not be empty"))?;
+        let language_code = owned_non_empty(template.language.as_deref())
+            .or(language)
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "llamadapro needs template.language (the template's WhatsApp language code, \
+                     e.g. es or en_US)",
+                )
+            })?;
+        return Ok(PlannedMessage::Template(TemplateMessage {
+            from_phone_number,
+            to_phone_number: conversation.phone.clone(),
+            template_name: name.to_owned(),
+            language_code,
+            variables: template_variables(&template.variables)?,
+            user_id,
+        }));
+    }
+    if language.is_some() {
+        return Err(ApiError::invalid(
+            "vendor_fields.languageCode goes with a template",
+        ));
+    }
+
+    let (kind, message_type) = match (body.attachments.as_slice(), &file_id) {
+        ([], None) => {
+            if media_type.is_some() {
+                return Err(ApiError::invalid(
+                    "vendor_fields.type goes with an attachment",
+                ));
+            }
+            if text.is_none() {
+                return Err(ApiError::invalid(
+                    "a message needs text, an attachment or a template",
+                ));
+            }
+            ("text".to_owned(), MessageType::Text)
+        }
+        ([], Some(_)) => {
+            return Err(ApiError::invalid(
+                "vendor_fields.fileId goes with an attachment: describe it in attachments",
+            ))
+        }
+        ([_], None) => {
+            return Err(ApiError::invalid(
+                "llamadapro sends media by file id: upload the file to llamadapro and pass \
+                 vendor_fields.fileId",
+            ))
+        }
+        ([attachment], Some(_)) => {
+            let kind = match media_type {
+                Some(t) if MEDIA_TYPES.contains(&t.as_str()) => t,
+                Some(t) => {
+                    return Err(ApiError::invalid(format!(
+                        "vendor_fields.type {t:?} is not a WhatsApp media type; use one of {}",
+                        MEDIA_TYPES.join(", ")
+                    )))
+                }
+                None => whatsapp_media_type(attachment.type_)
+                    .ok_or_else(|| {
+                        ApiError::invalid(
+                            "attachments[0].type must be image, audio, video or file for a \
+                             WhatsApp media message",
+                        )
+                    })?
+                    .to_owned(),
+            };
+            let message_type = type_from_vendor(&kind);
+            (kind, message_type)
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                "a WhatsApp message carries one attachment",
+            ))
+        }
+    };
+    Ok(PlannedMessage::FreeForm(
+        FreeFormMessage {
+            from_phone_number,
+            to_phone_number: conversation.phone.clone(),
+            content: text.unwrap_or_default().to_owned(),
+            kind,
+            file_id,
+            user_id,
+        },
+        message_type,
+    ))
+}
+
+/// The body of `POST /contacts/search` for the list filters: `q` as the full-text `search`,
+/// the rest as exact `addresses.address` matches.
+fn search_body(
+    filters: &ContactFilters,
+    limit: u32,
+    page_token: Option<&str>,
+) -> Result<Value, ApiError> {
+    let mut conditions = Vec::new();
+    let address =
+        |value: String| json!({"field": "addresses.address", "operator": "eq", "value": value});
+    if let Some(email) = non_empty(filters.email.as_deref()) {
+        conditions.push(address(email.to_owned()));
+    }
+    if let Some(phone) = non_empty(filters.phone.as_deref()) {
+        conditions.push(address(phone_e164(phone, false)));
+    }
+    if let Some(handle) = &filters.handle {
+        if handle.channel != HandleChannel::Whatsapp {
+            return Err(ApiError::unsupported_filter(
+                "llamadapro contacts have whatsapp handles only; look up emails and phone \
+                 numbers with the email and phone filters",
+            ));
+        }
+        conditions.push(address(phone_e164(&handle.value, true)));
+        conditions
+            .push(json!({"field": "addresses.channelType", "operator": "eq", "value": "WHATSAPP"}));
+    }
+    let mut body = Map::new();
+    if let Some(q) = non_empty(filters.q.as_deref()) {
+        body.insert("search".into(), q.into());
+    }
+    if !conditions.is_empty() {
+        body.insert("filters".into(), Value::Array(conditions));
+    }
+    body.insert("size".into(), limit.into());
+    if let Some(token) = page_token {
+        body.insert("pageToken".into(), token.into());
+    }
+    Ok(Value::Object(body))
+}
+
+#[cfg(test)]
+// Tests may panic on a broken fixture; that is their job.
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::api::ErrorCode;
+    use crate::config::routes::RoutesFile;
+    use crate::config::{BaseUrl, Connection};
+    use crate::metrics::Metrics;
+    use crate::vendors::VendorClient;
+
+    const CONTACT: &str = include_str!("../../tests/fixtures/llamadapro/contact.json");
+    const CONTACTS_LIST: &str = include_str!("../../tests/fixtures/llamadapro/contacts_list.json");
+    const CONTACTS_SEARCH: &str =
+        include_str!("../../tests/fixtures/llamadapro/contacts_search.json");
+    const CONTACT_SEED_EXAMPLE: &str =
+        include_str!("../../tests/fixtures/llamadapro/contact_seed_example.json");
+    const CONVERSATION: &str = include_str!("../../tests/fixtures/llamadapro/conversation.json");
+    const MESSAGE: &str = include_str!("../../tests/fixtures/llamadapro/message.json");
+    const MESSAGE_SENT: &str = include_str!("../../tests/fixtures/llamadapro/message_sent.json");
+    const ERROR: &str = include_str!("../../tests/fixtures/llamadapro/error.json");
+    const ERROR_UNAUTHORIZED: &str =
+        include_str!("../../tests/fixtures/llamadapro/error_unauthorized.json");
+
+    const PHONE: &str = "+56912345671";
+    const FROM: &str = "+56229145000";
+
+    fn mapper(want_raw: bool) -> Mapper {
+        Mapper {
+            tenant: "acme".into(),
+            connection: "crm".into(),
+            want_raw,
+        }
+    }
+
+    fn object_id(kind: Kind, keys: &[&str]) -> ObjectId {
+        ObjectId::new(
+            kind,
+            "acme",
+            "crm",
+            keys.iter().map(|k| k.to_string()).collect(),
+        )
+    }
+
+    fn id(kind: Kind, keys: &[&str]) -> String {
+        object_id(kind, keys).encode()
+    }
+
+    fn fixture(text: &str) -> Value {
+        serde_json::from_str(text).unwrap()
+    }
+
+    fn conversation_501() -> ConversationKeys {
+        ConversationKeys {
+            id: "501".into(),
+            phone: PHONE.into(),
+        }
+    }
+
+    fn response(status: u16, body: &str) -> VendorResponse {
+        VendorResponse {
+            status,
+            retry_after: None,
+            body: bytes::Bytes::from(body.to_owned()),
+        }
+    }
+
+    fn list_json(output: Output) -> (Vec<Value>, Option<Value>) {
+        match output {
+            Output::List { data, next } => (
+                data.iter()
+                    .map(|r| serde_json::to_value(r).unwrap())
+                    .collect(),
+                next,
+            ),
+            other => panic!("expected a list, got {other:?}"),
+        }
+    }
+
+    fn object_json(output: Output) -> (&'static str, Value) {
+        match output {
+            Output::Found(r) => ("found", serde_json::to_value(r).unwrap()),
+            Output::Created(r) => ("created", serde_json::to_value(r).unwrap()),
+            other => panic!("expected one object, got {other:?}"),
+        }
+    }
+
+    fn whatsapp(value: &str) -> Handle {
+        Handle {
+            channel: HandleChannel::Whatsapp,
+            value: value.into(),
+        }
+    }
+
+    // ----- answers and errors ------------------------------------------------------------------
+
+    #[test]
+    fn vendor_errors_map_by_status_with_the_vendor_message_and_details() {
+        let err = read_object(&response(400, ERROR)).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidRequest);
+        assert_eq!(err.vendor_status, Some(400));
+        assert!(
+            err.detail
+                .contains("Validation failed (body.toPhoneNumber: must be in E.164 format"),
+            "{}",
+            err.detail
+        );
+        let err = read_object(&response(401, ERROR_UNAUTHORIZED)).unwrap_err();
+        assert_eq!(err.code, ErrorCode::VendorAuthFailed);
+        assert!(
+            !err.detail.contains("Invalid API key"),
+            "auth text stays out"
+        );
+        // `error` stands in when `message` is missing.
+        let err =
+            read_object(&response(422, r#"{"code":422,"error":"Unprocessable"}"#)).unwrap_err();
+        assert!(err.detail.contains("Unprocessable"));
+        for (status, code) in [
+            (403, ErrorCode::VendorAuthFailed),
+            (404, ErrorCode::NotFound),
+            (409, ErrorCode::InvalidRequest),
+            (500, ErrorCode::VendorError),
+            (503, ErrorCode::VendorError),
+        ] {
+            let err = read_object(&response(status, ERROR)).unwrap_err();
+            assert_eq!(err.code, code, "status {status}");
+            assert_eq!(err.vendor, Some(Vendor::LlamadaPro));
+        }
+        let mut limited = response(429, "slow down");
+        limited.retry_after = Some(30);
+        let err = read_object(&limited).unwrap_err();
+        assert_eq!(err.code, ErrorCode::VendorRateLimited);
+        assert_eq!(err.retry_after, Some(30));
+        assert!(check_success(&response(204, "")).is_ok());
+    }
+
+    #[test]
+    fn a_2xx_that_is_not_an_object_is_a_bad_response() {
+        for body in ["<html>", "", "[]", "\"ok\"", r#"{"items":[{"id":"#] {
+            let err = read_object(&response(200, body)).unwrap_err();
+            assert_eq!(err.code, ErrorCode::VendorBadResponse, "{body}");
+        }
+        let err = translate_page(&json!({"nextPageToken": "x"}), |_| unreachable!()).unwrap_err();
+        assert_eq!(err.code, ErrorCode::VendorBadResponse);
+    }
+
+    #[test]
+    fn ids_are_integral_doubles() {
+        assert_eq!(number_key(&json!(42)).as_deref(), Some("42"));
+        assert_eq!(number_key(&json!(42.0)).as_deref(), Some("42"));
+        assert_eq!(number_key(&json!("42")).as_deref(), Some("42"));
+        assert_eq!(number_key(&json!(" 7.0 ")).as_deref(), Some("7"));
+        assert_eq!(
+            number_key(&json!(9_007_199_254_740_991_u64)).as_deref(),
+            Some("9007199254740991")
+        );
+        for bad in [
+            json!(0.1),
+            json!(0),
+            json!(-3),
+            json!(1e20),
+            json!("abc"),
+            json!(null),
+            json!(true),
+        ] {
+            assert_eq!(number_key(&bad), None, "{bad}");
+        }
+        assert_eq!(number_value("1001"), json!(1001));
+    }
+
+    // ----- contacts ------------------------------------------------------------------------------
+
+    #[test]
+    fn contact_maps_every_field() {
+        let value = fixture(CONTACT);
+        let c = translate_contact(&mapper(false), &value).unwrap();
+        assert_eq!(c.id, id(Kind::Contact, &["1001"]));
+        assert_eq!(c.remote_id, "1001");
+        assert_eq!((c.connection.as_str(), c.vendor), ("crm", "llamadapro"));
+        assert_eq!(c.name.as_deref(), Some("Valentina Muñoz"));
+        assert_eq!(c.first_name.as_deref(), Some("Valentina"));
+        assert_eq!(c.last_name.as_deref(), Some("Muñoz"));
+        // The deprecated top-level email repeats an address: listed once.
+        assert_eq!(c.emails, vec!["valentina@example.cl"]);
+        assert_eq!(c.phones, vec![PHONE, "+56223456789"]);
+        assert_eq!(c.handles, vec![whatsapp(PHONE)]);
+        assert_eq!(c.company, None);
+        assert_eq!(c.avatar_url, None);
+        assert_eq!(c.custom_fields["source"], "web");
+        assert_eq!(c.custom_fields["plan"], "pro");
+        assert_eq!(c.created_at.as_deref(), Some("2025-03-01T12:00:00.000Z"));
+        assert_eq!(c.updated_at.as_deref(), Some("2025-03-02T09:30:00.000Z"));
+        assert!(c.raw.is_none());
+        let with_raw = translate_contact(&mapper(true), &value).unwrap();
+        assert_eq!(with_raw.raw, Some(value));
+    }
+
+    #[test]
+    fn contact_page_maps_items_legacy_fields_and_the_next_token() {
+        let output = translate_page(&fixture(CONTACTS_LIST), |v| {
+            translate_contact(&mapper(false), v).map(|c| Resource::Contact(Box::new(c)))
+        })
+        .unwrap();
+        let (items, next) = list_json(output);
+        assert_eq!(next, Some(json!({"page_token": "Y29udGFjdHM6Mw"})));
+        assert_eq!(items.len(), 3);
+        // A bare-digits WhatsApp id is the international number; the PHONE copy is the same.
+        assert_eq!(items[0]["phones"], json!(["+56912345672"]));
+        assert_eq!(
+            items[0]["handles"],
+            json!([{"channel": "whatsapp", "value": "+56912345672"}])
+        );
+        assert_eq!(items[0]["custom_fields"], json!({}));
+        // Only the deprecated fields: still the contact's email and phone.
+        assert_eq!(items[1]["emails"], json!(["benjamin@example.pe"]));
+        assert_eq!(items[1]["phones"], json!(["+51987654321"]));
+        assert_eq!(items[1]["name"], "Benjamín");
+        assert_eq!(items[1]["custom_fields"], json!({}));
+        // A double id, nothing else.
+        assert_eq!(items[2]["remote_id"], "1030");
+        assert_eq!(items[2]["name"], Value::Null);
+        assert_eq!(items[2]["handles"], json!([]));
+        assert_eq!(items[2]["updated_at"], Value::Null);
+
+        // No token, or an empty page: the last page.
+        let last = json!({"items": [], "nextPageToken": "more", "totalCount": 0});
+        assert_eq!(
+            list_json(translate_page(&last, |_| unreachable!()).unwrap()).1,
+            None
+        );
+        let last = json!({"items": [fixture(CONTACT)], "nextPageToken": ""});
+        let (_, next) = list_json(
+            translate_page(&last, |v| {
+                translate_contact(&mapper(false), v).map(|c| Resource::Contact(Box::new(c)))
+            })
+            .unwrap(),
+        );
+        assert_eq!(next, None);
+    }
+
+    #[test]
+    fn search_hits_carry_string_ids() {
+        let output = translate_page(&fixture(CONTACTS_SEARCH), |v| {
+            translate_contact(&mapper(false), v).map(|c| Resource::Contact(Box::new(c)))
+        })
+        .unwrap();
+        let (items, next) = list_json(output);
+        assert_eq!(next, None);
+        assert_eq!(items[0]["id"], id(Kind::Contact, &["1001"]));
+        assert_eq!(
+            items[0]["handles"],
+            json!([{"channel": "whatsapp", "value": PHONE}])
+        );
+    }
+
+    #[test]
+    fn the_seed_documents_placeholder_ids_which_are_not_ids() {
+        // The published example has `"id": 0.1`: not an integral double, so not a contact.
+        let err = translate_contact(&mapper(false), &fixture(CONTACT_SEED_EXAMPLE)).unwrap_err();
+        assert_eq!(err.code, ErrorCode::VendorBadResponse);
+        let mut example = fixture(CONTACT_SEED_EXAMPLE);
+        example["id"] = json!(3.0);
+        let c = translate_contact(&mapper(false), &example).unwrap();
+        assert_eq!(c.remote_id, "3");
+        // "string" is not a number: kept as stored (once, though the deprecated phone repeats
+        // it); unknown channels become `other` handles.
+        assert_eq!(c.phones, vec!["string"]);
+        assert_eq!(c.emails, vec!["string"]);
+        example["addresses"][0]["channelType"] = json!("INSTAGRAM");
+        let c = translate_contact(&mapper(false), &example).unwrap();
+        assert_eq!(
+            c.handles,
+            vec![Handle {
+                channel: HandleChannel::Other,
+                value: "string".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn phones_become_e164_where_known() {
+        assert_eq!(phone_e164("+56 9 1234 5671", false), PHONE);
+        assert_eq!(phone_e164("(+56) 9-1234-5671", false), PHONE);
+        assert_eq!(phone_e164("0056912345671", false), PHONE);
+        assert_eq!(phone_e164("56912345671", true), PHONE);
+        assert_eq!(phone_e164("56912345671", false), "56912345671");
+        assert_eq!(phone_e164(" 09 1234 ", false), "09 1234");
+        assert_eq!(e164("+56 9 1234 5671").as_deref(), Some(PHONE));
+        for bad in [
+            "56912345671",
+            "+0912345678",
+            "+12345",
+            "+1234567890123456",
+            "+56 9 ABC",
+        ] {
+            assert_eq!(e164(bad), None, "{bad}");
+        }
+    }
+
+    fn create(value: Value) -> ContactCreate {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn contact_create_body_uses_addresses() {
+        let body = contact_create_body(&create(json!({
+            "name": "Ana María López",
+            "emails": ["ana@example.cl", "ANA@example.cl"],
+            "phones": ["+56 9 8765 4321", "+56223334444"],
+            "handles": [{"channel": "whatsapp", "value": "56987654321"}],
+            "custom_fields": {"source": "web"},
+            "vendor_fields": {"nationalId": "9.876.543-2"},
+        })))
+        .unwrap();
+        assert_eq!(
+            serde_json::to_value(&body).unwrap(),
+            json!({
+                "firstName": "Ana",
+                "lastName": "María López",
+                "addresses": [
+                    {"channelType": "WHATSAPP", "address": "+56987654321"},
+                    {"channelType": "PHONE", "address": "+56223334444"},
+                    {"channelType": "EMAIL", "address": "ana@example.cl"},
+                ],
+                "customFields": {"source": "web"},
+                "nationalId": "9.876.543-2",
+            })
+        );
+        // Explicit names win; nothing else is sent when nothing else is given.
+        let body = contact_create_body(&create(json!({"name": "Ana López", "last_name": "Soto"})))
+            .unwrap();
+        assert_eq!(
+            serde_json::to_value(&body).unwrap(),
+            json!({"firstName": "Ana", "lastName": "Soto"})
+        );
+    }
+
+    #[test]
+    fn contact_create_refuses_what_llamadapro_cannot_store() {
+        for (value, code) in [
+            (json!({"company": "Acme"}), ErrorCode::UnsupportedOperation),
+            (
+                json!({"avatar_url": "https://x/a.png"}),
+                ErrorCode::UnsupportedOperation,
+            ),
+            (
+                json!({"handles": [{"channel": "line", "value": "U123"}]}),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                json!({"handles": [{"channel": "whatsapp", "value": "hello"}]}),
+                ErrorCode::InvalidRequest,
+            ),
+            (json!({"phones": ["0912345678"]}), ErrorCode::InvalidRequest),
+            (
+                json!({"emails": ["not-an-email"]}),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                json!({"vendor_fields": {"funnelId": 7}}),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                json!({"vendor_fields": {"nationalId": ["x"]}}),
+                ErrorCode::InvalidRequest,
+            ),
+        ] {
+            let err = contact_create_body(&create(value.clone())).unwrap_err();
+            assert_eq!(err.code, code, "{value}");
+        }
+    }
+
+    fn patch(value: Value) -> ContactPatch {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn current() -> WireContact {
+        parse_contact(&fixture(CONTACT)).unwrap()
+    }
+
+    fn update(value: Value, current: Option<&WireContact>) -> Value {
+        serde_json::to_value(contact_update_body(&patch(value), current).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn contact_update_sends_only_what_changes() {
+        assert_eq!(
+            update(
+                json!({"name": "Vale Muñoz", "custom_fields": {"plan": null}}),
+                None
+            ),
+            json!({"firstName": "Vale", "lastName": "Muñoz", "customFields": {"plan": null}})
+        );
+        assert_eq!(
+            update(json!({"last_name": ""}), None),
+            json!({"lastName": null})
+        );
+        assert_eq!(
+            update(
+                json!({"vendor_fields": {"companyPosition": "Gerente"}}),
+                None
+            ),
+            json!({"companyPosition": "Gerente"})
+        );
+        assert!(is_empty_patch(&patch(json!({}))));
+        assert!(!is_empty_patch(&patch(
+            json!({"vendor_fields": {"nationalId": "1"}})
+        )));
+    }
+
+    #[test]
+    fn contact_update_merges_addresses_over_the_current_contact() {
+        let current = current();
+        // emails: the EMAIL addresses change; WhatsApp and phone stay (as stored); the
+        // deprecated email copy is cleared because the new list drops it.
+        assert_eq!(
+            update(json!({"emails": ["vale@example.cl"]}), Some(&current)),
+            json!({
+                "addresses": [
+                    {"channelType": "WHATSAPP", "address": PHONE},
+                    {"channelType": "PHONE", "address": "+56 2 2345 6789"},
+                    {"channelType": "EMAIL", "address": "vale@example.cl"},
+                ],
+                "email": null,
+            })
+        );
+        // Keeping the email keeps the deprecated copy alone.
+        assert_eq!(
+            update(json!({"emails": ["Valentina@example.cl"]}), Some(&current)).get("email"),
+            None
+        );
+        // phones without the WhatsApp number drops its WHATSAPP address too.
+        assert_eq!(
+            update(json!({"phones": ["+56223456789"]}), Some(&current))["addresses"],
+            json!([
+                {"channelType": "PHONE", "address": "+56223456789"},
+                {"channelType": "EMAIL", "address": "valentina@example.cl"},
+            ])
+        );
+        // phones that keep it keep it as WHATSAPP.
+        assert_eq!(
+            update(json!({"phones": [PHONE, "+56911112222"]}), Some(&current))["addresses"],
+            json!([
+                {"channelType": "WHATSAPP", "address": PHONE},
+                {"channelType": "PHONE", "address": "+56911112222"},
+                {"channelType": "EMAIL", "address": "valentina@example.cl"},
+            ])
+        );
+        // handles replace the WhatsApp numbers; a number that was PHONE becomes WHATSAPP.
+        assert_eq!(
+            update(
+                json!({"handles": [{"channel": "whatsapp", "value": "+56223456789"}]}),
+                Some(&current)
+            )["addresses"],
+            json!([
+                {"channelType": "WHATSAPP", "address": "+56223456789"},
+                {"channelType": "EMAIL", "address": "valentina@example.cl"},
+            ])
+        );
+        // The deprecated phone is cleared when the new numbers drop it.
+        let mut legacy = current;
+        legacy.phone = Some("+51 987 654 321".into());
+        assert_eq!(
+            update(json!({"phones": []}), Some(&legacy))["phone"],
+            Value::Null
+        );
+        assert!(update(json!({"phones": ["+51987654321"]}), Some(&legacy))
+            .get("phone")
+            .is_none());
+        // Channels the normalized API has no word for are kept.
+        let mut other = parse_contact(&fixture(CONTACT)).unwrap();
+        other.addresses = Some(vec![WireAddress {
+            id: json!(1),
+            channel_type: Some("INSTAGRAM".into()),
+            address: Some("@vale".into()),
+        }]);
+        assert_eq!(
+            update(json!({"emails": []}), Some(&other))["addresses"],
+            json!([{"channelType": "INSTAGRAM", "address": "@vale"}])
+        );
+    }
+
+    #[test]
+    fn contact_patch_refuses_before_any_call() {
+        for (value, code) in [
+            (json!({"company": "Acme"}), ErrorCode::UnsupportedOperation),
+            (json!({"avatar_url": "x"}), ErrorCode::UnsupportedOperation),
+            (json!({"phones": ["12"]}), ErrorCode::InvalidRequest),
+            (
+                json!({"handles": [{"channel": "email", "value": "a@b.cl"}]}),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                json!({"vendor_fields": {"x": 1}}),
+                ErrorCode::InvalidRequest,
+            ),
+        ] {
+            let err = check_contact_patch(&patch(value.clone())).unwrap_err();
+            assert_eq!(err.code, code, "{value}");
+        }
+    }
+
+    // ----- conversations ---------------------------------------------------------------------
+
+    #[test]
+    fn conversation_maps_every_field_and_carries_the_whatsapp_number() {
+        let value = fixture(CONVERSATION);
+        let c = translate_conversation(&mapper(true), &value, None).unwrap();
+        assert_eq!(c.id, id(Kind::Conversation, &["501", PHONE]));
+        assert_eq!(c.remote_id, "501");
+        assert_eq!(c.contact_id, Some(id(Kind::Contact, &["1001"])));
+        assert_eq!(c.channel, Some(Channel::Whatsapp));
+        assert_eq!(c.status, ConversationStatus::Open);
+        assert_eq!(c.vendor_status.as_deref(), Some("21"));
+        assert_eq!(
+            c.assignee,
+            Some(Assignee {
+                user_id: Some("11".into()),
+                team_id: None
+            })
+        );
+        assert_eq!((c.subject, c.priority, c.tags.len()), (None, None, 0));
+        assert_eq!(c.created_at.as_deref(), Some("2025-03-03T10:00:00.000Z"));
+        assert_eq!(c.raw, Some(value.clone()));
+
+        // The session's address wins over what the caller named.
+        let c = translate_conversation(&mapper(false), &value, Some("+56900000000")).unwrap();
+        assert_eq!(c.id, id(Kind::Conversation, &["501", PHONE]));
+        // No session: the caller's number, else the contact's WhatsApp, else its phone.
+        let mut bare = value.clone();
+        bare["channelSessions"] = json!([]);
+        bare["archivedAt"] = json!("2025-03-05T18:00:00.000Z");
+        bare["userId"] = Value::Null;
+        let c = translate_conversation(&mapper(false), &bare, Some("+56900000000")).unwrap();
+        assert_eq!(c.id, id(Kind::Conversation, &["501", "+56900000000"]));
+        assert_eq!(
+            (c.status, c.channel, c.assignee),
+            (ConversationStatus::Closed, None, None)
+        );
+        let c = translate_conversation(&mapper(false), &bare, None).unwrap();
+        assert_eq!(c.id, id(Kind::Conversation, &["501", PHONE]));
+        bare["contacts"][0]["addresses"] = json!([]);
+        let err = translate_conversation(&mapper(false), &bare, None).unwrap_err();
+        assert_eq!(err.code, ErrorCode::VendorBadResponse);
+        let err =
+            translate_conversation(&mapper(false), &json!({"id": "x"}), Some(PHONE)).unwrap_err();
+        assert_eq!(err.code, ErrorCode::VendorBadResponse);
+    }
+
+    fn conversation_create(value: Value) -> ConversationCreate {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn conversation_create_body_follows_the_vendor_contract() {
+        let fields = ConversationFields {
+            funnel_id: 7,
+            funnel_status_id: Some(22),
+            user_id: None,
+        };
+        assert_eq!(
+            conversation_create_body(&fields, ConversationContact::Existing(json!(1001))),
+            json!({"funnelId": 7, "funnelStatusId": 22, "contactId": 1001})
+        );
+        let contact = new_conversation_contact(&NewContact {
+            name: Some("Ana María López".into()),
+            email: Some("ana@example.cl".into()),
+            phone: Some("+56 9 8765 4321".into()),
+        })
+        .unwrap();
+        let fields = ConversationFields {
+            funnel_id: 7,
+            funnel_status_id: None,
+            user_id: Some(11),
+        };
+        assert_eq!(
+            conversation_create_body(&fields, ConversationContact::New(contact)),
+            json!({
+                "funnelId": 7,
+                "userId": 11,
+                "contact": {
+                    "firstName": "Ana",
+                    "lastName": "María López",
+                    "phones": ["+56987654321"],
+                    "emails": ["ana@example.cl"],
+                },
+            })
+        );
+        let only_phone = new_conversation_contact(&NewContact {
+            phone: Some(PHONE.into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(json!(only_phone), json!({"phones": [PHONE]}));
+    }
+
+    #[test]
+    fn conversation_create_refuses_what_llamadapro_cannot_do() {
+        for (value, code) in [
+            (json!({"channel": "email"}), ErrorCode::InvalidRequest),
+            (json!({"subject": "Hola"}), ErrorCode::UnsupportedOperation),
+            (json!({"text": "Hola"}), ErrorCode::UnsupportedOperation),
+        ] {
+            let err = check_conversation_create(&conversation_create(value.clone())).unwrap_err();
+            assert_eq!(err.code, code, "{value}");
+        }
+        assert!(
+            check_conversation_create(&conversation_create(json!({"channel": "whatsapp"}))).is_ok()
+        );
+        for contact in [
+            NewContact {
+                name: Some("Ana".into()),
+                ..Default::default()
+            },
+            NewContact {
+                phone: Some("0987654321".into()),
+                ..Default::default()
+            },
+            NewContact {
+                phone: Some(PHONE.into()),
+                email: Some("nope".into()),
+                ..Default::default()
+            },
+        ] {
+            let err = new_conversation_contact(&contact).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidRequest, "{contact:?}");
+        }
+        assert_eq!(int_field("funnelId", Some(&json!("7"))).unwrap(), Some(7));
+        assert_eq!(int_field("funnelId", Some(&json!(7.0))).unwrap(), Some(7));
+        assert_eq!(int_field("funnelId", None).unwrap(), None);
+        let err = int_field("funnelId", Some(&json!("ventas"))).unwrap_err();
+        assert!(err.detail.contains("vendor_fields.funnelId"));
+    }
+
+    // ----- messages ---------------------------------------------------------------------------
+
+    #[test]
+    fn message_maps_every_field() {
+        let value = fixture(MESSAGE);
+        let m = translate_message(&mapper(true), &value, &conversation_501(), None).unwrap();
+        assert_eq!(
+            m.id,
+            id(Kind::Message, &["66a0c0de0000000000000003", "501", PHONE])
+        );
+        assert_eq!(m.remote_id, "66a0c0de0000000000000003");
+        assert_eq!(m.conversation_id, id(Kind::Conversation, &["501", PHONE]));
+        assert_eq!(m.direction, Direction::Inbound);
+        assert_eq!(
+            m.sender,
+            Sender {
+                type_: SenderType::Contact,
+                id: Some("1001".into()),
+                name: Some("Valentina Muñoz".into()),
+            }
+        );
+        assert_eq!(m.type_, MessageType::Image);
+        assert_eq!(m.text.as_deref(), Some("Les mando la foto de la factura"));
+        assert_eq!(m.html, None);
+        assert_eq!(
+            m.attachments,
+            vec![Attachment {
+                type_: MessageType::Image,
+                url: Some("https://files.example.com/signed/att_0003.jpg?sig=abc".into()),
+                name: None,
+                size: None,
+            }]
+        );
+        assert!(!m.private);
+        assert_eq!(m.status, Some(MessageStatus::Received));
+        assert_eq!(m.created_at.as_deref(), Some("2025-03-03T10:05:00.000Z"));
+        assert_eq!(m.raw, Some(value));
+    }
+
+    #[test]
+    fn sent_messages_come_from_an_agent_and_keep_the_type_they_were_sent_as() {
+        let value = fixture(MESSAGE_SENT);
+        let m = translate_message(&mapper(false), &value, &conversation_501(), None).unwrap();
+        assert_eq!(m.direction, Direction::Outbound);
+        assert_eq!(
+            m.sender,
+            Sender {
+                type_: SenderType::Agent,
+                id: Some("11".into()),
+                name: Some("Camila Rojas".into()),
+            }
+        );
+        assert_eq!(
+            (m.type_, m.status),
+            (MessageType::Text, Some(MessageStatus::Pending))
+        );
+        let m = translate_message(
+            &mapper(false),
+            &value,
+            &conversation_501(),
+            Some(MessageType::Template),
+        )
+        .unwrap();
+        assert_eq!(m.type_, MessageType::Template);
+        let mut bot = value.clone();
+        bot["sender"]["role"] = json!("ai_employee");
+        bot["sender"]["providerId"] = json!("emp_7");
+        let m = translate_message(&mapper(false), &bot, &conversation_501(), None).unwrap();
+        assert_eq!(
+            (m.sender.type_, m.sender.id.as_deref()),
+            (SenderType::Bot, Some("emp_7"))
+        );
+        let mut odd = value;
+        odd["direction"] = json!("sideways");
+        let err = translate_message(&mapper(false), &odd, &conversation_501(), None).unwrap_err();
+        assert_eq!(err.code, ErrorCode::VendorBadResponse);
+        let err = translate_message(&mapper(false), &json!({"id": 5}), &conversation_501(), None)
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::VendorBadResponse);
+    }
+
+    fn send(value: Value) -> MessageSend {
+        let mut value = value;
+        value["conversation_id"] = json!("x");
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn plan(value: Value) -> Result<PlannedMessage, ApiError> {
+        plan_message(&send(value), &conversation_501(), Some(&json!(FROM)))
+    }
+
+    #[test]
+    fn message_send_bodies_follow_the_vendor_contract() {
+        let text = plan(json!({"text": "Hola Vale"})).unwrap();
+        assert_eq!(text.endpoint(), "messages.send");
+        assert_eq!(text.message_type(), MessageType::Text);
+        assert_eq!(
+            serde_json::from_slice::<Value>(&text.body()).unwrap(),
+            json!({"fromPhoneNumber": FROM, "toPhoneNumber": PHONE, "content": "Hola Vale", "type": "text"})
+        );
+        let media = plan(json!({
+            "text": "La cotización",
+            "attachments": [{"type": "file", "url": null}],
+            "vendor_fields": {"fileId": "file_0002", "userId": 11},
+        }))
+        .unwrap();
+        assert_eq!(media.message_type(), MessageType::File);
+        assert_eq!(
+            serde_json::from_slice::<Value>(&media.body()).unwrap(),
+            json!({"fromPhoneNumber": FROM, "toPhoneNumber": PHONE, "content": "La cotización", "type": "document", "fileId": "file_0002", "userId": "11"})
+        );
+        let sticker = plan(json!({
+            "attachments": [{"type": "image", "url": null}],
+            "vendor_fields": {"fileId": "f1", "type": "sticker"},
+        }))
+        .unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&sticker.body()).unwrap()["type"],
+            "sticker"
+        );
+        let template = plan(json!({
+            "template": {"name": "bienvenida", "language": "es", "variables": ["Vale", {"value": "Ventas"}, 3]},
+        }))
+        .unwrap();
+        assert_eq!(template.endpoint(), "messages.send_template");
+        assert_eq!(template.message_type(), MessageType::Template);
+        assert_eq!(
+            serde_json::from_slice::<Value>(&template.body()).unwrap(),
+            json!({
+                "fromPhoneNumber": FROM,
+                "toPhoneNumber": PHONE,
+                "templateName": "bienvenida",
+                "languageCode": "es",
+                "variables": [{"value": "Vale"}, {"value": "Ventas"}, {"value": "3"}],
+            })
+        );
+        let by_field = plan(json!({
+            "template": {"name": "recordatorio"},
+            "vendor_fields": {"languageCode": "es"},
+        }))
+        .unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&by_field.body()).unwrap(),
+            json!({"fromPhoneNumber": FROM, "toPhoneNumber": PHONE, "templateName": "recordatorio", "languageCode": "es"})
+        );
+    }
+
+    #[test]
+    fn message_send_refuses_what_llamadapro_cannot_do() {
+        for (value, code) in [
+            (
+                json!({"text": "x", "private": true}),
+                ErrorCode::UnsupportedOperation,
+            ),
+            (json!({}), ErrorCode::InvalidRequest),
+            (json!({"text": "  "}), ErrorCode::InvalidRequest),
+            (
+                json!({"text": "x", "template": {"name": "t", "language": "es"}}),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                json!({"template": {"name": "t"}}),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                json!({"template": {"name": "t", "language": "es", "variables": {"1": "x"}}}),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                json!({"attachments": [{"type": "image", "url": "https://x/y.png"}]}),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                json!({"attachments": [{"type": "image", "url": null}, {"type": "image", "url": null}], "vendor_fields": {"fileId": "f"}}),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                json!({"attachments": [{"type": "location", "url": null}], "vendor_fields": {"fileId": "f"}}),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                json!({"attachments": [{"type": "image", "url": null}], "vendor_fields": {"fileId": "f", "type": "gif"}}),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                json!({"text": "x", "vendor_fields": {"fileId": "f"}}),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                json!({"text": "x", "vendor_fields": {"type": "image"}}),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                json!({"text": "x", "vendor_fields": {"languageCode": "es"}}),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                json!({"text": "x", "vendor_fields": {"funnelId": 7}}),
+                ErrorCode::InvalidRequest,
+            ),
+        ] {
+            let err = plan(value.clone()).unwrap_err();
+            assert_eq!(err.code, code, "{value}");
+        }
+        let err = plan_message(&send(json!({"text": "x"})), &conversation_501(), None).unwrap_err();
+        assert!(
+            err.detail.contains("vendor_fields.fromPhoneNumber"),
+            "{}",
+            err.detail
+        );
+        let err = plan_message(
+            &send(json!({"text": "x"})),
+            &conversation_501(),
+            Some(&json!("229145000")),
+        )
+        .unwrap_err();
+        assert!(err.detail.contains("E.164"), "{}", err.detail);
+    }
+
+    // ----- lists, filters, IDs ---------------------------------------------------------------
+
+    #[test]
+    fn filters_become_a_search_body() {
+        let filters = ContactFilters {
+            q: Some(" vale ".into()),
+            email: Some("valentina@example.cl".into()),
+            phone: Some("+56 2 2345 6789".into()),
+            handle: Some(whatsapp("56912345671")),
+        };
+        assert_eq!(
+            search_body(&filters, 10, Some("tok")).unwrap(),
+            json!({
+                "search": "vale",
+                "filters": [
+                    {"field": "addresses.address", "operator": "eq", "value": "valentina@example.cl"},
+                    {"field": "addresses.address", "operator": "eq", "value": "+56223456789"},
+                    {"field": "addresses.address", "operator": "eq", "value": PHONE},
+                    {"field": "addresses.channelType", "operator": "eq", "value": "WHATSAPP"},
+                ],
+                "size": 10,
+                "pageToken": "tok",
+            })
+        );
+        let line = ContactFilters {
+            handle: Some(Handle {
+                channel: HandleChannel::Line,
+                value: "U1".into(),
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            search_body(&line, 10, None).unwrap_err().code,
+            ErrorCode::UnsupportedFilter
+        );
+    }
+
+    #[test]
+    fn ids_and_cursors_are_strict() {
+        assert_eq!(
+            contact_key(&object_id(Kind::Contact, &["1001"])).unwrap(),
+            "1001"
+        );
+        for keys in [
+            &["abc"][..],
+            &["0"],
+            &["01"],
+            &["-1"],
+            &["1.5"],
+            &["1", "2"],
+            &["99999999999999999"],
+        ] {
+            let err = contact_key(&object_id(Kind::Contact, keys)).unwrap_err();
+            assert_eq!(err.code, ErrorCode::NotFound, "{keys:?}");
+        }
+        assert_eq!(
+            conversation_keys(&object_id(Kind::Conversation, &["501", PHONE])).unwrap(),
+            conversation_501()
+        );
+        for keys in [
+            &["501"][..],
+            &["501", "56912345671"],
+            &["x", PHONE],
+            &["501", PHONE, "x"],
+        ] {
+            let err = conversation_keys(&object_id(Kind::Conversation, keys)).unwrap_err();
+            assert_eq!(err.code, ErrorCode::NotFound, "{keys:?}");
+        }
+        let message_id = object_id(Kind::Message, &["m1", "501", PHONE]);
+        let (message, conversation) = message_keys(&message_id).unwrap();
+        assert_eq!((message, conversation), ("m1", conversation_501()));
+        assert!(message_keys(&object_id(Kind::Message, &["m1"])).is_err());
+        let page = |cursor: Option<Value>| Page { limit: 5, cursor };
+        assert_eq!(page_token(&page(None)).unwrap(), None);
+        assert_eq!(
+            page_token(&page(Some(json!({"page_token": "abc"}))))
+                .unwrap()
+                .as_deref(),
+            Some("abc")
+        );
+        for bad in [
+            json!({"page": 2}),
+            json!({"page_token": ""}),
+            json!({"page_token": 3}),
+        ] {
+            assert_eq!(
+                page_token(&page(Some(bad))).unwrap_err().code,
+                ErrorCode::InvalidRequest
+            );
+        }
+    }
+
+    // ----- execute, against a scripted LlamadaPro on loopback -------------------------------
+
+    #[derive(Debug, Clone)]
+    struct Seen {
+        method: String,
+        path: String,
+        query: String,
+        api_key: String,
+        body: String,
+    }
+
+    impl Seen {
+        fn query_param(&self, name: &str) -> Option<String> {
+            url::form_urlencoded::parse(self.query.as_bytes())
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
+        }
+        fn json(&self) -> Value {
+            serde_json::from_str(&self.body).unwrap()
+        }
+    }
+
+    fn compiled_routes() -> crate::config::routes::VendorRoutes {
+        let file: RoutesFile =
+            serde_yaml::from_str(include_str!("../../routes/llamadapro.yaml")).unwrap();
+        crate::config::routes::compile(&file).unwrap()
+    }
+
+    /// The API key header as the routes file names it (the name is provisional).
+    fn auth_header() -> http::HeaderName {
+        match compiled_routes().auth {
+            crate::config::routes::AuthScheme::Header(name) => name,
+            other => panic!("llamadapro routes use {other:?}"),
+        }
+    }
+
+    /// The method and path of `endpoint` in the routes file, its placeholder set to `param`
+    /// (paths are provisional: the tests follow the routes file).
+    fn route(endpoint: &str, param: &str) -> (String, String) {
+        let routes = compiled_routes();
+        let endpoint = routes.endpoint(endpoint).unwrap();
+        (
+            endpoint.method.to_string(),
+            endpoint.path.render(|_| Some(param.to_owned())).unwrap(),
+        )
+    }
+
+    struct Script {
+        replies: Vec<(String, String, u16, String)>,
+        seen: Mutex<Vec<Seen>>,
+    }
+
+    async fn answer(
+        axum::extract::State(script): axum::extract::State<Arc<Script>>,
+        method: http::Method,
+        uri: http::Uri,
+        headers: http::HeaderMap,
+        body: bytes::Bytes,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        script.seen.lock().unwrap().push(Seen {
+            method: method.to_string(),
+            path: uri.path().to_owned(),
+            query: uri.query().unwrap_or_default().to_owned(),
+            api_key: headers
+                .get(auth_header())
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned(),
+            body: String::from_utf8_lossy(&body).into_owned(),
+        });
+        let (status, body) = script
+            .replies
+            .iter()
+            .find(|(m, p, _, _)| m == method.as_str() && p == uri.path())
+            .map(|(_, _, s, b)| (*s, b.clone()))
+            .unwrap_or((
+                404,
+                r#"{"code":404,"error":"Not Found","message":"Not found","details":{}}"#.into(),
+            ));
+        (
+            http::StatusCode::from_u16(status).unwrap(),
+            [(http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response()
+    }
+
+    /// A LlamadaPro that answers `(method, path)` with a fixed status and body.
+    async fn llamadapro(replies: &[((String, String), u16, &str)]) -> (String, Arc<Script>) {
+        let script = Arc::new(Script {
+            replies: replies
+                .iter()
+                .map(|((m, p), s, b)| (m.clone(), p.clone(), *s, b.to_string()))
+                .collect(),
+            seen: Mutex::new(Vec::new()),
+        });
+        let app = axum::Router::new()
+            .fallback(answer)
+            .with_state(script.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (format!("http://{addr}"), script)
+    }
+
+    fn connection(base: &str, without: &[&str]) -> Connection {
+        let mut file: RoutesFile =
+            serde_yaml::from_str(include_str!("../../routes/llamadapro.yaml")).unwrap();
+        for name in without {
+            file.operations.remove(*name);
+        }
+        let mut defaults = Map::new();
+        defaults.insert("funnelId".into(), json!(7));
+        defaults.insert("fromPhoneNumber".into(), json!(FROM));
+        Connection {
+            tenant: "acme".into(),
+            name: "crm".into(),
+            vendor: Vendor::LlamadaPro,
+            base_url: BaseUrl::parse(base).unwrap(),
+            auth_header: (auth_header(), http::HeaderValue::from_static("k")),
+            credentials: Default::default(),
+            defaults,
+            routes: Arc::new(crate::config::routes::compile(&file).unwrap()),
+            capabilities: Vec::new(),
+            fingerprint: 0,
+        }
+    }
+
+    /// Run one operation; answers the result and the number of vendor calls made.
+    async fn run(
+        connection: &Connection,
+        request: OperationRequest,
+    ) -> (Result<Output, ApiError>, u32) {
+        let client = VendorClient::new();
+        let metrics = Metrics::new().unwrap();
+        let mut ctx = CallContext {
+            connection,
+            client: &client,
+            metrics: &metrics,
+            operation: Operation::ContactsGet,
+            request_id: "req-1",
+            want_raw: false,
+            vendor_time: Duration::ZERO,
+            vendor_calls: 0,
+        };
+        let result = LlamadaPro.execute(&mut ctx, request).await;
+        (result, ctx.vendor_calls)
+    }
+
+    fn seen(script: &Script) -> Vec<Seen> {
+        script.seen.lock().unwrap().clone()
+    }
+
+    fn list(limit: u32, cursor: Option<Value>, filters: ContactFilters) -> OperationRequest {
+        OperationRequest::ContactsList(Page { limit, cursor }, filters)
+    }
+
+    #[test]
+    fn the_tables_tell_the_truth() {
+        let routes = crate::config::routes::compile(
+            &serde_yaml::from_str(include_str!("../../routes/llamadapro.yaml")).unwrap(),
+        )
+        .unwrap();
+        let supported = super::super::supported_operations(&LlamadaPro, &routes);
+        let ops: Vec<&str> = supported.iter().map(|(op, _)| op.as_str()).collect();
+        assert_eq!(
+            ops,
+            [
+                "contacts.list",
+                "contacts.create",
+                "contacts.get",
+                "contacts.update",
+                "contacts.delete",
+                "conversations.create",
+                "messages.get",
+                "messages.send"
+            ]
+        );
+        assert_eq!(supported[0].1, ["q", "email", "phone", "handle"]);
+        // Without the search route, contacts cannot be filtered.
+        let mut file: RoutesFile =
+            serde_yaml::from_str(include_str!("../../routes/llamadapro.yaml")).unwrap();
+        file.operations.remove("contacts.search");
+        let routes = crate::config::routes::compile(&file).unwrap();
+        let supported = super::super::supported_operations(&LlamadaPro, &routes);
+        assert!(supported[0].1.is_empty());
+        assert!(matches!(
+            routes.auth,
+            crate::config::routes::AuthScheme::Header(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn malformed_ids_and_unsupported_operations_make_no_vendor_call() {
+        // Nothing listens here: any call would fail with vendor_unavailable.
+        let conn = connection(
+            "http://127.0.0.1:9",
+            &["messages.send_template", "contacts.search"],
+        );
+        let cases = [
+            OperationRequest::ContactsGet(object_id(Kind::Contact, &["abc"])),
+            OperationRequest::ContactsDelete(object_id(Kind::Contact, &["1", "2"])),
+            OperationRequest::ContactsUpdate(object_id(Kind::Contact, &["0"]), patch(json!({}))),
+            OperationRequest::MessagesGet(object_id(Kind::Message, &["only-one"])),
+            OperationRequest::MessagesSend(
+                object_id(Kind::Conversation, &["501"]),
+                send(json!({"text": "x"})),
+            ),
+        ];
+        for request in cases {
+            let (result, calls) = run(&conn, request).await;
+            assert_eq!(result.unwrap_err().code, ErrorCode::NotFound);
+            assert_eq!(calls, 0);
+        }
+        let conversation = object_id(Kind::Conversation, &["501", PHONE]);
+        let unsupported = [
+            OperationRequest::ConversationsGet(conversation.clone()),
+            OperationRequest::ConversationsDelete(conversation.clone()),
+            OperationRequest::ConversationsUpdate(conversation.clone(), Default::default()),
+            OperationRequest::ConversationsList(
+                Page {
+                    limit: 5,
+                    cursor: None,
+                },
+                Default::default(),
+            ),
+            OperationRequest::MessagesList(
+                conversation.clone(),
+                Page {
+                    limit: 5,
+                    cursor: None,
+                },
+            ),
+            // The template route is not configured on this connection.
+            OperationRequest::MessagesSend(
+                conversation.clone(),
+                send(json!({"template": {"name": "t", "language": "es"}})),
+            ),
+            OperationRequest::ContactsUpdate(
+                object_id(Kind::Contact, &["1001"]),
+                patch(json!({"company": "Acme"})),
+            ),
+            OperationRequest::ConversationsCreate(
+                conversation_create(json!({"contact": {"phone": PHONE}, "subject": "x"})),
+                None,
+            ),
+        ];
+        for request in unsupported {
+            let (result, calls) = run(&conn, request).await;
+            assert_eq!(result.unwrap_err().code, ErrorCode::UnsupportedOperation);
+            assert_eq!(calls, 0);
+        }
+        let (result, calls) = run(
+            &conn,
+            list(
+                5,
+                None,
+                ContactFilters {
+                    q: Some("vale".into()),
+                    ..Default::default()
+                },
+            ),
+        )
+        .await;
+        assert_eq!(
+            (result.unwrap_err().code, calls),
+            (ErrorCode::UnsupportedFilter, 0)
+        );
+        let (result, calls) = run(
+            &conn,
+            OperationRequest::ConversationsCreate(
+                conversation_create(
+                    json!({"contact": {"phone": PHONE}, "vendor_fields": {"funnelId": null}}),
+                ),
+                None,
+            ),
+        )
+        .await;
+        // A null vendor field means "none": it does not fall back to the connection default.
+        let err = result.unwrap_err();
+        assert_eq!((err.code, calls), (ErrorCode::InvalidRequest, 0));
+        assert!(
+            err.detail.contains("vendor_fields.funnelId"),
+            "{}",
+            err.detail
+        );
+    }
+
+    #[tokio::test]
+    async fn contact_get_delete_and_vendor_errors() {
+        let (base, script) = llamadapro(&[
+            (route("contacts.get", "1001"), 200, CONTACT),
+            (route("contacts.delete", "1001"), 200, CONTACT),
+            (route("contacts.get", "1002"), 401, ERROR_UNAUTHORIZED),
+        ])
+        .await;
+        let conn = connection(&base, &[]);
+        let (result, calls) = run(
+            &conn,
+            OperationRequest::ContactsGet(object_id(Kind::Contact, &["1001"])),
+        )
+        .await;
+        let (kind, contact) = object_json(result.unwrap());
+        assert_eq!((kind, calls), ("found", 1));
+        assert_eq!(
+            contact["handles"],
+            json!([{"channel": "whatsapp", "value": PHONE}])
+        );
+        assert_eq!(seen(&script)[0].api_key, "k");
+        let (result, _) = run(
+            &conn,
+            OperationRequest::ContactsDelete(object_id(Kind::Contact, &["1001"])),
+        )
+        .await;
+        assert!(matches!(result.unwrap(), Output::Deleted));
+        let (result, _) = run(
+            &conn,
+            OperationRequest::ContactsGet(object_id(Kind::Contact, &["1002"])),
+        )
+        .await;
+        assert_eq!(result.unwrap_err().code, ErrorCode::VendorAuthFailed);
+        let (result, _) = run(
+            &conn,
+            OperationRequest::ContactsGet(object_id(Kind::Contact, &["999"])),
+        )
+        .await;
+        assert_eq!(result.unwrap_err().code, ErrorCode::NotFound);
+    }
+
+    #[tokio::test]
+    async fn contact_list_pages_by_token_and_filters_through_search() {
+        let (base, script) = llamadapro(&[
+            (route("contacts.list", ""), 200, CONTACTS_LIST),
+            (route("contacts.search", ""), 200, CONTACTS_SEARCH),
+        ])
+        .await;
+        let conn = connection(&base, &[]);
+        let (items, next) = list_json(
+            run(
+                &conn,
+                list(3, Some(json!({"page_token": "abc"})), Default::default()),
+            )
+            .await
+            .0
+            .unwrap(),
+        );
+        assert_eq!(
+            (items.len(), next),
+            (3, Some(json!({"page_token": "Y29udGFjdHM6Mw"})))
+        );
+        let filters = ContactFilters {
+            handle: Some(whatsapp(PHONE)),
+            ..Default::default()
+        };
+        let (items, next) = list_json(run(&conn, list(5, None, filters)).await.0.unwrap());
+        assert_eq!((items.len(), next), (1, None));
+        let seen = seen(&script);
+        assert_eq!(seen[0].query_param("pageSize").as_deref(), Some("3"));
+        assert_eq!(seen[0].query_param("pageToken").as_deref(), Some("abc"));
+        assert_eq!(seen[1].path, route("contacts.search", "").1);
+        assert_eq!(seen[1].json()["size"], 5);
+        assert_eq!(seen[1].json()["filters"][0]["value"], PHONE);
+    }
+
+    #[tokio::test]
+    async fn contact_create_and_update() {
+        let (base, script) = llamadapro(&[
+            (route("contacts.create", ""), 200, CONTACT),
+            (route("contacts.get", "1001"), 200, CONTACT),
+            (route("contacts.update", "1001"), 200, CONTACT),
+        ])
+        .await;
+        let conn = connection(&base, &[]);
+        let (result, calls) = run(
+            &conn,
+            OperationRequest::ContactsCreate(create(json!({"name": "Valentina Muñoz", "handles": [{"channel": "whatsapp", "value": PHONE}]}))),
+        )
+        .await;
+        assert_eq!((object_json(result.unwrap()).0, calls), ("created", 1));
+        // A name change needs no read; an email change reads and sends every address.
+        let (result, calls) = run(
+            &conn,
+            OperationRequest::ContactsUpdate(
+                object_id(Kind::Contact, &["1001"]),
+                patch(json!({"first_name": "Vale"})),
+            ),
+        )
+        .await;
+        assert_eq!((object_json(result.unwrap()).0, calls), ("found", 1));
+        let (result, calls) = run(
+            &conn,
+            OperationRequest::ContactsUpdate(
+                object_id(Kind::Contact, &["1001"]),
+                patch(json!({"emails": []})),
+            ),
+        )
+        .await;
+        assert_eq!((object_json(result.unwrap()).0, calls), ("found", 2));
+        // An empty patch only reads.
+        let (result, calls) = run(
+            &conn,
+            OperationRequest::ContactsUpdate(object_id(Kind::Contact, &["1001"]), patch(json!({}))),
+        )
+        .await;
+        assert_eq!((object_json(result.unwrap()).0, calls), ("found", 1));
+        let seen = seen(&script);
+        let methods: Vec<&str> = seen.iter().map(|s| s.method.as_str()).collect();
+        let method = |endpoint| route(endpoint, "1").0;
+        assert_eq!(
+            methods,
+            [
+                method("contacts.create"),
+                method("contacts.update"),
+                method("contacts.get"),
+                method("contacts.update"),
+                method("contacts.get"),
+            ]
+        );
+        assert_eq!(
+            seen[0].json(),
+            json!({"firstName": "Valentina", "lastName": "Muñoz", "addresses": [{"channelType": "WHATSAPP", "address": PHONE}]})
+        );
+        assert_eq!(seen[1].json(), json!({"firstName": "Vale"}));
+        assert_eq!(
+            seen[3].json(),
+            json!({
+                "addresses": [
+                    {"channelType": "WHATSAPP", "address": PHONE},
+                    {"channelType": "PHONE", "address": "+56 2 2345 6789"},
+                ],
+                "email": null,
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn conversation_create_learns_the_number_then_creates() {
+        let no_phone = json!({"id": 1003, "firstName": "Sofía", "addresses": [{"id": 9, "channelType": "EMAIL", "address": "sofia@example.com.mx"}]}).to_string();
+        let (base, script) = llamadapro(&[
+            (route("contacts.get", "1001"), 200, CONTACT),
+            (route("contacts.get", "1003"), 200, no_phone.as_str()),
+            (route("conversations.create", ""), 200, CONVERSATION),
+        ])
+        .await;
+        let conn = connection(&base, &[]);
+        let (result, calls) = run(
+            &conn,
+            OperationRequest::ConversationsCreate(
+                conversation_create(json!({"vendor_fields": {"funnelStatusId": "22"}})),
+                Some(object_id(Kind::Contact, &["1001"])),
+            ),
+        )
+        .await;
+        let (kind, conversation) = object_json(result.unwrap());
+        assert_eq!((kind, calls), ("created", 2));
+        assert_eq!(conversation["id"], id(Kind::Conversation, &["501", PHONE]));
+        assert_eq!(
+            seen(&script)[1].json(),
+            json!({"funnelId": 7, "funnelStatusId": 22, "contactId": 1001})
+        );
+        // A contact with no number is refused before anything is created.
+        let (result, calls) = run(
+            &conn,
+            OperationRequest::ConversationsCreate(
+                conversation_create(json!({})),
+                Some(object_id(Kind::Contact, &["1003"])),
+            ),
+        )
+        .await;
+        assert_eq!(
+            (result.unwrap_err().code, calls),
+            (ErrorCode::InvalidRequest, 1)
+        );
+        // A new contact: vendor_fields override the connection's funnel.
+        let (result, calls) = run(
+            &conn,
+            OperationRequest::ConversationsCreate(
+                conversation_create(json!({"contact": {"name": "Ana", "phone": "+56987654321"}, "vendor_fields": {"funnelId": 8}})),
+                None,
+            ),
+        )
+        .await;
+        assert_eq!((object_json(result.unwrap()).0, calls), ("created", 1));
+        assert_eq!(
+            seen(&script).last().unwrap().json(),
+            json!({"funnelId": 8, "contact": {"firstName": "Ana", "phones": ["+56987654321"]}})
+        );
+    }
+
+    #[tokio::test]
+    async fn message_send_and_get() {
+        let (base, script) = llamadapro(&[
+            (route("messages.send", ""), 200, MESSAGE_SENT),
+            (route("messages.send_template", ""), 200, MESSAGE_SENT),
+            (
+                route("messages.get", "66a0c0de0000000000000003"),
+                200,
+                MESSAGE,
+            ),
+        ])
+        .await;
+        let conn = connection(&base, &[]);
+        let conversation = object_id(Kind::Conversation, &["501", PHONE]);
+        let (result, calls) = run(
+            &conn,
+            OperationRequest::MessagesSend(conversation.clone(), send(json!({"text": "Hola"}))),
+        )
+        .await;
+        let (kind, message) = object_json(result.unwrap());
+        assert_eq!((kind, calls), ("created", 1));
+        assert_eq!(message["conversation_id"], conversation.encode());
+        assert_eq!(message["status"], "pending");
+        assert_eq!(
+            seen(&script)[0].json(),
+            json!({"fromPhoneNumber": FROM, "toPhoneNumber": PHONE, "content": "Hola", "type": "text"})
+        );
+        // vendor_fields win over the connection's fromPhoneNumber.
+        let (result, _) = run(
+            &conn,
+            OperationRequest::MessagesSend(
+                conversation.clone(),
+                send(json!({"template": {"name": "bienvenida", "language": "es", "variables": ["Vale", "Ventas"]}, "vendor_fields": {"fromPhoneNumber": "+56229145001"}})),
+            ),
+        )
+        .await;
+        assert_eq!(object_json(result.unwrap()).1["type"], "template");
+        let template = &seen(&script)[1];
+        assert_eq!(template.path, route("messages.send_template", "").1);
+        assert_eq!(template.json()["fromPhoneNumber"], "+56229145001");
+        let (result, _) = run(
+            &conn,
+            OperationRequest::MessagesGet(object_id(
+                Kind::Message,
+                &["66a0c0de0000000000000003", "501", PHONE],
+            )),
+        )
+        .await;
+        let (kind, message) = object_json(result.unwrap());
+        assert_eq!(kind, "found");
+        assert_eq!(message["direction"], "inbound");
+        assert_eq!(message["conversation_id"], conversation.encode());
     }
 }
