@@ -28,7 +28,9 @@ done
 curl -sf "http://$ADMIN/readyz" >/dev/null || { echo "gateway did not start:"; cat "$LOG"; exit 1; }
 TOKEN=$("$BIN" token --config config/demo.yaml --tenant demo --scope "contacts:read" --ttl 1h)
 # Ada Lovelace, seeded in the Libredesk sandbox (see src/sandbox/libredesk.rs, seed).
-ID=$(grep -o "/v1/contacts/ct_[A-Za-z0-9_-]*" "$LOG" | head -1)
+# The demo prints Libredesk's contact link; IDs of ["demo","libredesk",…] start with this prefix.
+ID=$(grep -o "/v1/contacts/ct_WyJkZW1vIiwibGlicmVkZXNr[A-Za-z0-9_-]*" "$LOG" | head -1)
+[ -n "$ID" ] || { echo "no Libredesk contact link in the demo output"; cat "$LOG"; exit 1; }
 URL="http://$API$ID"
 curl -sf "$URL" -H "Authorization: Bearer $TOKEN" >/dev/null
 
