@@ -459,6 +459,13 @@ async fn bad_tokens_are_unauthorized() {
         text.contains("switchboard_auth_failures_total{reason=\"expired\"} 1"),
         "{text}"
     );
+    // refused requests are counted under the operation they asked for
+    assert!(
+        text.contains(
+            "switchboard_http_requests_total{code=\"unauthorized\",operation=\"contacts.list\",vendor=\"none\"} 6"
+        ),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -806,6 +806,13 @@ fn sha256_hex(bytes: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Keys whose values must never appear in an error message.
+fn is_secret_key(key: &str) -> bool {
+    ["credentials", "secret", "password", "token", "api_key"]
+        .iter()
+        .any(|s| key.contains(s))
+}
+
 /// Read a YAML file, interpolate `${ENV}`, and deserialize it, naming the key on failure.
 fn read_yaml<T: DeserializeOwned>(path: &Path, env: &Env) -> Result<(T, String), ConfigError> {
     let bytes =
@@ -822,11 +829,13 @@ fn read_yaml<T: DeserializeOwned>(path: &Path, env: &Env) -> Result<(T, String),
         .map_err(|(key, reason)| ConfigError::new(path, key, reason))?;
     let parsed = serde_path_to_error::deserialize(value).map_err(|e| {
         let key = e.path().to_string();
-        ConfigError::new(
-            path,
-            if key == "." { String::new() } else { key },
-            e.into_inner().to_string(),
-        )
+        // serde quotes the offending value ("invalid type: string \"…\""): never for a secret.
+        let reason = if is_secret_key(&key) {
+            "invalid value (not shown: this key holds a secret)".to_owned()
+        } else {
+            e.into_inner().to_string()
+        };
+        ConfigError::new(path, if key == "." { String::new() } else { key }, reason)
     })?;
     Ok((parsed, hash))
 }
@@ -834,6 +843,22 @@ fn read_yaml<T: DeserializeOwned>(path: &Path, env: &Env) -> Result<(T, String),
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_never_quote_a_secret() {
+        let dir = std::env::temp_dir().join(format!("sb-secret-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("connections.yaml");
+        std::fs::write(
+            &file,
+            "tenants:\n  t:\n    c:\n      vendor: libredesk\n      base_url: http://x\n      credentials: \"TOPSECRETKEY:TOPSECRETSECRET\"\n",
+        )
+        .unwrap();
+        let err = read_yaml::<ConnectionsFile>(&file, &Env::default()).unwrap_err();
+        assert_eq!(err.key, "tenants.t.c.credentials");
+        assert!(!err.to_string().contains("TOPSECRET"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn base_url_splits_scheme_host_port_and_prefix() {

@@ -214,8 +214,13 @@ impl Gateway {
         let path = header.uri.path().to_owned();
         let query = header.uri.query().map(str::to_owned);
         let route = match_route(&method, &path).map_err(no_route)?;
+        // Known from the route alone, so refused tokens are counted under their operation.
+        ctx.operation = match &route {
+            Route::OpenApi => "openapi",
+            Route::Capabilities => "capabilities",
+            Route::Operation { op, .. } => op.as_str(),
+        };
         if route == Route::OpenApi {
-            ctx.operation = "openapi";
             let mut reply = Reply::json(200, &())?;
             reply.body = Bytes::from_static(OPENAPI_JSON);
             return Ok(reply);
@@ -224,11 +229,9 @@ impl Gateway {
         let (op, path_id) = match route {
             Route::Operation { op, id } => (op, id),
             _ => {
-                ctx.operation = "capabilities";
                 return Reply::json(200, &capabilities(snapshot, &principal));
             }
         };
-        ctx.operation = op.as_str();
         self.authorize(&principal, op)?;
         let body = read_body(session, snapshot.settings.body_limit_bytes).await?;
         let connection_header = session
