@@ -44,8 +44,8 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::{
-    bad_response, parse_json, status_error, Adapter, CallContext, EndpointSpec, FilterSpec,
-    OperationSpec, VendorBody, VendorCall, VendorResponse,
+    bad_response, non_empty, owned_non_empty, parse_json, status_error, Adapter, CallContext,
+    EndpointSpec, FilterSpec, Mapper, OperationSpec, VendorBody, VendorCall, VendorResponse,
 };
 use crate::api::ids::{Kind, ObjectId};
 use crate::api::model::{
@@ -645,41 +645,6 @@ fn parse_wire<'v, T: Deserialize<'v>>(what: &str, value: &'v Value) -> Result<T,
 
 // ----- vendor → normalized -------------------------------------------------------------------
 
-/// What a translation needs from the call context: who owns the IDs it mints, and whether the
-/// caller asked for `raw`. Owned, so it never holds the context across a vendor call.
-#[derive(Debug, Clone)]
-struct Mapper {
-    tenant: String,
-    connection: String,
-    want_raw: bool,
-}
-
-impl Mapper {
-    fn new(ctx: &CallContext<'_>) -> Self {
-        Mapper {
-            tenant: ctx.connection.tenant.clone(),
-            connection: ctx.connection.name.clone(),
-            want_raw: ctx.want_raw,
-        }
-    }
-
-    fn id(&self, kind: Kind, keys: Vec<String>) -> String {
-        ObjectId::new(kind, &self.tenant, &self.connection, keys).encode()
-    }
-
-    fn raw(&self, value: impl FnOnce() -> Value) -> Option<Value> {
-        self.want_raw.then(value)
-    }
-}
-
-fn non_empty(s: Option<&str>) -> Option<&str> {
-    s.map(str::trim).filter(|s| !s.is_empty())
-}
-
-fn owned_non_empty(s: Option<&str>) -> Option<String> {
-    non_empty(s).map(str::to_owned)
-}
-
 /// A channel type word as a normalized channel (`None` when CAAC does not say).
 fn channel_from_type(kind: Option<&str>) -> Option<Channel> {
     Some(match non_empty(kind)?.to_ascii_lowercase().as_str() {
@@ -838,7 +803,7 @@ fn translate_contact(mapper: &Mapper, channel_id: i64, value: &Value) -> Result<
         company: owned_non_empty(wire.company.as_deref()),
         avatar_url: owned_non_empty(wire.avatar.as_deref()),
         custom_fields,
-        raw: mapper.raw(|| value.clone()),
+        raw: mapper.raw_with(|| value.clone()),
     })
 }
 
@@ -903,7 +868,7 @@ fn translate_conversation(
         priority: None,
         tags: Vec::new(),
         last_message_at: owned_non_empty(wire.last_message_at.as_deref()),
-        raw: mapper.raw(|| json!({ "member": member, "assignment": assignment })),
+        raw: mapper.raw_with(|| json!({ "member": member, "assignment": assignment })),
     })
 }
 
@@ -1005,7 +970,7 @@ fn translate_message(
         attachments,
         private: false,
         status: Some(status),
-        raw: mapper.raw(|| value.clone()),
+        raw: mapper.raw_with(|| value.clone()),
     })
 }
 

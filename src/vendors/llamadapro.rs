@@ -48,8 +48,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::{
-    bad_response, parse_json, status_error, Adapter, CallContext, EndpointSpec, FilterSpec,
-    OperationSpec, VendorBody, VendorCall, VendorResponse,
+    bad_response, non_empty, owned_non_empty, parse_json, status_error, Adapter, CallContext,
+    EndpointSpec, FilterSpec, Mapper, OperationSpec, VendorBody, VendorCall, VendorResponse,
 };
 use crate::api::ids::{Kind, ObjectId};
 use crate::api::model::{
@@ -717,41 +717,6 @@ fn number_value(key: &str) -> Value {
 }
 
 // ----- vendor → normalized -------------------------------------------------------------------
-
-/// What a translation needs from the call context: who owns the IDs it mints, and whether the
-/// caller asked for `raw`. Owned, so it never holds the context across a vendor call.
-#[derive(Debug, Clone)]
-struct Mapper {
-    tenant: String,
-    connection: String,
-    want_raw: bool,
-}
-
-impl Mapper {
-    fn new(ctx: &CallContext<'_>) -> Self {
-        Mapper {
-            tenant: ctx.connection.tenant.clone(),
-            connection: ctx.connection.name.clone(),
-            want_raw: ctx.want_raw,
-        }
-    }
-
-    fn id(&self, kind: Kind, keys: Vec<String>) -> String {
-        ObjectId::new(kind, &self.tenant, &self.connection, keys).encode()
-    }
-
-    fn raw(&self, value: &Value) -> Option<Value> {
-        self.want_raw.then(|| value.clone())
-    }
-}
-
-fn non_empty(s: Option<&str>) -> Option<&str> {
-    s.map(str::trim).filter(|s| !s.is_empty())
-}
-
-fn owned_non_empty(s: Option<&str>) -> Option<String> {
-    non_empty(s).map(str::to_owned)
-}
 
 /// `{items, nextPageToken, totalCount}`, translated item by item; the next page exists while
 /// the vendor hands out a token.

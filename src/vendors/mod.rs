@@ -183,6 +183,49 @@ impl<'a> CallContext<'a> {
     }
 }
 
+/// What a translation needs from the call context: who owns the IDs it mints, and whether the
+/// caller asked for `raw`. Owned, so adapters never hold the context across a vendor call.
+#[derive(Debug, Clone)]
+pub(crate) struct Mapper {
+    pub(crate) tenant: String,
+    pub(crate) connection: String,
+    pub(crate) want_raw: bool,
+}
+
+impl Mapper {
+    pub(crate) fn new(ctx: &CallContext<'_>) -> Self {
+        Mapper {
+            tenant: ctx.connection.tenant.clone(),
+            connection: ctx.connection.name.clone(),
+            want_raw: ctx.want_raw,
+        }
+    }
+
+    /// A new opaque ID of this connection.
+    pub(crate) fn id(&self, kind: Kind, keys: Vec<String>) -> String {
+        ObjectId::new(kind, &self.tenant, &self.connection, keys).encode()
+    }
+
+    /// The untouched vendor object, only when the caller asked for it.
+    pub(crate) fn raw(&self, value: &Value) -> Option<Value> {
+        self.want_raw.then(|| value.clone())
+    }
+
+    /// Like [`Mapper::raw`], building the value only when it is wanted.
+    pub(crate) fn raw_with(&self, value: impl FnOnce() -> Value) -> Option<Value> {
+        self.want_raw.then(value)
+    }
+}
+
+/// A string with content: trimmed, and `None` when empty.
+pub(crate) fn non_empty(s: Option<&str>) -> Option<&str> {
+    s.map(str::trim).filter(|s| !s.is_empty())
+}
+
+pub(crate) fn owned_non_empty(s: Option<&str>) -> Option<String> {
+    non_empty(s).map(str::to_owned)
+}
+
 /// The default mapping of a vendor's non-2xx answer to the error table (API.md).
 /// `message` is the vendor's own error text, passed through for 4xx input errors only.
 pub fn status_error(vendor: Vendor, response: &VendorResponse, message: Option<&str>) -> ApiError {
