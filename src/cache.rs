@@ -65,7 +65,7 @@ pub enum Cached {
     NotFound(ApiError),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct CachedResponse {
     pub value: Cached,
     pub stored_at: Instant,

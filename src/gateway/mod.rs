@@ -164,6 +164,16 @@ struct Reply {
 }
 
 impl Reply {
+    /// 200 with a body that is JSON already.
+    fn ok_json(body: Bytes) -> Reply {
+        Reply {
+            status: 200,
+            content_type: "application/json",
+            body,
+            headers: Vec::new(),
+        }
+    }
+
     fn json(status: u16, value: &impl Serialize) -> Result<Reply, ApiError> {
         let body = serde_json::to_vec(value)
             .map_err(|e| ApiError::internal(format!("could not encode the response: {e}")))?;
@@ -221,9 +231,7 @@ impl Gateway {
             Route::Operation { op, .. } => op.as_str(),
         };
         if route == Route::OpenApi {
-            let mut reply = Reply::json(200, &())?;
-            reply.body = Bytes::from_static(OPENAPI_JSON);
-            return Ok(reply);
+            return Ok(Reply::ok_json(Bytes::from_static(OPENAPI_JSON)));
         }
         let principal = self.authenticate(session, snapshot).await?;
         let (op, path_id) = match route {
@@ -256,20 +264,44 @@ impl Gateway {
         ctx.vendor = connection.vendor.as_str();
         ctx.connection = Some(connection.name.clone());
         let filters_key = parse::request_filters_key(query.as_deref(), op, &parsed.request);
-        let bypass = wants_fresh(session);
-        let Some((key, ttl)) =
-            cache::plan(&connection, &parsed.request, parsed.want_raw, &filters_key)
-        else {
-            // Not cacheable: writes, and reads whose routes set no TTL.
-            let invalidation = cache::invalidation(&parsed.request);
-            let reply = self.execute(ctx, snapshot, parsed, &filters_key).await?;
-            self.app.cache.apply(&connection, invalidation).await;
-            self.update_cache_gauge();
-            return Ok(reply);
-        };
-        let negative = connection.routes.negative_cache;
+        match cache::plan(&connection, &parsed.request, parsed.want_raw, &filters_key) {
+            Some((key, ttl)) => {
+                let bypass = wants_fresh(session);
+                self.execute_cached(ctx, snapshot, parsed, &filters_key, key, ttl, bypass)
+                    .await
+            }
+            None => {
+                // Not cacheable: writes, and reads whose routes set no TTL. A write that reached
+                // the vendor invalidates what it touched even when a later call failed: a
+                // multi-call update may have applied in part.
+                let invalidation = cache::invalidation(&parsed.request);
+                let result = self.execute(ctx, snapshot, parsed, &filters_key).await;
+                if ctx.vendor_calls > 0 {
+                    self.app.cache.apply(&connection, invalidation).await;
+                    self.update_cache_gauge();
+                }
+                result
+            }
+        }
+    }
+
+    /// Serve a cacheable read: from the cache, or from the vendor (one call per key at a
+    /// time), or — with `Cache-Control: no-cache` — from the vendor, refreshing the entry.
+    #[allow(clippy::too_many_arguments)]
+    async fn execute_cached(
+        &self,
+        ctx: &mut RequestCtx,
+        snapshot: &Snapshot,
+        parsed: parse::Parsed,
+        filters_key: &str,
+        key: cache::CacheKey,
+        ttl: Duration,
+        bypass: bool,
+    ) -> Result<Reply, ApiError> {
+        let op = ctx_operation(&parsed.request);
+        let negative = parsed.connection.routes.negative_cache;
         let fetch = async {
-            match self.execute(ctx, snapshot, parsed, &filters_key).await {
+            match self.execute(ctx, snapshot, parsed, filters_key).await {
                 Ok(reply) => Ok(CachedResponse::new(Cached::Body(reply.body), ttl)),
                 Err(e) if e.code == ErrorCode::NotFound && e.vendor.is_some() => match negative {
                     Some(ttl) => Ok(CachedResponse::new(Cached::NotFound(e), ttl)),
@@ -282,7 +314,7 @@ impl Gateway {
             match fetch.await {
                 Ok(fresh) => {
                     let fresh = Arc::new(fresh);
-                    self.app.cache.store(key, clone_response(&fresh)).await;
+                    self.app.cache.store(key, (*fresh).clone()).await;
                     (Ok(fresh), CacheResult::Bypass)
                 }
                 Err(e) => (Err(e), CacheResult::Bypass),
@@ -299,12 +331,7 @@ impl Gateway {
         self.update_cache_gauge();
         let cached = result?;
         let mut reply = match &cached.value {
-            Cached::Body(body) => Reply {
-                status: 200,
-                content_type: "application/json",
-                body: body.clone(),
-                headers: Vec::new(),
-            },
+            Cached::Body(body) => Reply::ok_json(body.clone()),
             Cached::NotFound(e) => return Err(e.clone()),
         };
         reply.headers.push((
@@ -433,14 +460,6 @@ fn wants_fresh(session: &Session) -> bool {
             })
     };
     says_no_cache(http::header::CACHE_CONTROL) || says_no_cache(http::header::PRAGMA)
-}
-
-fn clone_response(response: &CachedResponse) -> CachedResponse {
-    CachedResponse {
-        value: response.value.clone(),
-        stored_at: response.stored_at,
-        ttl: response.ttl,
-    }
 }
 
 /// The operation a parsed request runs (the alias route is `messages.list` too).
