@@ -412,6 +412,67 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn enforces_issuer_and_not_before_when_configured() {
+        let auth = Authenticator::new(AuthSettings {
+            algorithm: Algorithm::HS256,
+            keys: KeySource::Static(DecodingKey::from_secret(b"s")),
+            issuer: Some(vec!["https://idp.example".into()]),
+            audience: None,
+            tenant_claim: "tenant".into(),
+            leeway_seconds: 0,
+        });
+        let client = VendorClient::new();
+        let now = jsonwebtoken::get_current_timestamp();
+        let good = token(
+            b"s",
+            serde_json::json!({"exp": future(), "tenant": "t", "scope": "x", "iss": "https://idp.example", "nbf": now - 10}),
+        );
+        assert!(auth
+            .verify(Some(&format!("Bearer {good}")), &client)
+            .await
+            .is_ok());
+        let foreign = token(
+            b"s",
+            serde_json::json!({"exp": future(), "tenant": "t", "scope": "x", "iss": "https://evil.example"}),
+        );
+        assert_eq!(
+            auth.verify(Some(&format!("Bearer {foreign}")), &client)
+                .await
+                .unwrap_err(),
+            AuthFailure::WrongIssuer
+        );
+        let early = token(
+            b"s",
+            serde_json::json!({"exp": future(), "tenant": "t", "scope": "x", "iss": "https://idp.example", "nbf": now + 600}),
+        );
+        assert_eq!(
+            auth.verify(Some(&format!("Bearer {early}")), &client)
+                .await
+                .unwrap_err(),
+            AuthFailure::NotYetValid
+        );
+        // a custom tenant claim and an array of scopes
+        let custom = Authenticator::new(AuthSettings {
+            algorithm: Algorithm::HS256,
+            keys: KeySource::Static(DecodingKey::from_secret(b"s")),
+            issuer: None,
+            audience: None,
+            tenant_claim: "org".into(),
+            leeway_seconds: 0,
+        });
+        let t = token(
+            b"s",
+            serde_json::json!({"exp": future(), "org": "acme", "scope": ["a", "b"]}),
+        );
+        let p = custom
+            .verify(Some(&format!("Bearer {t}")), &client)
+            .await
+            .unwrap();
+        assert_eq!(p.tenant, "acme");
+        assert!(p.has_scope("b"));
+    }
+
+    #[tokio::test]
     async fn rejects_alg_none() {
         use base64::engine::general_purpose::URL_SAFE_NO_PAD;
         use base64::Engine;

@@ -300,3 +300,58 @@ async fn the_entry_bound_is_kept() {
     assert!(entries <= 3, "{entries} entries in a cache bounded to 3");
     assert!(entries >= 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_by_email_and_handle_are_cached_and_invalidated_by_a_contact_write() {
+    use switchboard::api::operation::Vendor;
+    use switchboard::sandbox::{caac, llamadapro};
+    let h = Harness::start().await;
+
+    // LlamadaPro: lookup by email
+    let email = format!(
+        "/v1/contacts?email={}",
+        llamadapro::seed::CONTACT_VALENTINA_EMAIL
+    );
+    let first = h.get_on("llamadapro", &email).await;
+    assert_eq!(header(&first, "x-cache").as_deref(), Some("miss"));
+    let found = expect_status(first, 200).await;
+    let contact_id = found["data"][0]["id"].as_str().expect("found").to_owned();
+    let second = h.get_on("llamadapro", &email).await;
+    assert_eq!(header(&second, "x-cache").as_deref(), Some("hit"));
+    let sandbox = h.sandbox(Vendor::LlamadaPro).expect("llamadapro sandbox");
+    let calls = sandbox.call_count();
+    // a contact update through the gateway drops the lookups of that connection
+    let updated = h
+        .send_on(
+            "llamadapro",
+            Method::PATCH,
+            &format!("/v1/contacts/{contact_id}"),
+            json!({"last_name": "Rojas"}),
+        )
+        .await;
+    expect_status(updated, 200).await;
+    assert!(sandbox.call_count() > calls);
+    let after = h.get_on("llamadapro", &email).await;
+    assert_eq!(header(&after, "x-cache").as_deref(), Some("miss"));
+    assert_eq!(
+        expect_status(after, 200).await["data"][0]["last_name"],
+        "Rojas"
+    );
+
+    // CAAC: lookup by LINE handle
+    let handle = format!(
+        "/v1/contacts?handle=line:{}",
+        caac::seed::MEMBER_WEITING_UID
+    );
+    let caac_sandbox = h.sandbox(Vendor::Caac).expect("caac sandbox");
+    expect_status(h.get_on("caac", &handle).await, 200).await;
+    let before = caac_sandbox.call_count();
+    let hit = h.get_on("caac", &handle).await;
+    assert_eq!(header(&hit, "x-cache").as_deref(), Some("hit"));
+    expect_status(hit, 200).await;
+    assert_eq!(
+        caac_sandbox.call_count(),
+        before,
+        "a cached lookup calls no vendor"
+    );
+}
