@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-system-packages.sh build
-exec cargo run --quiet --release -- demo "$@"
+exec cargo run --quiet -- demo "$@"
