@@ -16,7 +16,7 @@ use crate::api::operation::Vendor;
 use crate::config::routes::VendorRoutes;
 use crate::config::{Connection, Env, Loader, Settings};
 use crate::gateway::App;
-use crate::sandbox::{Credentials, Sandbox};
+use crate::sandbox::{Credentials, Fault, Sandbox};
 use crate::server::{build_server, ProcessOptions};
 
 /// The tenant the demo config serves.
@@ -85,6 +85,8 @@ struct SandboxService {
     listener: Mutex<Option<std::net::TcpListener>>,
     routes: Arc<VendorRoutes>,
     credentials: Credentials,
+    /// Added to every sandbox answer (simulates a real vendor's latency).
+    latency: Duration,
 }
 
 #[async_trait]
@@ -104,6 +106,9 @@ impl BackgroundService for SandboxService {
         .await
         {
             Ok(sandbox) => {
+                if !self.latency.is_zero() {
+                    sandbox.inject(Fault::Latency(self.latency), None);
+                }
                 let _ = shutdown.changed().await;
                 drop(sandbox);
             }
@@ -146,7 +151,7 @@ fn demo_config(config: Option<PathBuf>) -> std::io::Result<PathBuf> {
     Ok(dir.join("config/demo.yaml"))
 }
 
-pub fn run(config: Option<PathBuf>, api: &str, admin: &str) -> ExitCode {
+pub fn run(config: Option<PathBuf>, api: &str, admin: &str, sandbox_latency: Duration) -> ExitCode {
     let path = match demo_config(config) {
         Ok(p) => p,
         Err(e) => {
@@ -205,6 +210,7 @@ pub fn run(config: Option<PathBuf>, api: &str, admin: &str) -> ExitCode {
                 listener: Mutex::new(Some(listener)),
                 routes: routes.clone(),
                 credentials: credentials_of(conn),
+                latency: sandbox_latency,
             },
         )));
     }

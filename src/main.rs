@@ -53,6 +53,9 @@ enum Command {
         api: String,
         #[arg(long, default_value = "127.0.0.1:9090")]
         admin: String,
+        /// Make every sandbox answer this many milliseconds late, like a real vendor.
+        #[arg(long, default_value_t = 0)]
+        sandbox_latency_ms: u64,
     },
     /// Mint an HS256 token with the config's JWT secret.
     Token {
@@ -111,7 +114,17 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(&e),
         },
-        Command::Demo { config, api, admin } => switchboard::demo::run(config, &api, &admin),
+        Command::Demo {
+            config,
+            api,
+            admin,
+            sandbox_latency_ms,
+        } => switchboard::demo::run(
+            config,
+            &api,
+            &admin,
+            Duration::from_millis(sandbox_latency_ms),
+        ),
         Command::Token {
             config,
             tenant,
