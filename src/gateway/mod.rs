@@ -263,11 +263,15 @@ impl Gateway {
         let connection = parsed.connection.clone();
         ctx.vendor = connection.vendor.as_str();
         ctx.connection = Some(connection.name.clone());
-        let filters_key = parse::request_filters_key(query.as_deref(), op, &parsed.request);
-        match cache::plan(&connection, &parsed.request, parsed.want_raw, &filters_key) {
+        match cache::plan(
+            &connection,
+            &parsed.request,
+            parsed.want_raw,
+            &parsed.filters_key,
+        ) {
             Some((key, ttl)) => {
                 let bypass = wants_fresh(session);
-                self.execute_cached(ctx, snapshot, parsed, &filters_key, key, ttl, bypass)
+                self.execute_cached(ctx, snapshot, parsed, key, ttl, bypass)
                     .await
             }
             None => {
@@ -275,7 +279,7 @@ impl Gateway {
                 // the vendor invalidates what it touched even when a later call failed: a
                 // multi-call update may have applied in part.
                 let invalidation = cache::invalidation(&parsed.request);
-                let result = self.execute(ctx, snapshot, parsed, &filters_key).await;
+                let result = self.execute(ctx, snapshot, parsed).await;
                 if ctx.vendor_calls > 0 {
                     self.app.cache.apply(&connection, invalidation).await;
                     self.update_cache_gauge();
@@ -287,21 +291,19 @@ impl Gateway {
 
     /// Serve a cacheable read: from the cache, or from the vendor (one call per key at a
     /// time), or — with `Cache-Control: no-cache` — from the vendor, refreshing the entry.
-    #[allow(clippy::too_many_arguments)]
     async fn execute_cached(
         &self,
         ctx: &mut RequestCtx,
         snapshot: &Snapshot,
         parsed: parse::Parsed,
-        filters_key: &str,
         key: cache::CacheKey,
         ttl: Duration,
         bypass: bool,
     ) -> Result<Reply, ApiError> {
-        let op = ctx_operation(&parsed.request);
+        let op = parsed.op;
         let negative = parsed.connection.routes.negative_cache;
         let fetch = async {
-            match self.execute(ctx, snapshot, parsed, filters_key).await {
+            match self.execute(ctx, snapshot, parsed).await {
                 Ok(reply) => Ok(CachedResponse::new(Cached::Body(reply.body), ttl)),
                 Err(e) if e.code == ErrorCode::NotFound && e.vendor.is_some() => match negative {
                     Some(ttl) => Ok(CachedResponse::new(Cached::NotFound(e), ttl)),
@@ -352,22 +354,26 @@ impl Gateway {
         ctx: &mut RequestCtx,
         snapshot: &Snapshot,
         parsed: parse::Parsed,
-        filters_key: &str,
     ) -> Result<Reply, ApiError> {
-        let connection = parsed.connection;
-        let op = ctx_operation(&parsed.request);
+        let parse::Parsed {
+            op,
+            connection,
+            request,
+            want_raw,
+            filters_key,
+        } = parsed;
         let mut call = CallContext {
             connection: &connection,
             client: &self.app.client,
             metrics: &self.app.metrics,
             operation: op,
             request_id: &ctx.request_id,
-            want_raw: parsed.want_raw,
+            want_raw,
             vendor_time: Duration::ZERO,
             vendor_calls: 0,
         };
         let result = adapter_for(connection.vendor)
-            .execute(&mut call, parsed.request)
+            .execute(&mut call, request)
             .await;
         ctx.vendor_time += call.vendor_time;
         ctx.vendor_calls += call.vendor_calls;
@@ -384,7 +390,7 @@ impl Gateway {
                 let next_cursor = next.map(|state| {
                     snapshot
                         .cursors
-                        .encode(&parse::cursor_scope(&connection, op, filters_key), &state)
+                        .encode(&parse::cursor_scope(&connection, op, &filters_key), &state)
                 });
                 Reply::json(
                     200,
@@ -460,26 +466,6 @@ fn wants_fresh(session: &Session) -> bool {
             })
     };
     says_no_cache(http::header::CACHE_CONTROL) || says_no_cache(http::header::PRAGMA)
-}
-
-/// The operation a parsed request runs (the alias route is `messages.list` too).
-fn ctx_operation(request: &crate::api::request::OperationRequest) -> Operation {
-    use crate::api::request::OperationRequest as R;
-    match request {
-        R::ContactsList(..) => Operation::ContactsList,
-        R::ContactsCreate(..) => Operation::ContactsCreate,
-        R::ContactsGet(..) => Operation::ContactsGet,
-        R::ContactsUpdate(..) => Operation::ContactsUpdate,
-        R::ContactsDelete(..) => Operation::ContactsDelete,
-        R::ConversationsList(..) => Operation::ConversationsList,
-        R::ConversationsCreate(..) => Operation::ConversationsCreate,
-        R::ConversationsGet(..) => Operation::ConversationsGet,
-        R::ConversationsUpdate(..) => Operation::ConversationsUpdate,
-        R::ConversationsDelete(..) => Operation::ConversationsDelete,
-        R::MessagesList(..) => Operation::MessagesList,
-        R::MessagesSend(..) => Operation::MessagesSend,
-        R::MessagesGet(..) => Operation::MessagesGet,
-    }
 }
 
 fn no_route(e: NoRoute) -> ApiError {

@@ -32,9 +32,12 @@ pub struct RawRequest<'a> {
 
 /// A request ready for its adapter.
 pub struct Parsed {
+    pub op: Operation,
     pub connection: Arc<Connection>,
     pub request: OperationRequest,
     pub want_raw: bool,
+    /// The filters a list's cursors are bound to ("" for other operations).
+    pub filters_key: String,
 }
 
 /// Query parameters, each at most once.
@@ -123,6 +126,7 @@ pub fn parse(
     query.only(&allowed)?;
     let selector = selector(&query, raw.connection_header)?;
 
+    let mut bound_to = String::new();
     let (connection, request) = match op {
         Operation::ContactsGet | Operation::ContactsDelete => {
             let (conn, id) = by_id(snapshot, tenant, Kind::Contact, raw.path_id)?;
@@ -215,20 +219,16 @@ pub fn parse(
             .ok_or_else(|| ApiError::invalid("conversation_id is required"))?;
             let (conn, id) = by_id(snapshot, tenant, Kind::Conversation, Some(conversation))?;
             same_connection(selector, &conn)?;
-            let page = page(
-                snapshot,
-                &conn,
-                op,
-                &query,
-                &format!("conversation_id={}", id.encode()),
-            )?;
+            bound_to = format!("conversation_id={}", id.encode());
+            let page = page(snapshot, &conn, op, &query, &bound_to)?;
             (conn, OperationRequest::MessagesList(id, page))
         }
         Operation::ContactsList => {
             let filters = contact_filters(&query)?;
             let conn = select(snapshot, tenant, selector)?;
             check_filters(&conn, op, &query)?;
-            let page = page(snapshot, &conn, op, &query, &filters_key(&query, op))?;
+            bound_to = filters_key(&query, op);
+            let page = page(snapshot, &conn, op, &query, &bound_to)?;
             (conn, OperationRequest::ContactsList(page, filters))
         }
         Operation::ConversationsList => {
@@ -249,7 +249,8 @@ pub fn parse(
                 None => (select(snapshot, tenant, selector)?, None),
             };
             check_filters(&conn, op, &query)?;
-            let page = page(snapshot, &conn, op, &query, &filters_key(&query, op))?;
+            bound_to = filters_key(&query, op);
+            let page = page(snapshot, &conn, op, &query, &bound_to)?;
             (
                 conn,
                 OperationRequest::ConversationsList(page, ConversationFilters { status, contact }),
@@ -263,9 +264,11 @@ pub fn parse(
         )));
     }
     Ok(Parsed {
+        op,
         connection,
         request,
         want_raw,
+        filters_key: bound_to,
     })
 }
 
@@ -443,20 +446,6 @@ pub fn cursor_scope<'a>(conn: &'a Connection, op: Operation, filters: &'a str) -
         connection: &conn.name,
         operation: op.as_str(),
         filters,
-    }
-}
-
-/// The filters key of a parsed list request (for encoding its next cursor).
-pub fn request_filters_key(
-    raw_query: Option<&str>,
-    op: Operation,
-    request: &OperationRequest,
-) -> String {
-    match request {
-        OperationRequest::MessagesList(id, _) => format!("conversation_id={}", id.encode()),
-        _ => Query::parse(raw_query)
-            .map(|q| filters_key(&q, op))
-            .unwrap_or_default(),
     }
 }
 
