@@ -51,16 +51,19 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::response::Response;
 use futures::future::BoxFuture;
-use http::{HeaderName, HeaderValue, StatusCode};
+use http::{HeaderName, StatusCode};
 use serde_json::{json, Map, Value};
 use tokio::net::TcpListener;
 
-use super::{lock, Credentials, Sandbox, SandboxRequest, VendorSimulator, VendorState};
+use super::{
+    json_bytes_response, json_response, lock, unix_now, Credentials, Sandbox, SandboxRequest,
+    VendorSimulator, VendorState,
+};
 use crate::api::ids::Kind;
 use crate::api::operation::Vendor;
 use crate::config::routes::{AuthScheme, VendorRoutes};
@@ -125,13 +128,6 @@ fn format_time(secs: i64) -> String {
 fn opt_time(secs: Option<i64>) -> Value {
     secs.map(|s| Value::String(format_time(s)))
         .unwrap_or(Value::Null)
-}
-
-fn system_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 struct Channel {
@@ -223,17 +219,6 @@ fn error_code(status: StatusCode) -> &'static str {
         402..=499 => "invalid_request",
         _ => "internal_error",
     }
-}
-
-fn json_response(status: StatusCode, body: &Value) -> Response {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut response = Response::new(Body::from(bytes));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json; charset=utf-8"),
-    );
-    response
 }
 
 fn error_response(status: StatusCode, message: &str) -> Response {
@@ -538,12 +523,7 @@ impl VendorSimulator for CaacState {
 
     /// A member object cut short.
     fn malformed(&self) -> Response {
-        let mut response = Response::new(Body::from(r#"{"id":30001,"display_name":"Wei"#));
-        response.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json; charset=utf-8"),
-        );
-        response
+        json_bytes_response(StatusCode::OK, r#"{"id":30001,"display_name":"Wei"#)
     }
 }
 
@@ -634,7 +614,7 @@ fn assignment_json(m: &Member) -> Value {
 
 impl Data {
     fn tick(&mut self) -> i64 {
-        self.clock = system_now().max(self.clock);
+        self.clock = unix_now(Duration::from_secs(1)).max(self.clock);
         self.clock
     }
 
@@ -1106,14 +1086,11 @@ pub fn demo_requests(conn: &Connection) -> Vec<DemoRequest> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::config::routes::{compile, RoutesFile};
+    use http::HeaderValue;
 
     /// The repository's routes/caac.yaml, compiled.
     pub(crate) fn routes() -> VendorRoutes {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/routes/caac.yaml");
-        let text = std::fs::read_to_string(path).unwrap();
-        let file: RoutesFile = serde_yaml::from_str(&text).unwrap();
-        compile(&file).unwrap()
+        crate::sandbox::tests::repo_routes("caac", |text| text)
     }
 
     fn state() -> Arc<CaacState> {

@@ -53,16 +53,18 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use axum::body::Body;
 use axum::response::Response;
 use futures::future::BoxFuture;
 use http::{HeaderValue, StatusCode};
 use serde_json::{json, Map, Value};
 use tokio::net::TcpListener;
 
-use super::{lock, Credentials, Sandbox, SandboxRequest, VendorSimulator, VendorState};
+use super::{
+    days_from_civil, js_iso_string, json_bytes_response, json_response, lock, unix_now,
+    unix_seconds, Credentials, Query, Sandbox, SandboxRequest, VendorSimulator, VendorState,
+};
 use crate::api::ids::Kind;
 use crate::api::operation::Vendor;
 use crate::config::routes::{AuthScheme, VendorRoutes};
@@ -193,17 +195,6 @@ fn not_found(what: &str) -> CcError {
     fail(StatusCode::NOT_FOUND, format!("{what} not found."))
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut response = Response::new(Body::from(bytes));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json; charset=utf-8"),
-    );
-    response
-}
-
 fn error_response(status: StatusCode, message: &str) -> Response {
     json_response(status, &json!({ "error": message }))
 }
@@ -216,45 +207,9 @@ impl CcError {
 
 // ----- time ----------------------------------------------------------------------------------
 
-const fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = (if y >= 0 { y } else { y - 399 }) / 400;
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
-}
-
 /// A UTC instant, for seed data.
 const fn at(year: i64, month: i64, day: i64, hour: i64, minute: i64) -> Millis {
-    (days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60) * 1000
-}
-
-/// JavaScript's `Date.prototype.toISOString`: `2025-01-06T09:00:00.000Z`.
-fn format_time(t: Millis) -> String {
-    let secs = t.div_euclid(1000);
-    let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
-    let sod = secs.rem_euclid(86_400);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60,
-        t.rem_euclid(1000)
-    )
+    unix_seconds(year, month, day, hour, minute) * 1000
 }
 
 /// An ISO 8601 date as JavaScript's `new Date(…)` reads it: `YYYY-MM-DD` (UTC midnight), or
@@ -319,56 +274,31 @@ fn parse_time(raw: &str) -> Option<Millis> {
     Some(millis - offset)
 }
 
-fn system_now() -> Millis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 // ----- request parsing -----------------------------------------------------------------------
 
-/// The query string, decoded.
-struct Query(Vec<(String, String)>);
-
-impl Query {
-    fn parse(raw: Option<&str>) -> Self {
-        Query(
-            url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-                .into_owned()
-                .collect(),
-        )
-    }
-
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// An integer within `range` (class-validator `@IsInt @Min @Max` after `@Type(Number)`).
-    fn int(&self, key: &str, range: std::ops::RangeInclusive<usize>) -> CcResult<Option<usize>> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(raw) => raw
-                .trim()
-                .parse::<usize>()
-                .ok()
-                .filter(|n| range.contains(n))
-                .map(Some)
-                .ok_or_else(invalid),
-        }
+/// An integer query value within `range` (class-validator `@IsInt @Min @Max` after
+/// `@Type(Number)`): absent → `None`, anything else → 400.
+fn query_int(
+    query: &Query,
+    key: &str,
+    range: std::ops::RangeInclusive<usize>,
+) -> CcResult<Option<usize>> {
+    match query.get(key) {
+        None => Ok(None),
+        Some(raw) => raw
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .map(Some)
+            .ok_or_else(invalid),
     }
 }
 
 /// The JSON object body. Anything but `application/json` reads as `{}` (the body parser
 /// leaves it alone), which then fails validation like an empty body.
 fn json_body(request: &SandboxRequest) -> CcResult<Map<String, Value>> {
-    let is_json = request
-        .content_type()
-        .is_some_and(|ct| ct.to_ascii_lowercase().contains("application/json"));
-    if !is_json || request.body.is_empty() {
+    if !request.says_json() || request.body.is_empty() {
         return Ok(Map::new());
     }
     match serde_json::from_slice::<Value>(&request.body).map_err(|_| invalid())? {
@@ -698,12 +628,7 @@ impl VendorSimulator for ChatCaptainState {
 
     /// A 200 cut short inside a conversations list.
     fn malformed(&self) -> Response {
-        let mut response = Response::new(Body::from(r#"{"conversations":[{"id":"#));
-        response.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json; charset=utf-8"),
-        );
-        response
+        json_bytes_response(StatusCode::OK, r#"{"conversations":[{"id":"#)
     }
 }
 
@@ -728,8 +653,8 @@ fn contact_json(c: &Contact) -> Value {
         "providerId": opt(&c.provider_id),
         "avatar": opt(&c.avatar),
         "variables": c.variables,
-        "created": format_time(c.created),
-        "updated": format_time(c.updated),
+        "created": js_iso_string(c.created),
+        "updated": js_iso_string(c.updated),
     });
     if let Some(object) = out.as_object_mut() {
         if let Some(address) = &c.address {
@@ -750,8 +675,8 @@ fn conversation_json(c: &Conversation) -> Value {
         "channelType": c.channel_type,
         "archived": c.archived,
         "name": c.name,
-        "created": format_time(c.created),
-        "updated": format_time(c.updated),
+        "created": js_iso_string(c.created),
+        "updated": js_iso_string(c.updated),
     })
 }
 
@@ -772,7 +697,7 @@ fn message_json(m: &Message) -> Value {
         "status": m.status,
         "content": content,
         "outgoing": m.sender != Sender::User,
-        "created": format_time(m.created),
+        "created": js_iso_string(m.created),
     })
 }
 
@@ -795,7 +720,7 @@ const CONTACT_CREATE_FIELDS: [&str; 11] = [
 
 impl Data {
     fn tick(&mut self) -> Millis {
-        self.clock = system_now().max(self.clock + 1);
+        self.clock = unix_now(Duration::from_millis(1)).max(self.clock + 1);
         self.clock
     }
 
@@ -817,7 +742,7 @@ impl Data {
     }
 
     fn list_contacts(&self, query: &Query) -> CcResult<Value> {
-        let limit = query.int("limit", 1..=MAX_LIMIT)?.unwrap_or(DEFAULT_LIMIT);
+        let limit = query_int(query, "limit", 1..=MAX_LIMIT)?.unwrap_or(DEFAULT_LIMIT);
         let before = match query.get("pageToken").filter(|t| !t.is_empty()) {
             Some(token) => Some(parse_time(token).ok_or_else(invalid)?),
             None => None,
@@ -839,10 +764,8 @@ impl Data {
             .filter(|q| !q.is_empty())
             .ok_or_else(invalid)?
             .to_lowercase();
-        let page = query.int("page", 1..=usize::MAX)?.ok_or_else(invalid)?;
-        let size = query
-            .int("pageSize", 1..=MAX_SEARCH_PAGE_SIZE)?
-            .ok_or_else(invalid)?;
+        let page = query_int(query, "page", 1..=usize::MAX)?.ok_or_else(invalid)?;
+        let size = query_int(query, "pageSize", 1..=MAX_SEARCH_PAGE_SIZE)?.ok_or_else(invalid)?;
         let hidden: Vec<&str> = query
             .get("hiddenHits")
             .map(|h| h.split(',').map(str::trim).collect())
@@ -1473,16 +1396,12 @@ pub fn demo_requests(conn: &Connection) -> Vec<DemoRequest> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::config::routes::{compile, RoutesFile};
 
     const KEY: &str = "cc-sandbox-key";
 
     /// The repository's routes/chatcaptain.yaml, compiled, with `edit` applied to the text.
     pub(crate) fn routes_with(edit: impl Fn(String) -> String) -> VendorRoutes {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/routes/chatcaptain.yaml");
-        let text = edit(std::fs::read_to_string(path).unwrap());
-        let file: RoutesFile = serde_yaml::from_str(&text).unwrap();
-        compile(&file).unwrap()
+        crate::sandbox::tests::repo_routes("chatcaptain", edit)
     }
 
     fn fresh() -> Arc<ChatCaptainState> {
@@ -1782,11 +1701,11 @@ pub(crate) mod tests {
     #[test]
     fn times_format_and_parse_like_javascript() {
         assert_eq!(
-            format_time(at(2025, 1, 6, 9, 0)),
+            js_iso_string(at(2025, 1, 6, 9, 0)),
             seed::FIRST_CONTACT_CREATED
         );
         assert_eq!(
-            format_time(at(2024, 2, 29, 23, 59) + 7),
+            js_iso_string(at(2024, 2, 29, 23, 59) + 7),
             "2024-02-29T23:59:00.007Z"
         );
         assert_eq!(

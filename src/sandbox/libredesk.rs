@@ -80,17 +80,20 @@
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::response::Response;
 use base64::Engine;
 use futures::future::BoxFuture;
-use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{lock, Credentials, SandboxRequest, VendorSimulator};
+use super::{
+    civil_from_days, json_response, lock, unix_now, unix_seconds, Credentials, Query,
+    SandboxRequest, VendorSimulator,
+};
 use crate::api::ids::Kind;
 use crate::config::Connection;
 use crate::demo::{demo_id, DemoRequest};
@@ -319,17 +322,6 @@ fn error_type(status: StatusCode) -> &'static str {
     }
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut response = Response::new(Body::from(bytes));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json; charset=utf-8"),
-    );
-    response
-}
-
 fn error_response(status: StatusCode, message: &str) -> Response {
     typed_error_response(status, message, error_type(status))
 }
@@ -362,32 +354,9 @@ impl LdError {
 
 // ----- time ----------------------------------------------------------------------------------
 
-const fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = (if y >= 0 { y } else { y - 399 }) / 400;
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = (if z >= 0 { z } else { z - 146_096 }) / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 /// A UTC instant, for seed data.
 const fn at(year: i64, month: i64, day: i64, hour: i64, minute: i64) -> Micros {
-    (days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60) * 1_000_000
+    unix_seconds(year, month, day, hour, minute) * 1_000_000
 }
 
 /// RFC 3339 in UTC with trailing fractional zeros trimmed, as Go marshals a `time.Time`.
@@ -409,13 +378,6 @@ fn format_time(t: Micros) -> String {
     }
     out.push('Z');
     out
-}
-
-fn system_now() -> Micros {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 fn ts(t: Micros) -> Value {
@@ -474,34 +436,6 @@ fn parse_go_duration(input: &str) -> Option<Micros> {
 
 // ----- small parsers ---------------------------------------------------------------------------
 
-/// The query string, decoded (`+` and `%XX`), repeated keys kept in order.
-struct Query(Vec<(String, String)>);
-
-impl Query {
-    fn parse(raw: Option<&str>) -> Self {
-        Query(
-            url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-                .into_owned()
-                .collect(),
-        )
-    }
-
-    fn first(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn all(&self, key: &str) -> Vec<&str> {
-        self.0
-            .iter()
-            .filter(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-}
-
 /// A requested page: `page` is 1-based.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Page {
@@ -511,10 +445,10 @@ struct Page {
 
 impl Page {
     fn from_query(query: &Query, max_size: usize) -> LdResult<Page> {
-        let page = parse_page_number(query.first("page"), "page")?
+        let page = parse_page_number(query.get("page"), "page")?
             .unwrap_or(1)
             .max(1);
-        let size = parse_page_number(query.first("page_size"), "page_size")?
+        let size = parse_page_number(query.get("page_size"), "page_size")?
             .filter(|s| *s >= 1)
             .unwrap_or(DEFAULT_PAGE_SIZE as i64);
         Ok(Page {
@@ -663,10 +597,7 @@ fn json_object(
     decode_status: StatusCode,
 ) -> LdResult<Map<String, Value>> {
     let decode_error = || decode_failure(decode_status);
-    let is_json = request
-        .content_type()
-        .is_some_and(|ct| ct.to_ascii_lowercase().contains("application/json"));
-    if !is_json {
+    if !request.says_json() {
         return Err(decode_error());
     }
     match serde_json::from_slice::<Value>(&request.body).map_err(|_| decode_error())? {
@@ -1371,7 +1302,7 @@ enum Assignee {
 
 impl Data {
     fn tick(&mut self) -> Micros {
-        self.clock = system_now().max(self.clock + 1);
+        self.clock = unix_now(Duration::from_micros(1)).max(self.clock + 1);
         self.clock
     }
 
@@ -1829,10 +1760,10 @@ impl Data {
     fn list_contacts(&self, query: &Query) -> LdResult<Value> {
         let page = Page::from_query(query, MAX_PAGE_SIZE)?;
         let mut contacts: Vec<&Contact> = self.contacts.values().collect();
-        if let Some(order_by) = query.first("order_by").filter(|o| !o.is_empty()) {
+        if let Some(order_by) = query.get("order_by").filter(|o| !o.is_empty()) {
             let field = order_by.strip_prefix("users.").unwrap_or(order_by);
             let descending = match query
-                .first("order")
+                .get("order")
                 .unwrap_or_default()
                 .to_ascii_uppercase()
                 .as_str()
@@ -1869,11 +1800,7 @@ impl Data {
     }
 
     fn search_contacts(&self, query: &Query) -> LdResult<Value> {
-        let needle = query
-            .first("query")
-            .unwrap_or_default()
-            .trim()
-            .to_lowercase();
+        let needle = query.get("query").unwrap_or_default().trim().to_lowercase();
         if needle.chars().count() < MIN_SEARCH_QUERY_CHARS {
             return Err(bad_request(format!(
                 "Search query must be at least {MIN_SEARCH_QUERY_CHARS} characters"
@@ -1972,9 +1899,9 @@ impl Data {
 
     fn list_conversations(&self, query: &Query) -> LdResult<Value> {
         let page = Page::from_query(query, MAX_CONVERSATIONS_PAGE_SIZE)?;
-        let filter = parse_filters(query.first("filters"))?;
+        let filter = parse_filters(query.get("filters"))?;
         let order_by = query
-            .first("order_by")
+            .get("order_by")
             .filter(|o| !o.is_empty())
             .unwrap_or("conversations.last_message_at");
         let field = order_by.strip_prefix("conversations.").unwrap_or(order_by);
@@ -1988,7 +1915,7 @@ impl Data {
             _ => return Err(bad_request(format!("invalid OrderBy field: {order_by}"))),
         };
         let descending = match query
-            .first("order")
+            .get("order")
             .unwrap_or_default()
             .to_ascii_uppercase()
             .as_str()
@@ -2356,7 +2283,7 @@ impl Data {
         let page = Page::from_query(query, MAX_PAGE_SIZE)?;
         // fasthttp's GetBool: 1, t, true, y, yes.
         let private = query
-            .first("private")
+            .get("private")
             .map(|v| matches!(v, "1" | "t" | "true" | "y" | "yes"));
         let types = query.all("type");
         if let Some(bad) = types
@@ -2855,14 +2782,13 @@ pub fn demo_requests(conn: &Connection) -> Vec<DemoRequest> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::config::routes::{compile, RoutesFile, VendorRoutes};
+    use crate::config::routes::VendorRoutes;
+    use crate::sandbox::days_from_civil;
+    use http::HeaderValue;
 
     /// The repository's routes/libredesk.yaml, compiled.
     pub(crate) fn routes() -> VendorRoutes {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/routes/libredesk.yaml");
-        let text = std::fs::read_to_string(path).unwrap();
-        let file: RoutesFile = serde_yaml::from_str(&text).unwrap();
-        compile(&file).unwrap()
+        crate::sandbox::tests::repo_routes("libredesk", |text| text)
     }
 
     #[test]

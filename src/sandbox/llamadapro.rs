@@ -60,18 +60,20 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use axum::body::Body;
 use axum::response::Response;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use futures::future::BoxFuture;
-use http::{HeaderName, HeaderValue, StatusCode};
+use http::{HeaderName, StatusCode};
 use serde_json::{json, Map, Value};
 use tokio::net::TcpListener;
 
-use super::{lock, Credentials, Sandbox, SandboxRequest, VendorSimulator, VendorState};
+use super::{
+    js_iso_string, json_bytes_response, json_response, lock, unix_now, unix_seconds, Credentials,
+    Query, Sandbox, SandboxRequest, VendorSimulator, VendorState,
+};
 use crate::api::ids::Kind;
 use crate::api::operation::Vendor;
 use crate::config::routes::{AuthScheme, VendorRoutes};
@@ -317,17 +319,6 @@ fn invalid_field(field: &str, message: impl Into<String>, value: Option<&Value>)
     }
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut response = Response::new(Body::from(bytes));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json; charset=utf-8"),
-    );
-    response
-}
-
 fn error_response(status: StatusCode, message: &str, details: Map<String, Value>) -> Response {
     json_response(
         status,
@@ -348,46 +339,9 @@ impl LpError {
 
 // ----- time ----------------------------------------------------------------------------------
 
-const fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = (if y >= 0 { y } else { y - 399 }) / 400;
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = (if z >= 0 { z } else { z - 146_096 }) / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 /// A UTC instant, for seed data.
 const fn at(year: i64, month: i64, day: i64, hour: i64, minute: i64) -> Millis {
-    (days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60) * 1000
-}
-
-/// `Date.prototype.toISOString()`: UTC, always milliseconds.
-fn format_time(t: Millis) -> String {
-    let secs = t.div_euclid(1000);
-    let millis = t.rem_euclid(1000);
-    let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
-    let sod = secs.rem_euclid(86_400);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
+    unix_seconds(year, month, day, hour, minute) * 1000
 }
 
 /// An ISO 8601 timestamp as JavaScript's `new Date(…)` reads the usual forms:
@@ -428,15 +382,8 @@ fn parse_time(text: &str) -> Option<Millis> {
     Some(at(year, month, day, hour, minute) + second * 1000 + millis - offset * 60_000)
 }
 
-fn system_now() -> Millis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 fn ts(t: Millis) -> Value {
-    Value::String(format_time(t))
+    Value::String(js_iso_string(t))
 }
 
 fn opt_ts(t: Option<Millis>) -> Value {
@@ -478,26 +425,6 @@ fn parse_id(raw: Option<&str>, field: &str) -> LpResult<i64> {
             "invalid float number",
             Some(&Value::String(raw.to_owned())),
         )),
-    }
-}
-
-/// The query string, decoded (`+` and `%XX`).
-struct Query(Vec<(String, String)>);
-
-impl Query {
-    fn parse(raw: Option<&str>) -> Self {
-        Query(
-            url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-                .into_owned()
-                .collect(),
-        )
-    }
-
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -627,6 +554,15 @@ impl Validation {
             .or_insert(Value::Object(entry));
     }
 
+    /// `item` as an object, or `None` with `prefix` reported as "invalid object".
+    fn object<'v>(&mut self, prefix: &str, item: &'v Value) -> Option<&'v Map<String, Value>> {
+        let map = item.as_object();
+        if map.is_none() {
+            self.fail(prefix, "invalid object", Some(item));
+        }
+        map
+    }
+
     /// Check `map` against the documented properties (excess ones refused).
     fn check(&mut self, prefix: &str, map: &Map<String, Value>, props: &[Prop]) {
         for prop in props {
@@ -698,10 +634,7 @@ fn shape_error(shape: Shape, value: &Value) -> Option<&'static str> {
 /// The JSON object body. Express's JSON parser only reads `application/json`; anything else
 /// leaves the body empty (and required fields then fail validation). Unparsable JSON → 400.
 fn json_body(request: &SandboxRequest) -> LpResult<Map<String, Value>> {
-    let is_json = request
-        .content_type()
-        .is_some_and(|ct| ct.to_ascii_lowercase().contains("application/json"));
-    if !is_json || request.body.is_empty() {
+    if !request.says_json() || request.body.is_empty() {
         return Ok(Map::new());
     }
     match serde_json::from_slice::<Value>(&request.body) {
@@ -713,6 +646,15 @@ fn json_body(request: &SandboxRequest) -> LpResult<Map<String, Value>> {
 
 fn text<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
     map.get(key).and_then(Value::as_str)
+}
+
+/// The items of the array property `key`, numbered (none when it is absent or no array).
+fn items<'a>(map: &'a Map<String, Value>, key: &str) -> impl Iterator<Item = (usize, &'a Value)> {
+    map.get(key)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
 }
 
 /// An integral double as an id.
@@ -1065,12 +1007,7 @@ impl VendorSimulator for LlamadaProState {
 
     /// A list answer cut short.
     fn malformed(&self) -> Response {
-        let mut response = Response::new(Body::from(r#"{"items":[{"id":1001,"tenantId":"#));
-        response.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json; charset=utf-8"),
-        );
-        response
+        json_bytes_response(StatusCode::OK, r#"{"items":[{"id":1001,"tenantId":"#)
     }
 }
 
@@ -1304,7 +1241,7 @@ const CONTACT_WRITE_PROPS: [Prop; 15] = [
 
 impl Data {
     fn tick(&mut self) -> Millis {
-        self.clock = system_now().max(self.clock + 1);
+        self.clock = unix_now(Duration::from_millis(1)).max(self.clock + 1);
         self.clock
     }
 
@@ -1341,8 +1278,7 @@ impl Data {
         };
         for (i, item) in items.iter().enumerate() {
             let prefix = format!("body.addresses[{i}]");
-            let Some(map) = item.as_object() else {
-                report.fail(&prefix, "invalid object", Some(item));
+            let Some(map) = report.object(&prefix, item) else {
                 continue;
             };
             report.check(
@@ -1490,16 +1426,9 @@ impl Data {
             ],
         );
         let mut filters = Vec::new();
-        for (i, item) in body
-            .get("filters")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
+        for (i, item) in items(body, "filters") {
             let prefix = format!("body.filters[{i}]");
-            let Some(map) = item.as_object() else {
-                report.fail(&prefix, "invalid object", Some(item));
+            let Some(map) = report.object(&prefix, item) else {
                 continue;
             };
             report.check(
@@ -1548,16 +1477,9 @@ impl Data {
             });
         }
         let mut sorts = Vec::new();
-        for (i, item) in body
-            .get("sort")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
+        for (i, item) in items(body, "sort") {
             let prefix = format!("body.sort[{i}]");
-            let Some(map) = item.as_object() else {
-                report.fail(&prefix, "invalid object", Some(item));
+            let Some(map) = report.object(&prefix, item) else {
                 continue;
             };
             report.check(
@@ -1850,13 +1772,7 @@ impl Data {
             );
             let mut addresses = Vec::new();
             for (kind, key) in [("PHONE", "phones"), ("EMAIL", "emails")] {
-                for (i, item) in contact
-                    .get(key)
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .enumerate()
-                {
+                for (i, item) in items(contact, key) {
                     let field = format!("body.contact.{key}[{i}]");
                     match item.as_str() {
                         Some(value) if kind == "PHONE" && !is_e164(value) => report.fail(
@@ -2250,20 +2166,11 @@ impl Data {
         );
         Self::check_numbers(&mut report, body);
         let mut variables = Vec::new();
-        for (i, item) in body
-            .get("variables")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
+        for (i, item) in items(body, "variables") {
             let prefix = format!("body.variables[{i}]");
-            match item.as_object() {
-                Some(map) => {
-                    report.check(&prefix, map, &[required("value", Shape::Text)]);
-                    variables.push(text(map, "value").unwrap_or_default().to_owned());
-                }
-                None => report.fail(&prefix, "invalid object", Some(item)),
+            if let Some(map) = report.object(&prefix, item) {
+                report.check(&prefix, map, &[required("value", Shape::Text)]);
+                variables.push(text(map, "value").unwrap_or_default().to_owned());
             }
         }
         report.finish()?;
@@ -2666,14 +2573,11 @@ pub fn demo_requests(conn: &Connection) -> Vec<DemoRequest> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::config::routes::{compile, RoutesFile};
+    use http::HeaderValue;
 
     /// The repository's routes/llamadapro.yaml, compiled.
     pub(crate) fn routes() -> VendorRoutes {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/routes/llamadapro.yaml");
-        let text = std::fs::read_to_string(path).unwrap();
-        let file: RoutesFile = serde_yaml::from_str(&text).unwrap();
-        compile(&file).unwrap()
+        crate::sandbox::tests::repo_routes("llamadapro", |text| text)
     }
 
     fn state() -> LlamadaProState {
@@ -3087,11 +2991,11 @@ pub(crate) mod tests {
     #[test]
     fn times_format_like_javascript() {
         assert_eq!(
-            format_time(at(2025, 3, 3, 10, 0)),
+            js_iso_string(at(2025, 3, 3, 10, 0)),
             "2025-03-03T10:00:00.000Z"
         );
         assert_eq!(
-            format_time(at(2024, 2, 29, 23, 59) + 1_250),
+            js_iso_string(at(2024, 2, 29, 23, 59) + 1_250),
             "2024-02-29T23:59:01.250Z"
         );
         assert_eq!(

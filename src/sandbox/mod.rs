@@ -159,6 +159,13 @@ impl SandboxRequest {
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
     }
+
+    /// Whether the `Content-Type` mentions `application/json` (case-insensitive), the test the
+    /// Go (fastglue) and Node (Express, NestJS) JSON body parsers make.
+    pub fn says_json(&self) -> bool {
+        self.content_type()
+            .is_some_and(|ct| ct.to_ascii_lowercase().contains("application/json"))
+    }
 }
 
 /// What a vendor plugs into the shared sandbox server.
@@ -186,14 +193,10 @@ pub(crate) trait VendorSimulator: Send + Sync + 'static {
 
     /// A 200 whose body claims to be JSON and is not: a success envelope cut short.
     fn malformed(&self) -> Response {
-        let mut response = Response::new(Body::from(
+        json_bytes_response(
+            StatusCode::OK,
             r#"{"status":"success","data":{"results":[{"id":"#,
-        ));
-        response.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json; charset=utf-8"),
-        );
-        response
+        )
     }
 }
 
@@ -284,6 +287,114 @@ impl SandboxCore {
             },
         }
     }
+}
+
+// ----- helpers shared by the vendor simulators -----------------------------------------------
+//
+// Only what is the same for every vendor that uses it lives here; anything that encodes a
+// vendor's contract (error bodies, statuses, validation rules, time formats of one server)
+// stays in that vendor's module.
+
+/// A response with a JSON `Content-Type` (`application/json; charset=utf-8`, as every
+/// simulated vendor sends it) and `body` as is: it need not be valid JSON (see
+/// [`VendorSimulator::malformed`]).
+pub(crate) fn json_bytes_response(status: StatusCode, body: impl Into<Body>) -> Response {
+    let mut response = Response::new(body.into());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    response
+}
+
+/// `body`, serialized, as a JSON response with `status`.
+pub(crate) fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
+    json_bytes_response(status, serde_json::to_vec(body).unwrap_or_default())
+}
+
+/// A request's query string, decoded (`+` and `%XX`), repeated keys kept in order.
+pub(crate) struct Query(Vec<(String, String)>);
+
+impl Query {
+    /// Decode a raw query string; `None` (no `?`) is an empty query.
+    pub fn parse(raw: Option<&str>) -> Self {
+        Query(
+            url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+                .into_owned()
+                .collect(),
+        )
+    }
+
+    /// The first value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `key`, in order.
+    pub fn all(&self, key: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+pub(crate) const fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = (if y >= 0 { y } else { y - 399 }) / 400;
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `(year, month, day)` of a day count since 1970-01-01: the inverse of [`days_from_civil`].
+pub(crate) fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+/// Seconds since the Unix epoch of a UTC date and time, for seed data.
+pub(crate) const fn unix_seconds(year: i64, month: i64, day: i64, hour: i64, minute: i64) -> i64 {
+    days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60
+}
+
+/// The time since the Unix epoch in whole `unit`s (`Duration::from_millis(1)` for
+/// milliseconds …); saturates at `i64::MAX`, 0 before the epoch.
+pub(crate) fn unix_now(unit: Duration) -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_nanos() / unit.as_nanos().max(1)).unwrap_or(i64::MAX)
+}
+
+/// JavaScript's `Date.prototype.toISOString()` of milliseconds since the epoch: UTC, always
+/// three fraction digits (`2025-01-06T09:00:00.000Z`).
+pub(crate) fn js_iso_string(t: i64) -> String {
+    let secs = t.div_euclid(1000);
+    let millis = t.rem_euclid(1000);
+    let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
+    let sod = secs.rem_euclid(86_400);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
 }
 
 /// Lock a mutex, recovering the data if a previous holder panicked: sandbox state stays
@@ -756,8 +867,17 @@ fn split_handle(stream: TcpStream) -> std::io::Result<(TcpStream, Option<std::ne
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// The repository's `routes/<file>.yaml`, with `edit` applied to the text, compiled: the
+    /// routes the vendor modules' tests run against.
+    pub(crate) fn repo_routes(file: &str, edit: impl Fn(String) -> String) -> VendorRoutes {
+        let path = format!("{}/routes/{file}.yaml", env!("CARGO_MANIFEST_DIR"));
+        let text = edit(std::fs::read_to_string(path).unwrap());
+        let file: crate::config::routes::RoutesFile = serde_yaml::from_str(&text).unwrap();
+        crate::config::routes::compile(&file).unwrap()
+    }
 
     fn core() -> SandboxCore {
         SandboxCore {

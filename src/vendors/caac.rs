@@ -1194,18 +1194,15 @@ fn assignee_id(field: &str, id: &str) -> Result<i64, ApiError> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use std::sync::Arc;
-    use std::time::Duration;
 
     use super::*;
     use crate::api::model::{ContactPatch, NewContact};
     use crate::api::request::ConversationFilters;
     use crate::api::ErrorCode;
-    use crate::config::routes::RoutesFile;
-    use crate::config::{BaseUrl, Connection};
-    use crate::metrics::Metrics;
+    use crate::config::Connection;
     use crate::sandbox::caac::seed;
     use crate::sandbox::{Credentials, Sandbox};
-    use crate::vendors::VendorClient;
+    use crate::vendors::test_support::{self, list_json, object_json, response, run};
 
     const MEMBER: &str = include_str!("../../tests/fixtures/caac/member.json");
     const MEMBER_BY_EXTERNAL_ID: &str =
@@ -1246,14 +1243,6 @@ mod tests {
 
     fn id(kind: Kind, keys: &[&str]) -> String {
         object_id(kind, keys).encode()
-    }
-
-    fn response(status: u16, body: &str) -> VendorResponse {
-        VendorResponse {
-            status,
-            retry_after: None,
-            body: bytes::Bytes::from(body.to_owned()),
-        }
     }
 
     fn patch(value: Value) -> ConversationPatch {
@@ -1960,70 +1949,11 @@ mod tests {
     }
 
     fn connection(base: &str, key: &'static str, without: &[&str]) -> Connection {
-        let mut file: RoutesFile =
-            serde_yaml::from_str(include_str!("../../routes/caac.yaml")).unwrap();
-        for name in without {
-            file.operations.remove(*name);
-        }
         // Defaults as `${ENV}` interpolation leaves them: numbers or numeric strings.
         let defaults =
             json!({"channel_id": seed::CHANNEL_LINE_ID, "user_id": "501", "org_id": seed::ORG_ID});
-        Connection {
-            tenant: "acme".into(),
-            name: "caac".into(),
-            vendor: Vendor::Caac,
-            base_url: BaseUrl::parse(base).unwrap(),
-            auth_header: (
-                http::HeaderName::from_static("apikey"),
-                http::HeaderValue::from_static(key),
-            ),
-            credentials: Default::default(),
-            defaults: defaults.as_object().unwrap().clone(),
-            routes: Arc::new(crate::config::routes::compile(&file).unwrap()),
-            capabilities: Vec::new(),
-            fingerprint: 0,
-        }
-    }
-
-    /// Run one operation; answers the result and the number of vendor calls made.
-    async fn run(
-        connection: &Connection,
-        request: OperationRequest,
-    ) -> (Result<Output, ApiError>, u32) {
-        let client = VendorClient::new();
-        let metrics = Metrics::new().unwrap();
-        let mut ctx = CallContext {
-            connection,
-            client: &client,
-            metrics: &metrics,
-            operation: Operation::ContactsGet,
-            request_id: "req-1",
-            want_raw: false,
-            vendor_time: Duration::ZERO,
-            vendor_calls: 0,
-        };
-        let result = Caac.execute(&mut ctx, request).await;
-        (result, ctx.vendor_calls)
-    }
-
-    fn object_json(output: Output) -> (&'static str, Value) {
-        match output {
-            Output::Found(r) => ("found", serde_json::to_value(r).unwrap()),
-            Output::Created(r) => ("created", serde_json::to_value(r).unwrap()),
-            other => panic!("expected one object, got {other:?}"),
-        }
-    }
-
-    fn list_json(output: Output) -> (Vec<Value>, Option<Value>) {
-        match output {
-            Output::List { data, next } => (
-                data.iter()
-                    .map(|r| serde_json::to_value(r).unwrap())
-                    .collect(),
-                next,
-            ),
-            other => panic!("expected a list, got {other:?}"),
-        }
+        let defaults = defaults.as_object().unwrap().clone();
+        test_support::connection(Vendor::Caac, "caac", base, key, defaults, without)
     }
 
     fn member_id(member: i64) -> ObjectId {

@@ -1805,15 +1805,12 @@ fn message_send_body(conversation_id: &str, body: &MessageSend) -> Result<Value,
 // Tests may panic on a broken fixture; that is their job.
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-    use std::time::Duration;
+    use std::sync::Arc;
 
     use super::*;
     use crate::api::model::{Assignee, Priority, Template};
-    use crate::config::routes::RoutesFile;
-    use crate::config::{BaseUrl, Connection};
-    use crate::metrics::Metrics;
-    use crate::vendors::VendorClient;
+    use crate::config::Connection;
+    use crate::vendors::test_support::{self, list_json, object_json, response, run, seen, Script};
 
     const CONTACT: &str = include_str!("../../tests/fixtures/chatcaptain/contact.json");
     const CONTACTS_LIST: &str = include_str!("../../tests/fixtures/chatcaptain/contacts_list.json");
@@ -1863,34 +1860,6 @@ mod tests {
 
     fn answer(fixture: &str) -> Map<String, Value> {
         serde_json::from_str(fixture).unwrap()
-    }
-
-    fn response(status: u16, body: &str) -> VendorResponse {
-        VendorResponse {
-            status,
-            retry_after: None,
-            body: bytes::Bytes::from(body.to_owned()),
-        }
-    }
-
-    fn list_json(output: Output) -> (Vec<Value>, Option<Value>) {
-        match output {
-            Output::List { data, next } => (
-                data.iter()
-                    .map(|r| serde_json::to_value(r).unwrap())
-                    .collect(),
-                next,
-            ),
-            other => panic!("expected a list, got {other:?}"),
-        }
-    }
-
-    fn object_json(output: Output) -> (&'static str, Value) {
-        match output {
-            Output::Found(r) => ("found", serde_json::to_value(r).unwrap()),
-            Output::Created(r) => ("created", serde_json::to_value(r).unwrap()),
-            other => panic!("expected one object, got {other:?}"),
-        }
     }
 
     fn page(limit: u32, cursor: Option<Value>) -> Page {
@@ -2749,132 +2718,25 @@ mod tests {
 
     // ----- execute, against a scripted ChatCaptain on loopback ------------------------------
 
-    #[derive(Debug, Clone)]
-    struct Seen {
-        method: String,
-        path: String,
-        query: String,
-        key: String,
-        body: String,
-    }
-
-    impl Seen {
-        fn query_param(&self, name: &str) -> Option<String> {
-            url::form_urlencoded::parse(self.query.as_bytes())
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.into_owned())
-        }
-        fn json(&self) -> Value {
-            serde_json::from_str(&self.body).unwrap()
-        }
-    }
-
-    struct Script {
-        replies: Vec<(String, String, u16, String)>,
-        seen: Mutex<Vec<Seen>>,
-    }
-
-    async fn answer_call(
-        axum::extract::State(script): axum::extract::State<Arc<Script>>,
-        method: http::Method,
-        uri: http::Uri,
-        headers: http::HeaderMap,
-        body: bytes::Bytes,
-    ) -> axum::response::Response {
-        use axum::response::IntoResponse;
-        script.seen.lock().unwrap().push(Seen {
-            method: method.to_string(),
-            path: uri.path().to_owned(),
-            query: uri.query().unwrap_or_default().to_owned(),
-            key: headers
-                .get("x-chatcaptain-key")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned(),
-            body: String::from_utf8_lossy(&body).into_owned(),
-        });
-        let (status, body) = script
-            .replies
-            .iter()
-            .find(|(m, p, _, _)| m == method.as_str() && p == uri.path())
-            .map(|(_, _, s, b)| (*s, b.clone()))
-            .unwrap_or((404, r#"{"error":"Not found."}"#.into()));
-        (
-            http::StatusCode::from_u16(status).unwrap(),
-            [(http::header::CONTENT_TYPE, "application/json")],
-            body,
-        )
-            .into_response()
-    }
-
     /// A ChatCaptain that answers `(method, path)` with a fixed status and body.
     async fn chatcaptain(replies: &[(&str, &str, u16, &str)]) -> (String, Arc<Script>) {
-        let script = Arc::new(Script {
-            replies: replies
-                .iter()
-                .map(|(m, p, s, b)| (m.to_string(), p.to_string(), *s, b.to_string()))
-                .collect(),
-            seen: Mutex::new(Vec::new()),
-        });
-        let app = axum::Router::new()
-            .fallback(answer_call)
-            .with_state(script.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (format!("http://{addr}"), script)
+        let not_found = r#"{"error":"Not found."}"#;
+        test_support::serve(Vendor::ChatCaptain, not_found, replies.iter().copied()).await
     }
 
     fn connection(base: &str, without: &[&str]) -> Connection {
-        let mut file: RoutesFile =
-            serde_yaml::from_str(include_str!("../../routes/chatcaptain.yaml")).unwrap();
-        for name in without {
-            file.operations.remove(*name);
-        }
         let mut defaults = Map::new();
         defaults.insert("chatbot_id".into(), json!(BOT));
         defaults.insert("channel_id".into(), json!("chn_web"));
         defaults.insert("language".into(), json!("de"));
-        Connection {
-            tenant: "acme".into(),
-            name: "captain".into(),
-            vendor: Vendor::ChatCaptain,
-            base_url: BaseUrl::parse(base).unwrap(),
-            auth_header: (
-                http::HeaderName::from_static("x-chatcaptain-key"),
-                http::HeaderValue::from_static("cc-key"),
-            ),
-            credentials: Default::default(),
+        test_support::connection(
+            Vendor::ChatCaptain,
+            "captain",
+            base,
+            "cc-key",
             defaults,
-            routes: Arc::new(crate::config::routes::compile(&file).unwrap()),
-            capabilities: Vec::new(),
-            fingerprint: 0,
-        }
-    }
-
-    /// Run one operation; answers the result and the number of vendor calls made.
-    async fn run(
-        connection: &Connection,
-        request: OperationRequest,
-    ) -> (Result<Output, ApiError>, u32) {
-        let client = VendorClient::new();
-        let metrics = Metrics::new().unwrap();
-        let mut ctx = CallContext {
-            connection,
-            client: &client,
-            metrics: &metrics,
-            operation: Operation::ContactsGet,
-            request_id: "req-1",
-            want_raw: false,
-            vendor_time: Duration::ZERO,
-            vendor_calls: 0,
-        };
-        let result = ChatCaptain.execute(&mut ctx, request).await;
-        (result, ctx.vendor_calls)
-    }
-
-    fn seen(script: &Script) -> Vec<Seen> {
-        script.seen.lock().unwrap().clone()
+            without,
+        )
     }
 
     fn bot_path(rest: &str) -> String {

@@ -1789,15 +1789,12 @@ fn entity(name: &str) -> Option<char> {
 // Tests may panic on a broken fixture; that is their job.
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-    use std::time::Duration;
+    use std::sync::Arc;
 
     use super::*;
     use crate::api::ErrorCode;
-    use crate::config::routes::RoutesFile;
-    use crate::config::{BaseUrl, Connection};
-    use crate::metrics::Metrics;
-    use crate::vendors::VendorClient;
+    use crate::config::Connection;
+    use crate::vendors::test_support::{self, list_json, object_json, response, run, seen, Script};
 
     const CONTACT: &str = include_str!("../../tests/fixtures/libredesk/contact.json");
     const CONTACTS_LIST: &str = include_str!("../../tests/fixtures/libredesk/contacts_list.json");
@@ -1835,34 +1832,6 @@ mod tests {
 
     fn data(fixture: &str) -> Value {
         serde_json::from_str::<Value>(fixture).unwrap()["data"].clone()
-    }
-
-    fn response(status: u16, body: &str) -> VendorResponse {
-        VendorResponse {
-            status,
-            retry_after: None,
-            body: bytes::Bytes::from(body.to_owned()),
-        }
-    }
-
-    fn list_json(output: Output) -> (Vec<Value>, Option<Value>) {
-        match output {
-            Output::List { data, next } => (
-                data.iter()
-                    .map(|r| serde_json::to_value(r).unwrap())
-                    .collect(),
-                next,
-            ),
-            other => panic!("expected a list, got {other:?}"),
-        }
-    }
-
-    fn object_json(output: Output) -> (&'static str, Value) {
-        match output {
-            Output::Found(r) => ("found", serde_json::to_value(r).unwrap()),
-            Output::Created(r) => ("created", serde_json::to_value(r).unwrap()),
-            other => panic!("expected one object, got {other:?}"),
-        }
     }
 
     // ----- envelope and errors ---------------------------------------------------------
@@ -2747,133 +2716,23 @@ mod tests {
 
     // ----- execute, against a scripted Libredesk on loopback -------------------------------
 
-    #[derive(Debug, Clone)]
-    struct Seen {
-        method: String,
-        path: String,
-        query: String,
-        content_type: String,
-        body: String,
-    }
-
-    impl Seen {
-        fn query_param(&self, name: &str) -> Option<String> {
-            url::form_urlencoded::parse(self.query.as_bytes())
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.into_owned())
-        }
-        fn json(&self) -> Value {
-            serde_json::from_str(&self.body).unwrap()
-        }
-    }
-
-    struct Script {
-        replies: Vec<(String, String, u16, String)>,
-        seen: Mutex<Vec<Seen>>,
-    }
-
-    async fn answer(
-        axum::extract::State(script): axum::extract::State<Arc<Script>>,
-        method: http::Method,
-        uri: http::Uri,
-        headers: http::HeaderMap,
-        body: bytes::Bytes,
-    ) -> axum::response::Response {
-        use axum::response::IntoResponse;
-        script.seen.lock().unwrap().push(Seen {
-            method: method.to_string(),
-            path: uri.path().to_owned(),
-            query: uri.query().unwrap_or_default().to_owned(),
-            content_type: headers
-                .get(http::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned(),
-            body: String::from_utf8_lossy(&body).into_owned(),
-        });
-        let (status, body) = script
-            .replies
-            .iter()
-            .find(|(m, p, _, _)| m == method.as_str() && p == uri.path())
-            .map(|(_, _, s, b)| (*s, b.clone()))
-            .unwrap_or((
-                404,
-                r#"{"status":"error","message":"Not found","data":null,"error_type":"NotFoundException"}"#.into(),
-            ));
-        (
-            http::StatusCode::from_u16(status).unwrap(),
-            [(http::header::CONTENT_TYPE, "application/json")],
-            body,
-        )
-            .into_response()
-    }
-
     /// A Libredesk that answers `(method, path)` with a fixed status and body.
     async fn libredesk(replies: &[(&str, &str, u16, &str)]) -> (String, Arc<Script>) {
-        let script = Arc::new(Script {
-            replies: replies
-                .iter()
-                .map(|(m, p, s, b)| (m.to_string(), p.to_string(), *s, b.to_string()))
-                .collect(),
-            seen: Mutex::new(Vec::new()),
-        });
-        let app = axum::Router::new()
-            .fallback(answer)
-            .with_state(script.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (format!("http://{addr}"), script)
+        let not_found = r#"{"status":"error","message":"Not found","data":null,"error_type":"NotFoundException"}"#;
+        test_support::serve(Vendor::Libredesk, not_found, replies.iter().copied()).await
     }
 
     fn connection(base: &str, without: &[&str]) -> Connection {
-        let mut file: RoutesFile =
-            serde_yaml::from_str(include_str!("../../routes/libredesk.yaml")).unwrap();
-        for name in without {
-            file.operations.remove(*name);
-        }
         let mut defaults = Map::new();
         defaults.insert("inbox_id".into(), json!(3));
-        Connection {
-            tenant: "acme".into(),
-            name: "desk".into(),
-            vendor: Vendor::Libredesk,
-            base_url: BaseUrl::parse(base).unwrap(),
-            auth_header: (
-                http::header::AUTHORIZATION,
-                http::HeaderValue::from_static("token k:s"),
-            ),
-            credentials: Default::default(),
+        test_support::connection(
+            Vendor::Libredesk,
+            "desk",
+            base,
+            "token k:s",
             defaults,
-            routes: Arc::new(crate::config::routes::compile(&file).unwrap()),
-            capabilities: Vec::new(),
-            fingerprint: 0,
-        }
-    }
-
-    /// Run one operation; answers the result and the number of vendor calls made.
-    async fn run(
-        connection: &Connection,
-        request: OperationRequest,
-    ) -> (Result<Output, ApiError>, u32) {
-        let client = VendorClient::new();
-        let metrics = Metrics::new().unwrap();
-        let mut ctx = CallContext {
-            connection,
-            client: &client,
-            metrics: &metrics,
-            operation: Operation::ContactsGet,
-            request_id: "req-1",
-            want_raw: false,
-            vendor_time: Duration::ZERO,
-            vendor_calls: 0,
-        };
-        let result = Libredesk.execute(&mut ctx, request).await;
-        (result, ctx.vendor_calls)
-    }
-
-    fn seen(script: &Script) -> Vec<Seen> {
-        script.seen.lock().unwrap().clone()
+            without,
+        )
     }
 
     fn form_field(body: &str, name: &str) -> Option<String> {

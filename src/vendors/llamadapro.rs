@@ -1917,15 +1917,13 @@ fn search_body(
 // Tests may panic on a broken fixture; that is their job.
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-    use std::time::Duration;
+    use std::sync::Arc;
 
     use super::*;
     use crate::api::ErrorCode;
     use crate::config::routes::RoutesFile;
-    use crate::config::{BaseUrl, Connection};
-    use crate::metrics::Metrics;
-    use crate::vendors::VendorClient;
+    use crate::config::Connection;
+    use crate::vendors::test_support::{self, list_json, object_json, response, run, seen, Script};
 
     const CONTACT: &str = include_str!("../../tests/fixtures/llamadapro/contact.json");
     const CONTACTS_LIST: &str = include_str!("../../tests/fixtures/llamadapro/contacts_list.json");
@@ -1972,34 +1970,6 @@ mod tests {
         ConversationKeys {
             id: "501".into(),
             phone: PHONE.into(),
-        }
-    }
-
-    fn response(status: u16, body: &str) -> VendorResponse {
-        VendorResponse {
-            status,
-            retry_after: None,
-            body: bytes::Bytes::from(body.to_owned()),
-        }
-    }
-
-    fn list_json(output: Output) -> (Vec<Value>, Option<Value>) {
-        match output {
-            Output::List { data, next } => (
-                data.iter()
-                    .map(|r| serde_json::to_value(r).unwrap())
-                    .collect(),
-                next,
-            ),
-            other => panic!("expected a list, got {other:?}"),
-        }
-    }
-
-    fn object_json(output: Output) -> (&'static str, Value) {
-        match output {
-            Output::Found(r) => ("found", serde_json::to_value(r).unwrap()),
-            Output::Created(r) => ("created", serde_json::to_value(r).unwrap()),
-            other => panic!("expected one object, got {other:?}"),
         }
     }
 
@@ -2863,44 +2833,10 @@ mod tests {
 
     // ----- execute, against a scripted LlamadaPro on loopback -------------------------------
 
-    #[derive(Debug, Clone)]
-    struct Seen {
-        method: String,
-        path: String,
-        query: String,
-        api_key: String,
-        body: String,
-    }
-
-    impl Seen {
-        fn query_param(&self, name: &str) -> Option<String> {
-            url::form_urlencoded::parse(self.query.as_bytes())
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.into_owned())
-        }
-        fn json(&self) -> Value {
-            serde_json::from_str(&self.body).unwrap()
-        }
-    }
-
-    fn compiled_routes() -> crate::config::routes::VendorRoutes {
-        let file: RoutesFile =
-            serde_yaml::from_str(include_str!("../../routes/llamadapro.yaml")).unwrap();
-        crate::config::routes::compile(&file).unwrap()
-    }
-
-    /// The API key header as the routes file names it (the name is provisional).
-    fn auth_header() -> http::HeaderName {
-        match compiled_routes().auth {
-            crate::config::routes::AuthScheme::Header(name) => name,
-            other => panic!("llamadapro routes use {other:?}"),
-        }
-    }
-
     /// The method and path of `endpoint` in the routes file, its placeholder set to `param`
     /// (paths are provisional: the tests follow the routes file).
     fn route(endpoint: &str, param: &str) -> (String, String) {
-        let routes = compiled_routes();
+        let routes = test_support::compiled_routes(Vendor::LlamadaPro);
         let endpoint = routes.endpoint(endpoint).unwrap();
         (
             endpoint.method.to_string(),
@@ -2908,111 +2844,20 @@ mod tests {
         )
     }
 
-    struct Script {
-        replies: Vec<(String, String, u16, String)>,
-        seen: Mutex<Vec<Seen>>,
-    }
-
-    async fn answer(
-        axum::extract::State(script): axum::extract::State<Arc<Script>>,
-        method: http::Method,
-        uri: http::Uri,
-        headers: http::HeaderMap,
-        body: bytes::Bytes,
-    ) -> axum::response::Response {
-        use axum::response::IntoResponse;
-        script.seen.lock().unwrap().push(Seen {
-            method: method.to_string(),
-            path: uri.path().to_owned(),
-            query: uri.query().unwrap_or_default().to_owned(),
-            api_key: headers
-                .get(auth_header())
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned(),
-            body: String::from_utf8_lossy(&body).into_owned(),
-        });
-        let (status, body) = script
-            .replies
-            .iter()
-            .find(|(m, p, _, _)| m == method.as_str() && p == uri.path())
-            .map(|(_, _, s, b)| (*s, b.clone()))
-            .unwrap_or((
-                404,
-                r#"{"code":404,"error":"Not Found","message":"Not found","details":{}}"#.into(),
-            ));
-        (
-            http::StatusCode::from_u16(status).unwrap(),
-            [(http::header::CONTENT_TYPE, "application/json")],
-            body,
-        )
-            .into_response()
-    }
-
     /// A LlamadaPro that answers `(method, path)` with a fixed status and body.
     async fn llamadapro(replies: &[((String, String), u16, &str)]) -> (String, Arc<Script>) {
-        let script = Arc::new(Script {
-            replies: replies
-                .iter()
-                .map(|((m, p), s, b)| (m.clone(), p.clone(), *s, b.to_string()))
-                .collect(),
-            seen: Mutex::new(Vec::new()),
-        });
-        let app = axum::Router::new()
-            .fallback(answer)
-            .with_state(script.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (format!("http://{addr}"), script)
+        let not_found = r#"{"code":404,"error":"Not Found","message":"Not found","details":{}}"#;
+        let replies = replies
+            .iter()
+            .map(|((m, p), s, b)| (m.clone(), p.clone(), *s, *b));
+        test_support::serve(Vendor::LlamadaPro, not_found, replies).await
     }
 
     fn connection(base: &str, without: &[&str]) -> Connection {
-        let mut file: RoutesFile =
-            serde_yaml::from_str(include_str!("../../routes/llamadapro.yaml")).unwrap();
-        for name in without {
-            file.operations.remove(*name);
-        }
         let mut defaults = Map::new();
         defaults.insert("funnelId".into(), json!(7));
         defaults.insert("fromPhoneNumber".into(), json!(FROM));
-        Connection {
-            tenant: "acme".into(),
-            name: "crm".into(),
-            vendor: Vendor::LlamadaPro,
-            base_url: BaseUrl::parse(base).unwrap(),
-            auth_header: (auth_header(), http::HeaderValue::from_static("k")),
-            credentials: Default::default(),
-            defaults,
-            routes: Arc::new(crate::config::routes::compile(&file).unwrap()),
-            capabilities: Vec::new(),
-            fingerprint: 0,
-        }
-    }
-
-    /// Run one operation; answers the result and the number of vendor calls made.
-    async fn run(
-        connection: &Connection,
-        request: OperationRequest,
-    ) -> (Result<Output, ApiError>, u32) {
-        let client = VendorClient::new();
-        let metrics = Metrics::new().unwrap();
-        let mut ctx = CallContext {
-            connection,
-            client: &client,
-            metrics: &metrics,
-            operation: Operation::ContactsGet,
-            request_id: "req-1",
-            want_raw: false,
-            vendor_time: Duration::ZERO,
-            vendor_calls: 0,
-        };
-        let result = LlamadaPro.execute(&mut ctx, request).await;
-        (result, ctx.vendor_calls)
-    }
-
-    fn seen(script: &Script) -> Vec<Seen> {
-        script.seen.lock().unwrap().clone()
+        test_support::connection(Vendor::LlamadaPro, "crm", base, "k", defaults, without)
     }
 
     fn list(limit: u32, cursor: Option<Value>, filters: ContactFilters) -> OperationRequest {
@@ -3170,7 +3015,7 @@ mod tests {
             contact["handles"],
             json!([{"channel": "whatsapp", "value": PHONE}])
         );
-        assert_eq!(seen(&script)[0].api_key, "k");
+        assert_eq!(seen(&script)[0].key, "k");
         let (result, _) = run(
             &conn,
             OperationRequest::ContactsDelete(object_id(Kind::Contact, &["1001"])),

@@ -10,6 +10,8 @@ pub mod chatcaptain;
 pub mod client;
 pub mod libredesk;
 pub mod llamadapro;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 use async_trait::async_trait;
 use bytes::Bytes;
