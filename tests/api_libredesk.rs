@@ -19,58 +19,6 @@ fn assert_same_keys(object: &serde_json::Value, keys: &[&str]) {
     }
 }
 
-const CONTACT_KEYS: &[&str] = &[
-    "id",
-    "connection",
-    "vendor",
-    "remote_id",
-    "created_at",
-    "updated_at",
-    "name",
-    "first_name",
-    "last_name",
-    "emails",
-    "phones",
-    "handles",
-    "company",
-    "avatar_url",
-    "custom_fields",
-];
-const CONVERSATION_KEYS: &[&str] = &[
-    "id",
-    "connection",
-    "vendor",
-    "remote_id",
-    "created_at",
-    "updated_at",
-    "contact_id",
-    "channel",
-    "status",
-    "vendor_status",
-    "subject",
-    "assignee",
-    "priority",
-    "tags",
-    "last_message_at",
-];
-const MESSAGE_KEYS: &[&str] = &[
-    "id",
-    "connection",
-    "vendor",
-    "remote_id",
-    "created_at",
-    "updated_at",
-    "conversation_id",
-    "direction",
-    "sender",
-    "type",
-    "text",
-    "html",
-    "attachments",
-    "private",
-    "status",
-];
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contacts_list_get_search_and_paginate() {
     let h = Harness::start().await;

@@ -10,58 +10,6 @@ use common::*;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-const CONTACT_KEYS: &[&str] = &[
-    "id",
-    "connection",
-    "vendor",
-    "remote_id",
-    "created_at",
-    "updated_at",
-    "name",
-    "first_name",
-    "last_name",
-    "emails",
-    "phones",
-    "handles",
-    "company",
-    "avatar_url",
-    "custom_fields",
-];
-const CONVERSATION_KEYS: &[&str] = &[
-    "id",
-    "connection",
-    "vendor",
-    "remote_id",
-    "created_at",
-    "updated_at",
-    "contact_id",
-    "channel",
-    "status",
-    "vendor_status",
-    "subject",
-    "assignee",
-    "priority",
-    "tags",
-    "last_message_at",
-];
-const MESSAGE_KEYS: &[&str] = &[
-    "id",
-    "connection",
-    "vendor",
-    "remote_id",
-    "created_at",
-    "updated_at",
-    "conversation_id",
-    "direction",
-    "sender",
-    "type",
-    "text",
-    "html",
-    "attachments",
-    "private",
-    "status",
-];
-
 /// Every documented key, nothing else, and the types API.md gives them.
 fn check_shape(kind: &str, object: &Value, keys: &[&str], connection: &str) {
     let got: BTreeSet<&str> = object

@@ -47,6 +47,59 @@ pub fn try_load_routes(vendor: &str) -> Result<Arc<VendorRoutes>, String> {
         .map_err(|e| format!("{}: {}", e.key, e.reason))
 }
 
+/// Every key API.md documents on each normalized object (`raw` aside).
+pub const CONTACT_KEYS: &[&str] = &[
+    "id",
+    "connection",
+    "vendor",
+    "remote_id",
+    "created_at",
+    "updated_at",
+    "name",
+    "first_name",
+    "last_name",
+    "emails",
+    "phones",
+    "handles",
+    "company",
+    "avatar_url",
+    "custom_fields",
+];
+pub const CONVERSATION_KEYS: &[&str] = &[
+    "id",
+    "connection",
+    "vendor",
+    "remote_id",
+    "created_at",
+    "updated_at",
+    "contact_id",
+    "channel",
+    "status",
+    "vendor_status",
+    "subject",
+    "assignee",
+    "priority",
+    "tags",
+    "last_message_at",
+];
+pub const MESSAGE_KEYS: &[&str] = &[
+    "id",
+    "connection",
+    "vendor",
+    "remote_id",
+    "created_at",
+    "updated_at",
+    "conversation_id",
+    "direction",
+    "sender",
+    "type",
+    "text",
+    "html",
+    "attachments",
+    "private",
+    "status",
+];
+
 /// Options for one harness.
 pub struct Options {
     pub body_limit: usize,
