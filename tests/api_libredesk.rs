@@ -675,3 +675,31 @@ async fn vendor_failures_map_to_the_error_table() {
     )
     .await;
 }
+
+fn basic_auth(name: &str, text: String) -> String {
+    if name == "libredesk.yaml" {
+        text.replace("scheme: token", "scheme: basic")
+    } else {
+        text
+    }
+}
+
+/// Libredesk also takes `Authorization: Basic base64(key:secret)`; the routes file picks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_basic_auth_scheme_works_too() {
+    let h = Harness::start_with(Options {
+        routes_transform: Some(basic_auth),
+        ..Options::default()
+    })
+    .await;
+    expect_status(h.get("/v1/contacts?limit=1", &h.acme()).await, 200).await;
+    let response = h
+        .http
+        .get(h.url("/v1/contacts"))
+        .bearer_auth(h.acme())
+        .header("X-Connection", "badcreds")
+        .send()
+        .await
+        .expect("request");
+    expect_problem(response, 502, "vendor_auth_failed").await;
+}

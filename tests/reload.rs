@@ -124,6 +124,7 @@ async fn a_rotated_credential_is_used_and_cached_answers_are_not_served_after_it
     h.write("connections.yaml", &rotated);
     let (status, body) = admin_reload(&h).await;
     assert_eq!(status, 200, "{body}");
+    assert_eq!(body["restart_required"], serde_json::json!([]), "{body}");
 
     // The sandbox doesn't know the rotated key: the new credential is what is sent, and the
     // answer cached under the old connection config is not served.
@@ -349,4 +350,32 @@ async fn fifty_reloads_under_steady_traffic_drop_nothing() {
     assert!(reloads >= 50);
     assert!(ok > 0);
     assert_eq!(failed, 0, "requests failed during reloads");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_that_need_a_restart_are_named_and_the_rest_applies() {
+    let h = Harness::start().await;
+    let config = h.read("switchboard.yaml");
+    let api_line = config
+        .lines()
+        .find(|l| l.trim_start().starts_with("api: "))
+        .expect("api line")
+        .to_owned();
+    let moved = config
+        .replace(&api_line, &format!("  api: 127.0.0.1:{}", free_port()))
+        .replace("body_limit_bytes: 65536", "body_limit_bytes: 1024");
+    h.write("switchboard.yaml", &moved);
+    let (status, body) = admin_reload(&h).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["restart_required"],
+        serde_json::json!(["listen.api"]),
+        "{body}"
+    );
+    // still serving on the old address, with the new body limit applied
+    let big = serde_json::json!({"conversation_id": "x", "text": "y".repeat(2000)});
+    let response = h
+        .send(reqwest::Method::POST, "/v1/messages", &h.acme(), big)
+        .await;
+    expect_problem(response, 413, "payload_too_large").await;
 }

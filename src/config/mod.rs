@@ -339,6 +339,36 @@ pub struct Settings {
     pub audience: Option<String>,
 }
 
+impl Settings {
+    /// The settings that only take effect at start: a reload that changes them applies the
+    /// rest and says which of these wait for a restart (or a graceful upgrade).
+    pub fn restart_required(&self, next: &Settings) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        let mut check = |changed: bool, key: &'static str| {
+            if changed {
+                keys.push(key);
+            }
+        };
+        check(self.listen.api != next.listen.api, "listen.api");
+        check(self.listen.admin != next.listen.admin, "listen.admin");
+        check(self.threads != next.threads, "threads");
+        check(
+            self.grace_period_seconds != next.grace_period_seconds,
+            "grace_period_seconds",
+        );
+        check(
+            self.graceful_shutdown_timeout_seconds != next.graceful_shutdown_timeout_seconds,
+            "graceful_shutdown_timeout_seconds",
+        );
+        check(
+            self.cache_max_entries != next.cache_max_entries,
+            "cache.max_entries",
+        );
+        check(self.log != next.log, "log");
+        keys
+    }
+}
+
 /// A file that went into a snapshot, with the SHA-256 of its bytes (never its content).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileHash {

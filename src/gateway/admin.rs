@@ -72,9 +72,13 @@ impl ServeHttp for AdminApp {
             }
             ("GET", "/admin/config") => json_response(200, &config_view(&self.app)),
             ("POST", "/admin/reload") => match self.app.reload("admin") {
-                Ok(generation) => json_response(
+                Ok(reloaded) => json_response(
                     200,
-                    &json!({"status": "reloaded", "generation": generation}),
+                    &json!({
+                        "status": "reloaded",
+                        "generation": reloaded.generation,
+                        "restart_required": reloaded.restart_required,
+                    }),
                 ),
                 Err(e) => json_response(
                     422,

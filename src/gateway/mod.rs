@@ -81,7 +81,7 @@ impl App {
 
     /// Build a new snapshot from the files and swap it in; on any error the old snapshot keeps
     /// serving. Returns the new generation.
-    pub fn reload(&self, trigger: &str) -> Result<u64, ConfigError> {
+    pub fn reload(&self, trigger: &str) -> Result<Reloaded, ConfigError> {
         let _guard = match self.reload_lock.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -89,10 +89,12 @@ impl App {
         let current = self.snapshot();
         match self.loader.load(current.generation + 1) {
             Ok(next) => {
-                if next.settings.listen != current.settings.listen {
+                let restart_required = current.settings.restart_required(&next.settings);
+                if !restart_required.is_empty() {
                     tracing::warn!(
-                        "listen addresses changed in config; they take effect only after a restart \
-                         or a graceful upgrade (see README, Operations)"
+                        keys = ?restart_required,
+                        "these settings changed but take effect only after a restart or a \
+                         graceful upgrade (see README, Operations); everything else is applied"
                     );
                 }
                 let generation = next.generation;
@@ -112,7 +114,10 @@ impl App {
                     .inc();
                 self.metrics.config_generation.set(generation as i64);
                 tracing::info!(generation, trigger, "config reloaded");
-                Ok(generation)
+                Ok(Reloaded {
+                    generation,
+                    restart_required,
+                })
             }
             Err(e) => {
                 self.metrics
@@ -131,6 +136,14 @@ impl App {
             }
         }
     }
+}
+
+/// A reload that was applied.
+#[derive(Debug, Clone)]
+pub struct Reloaded {
+    pub generation: u64,
+    /// Changed settings that wait for a restart (listen addresses, threads, …).
+    pub restart_required: Vec<&'static str>,
 }
 
 /// Per-request state, filled as the request moves through `request_filter`, read by
