@@ -87,6 +87,14 @@ fn main() -> ExitCode {
                 Err(e) => return fail(&e),
             };
             switchboard::logging::init(&app.snapshot().settings.log);
+            for warning in &app.snapshot().warnings {
+                tracing::warn!(
+                    file = %warning.file.display(),
+                    key = %warning.key,
+                    reason = %warning.reason,
+                    "config warning"
+                );
+            }
             let options = ProcessOptions {
                 upgrade,
                 daemon,
@@ -102,6 +110,9 @@ fn main() -> ExitCode {
         }
         Command::Check { config } => match Loader::new(&config, Env::process()).load(0) {
             Ok(snapshot) => {
+                for warning in &snapshot.warnings {
+                    eprintln!("warning: {warning}");
+                }
                 let connections: usize = snapshot.tenants.values().map(|c| c.len()).sum();
                 let vendors: Vec<&str> = snapshot.routes.keys().map(|v| v.as_str()).collect();
                 println!(

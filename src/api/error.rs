@@ -99,6 +99,9 @@ pub struct ApiError {
     pub vendor: Option<Vendor>,
     pub vendor_status: Option<u16>,
     pub retry_after: Option<u64>,
+    /// Why a vendor call failed (`refused`, `untrusted_issuer`, …): for the access log only,
+    /// never in the problem body.
+    pub cause: Option<&'static str>,
 }
 
 impl ApiError {
@@ -109,6 +112,7 @@ impl ApiError {
             vendor: None,
             vendor_status: None,
             retry_after: None,
+            cause: None,
         }
     }
 
@@ -144,6 +148,11 @@ impl ApiError {
 
     pub fn with_vendor_status(mut self, status: u16) -> Self {
         self.vendor_status = Some(status);
+        self
+    }
+
+    pub fn with_cause(mut self, cause: &'static str) -> Self {
+        self.cause = Some(cause);
         self
     }
 

@@ -7,6 +7,7 @@
 
 pub mod env;
 pub mod routes;
+pub mod tls;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -31,6 +32,16 @@ use routes::{AuthScheme, RoutesFile, VendorRoutes};
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{}: {key}: {reason}", file.display())]
 pub struct ConfigError {
+    pub file: PathBuf,
+    pub key: String,
+    pub reason: String,
+}
+
+/// A config that loads but deserves a look (an expiring client certificate, a CA that has
+/// expired): printed by `switchboard check`, logged at start and on every reload.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {key}: {reason}", file.display())]
+pub struct ConfigWarning {
     pub file: PathBuf,
     pub key: String,
     pub reason: String,
@@ -199,6 +210,9 @@ pub struct ConnectionFile {
     pub credentials: BTreeMap<String, String>,
     #[serde(default)]
     pub defaults: Map<String, Value>,
+    /// TLS toward the vendor (https base URLs): trust, server name, client certificate.
+    #[serde(default)]
+    pub tls: Option<tls::TlsFile>,
 }
 
 // ----- the runtime snapshot ----------------------------------------------------------------
@@ -284,6 +298,8 @@ pub struct Connection {
     /// The raw credentials (the demo hands them to its sandboxes). Never logged.
     pub credentials: BTreeMap<String, Secret>,
     pub defaults: Map<String, Value>,
+    /// How sessions to the vendor are made and verified (https base URLs).
+    pub tls: tls::TlsSettings,
     pub routes: Arc<VendorRoutes>,
     /// Supported operations and their filters: what the router and capabilities read.
     pub capabilities: Vec<(Operation, Vec<&'static str>)>,
@@ -389,6 +405,8 @@ pub struct Snapshot {
     pub files: Vec<FileHash>,
     /// The folder whose changes trigger a reload.
     pub routes_dir: PathBuf,
+    /// What `switchboard check` warns about; the snapshot serves all the same.
+    pub warnings: Vec<ConfigWarning>,
 }
 
 impl Snapshot {
@@ -493,7 +511,14 @@ impl Loader {
             path: connections_path.clone(),
             sha256: hash,
         });
-        let tenants = build_connections(&connections_path, &connections, &routes)?;
+        let mut warnings = Vec::new();
+        let tenants = build_connections(
+            &connections_path,
+            &connections,
+            &routes,
+            &mut files,
+            &mut warnings,
+        )?;
 
         let cursors = match &gateway.cursor_secret {
             Some(s) if s.len() >= 16 => CursorCodec::new(s.as_bytes()),
@@ -536,6 +561,7 @@ impl Loader {
             routes,
             files,
             routes_dir,
+            warnings,
         })
     }
 
@@ -688,8 +714,13 @@ fn build_connections(
     path: &Path,
     file: &ConnectionsFile,
     routes: &BTreeMap<Vendor, Arc<VendorRoutes>>,
+    files: &mut Vec<FileHash>,
+    warnings: &mut Vec<ConfigWarning>,
 ) -> Result<HashMap<String, BTreeMap<String, Arc<Connection>>>, ConfigError> {
     let mut tenants = HashMap::new();
+    // Loaded once per snapshot, and only when a connection says `ca_mode: add`.
+    let mut system_roots: Option<Result<Vec<openssl::x509::X509>, String>> = None;
+    let mut roots = || system_roots.get_or_insert_with(tls::system_roots).clone();
     for (tenant, connections) in &file.tenants {
         if !valid_name(tenant) {
             return Err(ConfigError::new(
@@ -748,6 +779,17 @@ fn build_connections(
             }
             let auth_header = auth_header(&vendor_routes.auth, &conn.credentials)
                 .map_err(|r| ConfigError::new(path, format!("{key}.credentials"), r))?;
+            let tls = tls::build(
+                conn.tls.as_ref(),
+                &base_url,
+                &tls::Place {
+                    file: path,
+                    key: &key,
+                },
+                files,
+                warnings,
+                &mut roots,
+            )?;
             let capabilities = supported_operations(adapter, &vendor_routes);
             let fingerprint = fingerprint(tenant, name, conn, &vendor_routes);
             built.insert(
@@ -764,6 +806,7 @@ fn build_connections(
                         .map(|(k, v)| (k.clone(), Secret(v.clone())))
                         .collect(),
                     defaults: conn.defaults.clone(),
+                    tls,
                     routes: vendor_routes,
                     capabilities,
                     fingerprint,

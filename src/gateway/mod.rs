@@ -97,6 +97,15 @@ impl App {
                          graceful upgrade (see README, Operations); everything else is applied"
                     );
                 }
+                for warning in &next.warnings {
+                    tracing::warn!(
+                        file = %warning.file.display(),
+                        key = %warning.key,
+                        reason = %warning.reason,
+                        "config warning"
+                    );
+                }
+                let retired = retired_pools(&current, &next);
                 let generation = next.generation;
                 let live = next
                     .tenants
@@ -108,6 +117,9 @@ impl App {
                 // Entries of removed or changed connections are unreachable already (their
                 // keys carry the old fingerprint); drop them to free the memory.
                 self.cache.retain_connections(live);
+                // Sessions made under a connection's old TLS settings are never reused (their
+                // pool group differs); close the idle ones now rather than at their timeout.
+                self.client.retire_pools(&retired);
                 self.metrics
                     .config_reloads
                     .with_label_values(&["success"])
@@ -138,6 +150,28 @@ impl App {
     }
 }
 
+/// Pool identities (TLS settings, server name, port) that connections of `current` used and no
+/// connection of `next` uses: their idle pooled sessions are closed after the swap.
+fn retired_pools(
+    current: &Snapshot,
+    next: &Snapshot,
+) -> std::collections::BTreeSet<crate::vendors::tls::PoolIdentity> {
+    use crate::vendors::tls::PoolIdentity;
+    let identities = |snapshot: &Snapshot| -> std::collections::BTreeSet<PoolIdentity> {
+        snapshot
+            .tenants
+            .values()
+            .flat_map(|conns| conns.values())
+            .map(|c| PoolIdentity::of_connection(c))
+            .collect()
+    };
+    let live = identities(next);
+    identities(current)
+        .into_iter()
+        .filter(|identity| !live.contains(identity))
+        .collect()
+}
+
 /// A reload that was applied.
 #[derive(Debug, Clone)]
 pub struct Reloaded {
@@ -159,6 +193,8 @@ pub struct RequestCtx {
     vendor_time: Duration,
     vendor_calls: u32,
     cache: &'static str,
+    /// Why the last failed vendor call failed (`refused`, `untrusted_issuer`, …), or "-".
+    vendor_failure: &'static str,
 }
 
 /// `{"data": [...], "next_cursor": "…" | null}`, serialized straight from the resources.
@@ -613,6 +649,7 @@ impl ProxyHttp for Gateway {
             vendor_time: Duration::ZERO,
             vendor_calls: 0,
             cache: "none",
+            vendor_failure: "-",
         }
     }
 
@@ -631,6 +668,9 @@ impl ProxyHttp for Gateway {
             Ok(reply) => reply,
             Err(error) => {
                 ctx.code = error.code.as_str();
+                if let Some(cause) = error.cause {
+                    ctx.vendor_failure = cause;
+                }
                 // The body may not have been read: don't reuse the connection.
                 if !session.is_body_done() {
                     session.set_keepalive(None);
@@ -730,6 +770,7 @@ impl ProxyHttp for Gateway {
             vendor_ms = ctx.vendor_time.as_secs_f64() * 1000.0,
             vendor_calls = ctx.vendor_calls,
             cache = ctx.cache,
+            vendor_failure = ctx.vendor_failure,
             "request"
         );
     }

@@ -24,15 +24,17 @@ pub mod caac;
 pub mod chatcaptain;
 pub mod libredesk;
 pub mod llamadapro;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::RawPathParamsRejection;
 use axum::extract::{RawPathParams, Request};
@@ -44,6 +46,7 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::task::{JoinHandle, JoinSet};
@@ -54,6 +57,7 @@ use crate::config::routes::VendorRoutes;
 pub use caac::CaacState;
 pub use libredesk::LibredeskState;
 pub use llamadapro::LlamadaProState;
+pub use tls::{SandboxTls, SandboxTlsBuilder};
 
 /// Example normalized-API requests for a demo connection, using the seed data of the
 /// vendor's sandbox (none for vendors without a sandbox yet).
@@ -434,6 +438,10 @@ pub struct Sandbox {
     router: Arc<ArcSwap<Router>>,
     state: VendorState,
     task: JoinHandle<()>,
+    /// HTTPS when set; read per accepted connection.
+    tls: Arc<ArcSwapOption<SandboxTls>>,
+    /// Client connections being served right now.
+    open: Arc<AtomicUsize>,
 }
 
 impl fmt::Debug for Sandbox {
@@ -538,8 +546,17 @@ impl Sandbox {
             calls: Mutex::new(Vec::new()),
         });
         let router = Arc::new(ArcSwap::from_pointee(build_router(&core, routes)?));
-        let task = tokio::spawn(accept_loop(listener, router.clone()));
+        let tls = Arc::new(ArcSwapOption::empty());
+        let open = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn(accept_loop(
+            listener,
+            router.clone(),
+            tls.clone(),
+            open.clone(),
+        ));
         Ok(Sandbox {
+            tls,
+            open,
             addr,
             core,
             router,
@@ -548,9 +565,32 @@ impl Sandbox {
         })
     }
 
-    /// `http://127.0.0.1:PORT`, no trailing slash: the connection `base_url` for the gateway.
+    /// `http://127.0.0.1:PORT` (`https://` when serving TLS), no trailing slash: the
+    /// connection `base_url` for the gateway.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.load().is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Serve HTTPS with `tls` (or plain HTTP with `None`) from the next accepted connection
+    /// on: a test can rotate the sandbox's certificate while the gateway keeps running.
+    pub fn set_tls(&self, tls: Option<SandboxTls>) {
+        self.tls.store(tls.map(Arc::new));
+    }
+
+    /// [`Sandbox::set_tls`] for a sandbox just started.
+    pub fn with_tls(self, tls: SandboxTls) -> Sandbox {
+        self.set_tls(Some(tls));
+        self
+    }
+
+    /// Client connections open right now (a gateway's pooled keep-alive sessions count).
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -791,13 +831,19 @@ fn unmatched(core: &SandboxCore, request: Request, status: StatusCode) -> Respon
 
 /// Accept connections until the sandbox is dropped. Connection tasks live in a `JoinSet`
 /// owned by this task, so aborting it closes every connection too.
-async fn accept_loop(listener: TcpListener, router: Arc<ArcSwap<Router>>) {
+async fn accept_loop(
+    listener: TcpListener,
+    router: Arc<ArcSwap<Router>>,
+    tls: Arc<ArcSwapOption<SandboxTls>>,
+    open: Arc<AtomicUsize>,
+) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    connections.spawn(serve_connection(stream, router.clone()));
+                    let counted = OpenConnection::new(open.clone());
+                    connections.spawn(serve_connection(stream, router.clone(), tls.load_full(), counted));
                 }
                 Err(error) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -816,7 +862,15 @@ async fn accept_loop(listener: TcpListener, router: Arc<ArcSwap<Router>>) {
 /// A `Fault::Reset` asks, through [`ConnectionControl`], for the connection to be dropped
 /// before any byte of a response is written. A second handle on the socket, kept aside,
 /// sets `SO_LINGER=0` first, so the close is an RST rather than a polite FIN.
-async fn serve_connection(stream: TcpStream, router: Arc<ArcSwap<Router>>) {
+///
+/// With TLS the handshake comes first (bounded by the header read timeout); a client that
+/// fails it is simply disconnected, as a vendor would.
+async fn serve_connection(
+    stream: TcpStream,
+    router: Arc<ArcSwap<Router>>,
+    tls: Option<Arc<SandboxTls>>,
+    _open: OpenConnection,
+) {
     let _ = stream.set_nodelay(true);
     let (stream, spare) = match split_handle(stream) {
         Ok(pair) => pair,
@@ -825,6 +879,46 @@ async fn serve_connection(stream: TcpStream, router: Arc<ArcSwap<Router>>) {
             return;
         }
     };
+    let Some(tls) = tls else {
+        return serve_http(stream, spare, router).await;
+    };
+    let handshake = async {
+        let ssl = openssl::ssl::Ssl::new(tls.acceptor.context()).ok()?;
+        let mut stream = tokio_openssl::SslStream::new(ssl, stream).ok()?;
+        match std::pin::Pin::new(&mut stream).accept().await {
+            Ok(()) => Some(stream),
+            Err(error) => {
+                tracing::debug!(%error, "sandbox TLS handshake failed");
+                None
+            }
+        }
+    };
+    if let Ok(Some(stream)) = tokio::time::timeout(HEADER_READ_TIMEOUT, handshake).await {
+        serve_http(stream, spare, router).await;
+    }
+}
+
+/// Counts a connection as open from accept until its task ends (dropped with it).
+struct OpenConnection(Arc<AtomicUsize>);
+
+impl OpenConnection {
+    fn new(open: Arc<AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::SeqCst);
+        OpenConnection(open)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// HTTP/1.1 over a plain or TLS stream.
+async fn serve_http<I>(stream: I, spare: Option<std::net::TcpStream>, router: Arc<ArcSwap<Router>>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let control = ConnectionControl::default();
     let request_control = control.clone();
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {

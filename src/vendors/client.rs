@@ -5,19 +5,22 @@
 //! connections belong to the reactor that opened them (and daemon mode forks before any
 //! service runtime exists).
 
+use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
-use pingora::upstreams::peer::HttpPeer;
+use pingora::upstreams::peer::{HttpPeer, Peer};
 
 use crate::api::operation::Vendor;
 use crate::api::{ApiError, ErrorCode};
 use crate::config::routes::Endpoint;
+use crate::config::tls::TlsSettings;
 use crate::config::Connection;
+use crate::vendors::tls::{self as vendor_tls, PoolIdentity, TlsError};
 
 /// Largest vendor body we read; anything bigger is a broken vendor, not a page of data.
 const MAX_VENDOR_BODY: usize = 16 * 1024 * 1024;
@@ -110,6 +113,13 @@ pub enum CallError {
     Timeout(Duration),
     #[error("could not connect: {0}")]
     Connect(String),
+    /// The vendor's host refused the TCP connection (nothing listens, or a firewall said no).
+    #[error("connection refused: {0}")]
+    Refused(String),
+    /// No usable TLS session: the certificate check, the handshake, or the vendor's verdict on
+    /// our client certificate.
+    #[error("TLS: {0}")]
+    Tls(TlsError),
     #[error("connection failed during the call: {0}")]
     Io(String),
     #[error("response body larger than {MAX_VENDOR_BODY} bytes")]
@@ -123,8 +133,45 @@ impl CallError {
     pub fn outcome(&self) -> &'static str {
         match self {
             CallError::Timeout(_) => "timeout",
-            CallError::Connect(_) | CallError::Io(_) => "connect_error",
+            CallError::Connect(_) | CallError::Refused(_) | CallError::Io(_) => "connect_error",
+            CallError::Tls(_) => "tls_error",
             CallError::TooLarge | CallError::Target(_) => "server_error",
+        }
+    }
+
+    /// Why the call failed, in one bounded word: the `vendor_failure` of the access log and the
+    /// `cause` of the warn line (see README, "TLS failures").
+    pub fn cause(&self) -> &'static str {
+        match self {
+            CallError::Timeout(_) => "timeout",
+            CallError::Connect(_) => "connect_failed",
+            CallError::Refused(_) => "refused",
+            CallError::Tls(e) => e.failure.as_str(),
+            CallError::Io(_) => "connection_lost",
+            CallError::TooLarge => "body_too_large",
+            CallError::Target(_) => "bad_target",
+        }
+    }
+
+    /// Whether the call failed before any session with the vendor existed: the failures an
+    /// operator fixes in the network or the connection's `tls` settings. They get a warn line.
+    pub fn is_connection_failure(&self) -> bool {
+        matches!(
+            self,
+            CallError::Connect(_) | CallError::Refused(_) | CallError::Tls(_)
+        )
+    }
+
+    /// A reason fit for a log line: no address, no host name, no credential.
+    pub fn safe_reason(&self) -> String {
+        match self {
+            CallError::Tls(e) => e.reason.clone(),
+            CallError::Refused(_) => "the vendor's host refused the connection".to_owned(),
+            CallError::Connect(_) => "could not connect to the vendor's host".to_owned(),
+            CallError::Timeout(d) => format!("no answer within {} ms", d.as_millis()),
+            CallError::Io(_) => "the connection failed during the call".to_owned(),
+            CallError::TooLarge => format!("response body over {MAX_VENDOR_BODY} bytes"),
+            CallError::Target(_) => "the request cannot be expressed as a vendor call".to_owned(),
         }
     }
 
@@ -137,6 +184,18 @@ impl CallError {
             CallError::Connect(_) => (
                 ErrorCode::VendorUnavailable,
                 format!("could not connect to {vendor}"),
+            ),
+            CallError::Refused(_) => (
+                ErrorCode::VendorUnavailable,
+                format!("could not connect to {vendor}: connection refused (refused)"),
+            ),
+            CallError::Tls(e) => (
+                ErrorCode::VendorUnavailable,
+                format!(
+                    "could not connect to {vendor}: {} ({})",
+                    e.failure.describe(),
+                    e.failure.as_str()
+                ),
             ),
             CallError::Io(_) => (
                 ErrorCode::VendorError,
@@ -153,7 +212,7 @@ impl CallError {
         };
         // The underlying error text may contain internal addresses: log it, never return it.
         tracing::debug!(vendor = %vendor, error = %self, "vendor call failed");
-        ApiError::vendor(code, vendor, detail)
+        ApiError::vendor(code, vendor, detail).with_cause(self.cause())
     }
 }
 
@@ -167,11 +226,19 @@ pub fn outcome_for_status(status: u16) -> &'static str {
     }
 }
 
+/// Most peers remembered per pool identity (addresses a name resolved to over time).
+const MAX_TRACKED_PEERS: usize = 64;
+
 /// Shared by every request of a gateway. Cheap to clone? No: hold it in an `Arc`.
 #[derive(Default)]
 pub struct VendorClient {
-    connector: OnceLock<Connector>,
+    connector: OnceLock<Arc<Connector>>,
     dns: OnceLock<moka::future::Cache<(String, u16), SocketAddr>>,
+    /// Diagnoses of failed certificate checks, by peer (see [`vendor_tls::diagnose`]).
+    diagnoses: OnceLock<moka::future::Cache<u64, TlsError>>,
+    /// The peers whose sessions went back to the pool, by pool identity: what
+    /// [`VendorClient::retire_pools`] empties when a reload leaves an identity unused.
+    pooled: Mutex<HashMap<PoolIdentity, HashMap<u64, HttpPeer>>>,
 }
 
 impl VendorClient {
@@ -179,8 +246,100 @@ impl VendorClient {
         Self::default()
     }
 
-    fn connector(&self) -> &Connector {
-        self.connector.get_or_init(|| Connector::new(None))
+    fn connector(&self) -> &Arc<Connector> {
+        self.connector
+            .get_or_init(|| Arc::new(Connector::new(None)))
+    }
+
+    /// Close the idle pooled sessions of pool identities that no connection uses any more
+    /// (a reload changed a connection's TLS settings, host or port, or removed it). Pingora's
+    /// pool has no eviction call: each retired peer is asked for its pooled sessions with a
+    /// connector that cannot open new ones, and every session handed out is dropped, which
+    /// closes it. Runs as a task on the caller's tokio runtime; without one (never the case in
+    /// the server) the sessions close at their idle timeout. Never reused either way: the
+    /// changed settings have another pool group.
+    pub fn retire_pools(&self, retired: &BTreeSet<PoolIdentity>) {
+        let peers: Vec<HttpPeer> = {
+            let mut pooled = self.pooled.lock().unwrap_or_else(|p| p.into_inner());
+            retired
+                .iter()
+                .filter_map(|identity| pooled.remove(identity))
+                .flat_map(HashMap::into_values)
+                .collect()
+        };
+        let (Some(connector), false) = (self.connector.get().cloned(), peers.is_empty()) else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let mut closed = 0usize;
+            for mut peer in peers {
+                peer.options.custom_l4 = Some(Arc::new(vendor_tls::NeverConnect));
+                // A popped session that turns out closed also answers Err: try a few more.
+                let mut misses = 0;
+                while misses < 3 && closed < 10_000 {
+                    match connector.get_http_session(&peer).await {
+                        Ok((session, true)) => {
+                            drop(session);
+                            closed += 1;
+                            misses = 0;
+                        }
+                        Ok((session, false)) => {
+                            drop(session);
+                            break;
+                        }
+                        Err(_) => misses += 1,
+                    }
+                }
+            }
+            tracing::debug!(closed, "closed the pooled sessions of retired connections");
+        });
+    }
+
+    fn remember_pooled(&self, identity: PoolIdentity, peer: &HttpPeer) {
+        let mut pooled = self.pooled.lock().unwrap_or_else(|p| p.into_inner());
+        let peers = pooled.entry(identity).or_default();
+        if peers.len() < MAX_TRACKED_PEERS {
+            peers
+                .entry(peer.reuse_hash())
+                .or_insert_with(|| peer.clone());
+        }
+    }
+
+    /// Turn pingora's connect error into a named failure; a failed certificate check is
+    /// diagnosed (cached per peer for [`vendor_tls::DIAGNOSIS_TTL`]).
+    async fn connect_error(
+        &self,
+        error: &pingora::Error,
+        peer: &HttpPeer,
+        addr: SocketAddr,
+        base: &crate::config::BaseUrl,
+        tls: &TlsSettings,
+    ) -> CallError {
+        if error.etype() == &pingora::ErrorType::ConnectRefused {
+            return CallError::Refused(error.to_string());
+        }
+        let Some(classified) = vendor_tls::classify_connect(error) else {
+            return CallError::Connect(error.to_string());
+        };
+        if error.etype() != &pingora::ErrorType::InvalidCert {
+            return CallError::Tls(classified);
+        }
+        let diagnoses = self.diagnoses.get_or_init(|| {
+            moka::future::Cache::builder()
+                .max_capacity(1024)
+                .time_to_live(vendor_tls::DIAGNOSIS_TTL)
+                .build()
+        });
+        let diagnosis = diagnoses
+            .get_with(
+                peer.reuse_hash(),
+                vendor_tls::diagnose(addr, base, tls, CONNECT_TIMEOUT),
+            )
+            .await;
+        CallError::Tls(diagnosis)
     }
 
     async fn resolve(&self, host: &str, port: u16) -> Result<SocketAddr, CallError> {
@@ -225,7 +384,8 @@ impl VendorClient {
                 .map_err(|e| CallError::Target(e.to_string()))?;
             req.insert_header(http::header::ACCEPT, "application/json")
                 .map_err(|e| CallError::Target(e.to_string()))?;
-            self.exchange(&base, req, None).await
+            self.exchange(&base, &TlsSettings::default(), req, None)
+                .await
         };
         tokio::time::timeout(timeout, request)
             .await
@@ -325,27 +485,42 @@ impl VendorClient {
             )?;
         }
 
-        self.exchange(base, req, body).await
+        self.exchange(base, &connection.tls, req, body).await
     }
 
     /// Write one request on a pooled connection and read the whole answer.
     async fn exchange(
         &self,
         base: &crate::config::BaseUrl,
+        tls: &TlsSettings,
         req: RequestHeader,
         body: Option<Vec<u8>>,
     ) -> Result<VendorResponse, CallError> {
         let addr = self.resolve(&base.host, base.port).await?;
-        let mut peer = HttpPeer::new(addr, base.tls, base.host.clone());
+        let mut peer = vendor_tls::vendor_peer(addr, base, tls);
         peer.options.connection_timeout = Some(CONNECT_TIMEOUT);
         peer.options.total_connection_timeout = Some(CONNECT_TIMEOUT);
         peer.options.idle_timeout = Some(POOL_IDLE);
         let connector = self.connector();
-        let (mut session, _reused) = connector
-            .get_http_session(&peer)
-            .await
-            .map_err(|e| CallError::Connect(e.to_string()))?;
-        let io = |e: Box<pingora::Error>| CallError::Io(e.to_string());
+        let (mut session, reused) = match connector.get_http_session(&peer).await {
+            Ok(made) => made,
+            Err(e) => return Err(self.connect_error(&e, &peer, addr, base, tls).await),
+        };
+        if base.tls && !reused {
+            let negotiated = session
+                .digest()
+                .and_then(|d| d.ssl_digest.as_ref())
+                .map(|d| d.version.to_string());
+            vendor_tls::check_version(negotiated.as_deref(), tls.min_version)
+                .map_err(CallError::Tls)?;
+        }
+        // On a session made just now, a TLS alert is the vendor's verdict on the handshake
+        // (TLS 1.3 sends its answer to our client certificate after our side has finished).
+        let fresh_tls = base.tls && !reused;
+        let io = |e: Box<pingora::Error>| match vendor_tls::classify_io(&e) {
+            Some(tls_error) if fresh_tls => CallError::Tls(tls_error),
+            _ => CallError::Io(e.to_string()),
+        };
         session
             .write_request_header(Box::new(req))
             .await
@@ -378,6 +553,7 @@ impl VendorClient {
         connector
             .release_http_session(session, &peer, Some(POOL_IDLE))
             .await;
+        self.remember_pooled(PoolIdentity::of(base, tls), &peer);
         Ok(VendorResponse {
             status,
             retry_after,

@@ -12,6 +12,7 @@ pub mod libredesk;
 pub mod llamadapro;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod tls;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -161,6 +162,21 @@ impl<'a> CallContext<'a> {
         };
         self.metrics
             .observe_vendor_call(vendor, self.operation, outcome, elapsed);
+        if let Err(e) = &result {
+            if e.is_connection_failure() {
+                // What an operator needs to fix it, and nothing else: no address, no host.
+                tracing::warn!(
+                    request_id = self.request_id,
+                    vendor = vendor.as_str(),
+                    connection = %self.connection.name,
+                    operation = self.operation.as_str(),
+                    outcome,
+                    cause = e.cause(),
+                    reason = %e.safe_reason(),
+                    "vendor connection failed"
+                );
+            }
+        }
         result.map_err(|e| e.into_api_error(vendor))
     }
 

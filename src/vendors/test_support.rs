@@ -196,6 +196,7 @@ pub(crate) fn connection(
         auth_header: (auth_header(vendor), http::HeaderValue::from_static(key)),
         credentials: Default::default(),
         defaults,
+        tls: Default::default(),
         routes: Arc::new(crate::config::routes::compile(&file).unwrap()),
         capabilities: Vec::new(),
         fingerprint: 0,

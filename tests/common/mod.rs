@@ -2,6 +2,8 @@
 //! in front of a real Libredesk sandbox, driven over HTTP like a client would.
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -113,6 +115,19 @@ pub struct Options {
     pub routes_transform: Option<fn(&str, String) -> String>,
     /// Replaces the `jwt:` block of the gateway config (YAML lines indented by two spaces).
     pub jwt: Option<String>,
+    /// Serve the Libredesk sandbox over HTTPS with a certificate for [`LIBREDESK_TLS_NAME`]
+    /// from a test CA; the Libredesk connections trust it through `tls.ca_file` and name it
+    /// with `tls.server_name`. On by default in test targets named `*_tls`.
+    pub libredesk_tls: bool,
+}
+
+/// The name in the Libredesk sandbox's certificate when it serves HTTPS.
+pub const LIBREDESK_TLS_NAME: &str = "libredesk.test";
+
+/// Whether this test target runs its Libredesk sandbox behind TLS: `tests/api_libredesk_tls.rs`
+/// compiles the whole `tests/api_libredesk.rs` suite again under that name.
+pub fn tls_target() -> bool {
+    env!("CARGO_CRATE_NAME").ends_with("_tls")
 }
 
 impl Default for Options {
@@ -124,6 +139,7 @@ impl Default for Options {
             cache_max_entries: 1000,
             routes_transform: None,
             jwt: None,
+            libredesk_tls: tls_target(),
         }
     }
 }
@@ -157,6 +173,19 @@ impl Harness {
         .await
         .expect("sandbox starts");
         let dir = tempfile::tempdir().expect("tempdir");
+        // `tls:` of every Libredesk connection (YAML flow map), when the sandbox serves HTTPS.
+        let ld_tls = if options.libredesk_tls {
+            let ca = tls::ca("switchboard test CA");
+            let server = tls::server(&ca, LIBREDESK_TLS_NAME);
+            libredesk.set_tls(Some(
+                switchboard::sandbox::SandboxTls::new(&server.cert_pem(), &server.key_pem())
+                    .expect("sandbox TLS"),
+            ));
+            std::fs::write(dir.path().join("libredesk-ca.pem"), ca.cert_pem()).expect("CA file");
+            format!("\n      tls: {{ca_file: libredesk-ca.pem, server_name: {LIBREDESK_TLS_NAME}}}")
+        } else {
+            String::new()
+        };
         let routes_dir = dir.path().join("routes");
         std::fs::create_dir_all(&routes_dir).expect("routes dir");
         for entry in std::fs::read_dir(repo_path("routes")).expect("routes") {
@@ -225,12 +254,12 @@ impl Harness {
       vendor: libredesk
       base_url: {ld}
       credentials: {{api_key: {LD_KEY}, api_secret: {LD_SECRET}}}
-      defaults: {{inbox_id: 1}}
+      defaults: {{inbox_id: 1}}{ld_tls}
     badcreds:
       vendor: libredesk
       base_url: {ld}
       credentials: {{api_key: wrong, api_secret: wrong}}
-      defaults: {{inbox_id: 1}}
+      defaults: {{inbox_id: 1}}{ld_tls}
     down:
       vendor: libredesk
       base_url: http://127.0.0.1:{closed_port}
@@ -241,13 +270,13 @@ impl Harness {
       vendor: libredesk
       base_url: {ld}
       credentials: {{api_key: {LD_KEY}, api_secret: {LD_SECRET}}}
-      defaults: {{inbox_id: 1}}
+      defaults: {{inbox_id: 1}}{ld_tls}
   solo:
     only:
       vendor: libredesk
       base_url: {ld}
       credentials: {{api_key: {LD_KEY}, api_secret: {LD_SECRET}}}
-      defaults: {{inbox_id: 1}}
+      defaults: {{inbox_id: 1}}{ld_tls}
 {extra}"#,
             ld = libredesk.base_url(),
             extra = options.extra_connections,
