@@ -98,9 +98,14 @@ fn watched_dirs(app: &App) -> BTreeSet<PathBuf> {
     dirs
 }
 
+/// Config, routes, key and certificate files (a connection's `tls` files are PEM under any
+/// of the usual names).
 fn is_config_file(path: &Path) -> bool {
-    path.extension()
-        .is_some_and(|e| e == "yaml" || e == "yml" || e == "pem" || e == "json")
+    path.extension().is_some_and(|e| {
+        ["yaml", "yml", "pem", "json", "crt", "cer", "key"]
+            .iter()
+            .any(|x| e == *x)
+    })
 }
 
 #[async_trait]

@@ -886,16 +886,32 @@ async fn serve_connection(
         let ssl = openssl::ssl::Ssl::new(tls.acceptor.context()).ok()?;
         let mut stream = tokio_openssl::SslStream::new(ssl, stream).ok()?;
         match std::pin::Pin::new(&mut stream).accept().await {
-            Ok(()) => Some(stream),
+            Ok(()) => Some(Ok(stream)),
             Err(error) => {
                 tracing::debug!(%error, "sandbox TLS handshake failed");
-                None
+                Some(Err(stream))
             }
         }
     };
-    if let Ok(Some(stream)) = tokio::time::timeout(HEADER_READ_TIMEOUT, handshake).await {
-        serve_http(stream, spare, router).await;
+    match tokio::time::timeout(HEADER_READ_TIMEOUT, handshake).await {
+        Ok(Some(Ok(stream))) => serve_http(stream, spare, router).await,
+        Ok(Some(Err(mut failed))) => linger_close(failed.get_mut()).await,
+        _ => {}
     }
+}
+
+/// Close after a failed handshake the way a careful server does: the alert OpenSSL wrote is
+/// followed by a FIN, and what the client sent meanwhile (with TLS 1.3, its first request) is
+/// read and dropped, so the close is not an RST that could discard the alert before the client
+/// reads it.
+async fn linger_close(stream: &mut TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = stream.shutdown().await;
+    let drain = async {
+        let mut buf = [0u8; 4096];
+        while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
 }
 
 /// Counts a connection as open from accept until its task ends (dropped with it).
