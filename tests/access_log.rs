@@ -42,6 +42,7 @@ const ACCESS_FIELDS: &[&str] = &[
     "duration_ms",
     "vendor_ms",
     "cache",
+    "vendor_failure",
 ];
 
 /// A `switchboard run` child process with its stderr collected by a reader thread.
@@ -470,6 +471,7 @@ async fn json_access_log_has_one_line_per_request_and_no_secrets() {
     assert_eq!(ok["status"], 200, "{ok}");
     assert_eq!(ok["code"], "ok", "{ok}");
     assert_eq!(ok["cache"], "none", "lists are not cached: {ok}");
+    assert_eq!(ok["vendor_failure"], "-", "{ok}");
     assert!(ok["vendor_ms"].as_f64().is_some_and(|d| d > 0.0), "{ok}");
     assert!(
         ok["duration_ms"].as_f64() >= ok["vendor_ms"].as_f64(),
@@ -482,6 +484,10 @@ async fn json_access_log_has_one_line_per_request_and_no_secrets() {
     assert_eq!(failed["connection"], "support", "{failed}");
     assert_eq!(failed["status"], 502, "{failed}");
     assert_eq!(failed["code"], "vendor_error", "{failed}");
+    assert_eq!(
+        failed["vendor_failure"], "-",
+        "the vendor answered (5xx): {failed}"
+    );
 
     let refused = line_for(&bad_token_id);
     assert_eq!(refused["status"], 401, "{refused}");

@@ -9,7 +9,8 @@
 //! 2. A harness gateway (vendor timeout 300 ms) and a Prometheus child process scraping its
 //!    admin `/metrics` every second, with dashboards/alerts.yml loaded.
 //! 3. Two bursts of traffic, each seen by a scrape: every vendor of the harness (a read, a
-//!    429, a 5xx, a timeout), a connect error, cache hit/miss/bypass, a bad token, reloads.
+//!    429, a 5xx, a timeout), a connect error, a TLS error (a Libredesk sandbox on HTTPS with a
+//!    certificate the gateway does not trust), cache hit/miss/bypass, a bad token, reloads.
 //! 4. Every panel target of dashboards/switchboard.json (Grafana variables substituted like
 //!    dashboards/queries.py does) returns data; every vendor shows up where a panel is per
 //!    vendor; the dashboard's variable queries have values; every alert rule evaluates
@@ -79,7 +80,13 @@ const OUTCOMES: &[&str] = &[
     "timeout",
     "rate_limited",
     "connect_error",
+    "tls_error",
 ];
+
+/// The tenant and connection whose vendor serves HTTPS with a certificate from a CA the
+/// gateway does not trust: every call is a `tls_error`.
+const TLS_TENANT: &str = "tlsco";
+const UNTRUSTED: &str = "untrusted";
 
 /// The `code` label: "ok", an error word of API.md, or "client_closed".
 const CODES: &[&str] = &[
@@ -497,6 +504,19 @@ async fn burst(h: &Harness, vendors: &[Vendor], contact: &str) {
     // Nothing listens behind connection `down`: a connect error.
     assert_eq!(fresh_get(h, "down", "/v1/contacts?limit=1").await.0, 503);
 
+    // An HTTPS vendor whose certificate no trusted CA issued: a TLS error.
+    let response = h
+        .http
+        .get(h.url("/v1/contacts?limit=1"))
+        .bearer_auth(h.token(TLS_TENANT, ALL_SCOPES))
+        .header("X-Connection", UNTRUSTED)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 503);
+    let body = response.text().await.expect("body");
+    assert!(body.contains("untrusted_issuer"), "{body}");
+
     // Cache: contacts.get is cached for Libredesk (routes/libredesk.yaml).
     let first = h.get(contact, &h.acme()).await;
     assert_eq!(first.status(), 200);
@@ -759,8 +779,12 @@ fn check_exposition(text: &str, vendors: &[Vendor]) {
         );
         assert_eq!(les[les.len() - 1], f64::INFINITY);
 
-        // Every outcome this test provoked, per vendor.
-        for outcome in ["ok", "rate_limited", "server_error", "timeout"] {
+        // Every outcome this test provoked, per vendor (TLS errors: Libredesk only).
+        let mut provoked = vec!["ok", "rate_limited", "server_error", "timeout"];
+        if *vendor == Vendor::Libredesk {
+            provoked.push("tls_error");
+        }
+        for outcome in provoked {
             let count: f64 = exposition
                 .samples
                 .iter()
@@ -802,8 +826,29 @@ async fn dashboards_and_alerts_against_a_real_prometheus() {
     println!("promtool test rules: {}", tests.trim());
 
     // 2. Gateway and Prometheus.
+    let untrusted_ca = common::tls::ca("a CA nobody trusts");
+    let untrusted_cert = common::tls::server(&untrusted_ca, LIBREDESK_TLS_NAME);
+    let https_vendor = switchboard::sandbox::Sandbox::start_libredesk(
+        load_routes("libredesk"),
+        switchboard::sandbox::Credentials::new(LD_KEY, LD_SECRET),
+    )
+    .await
+    .expect("HTTPS sandbox")
+    .with_tls(
+        switchboard::sandbox::SandboxTls::new(
+            &untrusted_cert.cert_pem(),
+            &untrusted_cert.key_pem(),
+        )
+        .expect("sandbox TLS"),
+    );
     let h = Harness::start_with(Options {
         vendor_timeout_ms: VENDOR_TIMEOUT_MS,
+        extra_connections: format!(
+            "  {TLS_TENANT}:\n    {UNTRUSTED}:\n      vendor: libredesk\n      base_url: {}\n      \
+             credentials: {{api_key: {LD_KEY}, api_secret: {LD_SECRET}}}\n      \
+             defaults: {{inbox_id: 1}}\n      tls: {{server_name: {LIBREDESK_TLS_NAME}}}\n",
+            https_vendor.base_url()
+        ),
         ..Options::default()
     })
     .await;
@@ -901,6 +946,20 @@ scrape_configs:
             }
         }
     }
+    // The TLS panel shows the TLS errors of the burst (not just the 0 line of every vendor).
+    let tls_panel = targets
+        .iter()
+        .find(|t| t.panel == "Vendor TLS errors by vendor")
+        .expect("a TLS errors panel in the Vendors row");
+    if let Err(e) = prom
+        .wait_for("TLS panel shows libredesk's errors", &tls_panel.expr, |r| {
+            r.iter()
+                .any(|s| label(s, "vendor") == Some("libredesk") && value_of(s) > 0.0)
+        })
+        .await
+    {
+        failures.push(e);
+    }
     for (name, metric, label) in variable_queries(&dashboard) {
         let values = prom
             .api(
@@ -960,12 +1019,18 @@ scrape_configs:
         ("SwitchboardConfigReloadFailed", "firing"),
         ("SwitchboardVendorRateLimited", "pending"),
         ("SwitchboardVendorErrorRatioHigh", "pending"),
+        ("SwitchboardVendorTlsErrors", "pending"),
     ] {
         let expr = format!(r#"ALERTS{{alertname="{alert}", alertstate="{state}"}}"#);
-        let per_vendor = alert.starts_with("SwitchboardVendor");
+        // Per-vendor alerts cover every vendor; TLS errors only happen at the HTTPS Libredesk.
+        let vendors: &[&str] = match alert {
+            "SwitchboardVendorTlsErrors" => &["libredesk"],
+            a if a.starts_with("SwitchboardVendor") => &vendor_names,
+            _ => &[],
+        };
         match prom
             .wait_for(&format!("alert {alert} {state}"), &expr, |r| {
-                !r.is_empty() && (!per_vendor || covers_vendors(r, &vendor_names))
+                !r.is_empty() && covers_vendors(r, vendors)
             })
             .await
         {
