@@ -553,7 +553,10 @@ impl VendorClient {
         connector
             .release_http_session(session, &peer, Some(POOL_IDLE))
             .await;
-        self.remember_pooled(PoolIdentity::of(base, tls), &peer);
+        if !reused {
+            // A reused session's peer is remembered already: nothing on the hot path.
+            self.remember_pooled(PoolIdentity::of(base, tls), &peer);
+        }
         Ok(VendorResponse {
             status,
             retry_after,

@@ -170,11 +170,12 @@ pub fn classify_connect(error: &pingora::Error) -> Option<TlsError> {
 
 /// A read or write error on a session that was just made: with TLS 1.3 the vendor's verdict
 /// on our client certificate arrives as an alert after the client's side of the handshake has
-/// finished, on the first read. `None`: an ordinary I/O error.
+/// finished, on the first read. `None`: an ordinary I/O error (any other alert included).
 pub fn classify_io(error: &pingora::Error) -> Option<TlsError> {
     let text = error.to_string();
     let alert = alert_number(&text)?;
-    Some(classify_alert(alert, &text))
+    let classified = classify_alert(alert, &text);
+    (classified.failure == TlsFailure::ClientCertificate).then_some(classified)
 }
 
 /// Classify OpenSSL's error text (from a handshake).
