@@ -396,24 +396,30 @@ async fn bad_tokens_are_unauthorized() {
         0,
         "no vendor call for a bad token"
     );
-    let metrics = h
-        .http
-        .get(format!("{}/metrics", h.admin))
-        .send()
-        .await
-        .expect("metrics");
-    let text = metrics.text().await.expect("text");
+    // Request metrics are recorded in the logging phase, after the response is written:
+    // poll until the last request is counted.
+    let counted =
+        "switchboard_http_requests_total{code=\"unauthorized\",operation=\"contacts.list\",vendor=\"none\"} 6";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let text = loop {
+        let metrics = h
+            .http
+            .get(format!("{}/metrics", h.admin))
+            .send()
+            .await
+            .expect("metrics");
+        let text = metrics.text().await.expect("text");
+        if text.contains(counted) || std::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     assert!(
         text.contains("switchboard_auth_failures_total{reason=\"expired\"} 1"),
         "{text}"
     );
     // refused requests are counted under the operation they asked for
-    assert!(
-        text.contains(
-            "switchboard_http_requests_total{code=\"unauthorized\",operation=\"contacts.list\",vendor=\"none\"} 6"
-        ),
-        "{text}"
-    );
+    assert!(text.contains(counted), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
