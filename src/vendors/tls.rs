@@ -133,13 +133,12 @@ impl PoolIdentity {
     }
 }
 
-/// `Err` when a new session negotiated a version below the connection's `min_version`.
-/// Pingora's connector offers TLS 1.0–1.3 to every peer; the floor is enforced here, before
-/// a single byte of the request is written on the session.
+/// `Err` when a new TLS session negotiated a version below the connection's `min_version`
+/// (`negotiated` is OpenSSL's name, `TLSv1.3`; `None` when the session reports none, which
+/// fails closed). Pingora's connector offers TLS 1.0–1.3 to every peer; the floor is enforced
+/// here, before a single byte of the request is written on the session.
 pub fn check_version(negotiated: Option<&str>, min: TlsVersion) -> Result<(), TlsError> {
-    let Some(name) = negotiated else {
-        return Ok(());
-    };
+    let name = negotiated.unwrap_or("an unknown version");
     match TlsVersion::from_negotiated(name) {
         Some(version) if version >= min => Ok(()),
         _ => Err(TlsError::new(
@@ -410,7 +409,7 @@ mod tests {
         assert!(e.reason.contains("below min_version 1.3"), "{}", e.reason);
         assert!(check_version(Some("TLSv1.1"), TlsVersion::Tls12).is_err());
         assert!(check_version(Some("TLSv1"), TlsVersion::Tls12).is_err());
-        // Plain HTTP: no TLS digest, nothing to check.
-        assert!(check_version(None, TlsVersion::Tls13).is_ok());
+        // A TLS session that reports no version is refused, not waved through.
+        assert!(check_version(None, TlsVersion::Tls12).is_err());
     }
 }
