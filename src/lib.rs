@@ -6,11 +6,14 @@
 pub mod api;
 pub mod auth;
 pub mod cache;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod gateway;
 pub mod logging;
 pub mod metrics;
+pub mod resilience;
 pub mod sandbox;
 pub mod server;
+pub mod state;
 pub mod vendors;

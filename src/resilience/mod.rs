@@ -1,0 +1,1 @@
+//! Per-replica resilience at the vendor edge (placeholder while the state seam builds).
