@@ -26,6 +26,17 @@ pub const RECORD_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// Longest accepted `Idempotency-Key`.
 pub const MAX_KEY_LEN: usize = 255;
 
+/// Added to the longest time a request can run to get its in-flight lease.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
+/// The lease for a request that can run at most `longest_run` (the sum of its vendor calls'
+/// endpoint timeouts and budget waits, or the gateway's request deadline). A lease shorter
+/// than the request would let a retry start a second copy while the first still runs; one
+/// much longer only delays a retry after a crash.
+pub fn lease_for(longest_run: Duration) -> Duration {
+    longest_run.saturating_add(LEASE_MARGIN)
+}
+
 /// The header that carries the key.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 
@@ -290,6 +301,15 @@ mod tests {
         let b = RecordKey::new("a", IdempotencyKey::parse(b"b:c").unwrap());
         assert_ne!(a.storage_key(), b.storage_key());
         assert_eq!(a.storage_key(), "idem:3:a:b:c");
+    }
+
+    #[test]
+    fn a_lease_outlasts_the_longest_run() {
+        assert_eq!(
+            lease_for(Duration::from_secs(30)),
+            Duration::from_secs(30) + LEASE_MARGIN
+        );
+        assert_eq!(lease_for(Duration::MAX), Duration::MAX);
     }
 
     #[test]

@@ -46,6 +46,10 @@
 //! make two keys collide. Connection errors and timeouts of the Redis client become
 //! `StateError::Unavailable`; the fallback to a per-replica share of each limit wraps the
 //! Redis backend around a [`memory::MemoryStore`] and is the Redis step's job.
+//!
+//! The event outbox and cross-replica cache invalidation (issues 14 and 15) belong to the same
+//! seam but not to this trait: they get their own small traits here, so no backend has to
+//! implement what it does not store, and this one stays six methods.
 
 pub mod idempotency;
 pub mod limit;
