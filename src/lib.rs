@@ -9,6 +9,7 @@ pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod events;
 pub mod gateway;
 pub mod logging;
 pub mod metrics;
