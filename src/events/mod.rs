@@ -10,9 +10,10 @@
 
 // pub mod caac;
 pub mod clock;
-// pub mod delivery;
+pub mod delivery;
 // pub mod libredesk;
-// pub mod metrics;
+pub mod metrics;
 pub mod model;
+pub mod sender;
 pub mod signing;
 pub mod store;
