@@ -8,10 +8,10 @@
 //!
 //! The modules here are the self-contained core; the gateway wires the routes and services.
 
-// pub mod caac;
+pub mod caac;
 pub mod clock;
 pub mod delivery;
-// pub mod libredesk;
+pub mod libredesk;
 pub mod metrics;
 pub mod model;
 pub mod sender;
