@@ -1,12 +1,25 @@
 //! Events: what happens at the vendor reaches the apps (issue 14, API.md "Events").
 //!
 //! ```text
-//! intake (/hooks/…): verify vendor signature ─▶ parse (libredesk, caac) ─▶ normalize ─▶ store ─▶ 2xx
-//! delivery worker:    store.claim_due ─▶ signed POST (signing) ⟲ backoff (delivery) ─▶ dead letter
-//! pull / SSE:         store.list after a cursor, woken by store.changes()
+//! intake  POST /hooks/{tenant}/{connection}
+//!         verify (signing) ─▶ parse (libredesk | caac) ─▶ normalize (adapter, GET if partial)
+//!         ─▶ store.append (durable, fanned out to matching subscriptions) ─▶ 2xx ─▶ invalidate cache
+//! push    DeliveryWorker (BackgroundService): store.claim_due ─▶ signed POST (sender)
+//!         ⟲ RetryPolicy backoff for 24 h ─▶ dead letter ─▶ admin list / replay
+//! pull    GET /v1/events: store.list after a cursor (pull::page_json)
+//!         GET /v1/events/stream: SSE (pull::sse_frame), woken by store.changes()
 //! ```
 //!
-//! The modules here are the self-contained core; the gateway wires the routes and services.
+//! - [`model`]: the envelope, event types, subscriptions (`whsec_` secrets), `events:` settings.
+//! - [`store`]: [`store::EventStore`], the state seam (a Redis backend implements it later), and
+//!   [`store::SqliteStore`], the embedded durable default under `data_dir`.
+//! - [`signing`]: Standard Webhooks signatures out; Libredesk HMAC and CAAC bearer in.
+//! - [`delivery`]: backoff schedule and the delivery worker; [`sender`]: the HTTP POST seam and
+//!   its pingora implementation.
+//! - [`libredesk`], [`caac`]: what a verified vendor body means; the CAAC AI-agent bridge.
+//! - [`pull`]: page and SSE bytes; [`receiver`]: the demo's verifying subscriber.
+//! - [`metrics`]: intake, delivery and backlog metrics with bounded labels.
+//! - [`clock`]: milliseconds and an injectable clock, so schedules are tested without waiting.
 
 pub mod caac;
 pub mod clock;
@@ -14,6 +27,8 @@ pub mod delivery;
 pub mod libredesk;
 pub mod metrics;
 pub mod model;
+pub mod pull;
+pub mod receiver;
 pub mod sender;
 pub mod signing;
 pub mod store;

@@ -1401,6 +1401,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn commits_are_fsynced_through_the_write_ahead_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let (journal, synchronous, foreign_keys, locking) = store
+            .with_conn(|conn| {
+                let text = |name: &str| -> rusqlite::Result<String> {
+                    conn.pragma_query_value(None, name, |r| r.get::<_, rusqlite::types::Value>(0))
+                        .map(|v| match v {
+                            rusqlite::types::Value::Integer(n) => n.to_string(),
+                            rusqlite::types::Value::Text(t) => t,
+                            other => format!("{other:?}"),
+                        })
+                };
+                Ok((
+                    text("journal_mode")?,
+                    text("synchronous")?,
+                    text("foreign_keys")?,
+                    text("locking_mode")?,
+                ))
+            })
+            .await
+            .unwrap();
+        assert_eq!(journal, "wal");
+        assert_eq!(synchronous, "2", "FULL: the WAL is fsynced at every commit");
+        assert_eq!(foreign_keys, "1");
+        assert_eq!(locking, "exclusive");
+    }
+
+    #[tokio::test]
     async fn a_newer_schema_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         drop(SqliteStore::open(dir.path()).unwrap());
