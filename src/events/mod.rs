@@ -17,6 +17,7 @@
 //! - [`delivery`]: backoff schedule and the delivery worker; [`sender`]: the HTTP POST seam and
 //!   its pingora implementation.
 //! - [`libredesk`], [`caac`]: what a verified vendor body means; the CAAC AI-agent bridge.
+//! - [`poll`]: list differences → events, for vendors without push.
 //! - [`pull`]: page and SSE bytes; [`receiver`]: the demo's verifying subscriber.
 //! - [`metrics`]: intake, delivery and backlog metrics with bounded labels.
 //! - [`clock`]: milliseconds and an injectable clock, so schedules are tested without waiting.
@@ -27,6 +28,7 @@ pub mod delivery;
 pub mod libredesk;
 pub mod metrics;
 pub mod model;
+pub mod poll;
 pub mod pull;
 pub mod receiver;
 pub mod sender;
