@@ -294,16 +294,6 @@ impl DeliveryWorker {
             Some(s) => self.post(&delivery, &s.url, &s.secret).await,
         };
         let at = self.clock.now_ms();
-        if let (Some(metrics), AttemptResult::Delivered | AttemptResult::Dead { .. }) =
-            (&self.metrics, &result)
-        {
-            let outcome = if result == AttemptResult::Delivered {
-                "delivered"
-            } else {
-                "dead"
-            };
-            metrics.observe_finished(&delivery.subscription, outcome);
-        }
         let recorded = self
             .store
             .record_attempt(
@@ -316,6 +306,17 @@ impl DeliveryWorker {
                 },
             )
             .await?;
+        if let (Some(metrics), true) = (&self.metrics, recorded) {
+            match result {
+                AttemptResult::Delivered => {
+                    metrics.observe_finished(&delivery.subscription, "delivered")
+                }
+                AttemptResult::Dead { .. } => {
+                    metrics.observe_finished(&delivery.subscription, "dead")
+                }
+                AttemptResult::Retry { .. } => {}
+            }
+        }
         match &result {
             AttemptResult::Dead { reason } => tracing::warn!(
                 event_id = %delivery.event.id,
@@ -435,6 +436,7 @@ impl DeliveryWorker {
         if let Some(metrics) = &self.metrics {
             let backlog = self.store.backlog().await?;
             metrics.observe_backlog(&backlog, &self.subscriptions.load(), now);
+            metrics.observe_inbox(self.store.inbox_backlog().await?, now);
         }
         Ok(())
     }

@@ -2,8 +2,10 @@
 //!
 //! ```text
 //! intake  POST /hooks/{tenant}/{connection}
-//!         verify (signing) ─▶ parse (libredesk | caac) ─▶ normalize (adapter, GET if partial)
-//!         ─▶ store.append (durable, fanned out to matching subscriptions) ─▶ 2xx ─▶ invalidate cache
+//!         verify (signing) ─▶ parse (libredesk | caac) ─▶ invalidate cache
+//!         ├─ complete payload: normalize ─▶ store.append (durable, fanned out) ─▶ 2xx
+//!         └─ partial payload:  store.inbox_put (durable) ─▶ 2xx ─▶ InboxWorker: GET, normalize,
+//!                              store.inbox_complete (events + close, one transaction)
 //! push    DeliveryWorker (BackgroundService): store.claim_due ─▶ signed POST (sender)
 //!         ⟲ RetryPolicy backoff for 24 h ─▶ dead letter ─▶ admin list / replay
 //! pull    GET /v1/events: store.list after a cursor (pull::page_json)
@@ -17,6 +19,8 @@
 //! - [`delivery`]: backoff schedule and the delivery worker; [`sender`]: the HTTP POST seam and
 //!   its pingora implementation.
 //! - [`libredesk`], [`caac`]: what a verified vendor body means; the CAAC AI-agent bridge.
+//! - [`intake`]: the inbox worker — accepted vendor bodies that need a vendor call become
+//!   events afterwards, in arrival order per connection, retried, never lost.
 //! - [`poll`]: list differences → events, for vendors without push.
 //! - [`pull`]: page and SSE bytes; [`receiver`]: the demo's verifying subscriber.
 //! - [`metrics`]: intake, delivery and backlog metrics with bounded labels.
@@ -25,6 +29,7 @@
 pub mod caac;
 pub mod clock;
 pub mod delivery;
+pub mod intake;
 pub mod libredesk;
 pub mod metrics;
 pub mod model;

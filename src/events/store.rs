@@ -23,6 +23,10 @@
 //! - **Leases.** A claimed delivery is leased until `now + lease`; an expired lease (a worker
 //!   that died) makes it claimable again — at least once, never lost. A result is recorded only
 //!   under the lease it was claimed with.
+//! - **The inbox.** A verified vendor body that still needs a vendor call is kept durably
+//!   ([`EventStore::inbox_put`]) before intake answers; per connection only the oldest pending
+//!   item is leased, and [`EventStore::inbox_complete`] stores its events and closes it in one
+//!   transaction. Dedup spans inbox and events.
 //! - **One owner.** The embedded store locks its file exclusively: a second process on the
 //!   same `data_dir` fails to open instead of delivering everything twice.
 
@@ -173,23 +177,24 @@ pub struct Backlog {
     pub oldest_created_at: Millis,
 }
 
-/// What `POST /admin/events/{id}/replay` names: one delivery, or every dead delivery of an
-/// event.
+/// What `POST /admin/events/{id}/replay` names: one delivery, every dead delivery of an
+/// event, or a vendor event whose normalization was given up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReplayTarget {
     Delivery(u64),
     Event(String),
+    Inbox(u64),
 }
 
 impl ReplayTarget {
-    /// `dlv_<n>` or an event ID (`evt_…`).
+    /// `dlv_<n>`, `inb_<n>` or an event ID (`evt_…`).
     pub fn parse(s: &str) -> Option<ReplayTarget> {
+        let number = |n: &str| n.parse::<u64>().ok().filter(|n| *n > 0);
         if let Some(n) = s.strip_prefix("dlv_") {
-            return n
-                .parse()
-                .ok()
-                .filter(|n| *n > 0)
-                .map(ReplayTarget::Delivery);
+            return number(n).map(ReplayTarget::Delivery);
+        }
+        if let Some(n) = s.strip_prefix("inb_") {
+            return number(n).map(ReplayTarget::Inbox);
         }
         super::model::is_event_id(s).then(|| ReplayTarget::Event(s.to_owned()))
     }
@@ -198,6 +203,59 @@ impl ReplayTarget {
 /// The external name of a delivery id.
 pub fn delivery_name(id: u64) -> String {
     format!("dlv_{id}")
+}
+
+/// The external name of an inbox item id.
+pub fn inbox_name(id: u64) -> String {
+    format!("inb_{id}")
+}
+
+/// A verified vendor body that intake accepted but that still needs work (a vendor call)
+/// before it becomes events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewInboxItem {
+    pub tenant: String,
+    pub connection: String,
+    pub vendor: String,
+    /// The vendor's identity of the change (the same key the event will carry).
+    pub dedup_key: String,
+    /// The raw body, exactly as verified.
+    pub body: Vec<u8>,
+    pub received_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InboxPut {
+    Stored {
+        id: u64,
+    },
+    /// Seen before, as an inbox item (`id`) or already as an event (`id` 0).
+    Duplicate {
+        id: u64,
+    },
+}
+
+/// A leased inbox item, or (from [`EventStore::inbox_dead`]) a given-up one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxItem {
+    pub id: u64,
+    pub tenant: String,
+    pub connection: String,
+    pub vendor: String,
+    pub dedup_key: String,
+    pub body: Vec<u8>,
+    pub received_at: Millis,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub lease: u64,
+}
+
+/// Inbox items waiting for normalization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct InboxBacklog {
+    pub pending: u64,
+    pub oldest_received_at: Option<Millis>,
 }
 
 /// The state seam for events. Every method is safe to call concurrently.
@@ -267,6 +325,49 @@ pub trait EventStore: Send + Sync + 'static {
     /// have a pending delivery. Answers how many events were removed.
     async fn prune(&self, before: Millis) -> Result<u64, StoreError>;
 
+    /// Keep a verified vendor body durably until it is normalized: intake answers 2xx once
+    /// this returns, so a vendor that never retries (Libredesk) loses nothing when the
+    /// follow-up vendor call fails. Deduplicated by `(tenant, connection, dedup_key)`.
+    async fn inbox_put(&self, item: NewInboxItem) -> Result<InboxPut, StoreError>;
+
+    /// Lease up to `limit` due inbox items: per `(tenant, connection)` only the oldest pending
+    /// one, so a connection's vendor events become events in the order they arrived.
+    async fn inbox_claim(
+        &self,
+        now: Millis,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<InboxItem>, StoreError>;
+
+    /// Store the item's events (each deduplicated and fanned out to its subscriptions) and
+    /// close the item, in one transaction. `None` when the lease was lost (nothing stored).
+    async fn inbox_complete(
+        &self,
+        item: &InboxItem,
+        events: Vec<(NewEvent, Vec<String>)>,
+        now: Millis,
+    ) -> Result<Option<Vec<Appended>>, StoreError>;
+
+    /// A failed normalization: due again at `retry_at`, or given up (`None`) and listed by
+    /// [`EventStore::inbox_dead`]. `false` when the lease was lost.
+    async fn inbox_failed(
+        &self,
+        item: &InboxItem,
+        retry_at: Option<Millis>,
+        error: &str,
+        now: Millis,
+    ) -> Result<bool, StoreError>;
+
+    /// Given-up inbox items, oldest first, after inbox id `after`.
+    async fn inbox_dead(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<InboxItem>, StoreError>;
+
+    /// Inbox items waiting.
+    async fn inbox_backlog(&self) -> Result<InboxBacklog, StoreError>;
+
     /// Small durable state for pollers ("resume where it stopped").
     async fn state_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     async fn state_put(&self, key: &str, value: &[u8], now: Millis) -> Result<(), StoreError>;
@@ -315,6 +416,26 @@ CREATE TABLE deliveries (
 CREATE INDEX deliveries_due ON deliveries (state, next_attempt_ms);
 CREATE INDEX deliveries_queue ON deliveries (tenant, subscription, order_key, state, id);
 CREATE INDEX deliveries_by_event ON deliveries (event_seq);
+
+CREATE TABLE inbox (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant          TEXT    NOT NULL,
+    connection      TEXT    NOT NULL,
+    vendor          TEXT    NOT NULL,
+    dedup_key       TEXT    NOT NULL,
+    body            BLOB    NOT NULL,
+    received_ms     INTEGER NOT NULL,
+    state           TEXT    NOT NULL CHECK (state IN ('pending', 'done', 'dead')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL,
+    lease           INTEGER NOT NULL DEFAULT 0,
+    leased_until_ms INTEGER NOT NULL DEFAULT 0,
+    last_error      TEXT,
+    finished_ms     INTEGER
+);
+CREATE UNIQUE INDEX inbox_dedup ON inbox (tenant, connection, dedup_key);
+CREATE INDEX inbox_queue ON inbox (tenant, connection, state, id);
+CREATE INDEX inbox_due ON inbox (state, next_attempt_ms);
 
 CREATE TABLE state (
     key        TEXT PRIMARY KEY,
@@ -401,6 +522,10 @@ impl SqliteStore {
         }
         tx.execute(
             "UPDATE deliveries SET leased_until_ms = 0 WHERE state = 'pending' AND leased_until_ms > 0",
+            [],
+        )?;
+        tx.execute(
+            "UPDATE inbox SET leased_until_ms = 0 WHERE state = 'pending' AND leased_until_ms > 0",
             [],
         )?;
         tx.commit().map_err(locked)?;
@@ -505,78 +630,106 @@ fn collect<T>(rows: Vec<Result<T, String>>) -> Result<Vec<T>, StoreError> {
         .collect()
 }
 
+/// Append one event and its deliveries inside the caller's transaction.
+fn append_in(
+    tx: &rusqlite::Transaction<'_>,
+    event: NewEvent,
+    mut subscriptions: Vec<String>,
+) -> Result<Appended, StoreError> {
+    subscriptions.sort();
+    subscriptions.dedup();
+    let existing: Option<(String, i64)> = tx
+        .query_row(
+            "SELECT id, seq FROM events WHERE tenant = ?1 AND connection = ?2 AND dedup_key = ?3",
+            params![event.tenant, event.connection, event.dedup_key],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    if let Some((id, seq)) = existing {
+        return Ok(Appended::Duplicate {
+            id,
+            seq: to_u64(seq),
+        });
+    }
+    let id = new_event_id();
+    let body = serde_json::to_string(&event.envelope(&id))
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    tx.execute(
+        "INSERT INTO events (id, tenant, connection, type, dedup_key, order_key, created_at_ms, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            id,
+            event.tenant,
+            event.connection,
+            event.type_.as_str(),
+            event.dedup_key,
+            event.order_key,
+            event.created_at,
+            body
+        ],
+    )?;
+    let seq = tx.last_insert_rowid();
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO deliveries (event_seq, tenant, subscription, order_key, state, window_start_ms, next_attempt_ms)
+             VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5)",
+        )?;
+        for sub in &subscriptions {
+            insert.execute(params![
+                seq,
+                event.tenant,
+                sub,
+                event.order_key,
+                event.created_at
+            ])?;
+        }
+    }
+    Ok(Appended::Stored {
+        event: StoredEvent {
+            seq: to_u64(seq),
+            id,
+            tenant: event.tenant,
+            connection: event.connection,
+            type_: event.type_,
+            order_key: event.order_key,
+            created_at: event.created_at,
+            body,
+        },
+        deliveries: subscriptions.len(),
+    })
+}
+
+const INBOX_COLUMNS: &str =
+    "i.id, i.tenant, i.connection, i.vendor, i.dedup_key, i.body, i.received_ms, i.attempts, i.last_error, i.lease";
+
+fn inbox_from_row(r: &Row<'_>) -> rusqlite::Result<InboxItem> {
+    Ok(InboxItem {
+        id: to_u64(r.get(0)?),
+        tenant: r.get(1)?,
+        connection: r.get(2)?,
+        vendor: r.get(3)?,
+        dedup_key: r.get(4)?,
+        body: r.get(5)?,
+        received_at: r.get(6)?,
+        attempts: u32::try_from(r.get::<_, i64>(7)?).unwrap_or(u32::MAX),
+        last_error: r.get(8)?,
+        lease: to_u64(r.get(9)?),
+    })
+}
+
 #[async_trait]
 impl EventStore for SqliteStore {
     async fn append(
         &self,
         event: NewEvent,
-        mut subscriptions: Vec<String>,
+        subscriptions: Vec<String>,
     ) -> Result<Appended, StoreError> {
-        subscriptions.sort();
-        subscriptions.dedup();
         let result = self
             .with_conn(move |conn| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let existing: Option<(String, i64)> = tx
-                    .query_row(
-                        "SELECT id, seq FROM events WHERE tenant = ?1 AND connection = ?2 AND dedup_key = ?3",
-                        params![event.tenant, event.connection, event.dedup_key],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
-                    .optional()?;
-                if let Some((id, seq)) = existing {
-                    return Ok(Appended::Duplicate {
-                        id,
-                        seq: to_u64(seq),
-                    });
-                }
-                let id = new_event_id();
-                let body = serde_json::to_string(&event.envelope(&id))
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                tx.execute(
-                    "INSERT INTO events (id, tenant, connection, type, dedup_key, order_key, created_at_ms, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    params![
-                        id,
-                        event.tenant,
-                        event.connection,
-                        event.type_.as_str(),
-                        event.dedup_key,
-                        event.order_key,
-                        event.created_at,
-                        body
-                    ],
-                )?;
-                let seq = tx.last_insert_rowid();
-                {
-                    let mut insert = tx.prepare_cached(
-                        "INSERT INTO deliveries (event_seq, tenant, subscription, order_key, state, window_start_ms, next_attempt_ms)
-                         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5)",
-                    )?;
-                    for sub in &subscriptions {
-                        insert.execute(params![
-                            seq,
-                            event.tenant,
-                            sub,
-                            event.order_key,
-                            event.created_at
-                        ])?;
-                    }
-                }
+                let appended = append_in(&tx, event, subscriptions)?;
                 tx.commit()?;
-                Ok(Appended::Stored {
-                    event: StoredEvent {
-                        seq: to_u64(seq),
-                        id,
-                        tenant: event.tenant,
-                        connection: event.connection,
-                        type_: event.type_,
-                        order_key: event.order_key,
-                        created_at: event.created_at,
-                        body,
-                    },
-                    deliveries: subscriptions.len(),
-                })
+                Ok(appended)
             })
             .await?;
         if matches!(result, Appended::Stored { .. }) {
@@ -819,6 +972,11 @@ impl EventStore for SqliteStore {
                         &format!("{SET} WHERE id = ?2 AND state = 'dead'"),
                         params![now, to_i64(*id)],
                     )?,
+                    ReplayTarget::Inbox(id) => conn.execute(
+                        "UPDATE inbox SET state = 'pending', next_attempt_ms = ?1, leased_until_ms = 0, finished_ms = NULL
+                         WHERE id = ?2 AND state = 'dead'",
+                        params![now, to_i64(*id)],
+                    )?,
                     ReplayTarget::Event(event_id) => conn.execute(
                         &format!(
                             "{SET} WHERE state = 'dead' AND event_seq = (SELECT seq FROM events WHERE id = ?2)"
@@ -876,7 +1034,201 @@ impl EventStore for SqliteStore {
                     break;
                 }
             }
+            // Closed inbox items only keep dedup keys alive; they go with the events.
+            conn.execute(
+                "DELETE FROM inbox WHERE state != 'pending' AND received_ms < ?1",
+                params![before],
+            )?;
             Ok(removed)
+        })
+        .await
+    }
+
+    async fn inbox_put(&self, item: NewInboxItem) -> Result<InboxPut, StoreError> {
+        let put = self
+            .with_conn(move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let existing: Option<i64> = tx
+                    .query_row(
+                        "SELECT id FROM inbox WHERE tenant = ?1 AND connection = ?2 AND dedup_key = ?3",
+                        params![item.tenant, item.connection, item.dedup_key],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if let Some(id) = existing {
+                    return Ok(InboxPut::Duplicate { id: to_u64(id) });
+                }
+                // Already an event (appended directly earlier): also a duplicate.
+                let event: Option<i64> = tx
+                    .query_row(
+                        "SELECT seq FROM events WHERE tenant = ?1 AND connection = ?2 AND dedup_key = ?3",
+                        params![item.tenant, item.connection, item.dedup_key],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if event.is_some() {
+                    return Ok(InboxPut::Duplicate { id: 0 });
+                }
+                tx.execute(
+                    "INSERT INTO inbox (tenant, connection, vendor, dedup_key, body, received_ms, state, next_attempt_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?6)",
+                    params![
+                        item.tenant,
+                        item.connection,
+                        item.vendor,
+                        item.dedup_key,
+                        item.body,
+                        item.received_at
+                    ],
+                )?;
+                let id = tx.last_insert_rowid();
+                tx.commit()?;
+                Ok(InboxPut::Stored { id: to_u64(id) })
+            })
+            .await?;
+        if matches!(put, InboxPut::Stored { .. }) {
+            self.tick();
+        }
+        Ok(put)
+    }
+
+    async fn inbox_claim(
+        &self,
+        now: Millis,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<InboxItem>, StoreError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let leased_until = now.saturating_add(duration_ms(lease));
+        self.with_conn(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let ids: Vec<i64> = {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT i.id FROM inbox i
+                     WHERE i.state = 'pending' AND i.next_attempt_ms <= ?1 AND i.leased_until_ms <= ?1
+                       AND NOT EXISTS (
+                             SELECT 1 FROM inbox p
+                             WHERE p.tenant = i.tenant AND p.connection = i.connection
+                               AND p.state = 'pending' AND p.id < i.id)
+                     ORDER BY i.next_attempt_ms, i.id LIMIT ?2",
+                )?;
+                let ids = stmt
+                    .query_map(params![now, to_i64(limit as u64)], |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                ids
+            };
+            let mut items = Vec::with_capacity(ids.len());
+            {
+                let mut take = tx.prepare_cached(
+                    "UPDATE inbox SET lease = lease + 1, leased_until_ms = ?2 WHERE id = ?1",
+                )?;
+                let mut read = tx.prepare_cached(&format!(
+                    "SELECT {INBOX_COLUMNS} FROM inbox i WHERE i.id = ?1"
+                ))?;
+                for id in ids {
+                    take.execute(params![id, leased_until])?;
+                    items.push(read.query_row(params![id], inbox_from_row)?);
+                }
+            }
+            tx.commit()?;
+            Ok(items)
+        })
+        .await
+    }
+
+    async fn inbox_complete(
+        &self,
+        item: &InboxItem,
+        events: Vec<(NewEvent, Vec<String>)>,
+        now: Millis,
+    ) -> Result<Option<Vec<Appended>>, StoreError> {
+        let (id, lease) = (to_i64(item.id), to_i64(item.lease));
+        let result = self
+            .with_conn(move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                // Close first: if the lease is gone, store nothing.
+                let closed = tx.execute(
+                    "UPDATE inbox SET state = 'done', attempts = attempts + 1, leased_until_ms = 0,
+                         finished_ms = ?3, last_error = NULL, body = X''
+                     WHERE id = ?1 AND lease = ?2 AND state = 'pending'",
+                    params![id, lease, now],
+                )?;
+                if closed != 1 {
+                    return Ok(None);
+                }
+                let mut appended = Vec::with_capacity(events.len());
+                for (event, subscriptions) in events {
+                    appended.push(append_in(&tx, event, subscriptions)?);
+                }
+                tx.commit()?;
+                Ok(Some(appended))
+            })
+            .await?;
+        if result
+            .as_ref()
+            .is_some_and(|a| a.iter().any(|a| matches!(a, Appended::Stored { .. })))
+        {
+            self.tick();
+        }
+        Ok(result)
+    }
+
+    async fn inbox_failed(
+        &self,
+        item: &InboxItem,
+        retry_at: Option<Millis>,
+        error: &str,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        let (id, lease, error) = (to_i64(item.id), to_i64(item.lease), error.to_owned());
+        self.with_conn(move |conn| {
+            let changed = match retry_at {
+                Some(at) => conn.execute(
+                    "UPDATE inbox SET attempts = attempts + 1, next_attempt_ms = ?3, leased_until_ms = 0, last_error = ?4
+                     WHERE id = ?1 AND lease = ?2 AND state = 'pending'",
+                    params![id, lease, at, error],
+                )?,
+                None => conn.execute(
+                    "UPDATE inbox SET state = 'dead', attempts = attempts + 1, leased_until_ms = 0, last_error = ?4,
+                         finished_ms = ?3
+                     WHERE id = ?1 AND lease = ?2 AND state = 'pending'",
+                    params![id, lease, now, error],
+                )?,
+            };
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn inbox_dead(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<InboxItem>, StoreError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        self.with_conn(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {INBOX_COLUMNS} FROM inbox i WHERE i.state = 'dead' AND i.id > ?1 ORDER BY i.id LIMIT ?2"
+            ))?;
+            let rows = stmt
+                .query_map(params![to_i64(after.unwrap_or(0)), to_i64(limit as u64)], inbox_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn inbox_backlog(&self) -> Result<InboxBacklog, StoreError> {
+        self.with_conn(|conn| {
+            let (pending, oldest): (i64, Option<i64>) = conn.query_row(
+                "SELECT COUNT(*), MIN(received_ms) FROM inbox WHERE state = 'pending'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            Ok(InboxBacklog {
+                pending: to_u64(pending),
+                oldest_received_at: oldest,
+            })
         })
         .await
     }
