@@ -1,6 +1,11 @@
-//! Time as the events core sees it: milliseconds since the Unix epoch, read through a
-//! [`Clock`] so every schedule (backoff, leases, retention) can be driven by a test without
-//! waiting.
+//! Wall time for events: milliseconds since the Unix epoch, read through a [`WallClock`] so
+//! every schedule (backoff, leases, retention) can be driven by a test without waiting.
+//!
+//! Why not [`crate::clock::Clock`] (monotonic, from the process's own origin): event times are
+//! *persisted* and must mean the same after a restart — a delivery due at 14:05 is due at
+//! 14:05 in the next process too — and they are *shown*: `created_at` is RFC 3339 and
+//! `webhook-timestamp` is Unix seconds, which receivers compare with their own clocks. A wall
+//! clock stepped back by NTP delays a retry by that step at worst; nothing is lost.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -9,15 +14,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub type Millis = i64;
 
 /// Where "now" comes from.
-pub trait Clock: Send + Sync + 'static {
+pub trait WallClock: Send + Sync + 'static {
     fn now_ms(&self) -> Millis;
 }
 
 /// The wall clock.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
+pub struct SystemWallClock;
 
-impl Clock for SystemClock {
+impl WallClock for SystemWallClock {
     fn now_ms(&self) -> Millis {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -27,11 +32,11 @@ impl Clock for SystemClock {
 
 /// A clock that only moves when told to (tests, replays).
 #[derive(Debug, Default)]
-pub struct ManualClock(AtomicI64);
+pub struct ManualWallClock(AtomicI64);
 
-impl ManualClock {
+impl ManualWallClock {
     pub fn new(start: Millis) -> Self {
-        ManualClock(AtomicI64::new(start))
+        ManualWallClock(AtomicI64::new(start))
     }
 
     pub fn set(&self, at: Millis) {
@@ -43,7 +48,7 @@ impl ManualClock {
     }
 }
 
-impl Clock for ManualClock {
+impl WallClock for ManualWallClock {
     fn now_ms(&self) -> Millis {
         self.0.load(Ordering::SeqCst)
     }
@@ -118,7 +123,7 @@ mod tests {
 
     #[test]
     fn manual_clock_moves_only_when_told() {
-        let clock = ManualClock::new(1_000);
+        let clock = ManualWallClock::new(1_000);
         assert_eq!(clock.now_ms(), 1_000);
         clock.advance(Duration::from_secs(5));
         assert_eq!(clock.now_ms(), 6_000);

@@ -1,6 +1,6 @@
 //! Delivery: the outbox, POSTed to subscribers, at least once, in order per conversation.
 //!
-//! - [`RetryPolicy`] is the backoff schedule as pure functions: exponential (×3 from 5 s),
+//! - [`Backoff`] is the backoff schedule as pure functions: exponential (×3 from 5 s),
 //!   capped at 2 h, with downward jitter (never later than the nominal time), for a window of
 //!   24 h from storage (or replay); one last attempt lands exactly at the window's end, then the
 //!   delivery is dead-lettered. A `Retry-After` from the receiver pushes the next attempt later,
@@ -25,7 +25,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use tokio::sync::watch;
 
-use super::clock::{duration_ms, Clock, Millis, SystemClock};
+use super::clock::{duration_ms, Millis, SystemWallClock, WallClock};
 use super::metrics::EventMetrics;
 use super::model::{EventsSettings, Subscriptions};
 use super::sender::{WebhookRequest, WebhookSender};
@@ -40,7 +40,7 @@ pub const DEAD_UNSUBSCRIBED: &str = "unsubscribed";
 
 /// When to try again.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RetryPolicy {
+pub struct Backoff {
     /// Delay after the first failure.
     pub first_delay: Duration,
     /// Each further delay is this many times the previous one.
@@ -54,9 +54,9 @@ pub struct RetryPolicy {
     pub jitter: f64,
 }
 
-impl Default for RetryPolicy {
+impl Default for Backoff {
     fn default() -> Self {
-        RetryPolicy {
+        Backoff {
             first_delay: Duration::from_secs(5),
             multiplier: 3,
             max_delay: Duration::from_secs(2 * 3600),
@@ -66,9 +66,9 @@ impl Default for RetryPolicy {
     }
 }
 
-impl RetryPolicy {
+impl Backoff {
     pub fn with_window(window: Duration) -> Self {
-        RetryPolicy {
+        Backoff {
             window,
             ..Self::default()
         }
@@ -175,8 +175,8 @@ pub struct DeliveryWorker {
     store: Arc<dyn EventStore>,
     subscriptions: Arc<ArcSwap<Subscriptions>>,
     sender: Arc<dyn WebhookSender>,
-    clock: Arc<dyn Clock>,
-    policy: RetryPolicy,
+    clock: Arc<dyn WallClock>,
+    policy: Backoff,
     timeout: Duration,
     max_in_flight: usize,
     retention: Duration,
@@ -213,8 +213,8 @@ impl DeliveryWorker {
             store,
             subscriptions,
             sender,
-            clock: Arc::new(SystemClock),
-            policy: RetryPolicy::with_window(settings.retry_window),
+            clock: Arc::new(SystemWallClock),
+            policy: Backoff::with_window(settings.retry_window),
             timeout: settings.delivery_timeout,
             max_in_flight: settings.max_in_flight,
             retention: settings.retention,
@@ -225,12 +225,12 @@ impl DeliveryWorker {
         }
     }
 
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+    pub fn with_clock(mut self, clock: Arc<dyn WallClock>) -> Self {
         self.clock = clock;
         self
     }
 
-    pub fn with_policy(mut self, policy: RetryPolicy) -> Self {
+    pub fn with_policy(mut self, policy: Backoff) -> Self {
         self.policy = policy;
         self
     }
@@ -502,7 +502,7 @@ impl BackgroundService for DeliveryWorker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::clock::ManualClock;
+    use crate::events::clock::ManualWallClock;
     use crate::events::model::StoredEvent;
     use crate::events::model::{EventType, NewEvent, SubscriptionFile, SubscriptionsFile};
     use crate::events::sender::PingoraSender;
@@ -522,7 +522,7 @@ mod tests {
 
     #[test]
     fn nominal_delays_grow_threefold_from_five_seconds_up_to_two_hours() {
-        let p = RetryPolicy::default();
+        let p = Backoff::default();
         let secs: Vec<u64> = (1..=9).map(|n| p.nominal_delay(n).as_secs()).collect();
         assert_eq!(secs, [5, 15, 45, 135, 405, 1215, 3645, 7200, 7200]);
         assert_eq!(p.nominal_delay(0), Duration::from_secs(5));
@@ -531,7 +531,7 @@ mod tests {
 
     #[test]
     fn the_schedule_spans_exactly_the_window() {
-        let p = RetryPolicy::default();
+        let p = Backoff::default();
         let schedule = p.schedule();
         assert_eq!(schedule[0], Duration::ZERO);
         assert_eq!(schedule[1], Duration::from_secs(5));
@@ -544,7 +544,7 @@ mod tests {
 
     #[test]
     fn jitter_only_shortens_a_delay_and_by_at_most_a_fifth() {
-        let p = RetryPolicy::default();
+        let p = Backoff::default();
         assert_eq!(p.delay(3, 0.0), Duration::from_secs(45));
         assert_eq!(p.delay(3, 0.5), Duration::from_secs(45).mul_f64(0.9));
         let min = p.delay(8, 0.999_999);
@@ -558,7 +558,7 @@ mod tests {
 
     #[test]
     fn next_attempt_ends_at_the_window_and_honours_retry_after() {
-        let p = RetryPolicy::default();
+        let p = Backoff::default();
         let day = 24 * 3600 * 1000;
         assert_eq!(p.next_attempt(T0, 1, T0, None, 0.0), Some(T0 + 5_000));
         // Retry-After later than the backoff wins; earlier does not shorten it.
@@ -695,7 +695,7 @@ mod tests {
 
     struct Fixture {
         store: Arc<SqliteStore>,
-        clock: Arc<ManualClock>,
+        clock: Arc<ManualWallClock>,
         worker: DeliveryWorker,
         subs: Arc<ArcSwap<Subscriptions>>,
         _dir: tempfile::TempDir,
@@ -704,7 +704,7 @@ mod tests {
     fn fixture(url: &str) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
-        let clock = Arc::new(ManualClock::new(T0));
+        let clock = Arc::new(ManualWallClock::new(T0));
         let subs = subscriptions(url, &["*"]);
         let worker = DeliveryWorker::new(
             store.clone(),
@@ -847,7 +847,7 @@ mod tests {
         let mut f = fixture(&receiver.url);
         f.worker = f
             .worker
-            .with_policy(RetryPolicy::with_window(Duration::from_secs(3600)));
+            .with_policy(Backoff::with_window(Duration::from_secs(3600)));
         let event = append(&f, "doomed", "cv_1").await;
         let next = append(&f, "next", "cv_1").await;
         let mut attempts = 0;
@@ -954,7 +954,7 @@ mod tests {
         let mut s = settings(dir.path());
         s.delivery_timeout = Duration::from_millis(300);
         let subs = subscriptions(&format!("http://{addr}/hooks"), &["*"]);
-        let clock = Arc::new(ManualClock::new(T0));
+        let clock = Arc::new(ManualWallClock::new(T0));
         let worker = DeliveryWorker::new(store.clone(), subs, Arc::new(PingoraSender::new()), &s)
             .with_clock(clock)
             .with_jitter(|| 0.0);
@@ -1083,7 +1083,7 @@ mod tests {
             let worker = worker.clone();
             async move { worker.run(shutdown).await }
         });
-        let now = SystemClock.now_ms();
+        let now = SystemWallClock.now_ms();
         let event = NewEvent {
             tenant: "acme".into(),
             connection: "desk".into(),

@@ -30,8 +30,8 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use tokio::sync::watch;
 
-use super::clock::{Clock, SystemClock};
-use super::delivery::RetryPolicy;
+use super::clock::{SystemWallClock, WallClock};
+use super::delivery::Backoff;
 use super::model::NewEvent;
 use super::store::{Appended, EventStore, InboxItem, StoreError};
 
@@ -77,8 +77,8 @@ pub enum InboxOutcome {
 pub struct InboxWorker {
     store: Arc<dyn EventStore>,
     normalizer: Arc<dyn Normalizer>,
-    clock: Arc<dyn Clock>,
-    policy: RetryPolicy,
+    clock: Arc<dyn WallClock>,
+    policy: Backoff,
     /// One item's whole normalization (vendor calls included) must fit in it.
     lease: Duration,
     batch: usize,
@@ -103,8 +103,8 @@ impl InboxWorker {
         InboxWorker {
             store,
             normalizer,
-            clock: Arc::new(SystemClock),
-            policy: RetryPolicy::with_window(retry_window),
+            clock: Arc::new(SystemWallClock),
+            policy: Backoff::with_window(retry_window),
             lease: Duration::from_secs(120),
             batch: 16,
             idle_wait: Duration::from_secs(5),
@@ -112,7 +112,7 @@ impl InboxWorker {
         }
     }
 
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+    pub fn with_clock(mut self, clock: Arc<dyn WallClock>) -> Self {
         self.clock = clock;
         self
     }
@@ -218,7 +218,7 @@ impl BackgroundService for InboxWorker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::clock::{ManualClock, Millis};
+    use crate::events::clock::{ManualWallClock, Millis};
     use crate::events::model::EventType;
     use crate::events::store::{InboxPut, NewInboxItem, ReplayTarget, SqliteStore};
     use serde_json::json;
@@ -274,7 +274,7 @@ mod tests {
 
     struct Fixture {
         store: Arc<SqliteStore>,
-        clock: Arc<ManualClock>,
+        clock: Arc<ManualWallClock>,
         normalizer: Arc<Scripted>,
         worker: InboxWorker,
         _dir: tempfile::TempDir,
@@ -283,7 +283,7 @@ mod tests {
     fn fixture(window: Duration) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
-        let clock = Arc::new(ManualClock::new(T0));
+        let clock = Arc::new(ManualWallClock::new(T0));
         let normalizer = Arc::new(Scripted::default());
         let worker = InboxWorker::new(store.clone(), normalizer.clone(), window)
             .with_clock(clock.clone())

@@ -7,7 +7,7 @@
 //!         └─ partial payload:  store.inbox_put (durable) ─▶ 2xx ─▶ InboxWorker: GET, normalize,
 //!                              store.inbox_complete (events + close, one transaction)
 //! push    DeliveryWorker (BackgroundService): store.claim_due ─▶ signed POST (sender)
-//!         ⟲ RetryPolicy backoff for 24 h ─▶ dead letter ─▶ admin list / replay
+//!         ⟲ Backoff backoff for 24 h ─▶ dead letter ─▶ admin list / replay
 //! pull    GET /v1/events: store.list after a cursor (pull::page_json)
 //!         GET /v1/events/stream: SSE (pull::sse_frame), woken by store.changes()
 //! ```

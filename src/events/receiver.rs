@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
 
-use super::clock::Clock;
+use super::clock::WallClock;
 use super::model::Event;
 use super::signing::{verify_standard, SigningSecret, WEBHOOK_ID};
 
@@ -27,13 +27,17 @@ pub type Printer = Arc<dyn Fn(String) + Send + Sync>;
 
 pub struct DemoReceiver {
     secret: SigningSecret,
-    clock: Arc<dyn Clock>,
+    clock: Arc<dyn WallClock>,
     print: Printer,
     seen: Mutex<(HashSet<String>, VecDeque<String>)>,
 }
 
 impl DemoReceiver {
-    pub fn new(secret: SigningSecret, clock: Arc<dyn Clock>, print: Printer) -> Arc<DemoReceiver> {
+    pub fn new(
+        secret: SigningSecret,
+        clock: Arc<dyn WallClock>,
+        print: Printer,
+    ) -> Arc<DemoReceiver> {
         Arc::new(DemoReceiver {
             secret,
             clock,
@@ -105,7 +109,7 @@ async fn receive(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::clock::ManualClock;
+    use crate::events::clock::ManualWallClock;
     use crate::events::signing::webhook_headers;
     use serde_json::json;
 
@@ -117,7 +121,7 @@ mod tests {
         let sink = lines.clone();
         let r = DemoReceiver::new(
             secret.clone(),
-            Arc::new(ManualClock::new(NOW * 1000)),
+            Arc::new(ManualWallClock::new(NOW * 1000)),
             Arc::new(move |l| sink.lock().unwrap().push(l)),
         );
         (r, lines, secret)
@@ -177,7 +181,7 @@ mod tests {
     /// The whole push loop on loopback: store → worker → signed POST → this receiver.
     #[tokio::test]
     async fn the_worker_delivers_to_the_demo_receiver() {
-        use crate::events::clock::SystemClock;
+        use crate::events::clock::SystemWallClock;
         use crate::events::delivery::DeliveryWorker;
         use crate::events::model::{
             EventType, EventsSettings, NewEvent, SubscriptionFile, Subscriptions,
@@ -192,7 +196,7 @@ mod tests {
         let sink = lines.clone();
         let r = DemoReceiver::new(
             secret,
-            Arc::new(SystemClock),
+            Arc::new(SystemWallClock),
             Arc::new(move |l| sink.lock().unwrap().push(l)),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -237,7 +241,7 @@ mod tests {
             data: json!({"id": "msg_live"}),
             dedup_key: "k".into(),
             order_key: None,
-            created_at: SystemClock.now_ms(),
+            created_at: SystemWallClock.now_ms(),
         };
         store.append(event, vec!["demo".into()]).await.unwrap();
         let reports = worker.run_once().await.unwrap();

@@ -19,6 +19,8 @@ use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
 
+use crate::resilience::pause::parse_retry_after;
+
 /// Largest answer body read (a subscriber's body is ignored; an agent's reply is small).
 pub const MAX_RESPONSE_BODY: usize = 1024 * 1024;
 const POOL_IDLE: Duration = Duration::from_secs(60);
@@ -39,7 +41,7 @@ pub struct WebhookRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookResponse {
     pub status: u16,
-    /// `Retry-After` in seconds, when the receiver sent one.
+    /// `Retry-After` (seconds or an HTTP date), when the receiver sent one.
     pub retry_after: Option<Duration>,
     pub body: Bytes,
 }
@@ -170,8 +172,7 @@ impl PingoraSender {
                 h.headers
                     .get(http::header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs),
+                    .and_then(|v| parse_retry_after(v, std::time::SystemTime::now())),
             ),
             None => return Err(SendError::Io("no response header".to_owned())),
         };
