@@ -220,6 +220,17 @@ async fn lookup_contacts(
         .param("channel_id", channel_id.to_string())
         .param("external_member_id", handle.value.clone());
     let response = ctx.call("contacts.lookup", call).await?;
+    lookup_answer(&Mapper::new(ctx), &response, channel_id, handle)
+}
+
+/// The answer of `contacts.lookup` for `handle` in channel `channel_id`: a list of the one
+/// member that carries the handle, or none. Also the entry point of `vendors::bench_support`.
+pub(super) fn lookup_answer(
+    mapper: &Mapper,
+    response: &VendorResponse,
+    channel_id: i64,
+    handle: &Handle,
+) -> Result<Output, ApiError> {
     // CAAC answers 404 when no member of the channel has that external id: nothing matches.
     if response.status == 404 {
         return Ok(Output::List {
@@ -227,8 +238,8 @@ async fn lookup_contacts(
             next: None,
         });
     }
-    let member = read_body(&response)?;
-    let contact = translate_contact(&Mapper::new(ctx), channel_id, &member)?;
+    let member = read_body(response)?;
+    let contact = translate_contact(mapper, channel_id, &member)?;
     let data = if handle_matches(&contact.handles, handle) {
         vec![Resource::Contact(Box::new(contact))]
     } else {

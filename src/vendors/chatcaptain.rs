@@ -340,8 +340,18 @@ async fn list_contacts(
         call = call.query("pageToken", before);
     }
     let response = ctx.call("contacts.list", call).await?;
-    let answer = read_answer(&response)?;
-    translate_contact_page(&Mapper::new(ctx), &answer, response.status, page.limit)
+    contacts_page(&Mapper::new(ctx), &response, page.limit)
+}
+
+/// The answer of `contacts.list` as a page of normalized contacts. Also the entry point of
+/// `vendors::bench_support`.
+pub(super) fn contacts_page(
+    mapper: &Mapper,
+    response: &VendorResponse,
+    limit: u32,
+) -> Result<Output, ApiError> {
+    let answer = read_answer(response)?;
+    translate_contact_page(mapper, &answer, response.status, limit)
 }
 
 async fn create_contact(
@@ -424,16 +434,34 @@ async fn list_conversations(
         call = call.query("contactId", contact_key(contact)?);
     }
     let response = ctx.call("conversations.list", call).await?;
-    let items = read_list(&response, "conversations")?;
-    let mapper = Mapper::new(ctx);
+    conversations_window(
+        &Mapper::new(ctx),
+        &response,
+        filters.status,
+        offset,
+        page.limit,
+    )
+}
+
+/// The answer of `conversations.list` (the whole list) as the window of `limit` normalized
+/// conversations from `offset`, keeping those of `status`. Also the entry point of
+/// `vendors::bench_support`.
+pub(super) fn conversations_window(
+    mapper: &Mapper,
+    response: &VendorResponse,
+    status: Option<ConversationStatus>,
+    offset: usize,
+    limit: u32,
+) -> Result<Output, ApiError> {
+    let items = read_list(response, "conversations")?;
     let mut conversations = Vec::with_capacity(items.len());
     for item in &items {
-        let conversation = translate_conversation(&mapper, item)?;
-        if filters.status.is_none_or(|s| s == conversation.status) {
+        let conversation = translate_conversation(mapper, item)?;
+        if status.is_none_or(|s| s == conversation.status) {
             conversations.push(Resource::Conversation(Box::new(conversation)));
         }
     }
-    Ok(window(conversations, offset, page.limit))
+    Ok(window(conversations, offset, limit))
 }
 
 async fn get_conversation(ctx: &mut CallContext<'_>, id: &str) -> Result<Conversation, ApiError> {

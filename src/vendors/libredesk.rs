@@ -277,11 +277,10 @@ async fn list_contacts(
         return Ok(Output::List { data, next: None });
     }
     let number = page_number(page)?;
-    let data = fetch(ctx, "contacts.list", page_call(number, page.limit)).await?;
-    let mapper = Mapper::new(ctx);
-    translate_page(&data, number, page.limit, |v| {
-        translate_contact(&mapper, v).map(|c| Resource::Contact(Box::new(c)))
-    })
+    let response = ctx
+        .call("contacts.list", page_call(number, page.limit))
+        .await?;
+    contacts_page(&Mapper::new(ctx), &response, number, page.limit)
 }
 
 async fn update_contact(
@@ -321,11 +320,8 @@ async fn list_conversations(
     if let Some(status) = filters.status {
         call = call.query("filters", status_filter(status));
     }
-    let data = fetch(ctx, "conversations.list", call).await?;
-    let mapper = Mapper::new(ctx);
-    translate_page(&data, number, page.limit, |v| {
-        translate_conversation(&mapper, v).map(|c| Resource::Conversation(Box::new(c)))
-    })
+    let response = ctx.call("conversations.list", call).await?;
+    conversations_page(&Mapper::new(ctx), &response, number, page.limit)
 }
 
 async fn get_conversation(ctx: &mut CallContext<'_>, uuid: &str) -> Result<Conversation, ApiError> {
@@ -734,6 +730,34 @@ fn translate_page(
         .collect::<Result<Vec<_>, _>>()?;
     let next = next_page(&page, requested, data.len(), limit);
     Ok(Output::List { data, next })
+}
+
+/// The answer of `contacts.list` (page `requested`) as a page of normalized contacts. Also
+/// the entry point of `vendors::bench_support`.
+pub(super) fn contacts_page(
+    mapper: &Mapper,
+    response: &VendorResponse,
+    requested: u64,
+    limit: u32,
+) -> Result<Output, ApiError> {
+    let data = read_data(response)?;
+    translate_page(&data, requested, limit, |v| {
+        translate_contact(mapper, v).map(|c| Resource::Contact(Box::new(c)))
+    })
+}
+
+/// The answer of `conversations.list` (page `requested`) as a page of normalized
+/// conversations. Also the entry point of `vendors::bench_support`.
+pub(super) fn conversations_page(
+    mapper: &Mapper,
+    response: &VendorResponse,
+    requested: u64,
+    limit: u32,
+) -> Result<Output, ApiError> {
+    let data = read_data(response)?;
+    translate_page(&data, requested, limit, |v| {
+        translate_conversation(mapper, v).map(|c| Resource::Conversation(Box::new(c)))
+    })
 }
 
 /// The cursor state of the page after `requested`, or None on the last page.

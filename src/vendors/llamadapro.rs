@@ -281,10 +281,19 @@ async fn list_contacts(
         }
         ("contacts.list", call)
     };
-    let data = fetch(ctx, endpoint, call).await?;
-    let mapper = Mapper::new(ctx);
+    let response = ctx.call(endpoint, call).await?;
+    contacts_page(&Mapper::new(ctx), &response)
+}
+
+/// The answer of `contacts.list` or `contacts.search` as a page of normalized contacts. Also
+/// the entry point of `vendors::bench_support`.
+pub(super) fn contacts_page(
+    mapper: &Mapper,
+    response: &VendorResponse,
+) -> Result<Output, ApiError> {
+    let data = read_object(response)?;
     translate_page(&data, |v| {
-        translate_contact(&mapper, v).map(|c| Resource::Contact(Box::new(c)))
+        translate_contact(mapper, v).map(|c| Resource::Contact(Box::new(c)))
     })
 }
 

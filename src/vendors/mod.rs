@@ -5,6 +5,7 @@
 //! Translation is pure: every adapter keeps its request building and response mapping in
 //! plain functions (unit-tested with fixture bodies); `execute` only sequences calls.
 
+pub mod bench_support;
 pub mod caac;
 pub mod chatcaptain;
 pub mod client;
