@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
 # Installs the Debian packages switchboard needs to build and test, or stops with the exact
-# command to run. Usage: scripts/ensure-system-packages.sh build|test
+# command to run. Usage: scripts/ensure-system-packages.sh build|test|bench
 #   build: cmake (pingora builds zlib-ng with it), perl + make (vendored OpenSSL)
 #   test:  the above, plus prometheus (promtool and a real Prometheus for the dashboard
 #          tests) and curl (the demo's printed curl lines are executed by a test)
+#   bench: the build packages, plus nginx (static vendor and proxy_pass baseline), wrk (load)
+#          and curl, for scripts/bench.sh
 set -euo pipefail
 
 want=(cmake perl make)
-if [ "${1:-build}" = "test" ]; then
-  want+=(prometheus curl)
-fi
+case "${1:-build}" in
+  build) ;;
+  test) want+=(prometheus curl) ;;
+  bench) want+=(nginx wrk curl) ;;
+  *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
+esac
 
 missing=()
 for pkg in "${want[@]}"; do
   bin="$pkg"
   [ "$pkg" = "prometheus" ] && bin="promtool"
-  command -v "$bin" >/dev/null 2>&1 || missing+=("$pkg")
+  # nginx lives in /usr/sbin, which is not on every user's PATH.
+  command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || missing+=("$pkg")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
