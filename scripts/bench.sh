@@ -138,6 +138,8 @@ GATEWAY_LOG="$WORK/switchboard.log"
 GATEWAY_PID=$!
 wait_for "http://$ADMIN/readyz" "switchboard" "$GATEWAY_LOG"
 RSS_IDLE="$(rss_mb "$GATEWAY_PID" VmRSS)"
+generation() { curl -s "http://$ADMIN/readyz" | grep -o '"generation":[0-9]*' | cut -d: -f2; }
+GENERATION_START="$(generation)"
 
 # The opaque ID of the conversation: cv_ + base64url(["bench","libredesk",uuid]).
 ID="cv_$(printf '["bench","libredesk","%s"]' "$CONVERSATION_UUID" | base64 -w0 | tr '+/' '-_' | tr -d '=')"
@@ -213,6 +215,9 @@ done
 RSS_AFTER="$(rss_mb "$GATEWAY_PID" VmRSS)"
 RSS_PEAK="$(rss_mb "$GATEWAY_PID" VmHWM)"
 CACHE_HITS="$(curl -s "http://$ADMIN/metrics" | awk '/^switchboard_cache_requests_total.*result="hit"/ { s += $2 } END { print s + 0 }')"
+# Nothing touches the config files during the run: any reload is a gateway bug that costs
+# every request (a reload swaps the snapshot and re-filters the cache).
+RELOADS=$(($(generation) - GENERATION_START))
 stop "$GATEWAY_PID" INT
 GATEWAY_PID=
 stop "$NGINX_PID" TERM
@@ -275,7 +280,10 @@ if [ "$SLOW" = 1 ]; then
 fi
 echo
 echo "switchboard RSS: idle after start $RSS_IDLE MB, after the runs $RSS_AFTER MB (peak $RSS_PEAK MB); goal < 32 MB idle, < 64 MB after."
-echo "cache hits counted by the gateway: $CACHE_HITS."
+echo "cache hits counted by the gateway: $CACHE_HITS; config reloads during the runs: $RELOADS (nothing changed the files: should be 0)."
+if [ "$RELOADS" -gt 0 ]; then
+  echo "WARNING: switchboard reloaded its config $RELOADS times while no file changed; the figures include that work."
+fi
 if [ "$errors" -gt 0 ]; then
   echo "WARNING: $errors run(s) saw non-2xx answers or socket errors; see the run lines above (BENCH_KEEP=1 keeps the wrk outputs)."
 fi
