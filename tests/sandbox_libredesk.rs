@@ -19,7 +19,7 @@ const KEY: &str = "sandbox-key";
 const SECRET: &str = "sandbox-secret";
 const OPENAPI: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/vendors/libredesk.openapi.json"
+    "/docs/vendors/libredesk.openapi.json"
 );
 
 fn routes_yaml() -> String {

@@ -1,5 +1,5 @@
 //! The CAAC sandbox: an in-memory CAAC (Crescendo Lab) organization that enforces the contract
-//! of the vendor's OpenAPI 2.0.1 document (`seeds/000_…`, summarised in `vendors/README.md`),
+//! of the vendor's OpenAPI 2.0.1 document (`docs/vendors/seeds/000_…`, summarised in `docs/vendors/README.md`),
 //! on whatever paths `routes/caac.yaml` gives (all of them provisional).
 //!
 //! # Contract, as enforced

@@ -1,5 +1,5 @@
 //! The Libredesk sandbox: an in-memory Libredesk (open-source helpdesk, Go server) that
-//! enforces the real contract — the published OpenAPI document (`vendors/libredesk.openapi.json`)
+//! enforces the real contract — the published OpenAPI document (`docs/vendors/libredesk.openapi.json`)
 //! and, where that is silent or wrong, the Go server's handlers and models.
 //!
 //! # Contract, as enforced

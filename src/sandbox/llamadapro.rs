@@ -1,6 +1,6 @@
 //! The LlamadaPro sandbox: an in-memory LlamadaPro (LatAm WhatsApp CRM; TSOA-generated Node
 //! API, beta) that enforces the contract its published API reference documents (seed 001,
-//! `vendors/README.md`), and, where the reference is silent, behaves like a TSOA + Express
+//! `docs/vendors/README.md`), and, where the reference is silent, behaves like a TSOA + Express
 //! server does.
 //!
 //! # Contract, as enforced
