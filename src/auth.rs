@@ -1,16 +1,24 @@
 //! JWT verification: the first step of every `/v1` request.
 //!
 //! The algorithm is pinned by config and the token's own `alg` is never trusted (a token
-//! whose header says anything else, `none` included, is rejected). Keys come from a shared
-//! secret (HS256), a PEM public key (RS256/ES256) or a JWKS URL, which is fetched on first
-//! use and again when a token names an unknown `kid` — at most once per refresh interval, so
-//! a flood of forged `kid`s can't turn the gateway into a JWKS load generator.
+//! whose header says anything else, `none` included, is rejected). A configured issuer or
+//! audience is a *required* claim: a token without it is refused like a token with the wrong
+//! one. A token whose `crit` header names an extension is refused (RFC 7515 §4.1.11: this
+//! gateway implements none). Keys come from a shared secret (HS256), a PEM public key
+//! (RS256/ES256) or a JWKS URL. JWKS keys are fetched on first use, again when a token names
+//! an unknown `kid` — at most once per `jwks_min_refresh_seconds`, so a flood of forged `kid`s
+//! can't turn the gateway into a JWKS load generator — and periodically in the background
+//! ([`JwksStore::refresh_if_due`]), so a key the identity provider removed stops being trusted.
+//! Requests that need keys while a fetch is running wait for that one fetch (single flight).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
@@ -37,7 +45,11 @@ impl Principal {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthFailure {
     Missing,
+    /// More than one `Authorization` header: which one counts is ambiguous.
+    RepeatedHeader,
     Malformed,
+    /// The token's `crit` header names extensions this gateway does not implement.
+    CriticalExtension,
     Expired,
     NotYetValid,
     BadSignature,
@@ -52,7 +64,9 @@ impl AuthFailure {
     pub fn reason(self) -> &'static str {
         match self {
             AuthFailure::Missing => "missing",
+            AuthFailure::RepeatedHeader => "repeated_header",
             AuthFailure::Malformed => "malformed",
+            AuthFailure::CriticalExtension => "critical_extension",
             AuthFailure::Expired => "expired",
             AuthFailure::NotYetValid => "not_yet_valid",
             AuthFailure::BadSignature => "bad_signature",
@@ -67,7 +81,11 @@ impl AuthFailure {
     pub fn detail(self) -> &'static str {
         match self {
             AuthFailure::Missing => "an `Authorization: Bearer <token>` header is required",
+            AuthFailure::RepeatedHeader => "send exactly one `Authorization` header",
             AuthFailure::Malformed => "the bearer token is not a well-formed JWT",
+            AuthFailure::CriticalExtension => {
+                "the token's `crit` header names extensions this gateway does not support"
+            }
             AuthFailure::Expired => "the token has expired",
             AuthFailure::NotYetValid => "the token is not valid yet (nbf)",
             AuthFailure::BadSignature => "the token signature does not verify",
@@ -76,10 +94,76 @@ impl AuthFailure {
             }
             AuthFailure::WrongIssuer => "the token's issuer is not accepted",
             AuthFailure::WrongAudience => "the token's audience is not accepted",
-            AuthFailure::MissingClaim => "the token lacks a required claim (exp, tenant, scope)",
+            AuthFailure::MissingClaim => {
+                "the token lacks a required claim (exp, the tenant claim, scope, and iss and aud \
+                 when the gateway is configured with them)"
+            }
             AuthFailure::UnknownKey => "the token is signed by an unknown key",
         }
     }
+}
+
+/// The one `Authorization` value of a request: `None` when absent; refused when repeated
+/// (RFC 9110 §5.3: it is not a list, so two of them are ambiguous) or not visible ASCII.
+pub fn authorization_value(headers: &http::HeaderMap) -> Result<Option<&str>, AuthFailure> {
+    let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(AuthFailure::RepeatedHeader);
+    }
+    first
+        .map(|v| v.to_str().map_err(|_| AuthFailure::Malformed))
+        .transpose()
+}
+
+/// The token of `Bearer <token>`. The scheme is case-insensitive (RFC 9110 §11.1); one or more
+/// spaces separate it from the token, which is a single token68 (no inner whitespace).
+fn bearer_token(header: &str) -> Result<&str, AuthFailure> {
+    let (scheme, rest) = header.split_once(' ').ok_or(AuthFailure::Missing)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthFailure::Missing);
+    }
+    let token = rest.trim_matches(|c| c == ' ' || c == '\t');
+    if token.is_empty() {
+        return Err(AuthFailure::Missing);
+    }
+    if token.bytes().any(|b| b.is_ascii_whitespace()) {
+        return Err(AuthFailure::Malformed);
+    }
+    Ok(token)
+}
+
+/// The parts of the JOSE header this gateway reads, decoded from the token itself (not through
+/// jsonwebtoken's `Header`, which drops `crit`).
+struct JoseHeader {
+    alg: Option<String>,
+    kid: Option<String>,
+}
+
+fn jose_header(token: &str) -> Result<JoseHeader, AuthFailure> {
+    let encoded = token.split('.').next().ok_or(AuthFailure::Malformed)?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(encoded.trim_end_matches('='))
+        .map_err(|_| AuthFailure::Malformed)?;
+    let header: serde_json::Map<String, Value> =
+        serde_json::from_slice(&bytes).map_err(|_| AuthFailure::Malformed)?;
+    // RFC 7515 §4.1.11: a recipient that does not understand every listed extension must
+    // reject the token. This gateway implements no extension, so any `crit` (an empty or
+    // malformed one is invalid too) is a refusal.
+    if header.contains_key("crit") {
+        return Err(AuthFailure::CriticalExtension);
+    }
+    let text = |name: &str| -> Result<Option<String>, AuthFailure> {
+        match header.get(name) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(AuthFailure::Malformed),
+        }
+    };
+    Ok(JoseHeader {
+        alg: text("alg")?,
+        kid: text("kid")?,
+    })
 }
 
 /// Where verification keys come from.
@@ -121,19 +205,34 @@ impl Authenticator {
         validation.leeway = settings.leeway_seconds;
         validation.validate_exp = true;
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp"]);
+        // A configured issuer or audience is required, not merely checked when present: a
+        // token the same identity provider minted for another service (no `aud`) must fail.
+        let mut required = vec!["exp"];
         match &settings.audience {
-            Some(aud) => validation.set_audience(aud),
+            Some(aud) => {
+                validation.set_audience(aud);
+                required.push("aud");
+            }
             None => validation.validate_aud = false,
         }
         if let Some(iss) = &settings.issuer {
             validation.set_issuer(iss);
+            required.push("iss");
         }
+        validation.set_required_spec_claims(&required);
         Authenticator {
             algorithm: settings.algorithm,
             keys: settings.keys,
             validation,
             tenant_claim: settings.tenant_claim,
+        }
+    }
+
+    /// The JWKS store, when keys come from a JWKS URL (the background refresher reads it).
+    pub fn jwks(&self) -> Option<&Arc<JwksStore>> {
+        match &self.keys {
+            KeySource::Jwks(store) => Some(store),
+            KeySource::Static(_) => None,
         }
     }
 
@@ -144,21 +243,19 @@ impl Authenticator {
         client: &VendorClient,
     ) -> Result<Principal, AuthFailure> {
         let header = authorization.ok_or(AuthFailure::Missing)?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or(AuthFailure::Missing)?;
-        let token_header =
-            jsonwebtoken::decode_header(token).map_err(|_| AuthFailure::Malformed)?;
-        if token_header.alg != self.algorithm {
+        let token = bearer_token(header)?;
+        let jose = jose_header(token)?;
+        let alg = jose
+            .alg
+            .as_deref()
+            .and_then(|a| a.parse::<Algorithm>().ok());
+        if alg != Some(self.algorithm) {
             return Err(AuthFailure::WrongAlgorithm);
         }
         let claims = match &self.keys {
             KeySource::Static(key) => self.decode(token, key)?,
             KeySource::Jwks(store) => {
-                let key = store.key_for(token_header.kid.as_deref(), client).await?;
+                let key = store.key_for(jose.kid.as_deref(), client).await?;
                 self.decode(token, &key)?
             }
         };
@@ -201,28 +298,82 @@ impl Authenticator {
     }
 }
 
+/// How often a JWKS is fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JwksIntervals {
+    /// An unknown `kid` refetches at most this often; also the shortest periodic interval.
+    pub min_refresh: Duration,
+    /// The periodic interval when the JWKS answer carries no `Cache-Control: max-age`, and the
+    /// longest one when it does.
+    pub refresh: Duration,
+}
+
+impl JwksIntervals {
+    /// When to refresh next after a fetch whose answer said `max-age` (if it did): the
+    /// identity provider's own hint, kept within `[min_refresh, refresh]`.
+    pub fn next_interval(&self, max_age: Option<u64>) -> Duration {
+        match max_age {
+            Some(seconds) => Duration::from_secs(seconds)
+                .max(self.min_refresh)
+                .min(self.refresh.max(self.min_refresh)),
+            None => self.refresh.max(self.min_refresh),
+        }
+    }
+}
+
+/// Fetch bookkeeping; held only to read and update, never across an await.
+#[derive(Debug, Default)]
+struct FetchState {
+    /// When the last fetch started (guards the unknown-`kid` refetch rate).
+    last_attempt: Option<Instant>,
+    /// When the periodic refresher should fetch next (`None` before the first fetch).
+    next_due: Option<Instant>,
+}
+
 /// Keys fetched from a JWKS URL. Survives config reloads while the URL stays the same.
 pub struct JwksStore {
     url: String,
-    min_refresh: Duration,
+    intervals: Mutex<JwksIntervals>,
     keys: ArcSwap<HashMap<String, Arc<DecodingKey>>>,
-    /// When the last fetch started; guards the refresh rate. Held only to read and set the
-    /// instant, never across an await.
-    last_fetch: Mutex<Option<Instant>>,
+    state: Mutex<FetchState>,
+    /// Single flight: the one fetch in progress holds it; requests that need keys meanwhile
+    /// wait for it and then read its result instead of failing or fetching again.
+    in_flight: tokio::sync::Mutex<()>,
+    /// Completed fetches (successful or not): a waiter that sees it change knows a fetch
+    /// finished while it waited.
+    completed: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
 }
 
 impl JwksStore {
-    pub fn new(url: String, min_refresh: Duration) -> Self {
+    pub fn new(url: String, intervals: JwksIntervals) -> Self {
         JwksStore {
             url,
-            min_refresh,
+            intervals: Mutex::new(intervals),
             keys: ArcSwap::from_pointee(HashMap::new()),
-            last_fetch: Mutex::new(None),
+            state: Mutex::new(FetchState::default()),
+            in_flight: tokio::sync::Mutex::new(()),
+            completed: AtomicU64::new(0),
         }
     }
 
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// A reload may change the intervals of a store it keeps (same URL).
+    pub fn set_intervals(&self, intervals: JwksIntervals) {
+        *lock(&self.intervals) = intervals;
+    }
+
+    fn intervals(&self) -> JwksIntervals {
+        *lock(&self.intervals)
     }
 
     async fn key_for(
@@ -234,8 +385,11 @@ impl JwksStore {
         if let Some(key) = self.keys.load().get(kid) {
             return Ok(key.clone());
         }
-        if self.claim_refresh() {
-            self.refresh(client).await;
+        let seen = self.completed.load(Ordering::Acquire);
+        let _flight = self.in_flight.lock().await;
+        // A fetch finished while this request waited: use its result, don't fetch again.
+        if self.completed.load(Ordering::Acquire) == seen && self.claim_refresh() {
+            self.fetch(client).await;
         }
         self.keys
             .load()
@@ -244,39 +398,79 @@ impl JwksStore {
             .ok_or(AuthFailure::UnknownKey)
     }
 
-    /// True when this caller may fetch now (first fetch, or the interval has passed).
+    /// True when an unknown `kid` may fetch now (first fetch, or the interval has passed).
     fn claim_refresh(&self) -> bool {
-        let mut last = match self.last_fetch.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let min_refresh = self.intervals().min_refresh;
+        let mut state = lock(&self.state);
         let now = Instant::now();
-        match *last {
-            Some(at) if now.duration_since(at) < self.min_refresh => false,
+        match state.last_attempt {
+            Some(at) if now.duration_since(at) < min_refresh => false,
             _ => {
-                *last = Some(now);
+                state.last_attempt = Some(now);
                 true
             }
         }
     }
 
-    async fn refresh(&self, client: &VendorClient) {
+    /// How long until the periodic refresh is due; `None` before the first fetch (the first
+    /// request that needs a key fetches).
+    pub fn until_due(&self) -> Option<Duration> {
+        lock(&self.state)
+            .next_due
+            .map(|due| due.saturating_duration_since(Instant::now()))
+    }
+
+    /// The periodic refresh: fetch when due, so a key the identity provider removed stops
+    /// being trusted within one interval. Called by the JWKS refresher background service.
+    pub async fn refresh_if_due(&self, client: &VendorClient) {
+        if self.until_due().is_none_or(|d| !d.is_zero()) {
+            return;
+        }
+        let _flight = self.in_flight.lock().await;
+        if self.until_due().is_none_or(|d| !d.is_zero()) {
+            return; // a fetch finished while this one waited
+        }
+        lock(&self.state).last_attempt = Some(Instant::now());
+        self.fetch(client).await;
+    }
+
+    /// One fetch; the caller holds `in_flight`. A failed fetch keeps the current keys and
+    /// schedules the next periodic attempt after `min_refresh`.
+    async fn fetch(&self, client: &VendorClient) {
+        let intervals = self.intervals();
+        let outcome = self.fetch_keys(client).await;
+        let next = match outcome {
+            Some((keys, max_age)) => {
+                tracing::info!(keys = keys.len(), "JWKS refreshed");
+                self.keys.store(Arc::new(keys));
+                intervals.next_interval(max_age)
+            }
+            None => intervals.min_refresh,
+        };
+        lock(&self.state).next_due = Some(Instant::now() + next);
+        self.completed.fetch_add(1, Ordering::Release);
+    }
+
+    async fn fetch_keys(
+        &self,
+        client: &VendorClient,
+    ) -> Option<(HashMap<String, Arc<DecodingKey>>, Option<u64>)> {
         let response = match client.fetch_url(&self.url, JWKS_FETCH_TIMEOUT).await {
             Ok(r) if r.is_success() => r,
             Ok(r) => {
                 tracing::warn!(status = r.status, "JWKS fetch answered an error status");
-                return;
+                return None;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "JWKS fetch failed");
-                return;
+                return None;
             }
         };
         let set: JwkSet = match serde_json::from_slice(&response.body) {
             Ok(set) => set,
             Err(e) => {
                 tracing::warn!(error = %e, "JWKS document is not a JWK set");
-                return;
+                return None;
             }
         };
         let mut keys = HashMap::new();
@@ -291,8 +485,7 @@ impl JwksStore {
                 Err(e) => tracing::warn!(kid = %kid, error = %e, "skipping unusable JWK"),
             }
         }
-        tracing::info!(keys = keys.len(), "JWKS refreshed");
-        self.keys.store(Arc::new(keys));
+        Some((keys, response.max_age))
     }
 }
 
@@ -470,6 +663,156 @@ mod tests {
             .unwrap();
         assert_eq!(p.tenant, "acme");
         assert!(p.has_scope("b"));
+    }
+
+    #[tokio::test]
+    async fn a_configured_issuer_or_audience_is_a_required_claim() {
+        let client = VendorClient::new();
+        let auth = Authenticator::new(AuthSettings {
+            algorithm: Algorithm::HS256,
+            keys: KeySource::Static(DecodingKey::from_secret(b"s")),
+            issuer: Some(vec!["https://idp.example".into()]),
+            audience: Some(vec!["switchboard".into()]),
+            tenant_claim: "tenant".into(),
+            leeway_seconds: 0,
+        });
+        let claims = |extra: Value| {
+            let mut c = serde_json::json!({"exp": future(), "tenant": "t", "scope": "x"});
+            for (k, v) in extra.as_object().unwrap() {
+                c[k] = v.clone();
+            }
+            format!("Bearer {}", token(b"s", c))
+        };
+        let both = claims(serde_json::json!({"iss": "https://idp.example", "aud": "switchboard"}));
+        assert!(auth.verify(Some(&both), &client).await.is_ok());
+        // minted by the same identity provider for another service: no `aud`
+        let no_aud = claims(serde_json::json!({"iss": "https://idp.example"}));
+        assert_eq!(
+            auth.verify(Some(&no_aud), &client).await.unwrap_err(),
+            AuthFailure::MissingClaim
+        );
+        let no_iss = claims(serde_json::json!({"aud": "switchboard"}));
+        assert_eq!(
+            auth.verify(Some(&no_iss), &client).await.unwrap_err(),
+            AuthFailure::MissingClaim
+        );
+        // without configuration, neither claim is needed
+        let open = hs_without_audience(b"s");
+        assert!(open
+            .verify(Some(&claims(serde_json::json!({}))), &client)
+            .await
+            .is_ok());
+    }
+
+    fn hs_without_audience(secret: &[u8]) -> Authenticator {
+        Authenticator::new(AuthSettings {
+            algorithm: Algorithm::HS256,
+            keys: KeySource::Static(DecodingKey::from_secret(secret)),
+            issuer: None,
+            audience: None,
+            tenant_claim: "tenant".into(),
+            leeway_seconds: 0,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_crit_header_is_refused() {
+        let client = VendorClient::new();
+        let claims = serde_json::json!({"exp": future(), "tenant": "acme", "scope": "x", "aud": "switchboard"});
+        for crit in [vec!["exp".to_owned()], vec!["b64".to_owned()], vec![]] {
+            let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
+            header.crit = Some(crit.clone());
+            let t = jsonwebtoken::encode(
+                &header,
+                &claims,
+                &jsonwebtoken::EncodingKey::from_secret(b"s"),
+            )
+            .unwrap();
+            assert_eq!(
+                hs(b"s")
+                    .verify(Some(&format!("Bearer {t}")), &client)
+                    .await
+                    .unwrap_err(),
+                AuthFailure::CriticalExtension,
+                "crit {crit:?}"
+            );
+        }
+        // the same token without `crit` is fine
+        let t = token(b"s", claims);
+        assert!(hs(b"s")
+            .verify(Some(&format!("Bearer {t}")), &client)
+            .await
+            .is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_bearer_scheme_is_case_insensitive() {
+        let client = VendorClient::new();
+        let t = token(
+            b"s",
+            serde_json::json!({"exp": future(), "tenant": "acme", "scope": "x", "aud": "switchboard"}),
+        );
+        for scheme in ["Bearer", "bearer", "BEARER", "BeArEr"] {
+            for sep in [" ", "   "] {
+                let header = format!("{scheme}{sep}{t}");
+                assert!(
+                    hs(b"s").verify(Some(&header), &client).await.is_ok(),
+                    "{header:?}"
+                );
+            }
+        }
+        for bad in [
+            format!("Bearer{t}"),
+            format!("Bearerx {t}"),
+            "Bearer ".to_owned(),
+        ] {
+            assert_eq!(
+                hs(b"s").verify(Some(&bad), &client).await.unwrap_err(),
+                AuthFailure::Missing,
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            hs(b"s")
+                .verify(Some(&format!("Bearer {t} extra")), &client)
+                .await
+                .unwrap_err(),
+            AuthFailure::Malformed
+        );
+    }
+
+    #[test]
+    fn a_repeated_authorization_header_is_refused() {
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(authorization_value(&headers), Ok(None));
+        headers.append(
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_static("Bearer a"),
+        );
+        assert_eq!(authorization_value(&headers), Ok(Some("Bearer a")));
+        headers.append(
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_static("Bearer b"),
+        );
+        assert_eq!(
+            authorization_value(&headers),
+            Err(AuthFailure::RepeatedHeader)
+        );
+    }
+
+    #[test]
+    fn jwks_refresh_honours_max_age_within_bounds() {
+        let intervals = JwksIntervals {
+            min_refresh: Duration::from_secs(30),
+            refresh: Duration::from_secs(300),
+        };
+        assert_eq!(intervals.next_interval(None), Duration::from_secs(300));
+        assert_eq!(intervals.next_interval(Some(120)), Duration::from_secs(120));
+        assert_eq!(intervals.next_interval(Some(0)), Duration::from_secs(30));
+        assert_eq!(
+            intervals.next_interval(Some(86_400)),
+            Duration::from_secs(300)
+        );
     }
 
     #[tokio::test]

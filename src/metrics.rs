@@ -19,7 +19,9 @@ const BUCKETS: &[f64] = &[
 /// `reason` label values of `switchboard_auth_failures_total`, pre-created at 0.
 pub const AUTH_FAILURE_REASONS: &[&str] = &[
     "missing",
+    "repeated_header",
     "malformed",
+    "critical_extension",
     "expired",
     "not_yet_valid",
     "bad_signature",

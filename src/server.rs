@@ -14,6 +14,7 @@ use pingora::services::listening::Service;
 
 use crate::gateway::admin::AdminApp;
 use crate::gateway::{App, Gateway};
+use crate::vendors::VendorClient;
 
 /// How long the watcher waits for a burst of file events to settle before reloading.
 const DEBOUNCE: Duration = Duration::from_millis(250);
@@ -73,7 +74,17 @@ pub fn build_server(
 
     server.add_service(api);
     server.add_service(admin);
-    server.add_service(background_service("config watcher", ConfigWatcher { app }));
+    server.add_service(background_service(
+        "config watcher",
+        ConfigWatcher { app: app.clone() },
+    ));
+    server.add_service(background_service(
+        "jwks refresher",
+        JwksRefresher {
+            app,
+            client: VendorClient::new(),
+        },
+    ));
     for service in extra {
         server.add_boxed_service(service);
     }
@@ -167,6 +178,42 @@ impl BackgroundService for ConfigWatcher {
             let result = tokio::task::spawn_blocking(move || app.reload(trigger)).await;
             if let Ok(Ok(_)) = result {
                 rewatch(&mut watcher, &mut dirs);
+            }
+        }
+    }
+}
+
+/// How often the JWKS refresher looks at the active config when nothing is due (a reload may
+/// switch to a JWKS URL, or away from one).
+const JWKS_POLL: Duration = Duration::from_secs(5);
+
+/// Refreshes the active config's JWKS in the background when its interval (the JWKS answer's
+/// `Cache-Control: max-age`, within `jwt.jwks_min_refresh_seconds` and
+/// `jwt.jwks_refresh_seconds`) has passed, so a key the identity provider removed stops being
+/// trusted without waiting for an unknown `kid`. It has its own vendor client: pooled
+/// connections belong to the runtime that opened them, and this service has its own runtime.
+pub struct JwksRefresher {
+    app: Arc<App>,
+    client: VendorClient,
+}
+
+#[async_trait]
+impl BackgroundService for JwksRefresher {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        loop {
+            let store = self.app.snapshot().auth.jwks().cloned();
+            let wait = match store {
+                Some(store) => {
+                    store.refresh_if_due(&self.client).await;
+                    store
+                        .until_due()
+                        .map_or(JWKS_POLL, |d| d.clamp(Duration::from_millis(50), JWKS_POLL))
+                }
+                None => JWKS_POLL,
+            };
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(wait) => {}
             }
         }
     }

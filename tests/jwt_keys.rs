@@ -103,12 +103,21 @@ async fn es256_with_a_pem_key() {
     assert_eq!(capabilities(&h, &rs).await, 401);
 }
 
-/// A JWKS endpoint on loopback that counts its fetches and can rotate keys.
+/// A JWKS endpoint on loopback that counts its fetches and can rotate keys, answer late,
+/// send `Cache-Control`, and remembers the query string it was fetched with.
 struct JwksServer {
     url: String,
     fetches: Arc<AtomicUsize>,
     keys: Arc<Mutex<JwkSet>>,
+    behaviour: Arc<Mutex<Behaviour>>,
     task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default, Clone)]
+struct Behaviour {
+    latency: Duration,
+    cache_control: Option<String>,
+    last_query: Option<String>,
 }
 
 impl Drop for JwksServer {
@@ -127,15 +136,27 @@ fn jwk(name: &str, kid: &str) -> Jwk {
 async fn jwks_server(keys: Vec<Jwk>) -> JwksServer {
     let fetches = Arc::new(AtomicUsize::new(0));
     let set = Arc::new(Mutex::new(JwkSet { keys }));
-    let (f, s) = (fetches.clone(), set.clone());
+    let behaviour = Arc::new(Mutex::new(Behaviour::default()));
+    let (f, s, b) = (fetches.clone(), set.clone(), behaviour.clone());
     let app = axum::Router::new().route(
         "/.well-known/jwks.json",
-        axum::routing::get(move || {
-            let (f, s) = (f.clone(), s.clone());
+        axum::routing::get(move |uri: axum::http::Uri| {
+            let (f, s, b) = (f.clone(), s.clone(), b.clone());
             async move {
+                let behaviour = {
+                    let mut b = b.lock().expect("lock");
+                    b.last_query = uri.query().map(str::to_owned);
+                    b.clone()
+                };
+                tokio::time::sleep(behaviour.latency).await;
                 f.fetch_add(1, Ordering::SeqCst);
                 let body = serde_json::to_string(&*s.lock().expect("lock")).expect("json");
-                ([("content-type", "application/json")], body)
+                let mut headers = axum::http::HeaderMap::new();
+                headers.insert("content-type", "application/json".parse().expect("value"));
+                if let Some(cc) = behaviour.cache_control {
+                    headers.insert("cache-control", cc.parse().expect("value"));
+                }
+                (headers, body)
             }
         }),
     );
@@ -153,8 +174,95 @@ async fn jwks_server(keys: Vec<Jwk>) -> JwksServer {
         url,
         fetches,
         keys: set,
+        behaviour,
         task,
     }
+}
+
+async fn jwks_harness(url: &str, extra: &str) -> Harness {
+    Harness::start_with(Options {
+        jwt: Some(format!(
+            "  algorithm: RS256\n  jwks_url: \"{url}\"\n  audience: {AUDIENCE}\n{extra}"
+        )),
+        ..Options::default()
+    })
+    .await
+}
+
+fn k1() -> String {
+    sign(
+        Algorithm::RS256,
+        &encoding_key("rsa-private.pem", Algorithm::RS256),
+        Some("k1"),
+    )
+}
+
+/// Requests that need keys while a fetch is running wait for that fetch instead of failing
+/// with `unknown_key`, and it stays one fetch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_fetch_is_single_flight() {
+    let jwks = jwks_server(vec![jwk("rsa-private.pem", "k1")]).await;
+    jwks.behaviour.lock().expect("lock").latency = Duration::from_millis(400);
+    let h = jwks_harness(&jwks.url, "  jwks_min_refresh_seconds: 60").await;
+    let token = k1();
+    let statuses = futures::future::join_all((0..10).map(|_| capabilities(&h, &token))).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(jwks.fetches.load(Ordering::SeqCst), 1);
+}
+
+/// A key the identity provider removes stops being trusted without any unknown `kid`: the
+/// background refresh honours the JWKS answer's `Cache-Control: max-age`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_removed_from_the_jwks_stops_being_trusted() {
+    let jwks = jwks_server(vec![
+        jwk("rsa-private.pem", "k1"),
+        jwk("rsa2-private.pem", "k2"),
+    ])
+    .await;
+    jwks.behaviour.lock().expect("lock").cache_control = Some("public, max-age=1".into());
+    let h = jwks_harness(
+        &jwks.url,
+        "  jwks_min_refresh_seconds: 1\n  jwks_refresh_seconds: 600",
+    )
+    .await;
+    let token = k1();
+    assert_eq!(capabilities(&h, &token).await, 200);
+    // The identity provider retires k1.
+    jwks.keys
+        .lock()
+        .expect("lock")
+        .keys
+        .retain(|k| k.common.key_id.as_deref() != Some("k1"));
+    let before = jwks.fetches.load(Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if capabilities(&h, &token).await == 401 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "k1 is still trusted 10 s after the JWKS dropped it (max-age=1)"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        jwks.fetches.load(Ordering::SeqCst) > before,
+        "refreshed in the background"
+    );
+}
+
+/// Entra ID's JWKS URLs carry a query string: config validation accepts it and the fetch
+/// sends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwks_url_with_a_query_string() {
+    let jwks = jwks_server(vec![jwk("rsa-private.pem", "k1")]).await;
+    let url = format!("{}?appid=6731de76-14a6-49ae-97bc-6eba6914391e", jwks.url);
+    let h = jwks_harness(&url, "").await;
+    assert_eq!(capabilities(&h, &k1()).await, 200);
+    assert_eq!(
+        jwks.behaviour.lock().expect("lock").last_query.as_deref(),
+        Some("appid=6731de76-14a6-49ae-97bc-6eba6914391e")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 
 use crate::api::cursor::CursorCodec;
 use crate::api::operation::{Operation, Vendor};
-use crate::auth::{AuthSettings, Authenticator, JwksStore, KeySource};
+use crate::auth::{AuthSettings, Authenticator, JwksIntervals, JwksStore, KeySource};
 use crate::vendors::{adapter_for, supported_operations};
 pub use env::Env;
 use routes::{AuthScheme, RoutesFile, VendorRoutes};
@@ -114,6 +114,9 @@ pub struct JwtFile {
     pub jwks_url: Option<String>,
     #[serde(default = "default_jwks_refresh")]
     pub jwks_min_refresh_seconds: u64,
+    /// Background refresh period without `Cache-Control: max-age`, and the longest one with it.
+    #[serde(default = "default_jwks_periodic_refresh")]
+    pub jwks_refresh_seconds: u64,
     #[serde(default)]
     pub issuer: Option<OneOrMany>,
     #[serde(default)]
@@ -126,6 +129,9 @@ pub struct JwtFile {
 
 fn default_jwks_refresh() -> u64 {
     30
+}
+fn default_jwks_periodic_refresh() -> u64 {
+    300
 }
 fn default_tenant_claim() -> String {
     "tenant".to_owned()
@@ -659,16 +665,27 @@ impl Loader {
                     "HS256 uses `secret`",
                 ));
             }
-            BaseUrl::parse(&url).map_err(|r| ConfigError::new(path, "jwt.jwks_url", r))?;
-            let min_refresh = Duration::from_secs(jwt.jwks_min_refresh_seconds.max(1));
+            check_jwks_url(&url).map_err(|r| ConfigError::new(path, "jwt.jwks_url", r))?;
+            if jwt.jwks_refresh_seconds == 0 {
+                return Err(ConfigError::new(
+                    path,
+                    "jwt.jwks_refresh_seconds",
+                    "must be greater than 0",
+                ));
+            }
+            let intervals = JwksIntervals {
+                min_refresh: Duration::from_secs(jwt.jwks_min_refresh_seconds.max(1)),
+                refresh: Duration::from_secs(jwt.jwks_refresh_seconds),
+            };
             let mut stores = match self.jwks.lock() {
                 Ok(g) => g,
                 Err(p) => p.into_inner(),
             };
             let store = stores
                 .entry(url.clone())
-                .or_insert_with(|| Arc::new(JwksStore::new(url, min_refresh)))
+                .or_insert_with(|| Arc::new(JwksStore::new(url, intervals)))
                 .clone();
+            store.set_intervals(intervals);
             KeySource::Jwks(store)
         };
         if jwt.tenant_claim.is_empty() {
@@ -688,6 +705,28 @@ impl Loader {
         });
         Ok((auth, dev_secret))
     }
+}
+
+/// A JWKS URL: http(s), a host, no credentials or fragment. Unlike a vendor base URL it may
+/// carry a query string (Entra ID's JWKS URLs have one: `…/keys?appid=…`).
+fn check_jwks_url(raw: &str) -> Result<(), String> {
+    let url = url::Url::parse(raw).map_err(|e| format!("{raw:?} is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err(format!(
+            "scheme {:?} is not supported; use https or http",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{raw:?} has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("a JWKS URL carries no credentials".to_owned());
+    }
+    if url.fragment().is_some() {
+        return Err("a JWKS URL has no fragment".to_owned());
+    }
+    Ok(())
 }
 
 fn check_listen(path: &Path, listen: &ListenFile) -> Result<(), ConfigError> {

@@ -465,23 +465,18 @@ impl Gateway {
         session: &Session,
         snapshot: &Snapshot,
     ) -> Result<Principal, ApiError> {
-        let header = session
-            .req_header()
-            .headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        snapshot
-            .auth
-            .verify(header, &self.app.client)
-            .await
-            .map_err(|failure| {
-                self.app
-                    .metrics
-                    .auth_failures
-                    .with_label_values(&[failure.reason()])
-                    .inc();
-                ApiError::unauthorized(failure.detail())
-            })
+        let verified = match crate::auth::authorization_value(&session.req_header().headers) {
+            Ok(header) => snapshot.auth.verify(header, &self.app.client).await,
+            Err(failure) => Err(failure),
+        };
+        verified.map_err(|failure| {
+            self.app
+                .metrics
+                .auth_failures
+                .with_label_values(&[failure.reason()])
+                .inc();
+            ApiError::unauthorized(failure.detail())
+        })
     }
 
     fn authorize(&self, principal: &Principal, op: Operation) -> Result<(), ApiError> {

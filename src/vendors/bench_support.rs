@@ -32,8 +32,8 @@ fn mapper() -> Mapper {
 fn ok(body: &Bytes) -> VendorResponse {
     VendorResponse {
         status: 200,
-        retry_after: None,
         body: body.clone(),
+        ..VendorResponse::default()
     }
 }
 

@@ -93,10 +93,13 @@ impl VendorCall {
 }
 
 /// A vendor's answer, any status.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct VendorResponse {
     pub status: u16,
+    /// `Retry-After`, as seconds from now (sent as seconds or as an HTTP date).
     pub retry_after: Option<u64>,
+    /// `Cache-Control: max-age`, in seconds (the JWKS refresher honours it).
+    pub max_age: Option<u64>,
     pub body: Bytes,
 }
 
@@ -369,14 +372,15 @@ impl VendorClient {
         url: &str,
         timeout: Duration,
     ) -> Result<VendorResponse, CallError> {
-        let base = crate::config::BaseUrl::parse(url).map_err(CallError::Target)?;
-        let target = match url::Url::parse(url) {
-            Ok(u) => match u.query() {
-                Some(q) => format!("{}?{q}", u.path()),
-                None => u.path().to_owned(),
-            },
-            Err(e) => return Err(CallError::Target(e.to_string())),
+        let mut parsed = url::Url::parse(url).map_err(|e| CallError::Target(e.to_string()))?;
+        let target = match parsed.query() {
+            Some(q) => format!("{}?{q}", parsed.path()),
+            None => parsed.path().to_owned(),
         };
+        // The query string goes into the request target; the base is scheme, host and port.
+        parsed.set_query(None);
+        parsed.set_fragment(None);
+        let base = crate::config::BaseUrl::parse(parsed.as_str()).map_err(CallError::Target)?;
         let request = async {
             let mut req = RequestHeader::build(http::Method::GET, target.as_bytes(), None)
                 .map_err(|e| CallError::Target(e.to_string()))?;
@@ -533,13 +537,18 @@ impl VendorClient {
         }
         session.finish_request_body().await.map_err(io)?;
         session.read_response_header().await.map_err(io)?;
-        let (status, retry_after) = match session.response_header() {
+        let (status, retry_after, max_age) = match session.response_header() {
             Some(h) => (
                 h.status.as_u16(),
                 h.headers
                     .get(http::header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok()),
+                    .and_then(|v| parse_retry_after(v, std::time::SystemTime::now())),
+                h.headers
+                    .get_all(http::header::CACHE_CONTROL)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .find_map(parse_max_age),
             ),
             None => return Err(CallError::Io("no response header".to_owned())),
         };
@@ -560,7 +569,77 @@ impl VendorClient {
         Ok(VendorResponse {
             status,
             retry_after,
+            max_age,
             body: buf.freeze(),
         })
+    }
+}
+
+/// `Retry-After` (RFC 9110 §10.2.3) as seconds from `now`: either delay-seconds or an HTTP
+/// date (IMF-fixdate, or the obsolete RFC 850 and asctime forms). A date in the past means
+/// "now" (0); anything unparsable is ignored.
+pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<u64> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(seconds);
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    let wait = at.duration_since(now).unwrap_or(Duration::ZERO);
+    // Round up: waiting a fraction of a second less than asked is still too early.
+    Some(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+}
+
+/// The `max-age` directive of one `Cache-Control` value (`no-store`/`no-cache` mean 0).
+fn parse_max_age(value: &str) -> Option<u64> {
+    value.split(',').map(str::trim).find_map(|directive| {
+        let (name, arg) = directive.split_once('=').unwrap_or((directive, ""));
+        let name = name.trim();
+        if name.eq_ignore_ascii_case("max-age") {
+            arg.trim().trim_matches('"').parse::<u64>().ok()
+        } else if name.eq_ignore_ascii_case("no-store") || name.eq_ignore_ascii_case("no-cache") {
+            Some(0)
+        } else {
+            None
+        }
+    })
+}
+
+#[cfg(test)]
+mod header_tests {
+    use super::*;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    #[test]
+    fn retry_after_as_seconds_or_http_date() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_445_412_480); // Wed, 21 Oct 2015 07:28:00 GMT
+        assert_eq!(parse_retry_after("120", now), Some(120));
+        assert_eq!(parse_retry_after(" 7 ", now), Some(7));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:29:30 GMT", now),
+            Some(90)
+        );
+        // the obsolete forms an HTTP/1.1 recipient must accept
+        assert_eq!(
+            parse_retry_after("Wednesday, 21-Oct-15 07:29:30 GMT", now),
+            Some(90)
+        );
+        assert_eq!(parse_retry_after("Wed Oct 21 07:29:30 2015", now), Some(90));
+        // a date in the past: retry now
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(0)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
+        let _ = SystemTime::now();
+    }
+
+    #[test]
+    fn max_age_from_cache_control() {
+        assert_eq!(parse_max_age("public, max-age=3600"), Some(3600));
+        assert_eq!(parse_max_age("MAX-AGE=\"60\", must-revalidate"), Some(60));
+        assert_eq!(parse_max_age("no-store"), Some(0));
+        assert_eq!(parse_max_age("public"), None);
+        assert_eq!(parse_max_age("max-age=soon"), None);
     }
 }

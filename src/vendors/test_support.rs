@@ -147,8 +147,8 @@ pub(crate) fn seen(script: &Script) -> Vec<Seen> {
 pub(crate) fn response(status: u16, body: &str) -> VendorResponse {
     VendorResponse {
         status,
-        retry_after: None,
         body: bytes::Bytes::from(body.to_owned()),
+        ..VendorResponse::default()
     }
 }
 
