@@ -5,14 +5,85 @@
 //! messages need the conversation uuid + the message uuid). The shape is
 //! `<prefix>_<base64url(JSON array of strings)>`; callers must treat it as opaque.
 //!
-//! Decoding is strict: a wrong prefix, bad base64, bad JSON, or the wrong number of keys all
-//! answer "not found", so a malformed ID never reaches a vendor.
+//! Decoding is strict: a wrong prefix, bad base64, bad JSON, or a key that is empty, too long,
+//! a dot segment or has control characters all answer "not found". Anyone can build an ID, so
+//! the keys are then checked against the grammar of the connection's vendor
+//! ([`KeyGrammar`], declared by each adapter) before any vendor call: a malformed or hostile
+//! ID never reaches a vendor.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
 /// Longest accepted encoded ID; anything longer is malformed by definition.
 const MAX_ID_LEN: usize = 1024;
+/// Longest vendor key of any vendor grammar.
+const MAX_KEY_LEN: usize = 128;
+
+/// The shape one vendor key must have before a vendor is asked about it. Each adapter declares
+/// the grammar of its keys per kind of object (`Adapter::key_grammar`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyGrammar {
+    /// A positive decimal integer: digits only, no sign, no leading zero, at most 18 digits
+    /// (fits an i64 and every vendor's integer ids).
+    PositiveInteger,
+    /// A UUID in its 8-4-4-4-12 hexadecimal form (Libredesk conversations and messages).
+    Uuid,
+    /// An E.164 phone number: `+`, then 7 to 15 digits, the first not zero.
+    E164,
+    /// An opaque vendor string id: 1 to 128 characters of the URL-unreserved alphabet
+    /// (RFC 3986 §2.3: `A–Z a–z 0–9 - . _ ~`), and not a dot segment (`.`, `..`). Every string
+    /// id the vendors document or return (Firestore-style ids, hex object ids, `ctc_0001`)
+    /// fits it, and it can never change the shape of a vendor path.
+    Opaque,
+}
+
+impl KeyGrammar {
+    pub fn accepts(self, key: &str) -> bool {
+        let b = key.as_bytes();
+        match self {
+            KeyGrammar::PositiveInteger => {
+                (1..=18).contains(&b.len()) && b[0] != b'0' && b.iter().all(u8::is_ascii_digit)
+            }
+            KeyGrammar::Uuid => {
+                b.len() == 36
+                    && b.iter().enumerate().all(|(i, c)| match i {
+                        8 | 13 | 18 | 23 => *c == b'-',
+                        _ => c.is_ascii_hexdigit(),
+                    })
+            }
+            KeyGrammar::E164 => match b.split_first() {
+                Some((b'+', digits)) => {
+                    (7..=15).contains(&digits.len())
+                        && digits[0] != b'0'
+                        && digits.iter().all(u8::is_ascii_digit)
+                }
+                _ => false,
+            },
+            KeyGrammar::Opaque => {
+                (1..=MAX_KEY_LEN).contains(&b.len())
+                    && !b.iter().all(|c| *c == b'.')
+                    && b.iter().all(|c| {
+                        c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~')
+                    })
+            }
+        }
+    }
+}
+
+/// Whether `keys` are exactly the keys `grammar` describes, in order.
+pub fn keys_match(grammar: &[KeyGrammar], keys: &[String]) -> bool {
+    grammar.len() == keys.len() && grammar.iter().zip(keys).all(|(g, k)| g.accepts(k))
+}
+
+/// What no vendor key may be, whatever the vendor: empty, too long, a dot segment, or
+/// containing a control character or a path separator.
+fn plausible_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= MAX_KEY_LEN
+        && key != "."
+        && key != ".."
+        && !key.chars().any(|c| c.is_control() || c == '/' || c == '\\')
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
@@ -79,6 +150,9 @@ impl ObjectId {
         if parts.len() < 3 || parts.iter().any(|p| p.is_empty()) {
             return None;
         }
+        if !parts[2..].iter().all(|k| plausible_key(k)) {
+            return None;
+        }
         let mut parts = parts.into_iter();
         let tenant = parts.next()?;
         let connection = parts.next()?;
@@ -136,5 +210,74 @@ mod tests {
             assert_eq!(ObjectId::decode(Kind::Contact, raw), None, "{raw}");
         }
         assert_eq!(ObjectId::decode(Kind::Contact, &"ct_".repeat(600)), None);
+    }
+
+    #[test]
+    fn hostile_keys_never_decode() {
+        for key in [
+            ".",
+            "..",
+            "a/b",
+            "..\\x",
+            "a\u{0}b",
+            "line\nbreak",
+            "tab\t",
+            &"k".repeat(129),
+        ] {
+            let encoded = ObjectId::new(Kind::Contact, "t", "c", vec![key.to_owned()]).encode();
+            assert_eq!(ObjectId::decode(Kind::Contact, &encoded), None, "{key:?}");
+        }
+    }
+
+    #[test]
+    fn key_grammars() {
+        use KeyGrammar::*;
+        let cases: &[(KeyGrammar, &str, bool)] = &[
+            (PositiveInteger, "1", true),
+            (PositiveInteger, "123456789012345678", true),
+            (PositiveInteger, "1234567890123456789", false),
+            (PositiveInteger, "0", false),
+            (PositiveInteger, "012", false),
+            (PositiveInteger, "-1", false),
+            (PositiveInteger, "+1", false),
+            (PositiveInteger, "1e3", false),
+            (PositiveInteger, "", false),
+            (Uuid, "8a2b3c4d-1111-4222-8333-944455556666", true),
+            (Uuid, "8A2B3C4D-1111-4222-8333-944455556666", true),
+            (Uuid, "8a2b3c4d111142228333944455556666", false),
+            (Uuid, "8a2b3c4d-1111-4222-8333-94445555666g", false),
+            (Uuid, "..", false),
+            (E164, "+4915112345678", true),
+            (E164, "+0015112345678", false),
+            (E164, "4915112345678", false),
+            (E164, "+49 151", false),
+            (Opaque, "Qe1RkU3xTT8dWnY0pZ7c", true),
+            (Opaque, "ctc_0001", true),
+            (Opaque, "66a0c0de0000000000000003", true),
+            (Opaque, "a.b~c-d", true),
+            (Opaque, ".", false),
+            (Opaque, "..", false),
+            (Opaque, "...", false),
+            (Opaque, "a/b", false),
+            (Opaque, "a%2Fb", false),
+            (Opaque, "a?b", false),
+            (Opaque, "a b", false),
+            (Opaque, "ü", false),
+        ];
+        for (grammar, key, ok) in cases {
+            assert_eq!(grammar.accepts(key), *ok, "{grammar:?} {key:?}");
+        }
+        assert!(keys_match(
+            &[Uuid, Uuid],
+            &[
+                "8a2b3c4d-1111-4222-8333-944455556666".into(),
+                "8a2b3c4d-1111-4222-8333-944455556667".into()
+            ]
+        ));
+        assert!(!keys_match(
+            &[Uuid, Uuid],
+            &["8a2b3c4d-1111-4222-8333-944455556666".into()]
+        ));
+        assert!(!keys_match(&[Uuid], &["1".into()]));
     }
 }

@@ -79,6 +79,18 @@ impl Operation {
         }
     }
 
+    /// Creates, updates and sends carry a JSON object body; nothing else takes a body.
+    pub fn takes_body(self) -> bool {
+        matches!(
+            self,
+            Operation::ContactsCreate
+                | Operation::ContactsUpdate
+                | Operation::ConversationsCreate
+                | Operation::ConversationsUpdate
+                | Operation::MessagesSend
+        )
+    }
+
     /// Reads never change vendor state; only they may be cached or retried.
     pub fn is_read(self) -> bool {
         matches!(

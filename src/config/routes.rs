@@ -163,7 +163,10 @@ impl PathTemplate {
         })
     }
 
-    /// Fill the placeholders, percent-encoding each value as one path segment.
+    /// Fill the placeholders, percent-encoding each value as exactly one path segment: every
+    /// byte outside the unreserved set is encoded, and a value that is a dot segment (`.`,
+    /// `..`) is sent as `%2E`/`%2E%2E` so no value can climb the vendor's path. An empty value
+    /// is refused (it would address the collection instead of an object).
     pub fn render(&self, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
         let mut out = String::with_capacity(self.source.len() + 32);
         for segment in &self.segments {
@@ -171,7 +174,14 @@ impl PathTemplate {
                 Segment::Literal(l) => out.push_str(l),
                 Segment::Param(p) => {
                     let value = lookup(p).ok_or_else(|| format!("no value for {{{p}}}"))?;
-                    let _ = write!(out, "{}", utf8_percent_encode(&value, SEGMENT));
+                    match value.as_str() {
+                        "" => return Err(format!("empty value for {{{p}}}")),
+                        "." => out.push_str("%2E"),
+                        ".." => out.push_str("%2E%2E"),
+                        _ => {
+                            let _ = write!(out, "{}", utf8_percent_encode(&value, SEGMENT));
+                        }
+                    }
                 }
             }
         }
@@ -398,6 +408,26 @@ mod tests {
         let path = t.render(|_| Some("a/b c".to_owned())).unwrap();
         assert_eq!(path, "/api/v1/conversations/a%2Fb%20c/messages");
         assert!(t.render(|_| None).is_err());
+    }
+
+    #[test]
+    fn template_values_never_leave_their_segment() {
+        let t = PathTemplate::parse("/api/v1/contacts/{id}").unwrap();
+        let render = |v: &str| t.render(|_| Some(v.to_owned()));
+        assert_eq!(render("..").unwrap(), "/api/v1/contacts/%2E%2E");
+        assert_eq!(render(".").unwrap(), "/api/v1/contacts/%2E");
+        assert_eq!(
+            render("../../admin").unwrap(),
+            "/api/v1/contacts/..%2F..%2Fadmin"
+        );
+        assert_eq!(render("a?b#c%d").unwrap(), "/api/v1/contacts/a%3Fb%23c%25d");
+        assert_eq!(render("x\r\ny").unwrap(), "/api/v1/contacts/x%0D%0Ay");
+        assert_eq!(render("ü").unwrap(), "/api/v1/contacts/%C3%BC");
+        assert_eq!(
+            render("ctc_0001.v2~x").unwrap(),
+            "/api/v1/contacts/ctc_0001.v2~x"
+        );
+        assert!(render("").is_err());
     }
 
     #[test]

@@ -290,6 +290,7 @@ impl Gateway {
             }
         };
         self.authorize(&principal, op)?;
+        check_media_type(op, &session.req_header().headers)?;
         let body = read_body(session, snapshot.settings.body_limit_bytes).await?;
         let connection_header = session
             .req_header()
@@ -552,6 +553,32 @@ fn capabilities(snapshot: &Snapshot, principal: &Principal) -> serde_json::Value
         })
         .collect();
     serde_json::json!({ "data": data })
+}
+
+/// 415 unless a request body is JSON: any request that carries a body (or an operation that
+/// takes one and names a type) must say `application/json` or a `*/*+json` type. Checked
+/// before the body is read, so a refused body is never buffered.
+fn check_media_type(op: Operation, headers: &http::HeaderMap) -> Result<(), ApiError> {
+    let declares_body = headers.contains_key(http::header::TRANSFER_ENCODING)
+        || headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0");
+    let refuse = |detail: String| Err(ApiError::new(ErrorCode::UnsupportedMediaType, detail));
+    match headers.get(http::header::CONTENT_TYPE) {
+        Some(value) if declares_body || op.takes_body() => match value.to_str() {
+            Ok(ct) if parse::is_json_media_type(ct) => Ok(()),
+            Ok(ct) => refuse(format!(
+                "Content-Type {:?} is not JSON; send application/json",
+                ct.chars().take(100).collect::<String>()
+            )),
+            Err(_) => refuse("Content-Type is not valid text; send application/json".into()),
+        },
+        None if declares_body => {
+            refuse("a request body needs Content-Type: application/json".into())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Read the request body, refusing more than `limit` bytes (413) — by Content-Length before

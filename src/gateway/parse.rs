@@ -8,13 +8,14 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 
 use crate::api::cursor::CursorScope;
-use crate::api::ids::{Kind, ObjectId};
+use crate::api::ids::{keys_match, Kind, ObjectId};
 use crate::api::model::{ConversationStatus, Handle, HandleChannel};
 use crate::api::operation::Operation;
 use crate::api::request::{ContactFilters, ConversationFilters, OperationRequest, Page};
 use crate::api::ApiError;
 use crate::auth::Principal;
 use crate::config::{Connection, Snapshot};
+use crate::vendors::adapter_for;
 
 const DEFAULT_LIMIT: u32 = 20;
 const MAX_LIMIT: u32 = 100;
@@ -330,6 +331,10 @@ fn by_id(
         .connection(tenant, &id.connection)
         .cloned()
         .ok_or_else(not_found)?;
+    // Keys the vendor could not have issued never reach it (`DELETE …/contacts/..`).
+    if !keys_match(adapter_for(conn.vendor).key_grammar(kind), &id.keys) {
+        return Err(not_found());
+    }
     Ok((conn, id))
 }
 
@@ -450,8 +455,12 @@ pub fn cursor_scope<'a>(conn: &'a Connection, op: Operation, filters: &'a str) -
 }
 
 fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    if body.is_empty() {
-        return Err(ApiError::invalid("a JSON body is required"));
+    // Every body of the API is a JSON object. Checked before serde sees it: a derived
+    // struct also accepts an array and maps it by position (`["closed"]` as a patch).
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => return Err(ApiError::invalid("a JSON body is required")),
+        Some(b'{') => {}
+        Some(_) => return Err(ApiError::invalid("the JSON body must be an object")),
     }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
@@ -473,5 +482,90 @@ fn no_body(body: &[u8]) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::invalid("this operation takes no body"))
+    }
+}
+
+/// Whether a `Content-Type` names JSON: `application/json` or any `*/*+json` type (RFC 6839),
+/// case-insensitive, with parameters allowed — but a `charset` other than UTF-8 is not JSON
+/// (RFC 8259 §8.1).
+pub fn is_json_media_type(content_type: &str) -> bool {
+    let mut parts = content_type.split(';');
+    let essence = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+    let json = match essence.split_once('/') {
+        Some((kind, subtype)) => {
+            !kind.is_empty()
+                && !kind.contains(char::is_whitespace)
+                && (essence == "application/json"
+                    || subtype
+                        .strip_suffix("+json")
+                        .is_some_and(|s| !s.is_empty() && !s.contains(char::is_whitespace)))
+        }
+        None => false,
+    };
+    json && parts.all(|param| match param.split_once('=') {
+        Some((name, value)) if name.trim().eq_ignore_ascii_case("charset") => {
+            let value = value.trim().trim_matches('"');
+            value.eq_ignore_ascii_case("utf-8") || value.eq_ignore_ascii_case("utf8")
+        }
+        _ => true,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_media_types() {
+        for ok in [
+            "application/json",
+            "Application/JSON",
+            "application/json; charset=utf-8",
+            "application/json;charset=\"UTF-8\"",
+            "application/merge-patch+json",
+            "application/vnd.api+json",
+            "application/problem+json; charset=utf-8",
+        ] {
+            assert!(is_json_media_type(ok), "{ok}");
+        }
+        for bad in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "application/jsonx",
+            "application/+json",
+            "json",
+            "",
+            "application/json; charset=latin1",
+            "text/json+xml",
+        ] {
+            assert!(!is_json_media_type(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_body_must_be_a_json_object() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Patch {
+            status: Option<String>,
+        }
+        assert!(json_body::<Patch>(br#" {"status": "closed"}"#).is_ok());
+        for bad in [
+            &b"[]"[..],
+            b"[\"closed\"]",
+            b"\"closed\"",
+            b"1",
+            b"null",
+            b"true",
+        ] {
+            let err = json_body::<Patch>(bad).unwrap_err();
+            assert_eq!(err.code, crate::api::ErrorCode::InvalidRequest);
+            assert!(err.detail.contains("object"), "{}", err.detail);
+        }
+        assert!(json_body::<Patch>(b"  ")
+            .unwrap_err()
+            .detail
+            .contains("required"));
     }
 }

@@ -47,7 +47,7 @@ use super::{
     bad_response, non_empty, owned_non_empty, parse_json, status_error, Adapter, CallContext,
     EndpointSpec, FilterSpec, Mapper, OperationSpec, VendorBody, VendorCall, VendorResponse,
 };
-use crate::api::ids::{Kind, ObjectId};
+use crate::api::ids::{KeyGrammar, Kind, ObjectId};
 use crate::api::model::{
     vendor_label, Assignee, Attachment, Channel, Contact, ContactCreate, Conversation,
     ConversationCreate, ConversationPatch, ConversationStatus, Direction, Handle, HandleChannel,
@@ -127,6 +127,15 @@ static OPERATIONS: &[OperationSpec] = &[
 
 #[async_trait]
 impl Adapter for Caac {
+    /// Contacts and conversations are `[channel_id, member_id]`, messages add the message id:
+    /// CAAC ids are integers.
+    fn key_grammar(&self, kind: Kind) -> &'static [KeyGrammar] {
+        use KeyGrammar::PositiveInteger as N;
+        match kind {
+            Kind::Contact | Kind::Conversation => &[N, N],
+            Kind::Message => &[N, N, N],
+        }
+    }
     fn vendor(&self) -> Vendor {
         VENDOR
     }

@@ -68,7 +68,7 @@ use super::{
     bad_response, non_empty, owned_non_empty, parse_json, status_error, Adapter, CallContext,
     EndpointSpec, FilterSpec, Mapper, OperationSpec, VendorBody, VendorCall, VendorResponse,
 };
-use crate::api::ids::{Kind, ObjectId};
+use crate::api::ids::{KeyGrammar, Kind, ObjectId};
 use crate::api::model::{
     vendor_label, Attachment, Channel, Contact, ContactCreate, ContactPatch, Conversation,
     ConversationCreate, ConversationPatch, ConversationStatus, Direction, Handle, HandleChannel,
@@ -197,6 +197,14 @@ static OPERATIONS: &[OperationSpec] = &[
 
 #[async_trait]
 impl Adapter for ChatCaptain {
+    /// ChatCaptain ids are strings (Firestore-style); a message also carries its conversation.
+    fn key_grammar(&self, kind: Kind) -> &'static [KeyGrammar] {
+        use KeyGrammar::Opaque as S;
+        match kind {
+            Kind::Contact | Kind::Conversation => &[S],
+            Kind::Message => &[S, S],
+        }
+    }
     fn vendor(&self) -> Vendor {
         VENDOR
     }

@@ -41,7 +41,7 @@ use super::{
     bad_response, non_empty, owned_non_empty, parse_json, status_error, Adapter, CallContext,
     EndpointSpec, FilterSpec, Mapper, OperationSpec, VendorBody, VendorCall, VendorResponse,
 };
-use crate::api::ids::{Kind, ObjectId};
+use crate::api::ids::{KeyGrammar, Kind, ObjectId};
 use crate::api::model::{
     vendor_label, Assignee, Attachment, Channel, Contact, ContactPatch, Conversation,
     ConversationCreate, ConversationPatch, ConversationStatus, Direction, Handle, HandleChannel,
@@ -152,6 +152,15 @@ static OPERATIONS: &[OperationSpec] = &[
 
 #[async_trait]
 impl Adapter for Libredesk {
+    /// Contacts by integer id; conversations by uuid; messages by conversation uuid + uuid.
+    fn key_grammar(&self, kind: Kind) -> &'static [KeyGrammar] {
+        use KeyGrammar::{PositiveInteger, Uuid};
+        match kind {
+            Kind::Contact => &[PositiveInteger],
+            Kind::Conversation => &[Uuid],
+            Kind::Message => &[Uuid, Uuid],
+        }
+    }
     fn vendor(&self) -> Vendor {
         VENDOR
     }

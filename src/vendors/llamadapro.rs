@@ -51,7 +51,7 @@ use super::{
     bad_response, non_empty, owned_non_empty, parse_json, status_error, Adapter, CallContext,
     EndpointSpec, FilterSpec, Mapper, OperationSpec, VendorBody, VendorCall, VendorResponse,
 };
-use crate::api::ids::{Kind, ObjectId};
+use crate::api::ids::{KeyGrammar, Kind, ObjectId};
 use crate::api::model::{
     vendor_label, Assignee, Attachment, Channel, Contact, ContactCreate, ContactPatch,
     Conversation, ConversationCreate, ConversationStatus, Direction, Handle, HandleChannel,
@@ -162,6 +162,16 @@ static OPERATIONS: &[OperationSpec] = &[
 
 #[async_trait]
 impl Adapter for LlamadaPro {
+    /// Contacts and conversations have numeric ids; a conversation also carries the contact's
+    /// WhatsApp number, a message its own (string) id before the conversation's keys.
+    fn key_grammar(&self, kind: Kind) -> &'static [KeyGrammar] {
+        use KeyGrammar::{Opaque, PositiveInteger as N, E164};
+        match kind {
+            Kind::Contact => &[N],
+            Kind::Conversation => &[N, E164],
+            Kind::Message => &[Opaque, N, E164],
+        }
+    }
     fn vendor(&self) -> Vendor {
         VENDOR
     }

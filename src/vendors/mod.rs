@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use crate::api::ids::{Kind, ObjectId};
+use crate::api::ids::{KeyGrammar, Kind, ObjectId};
 use crate::api::operation::{Operation, Vendor};
 use crate::api::request::{OperationRequest, Output};
 use crate::api::{ApiError, ErrorCode};
@@ -57,6 +57,10 @@ pub trait Adapter: Send + Sync + 'static {
 
     /// Every vendor call the routes file may configure.
     fn endpoints(&self) -> &'static [EndpointSpec];
+
+    /// The keys an ID of `kind` carries for this vendor, in order. An ID whose keys do not fit
+    /// is a 404 before any vendor call (anyone can build an ID).
+    fn key_grammar(&self, kind: Kind) -> &'static [KeyGrammar];
 
     /// The operations this adapter implements and what each one needs.
     fn operations(&self) -> &'static [OperationSpec];
