@@ -44,6 +44,7 @@ pub struct Metrics {
     pub auth_failures: IntCounterVec,
     pub config_reloads: IntCounterVec,
     pub config_generation: IntGauge,
+    pub read_timeouts: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -122,7 +123,18 @@ impl Metrics {
         registry.register(Box::new(cache_entries.clone()))?;
         registry.register(Box::new(auth_failures.clone()))?;
         registry.register(Box::new(config_reloads.clone()))?;
+        let read_timeouts = IntCounterVec::new(
+            Opts::new(
+                "switchboard_http_read_timeouts_total",
+                "Client connections closed because the request header or body took too long.",
+            ),
+            &["phase"],
+        )?;
         registry.register(Box::new(config_generation.clone()))?;
+        registry.register(Box::new(read_timeouts.clone()))?;
+        for phase in ["header", "body"] {
+            read_timeouts.with_label_values(&[phase]);
+        }
         // Series that alerts use with increase() must exist at 0 before the first event.
         for result in ["success", "failure"] {
             config_reloads.with_label_values(&[result]);
@@ -141,6 +153,7 @@ impl Metrics {
             auth_failures,
             config_reloads,
             config_generation,
+            read_timeouts,
         })
     }
 

@@ -13,7 +13,8 @@ use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 
 use crate::gateway::admin::AdminApp;
-use crate::gateway::{App, Gateway};
+use crate::gateway::listener::ApiListener;
+use crate::gateway::App;
 use crate::vendors::VendorClient;
 
 /// How long the watcher waits for a burst of file events to settle before reloading.
@@ -62,10 +63,9 @@ pub fn build_server(
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let mut api = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        Gateway::new(app.clone()),
-        "switchboard api",
+    let mut api = Service::new(
+        "switchboard api".to_owned(),
+        ApiListener::new(app.clone(), &server.configuration),
     );
     api.add_tcp(&settings.listen.api);
     let mut admin = Service::new("switchboard admin".to_owned(), AdminApp::new(app.clone()));

@@ -71,6 +71,11 @@ const CONTRACT: &[(&str, &str, &[&str])] = &[
     ("switchboard_auth_failures_total", "counter", &["reason"]),
     ("switchboard_config_reloads_total", "counter", &["result"]),
     ("switchboard_config_generation", "gauge", &[]),
+    (
+        "switchboard_http_read_timeouts_total",
+        "counter",
+        &["phase"],
+    ),
 ];
 
 const OUTCOMES: &[&str] = &[
@@ -99,6 +104,9 @@ const CODES: &[&str] = &[
     "invalid_request",
     "unsupported_filter",
     "payload_too_large",
+    "unsupported_media_type",
+    "request_timeout",
+    "header_too_large",
     "unsupported_operation",
     "rate_limited",
     "vendor_rate_limited",
@@ -721,6 +729,9 @@ fn check_exposition(text: &str, vendors: &[Vendor]) {
                 }
                 ("switchboard_cache_requests_total", "result") => {
                     ["hit", "miss", "bypass"].contains(&value.as_str())
+                }
+                ("switchboard_http_read_timeouts_total", "phase") => {
+                    ["header", "body"].contains(&value.as_str())
                 }
                 ("switchboard_config_reloads_total", "result") => {
                     ["success", "failure"].contains(&value.as_str())

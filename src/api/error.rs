@@ -16,6 +16,8 @@ pub enum ErrorCode {
     UnsupportedFilter,
     PayloadTooLarge,
     UnsupportedMediaType,
+    RequestTimeout,
+    HeaderTooLarge,
     UnsupportedOperation,
     RateLimited,
     VendorRateLimited,
@@ -28,6 +30,29 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in the order of the error table.
+    pub const ALL: &'static [ErrorCode] = &[
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::InvalidRequest,
+        ErrorCode::UnsupportedFilter,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::RequestTimeout,
+        ErrorCode::HeaderTooLarge,
+        ErrorCode::UnsupportedOperation,
+        ErrorCode::RateLimited,
+        ErrorCode::VendorRateLimited,
+        ErrorCode::VendorAuthFailed,
+        ErrorCode::VendorError,
+        ErrorCode::VendorBadResponse,
+        ErrorCode::VendorTimeout,
+        ErrorCode::VendorUnavailable,
+        ErrorCode::Internal,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::Unauthorized => "unauthorized",
@@ -38,6 +63,8 @@ impl ErrorCode {
             ErrorCode::UnsupportedFilter => "unsupported_filter",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::RequestTimeout => "request_timeout",
+            ErrorCode::HeaderTooLarge => "header_too_large",
             ErrorCode::UnsupportedOperation => "unsupported_operation",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::VendorRateLimited => "vendor_rate_limited",
@@ -59,6 +86,8 @@ impl ErrorCode {
             ErrorCode::InvalidRequest | ErrorCode::UnsupportedFilter => 400,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::RequestTimeout => 408,
+            ErrorCode::HeaderTooLarge => 431,
             ErrorCode::UnsupportedOperation => 501,
             ErrorCode::RateLimited | ErrorCode::VendorRateLimited => 429,
             ErrorCode::VendorAuthFailed | ErrorCode::VendorError | ErrorCode::VendorBadResponse => {
@@ -80,6 +109,8 @@ impl ErrorCode {
             ErrorCode::UnsupportedFilter => "Unsupported filter",
             ErrorCode::PayloadTooLarge => "Payload too large",
             ErrorCode::UnsupportedMediaType => "Unsupported media type",
+            ErrorCode::RequestTimeout => "Request timeout",
+            ErrorCode::HeaderTooLarge => "Request header too large",
             ErrorCode::UnsupportedOperation => "Unsupported operation",
             ErrorCode::RateLimited => "Rate limited",
             ErrorCode::VendorRateLimited => "Vendor rate limited",
@@ -106,6 +137,8 @@ pub struct ApiError {
     /// Why a vendor call failed (`refused`, `untrusted_issuer`, …): for the access log only,
     /// never in the problem body.
     pub cause: Option<&'static str>,
+    /// The methods the resource allows, sent as `Allow` with a 405.
+    pub allow: Option<&'static str>,
 }
 
 impl ApiError {
@@ -117,6 +150,7 @@ impl ApiError {
             vendor_status: None,
             retry_after: None,
             cause: None,
+            allow: None,
         }
     }
 
@@ -157,6 +191,11 @@ impl ApiError {
 
     pub fn with_cause(mut self, cause: &'static str) -> Self {
         self.cause = Some(cause);
+        self
+    }
+
+    pub fn with_allow(mut self, methods: &'static str) -> Self {
+        self.allow = Some(methods);
         self
     }
 

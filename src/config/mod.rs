@@ -83,7 +83,55 @@ pub struct GatewayFile {
     pub cache: CacheFile,
     #[serde(default)]
     pub log: LogFile,
+    #[serde(default)]
+    pub http: HttpFile,
 }
+
+/// How long and how much a client may take to send a request (`http:` in the gateway file).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpFile {
+    /// From accepting a connection (or from the first byte of a later request on it) to the
+    /// end of the request header.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_ms: u64,
+    /// From the end of the request header to the end of its body.
+    #[serde(default = "default_body_read_timeout")]
+    pub body_read_timeout_ms: u64,
+    /// Largest request header (request line and every header field), in bytes.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
+    /// How long an idle keep-alive connection waits for its next request.
+    #[serde(default = "default_keepalive_timeout")]
+    pub keepalive_timeout_seconds: u64,
+}
+
+impl Default for HttpFile {
+    fn default() -> Self {
+        HttpFile {
+            header_read_timeout_ms: default_header_read_timeout(),
+            body_read_timeout_ms: default_body_read_timeout(),
+            max_header_bytes: default_max_header_bytes(),
+            keepalive_timeout_seconds: default_keepalive_timeout(),
+        }
+    }
+}
+
+fn default_header_read_timeout() -> u64 {
+    10_000
+}
+fn default_body_read_timeout() -> u64 {
+    30_000
+}
+fn default_max_header_bytes() -> usize {
+    64 * 1024
+}
+fn default_keepalive_timeout() -> u64 {
+    60
+}
+
+/// Pingora's own hard limit on a request header (`MAX_HEADER_SIZE`).
+const PINGORA_MAX_HEADER_BYTES: usize = 1_048_575;
 
 fn default_grace() -> u64 {
     10
@@ -303,6 +351,8 @@ pub struct Connection {
     pub auth_header: (http::HeaderName, http::HeaderValue),
     /// The raw credentials (the demo hands them to its sandboxes). Never logged.
     pub credentials: BTreeMap<String, Secret>,
+    /// Cuts every form of these credentials out of the vendor's answers.
+    pub redactor: crate::vendors::redact::Redactor,
     pub defaults: Map<String, Value>,
     /// How sessions to the vendor are made and verified (https base URLs).
     pub tls: tls::TlsSettings,
@@ -344,6 +394,15 @@ impl Connection {
     }
 }
 
+/// The client-side limits of the API listener, in runtime form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub keepalive_timeout: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub listen: ListenFile,
@@ -351,6 +410,7 @@ pub struct Settings {
     pub grace_period_seconds: u64,
     pub graceful_shutdown_timeout_seconds: u64,
     pub body_limit_bytes: usize,
+    pub http: HttpLimits,
     pub cache_max_entries: u64,
     pub log: LogFile,
     /// The HS256 secret, when configured: `switchboard token` mints with it.
@@ -470,6 +530,7 @@ impl Loader {
                 "must be greater than 0",
             ));
         }
+        let http = http_limits(path, &gateway.http)?;
         if !matches!(gateway.log.format.as_str(), "text" | "json") {
             return Err(ConfigError::new(path, "log.format", "use `text` or `json`"));
         }
@@ -546,6 +607,7 @@ impl Loader {
                 grace_period_seconds: gateway.grace_period_seconds,
                 graceful_shutdown_timeout_seconds: gateway.graceful_shutdown_timeout_seconds,
                 body_limit_bytes: gateway.body_limit_bytes,
+                http,
                 cache_max_entries: gateway.cache.max_entries,
                 log: gateway.log.clone(),
                 dev_secret,
@@ -729,6 +791,34 @@ fn check_jwks_url(raw: &str) -> Result<(), String> {
     Ok(())
 }
 
+fn http_limits(path: &Path, http: &HttpFile) -> Result<HttpLimits, ConfigError> {
+    for (key, value) in [
+        ("http.header_read_timeout_ms", http.header_read_timeout_ms),
+        ("http.body_read_timeout_ms", http.body_read_timeout_ms),
+        (
+            "http.keepalive_timeout_seconds",
+            http.keepalive_timeout_seconds,
+        ),
+    ] {
+        if value == 0 {
+            return Err(ConfigError::new(path, key, "must be greater than 0"));
+        }
+    }
+    if !(1024..=PINGORA_MAX_HEADER_BYTES).contains(&http.max_header_bytes) {
+        return Err(ConfigError::new(
+            path,
+            "http.max_header_bytes",
+            format!("must be from 1024 to {PINGORA_MAX_HEADER_BYTES}"),
+        ));
+    }
+    Ok(HttpLimits {
+        header_read_timeout: Duration::from_millis(http.header_read_timeout_ms),
+        body_read_timeout: Duration::from_millis(http.body_read_timeout_ms),
+        max_header_bytes: http.max_header_bytes,
+        keepalive_timeout: Duration::from_secs(http.keepalive_timeout_seconds),
+    })
+}
+
 fn check_listen(path: &Path, listen: &ListenFile) -> Result<(), ConfigError> {
     for (key, addr) in [("listen.api", &listen.api), ("listen.admin", &listen.admin)] {
         addr.parse::<std::net::SocketAddr>().map_err(|_| {
@@ -829,6 +919,7 @@ fn build_connections(
                 warnings,
                 &mut roots,
             )?;
+            let redactor = redactor(&conn.credentials, &auth_header.1);
             let capabilities = supported_operations(adapter, &vendor_routes);
             let fingerprint = fingerprint(tenant, name, conn, &vendor_routes);
             built.insert(
@@ -844,6 +935,7 @@ fn build_connections(
                         .iter()
                         .map(|(k, v)| (k.clone(), Secret(v.clone())))
                         .collect(),
+                    redactor,
                     defaults: conn.defaults.clone(),
                     tls,
                     routes: vendor_routes,
@@ -855,6 +947,25 @@ fn build_connections(
         tenants.insert(tenant.clone(), built);
     }
     Ok(tenants)
+}
+
+/// The credential forms to cut out of this connection's vendor answers: `api_key` and
+/// `api_secret` first (their Basic pair), then any other credential, and the auth header.
+fn redactor(
+    credentials: &BTreeMap<String, String>,
+    auth_header: &http::HeaderValue,
+) -> crate::vendors::redact::Redactor {
+    let ordered = ["api_key", "api_secret"]
+        .iter()
+        .filter_map(|k| credentials.get(*k))
+        .chain(
+            credentials
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "api_key" | "api_secret"))
+                .map(|(_, v)| v),
+        )
+        .map(String::as_str);
+    crate::vendors::redact::Redactor::new(ordered, auth_header.to_str().unwrap_or_default())
 }
 
 fn valid_name(s: &str) -> bool {

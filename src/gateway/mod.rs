@@ -8,6 +8,7 @@
 //! the whole response and returns `Ok(true)`; `upstream_peer` is never reached.
 
 pub mod admin;
+pub mod listener;
 pub mod parse;
 pub mod route;
 
@@ -242,6 +243,9 @@ impl Reply {
         if let Some(seconds) = error.retry_after {
             headers.push((http::header::RETRY_AFTER, http::HeaderValue::from(seconds)));
         }
+        if let Some(allow) = error.allow {
+            headers.push((http::header::ALLOW, http::HeaderValue::from_static(allow)));
+        }
         Reply {
             status: error.status(),
             content_type: "application/problem+json",
@@ -291,7 +295,21 @@ impl Gateway {
         };
         self.authorize(&principal, op)?;
         check_media_type(op, &session.req_header().headers)?;
-        let body = read_body(session, snapshot.settings.body_limit_bytes).await?;
+        let body = read_body(
+            session,
+            snapshot.settings.body_limit_bytes,
+            snapshot.settings.http.body_read_timeout,
+        )
+        .await
+        .inspect_err(|e| {
+            if e.code == ErrorCode::RequestTimeout {
+                self.app
+                    .metrics
+                    .read_timeouts
+                    .with_label_values(&["body"])
+                    .inc();
+            }
+        })?;
         let connection_header = session
             .req_header()
             .headers
@@ -424,7 +442,8 @@ impl Gateway {
         };
         let result = adapter_for(connection.vendor)
             .execute(&mut call, request)
-            .await;
+            .await
+            .map_err(|e| crate::vendors::forbidden_for(op, e));
         ctx.vendor_time += call.vendor_time;
         ctx.vendor_calls += call.vendor_calls;
         match result? {
@@ -519,7 +538,8 @@ fn no_route(e: NoRoute) -> ApiError {
         NoRoute::MethodNotAllowed(allow) => ApiError::new(
             ErrorCode::MethodNotAllowed,
             format!("method not allowed here; allowed: {allow}"),
-        ),
+        )
+        .with_allow(allow),
     }
 }
 
@@ -582,8 +602,27 @@ fn check_media_type(op: Operation, headers: &http::HeaderMap) -> Result<(), ApiE
 }
 
 /// Read the request body, refusing more than `limit` bytes (413) — by Content-Length before
-/// reading anything, and again while streaming, so a chunked body can't exceed it either.
-async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, ApiError> {
+/// reading anything, and again while streaming, so a chunked body can't exceed it either —
+/// and a body that takes longer than `timeout` in total (408: a client trickling bytes must
+/// not hold a connection forever).
+async fn read_body(
+    session: &mut Session,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, ApiError> {
+    match tokio::time::timeout(timeout, read_body_within(session, limit)).await {
+        Ok(result) => result,
+        Err(_) => Err(ApiError::new(
+            ErrorCode::RequestTimeout,
+            format!(
+                "the request body did not arrive within {} ms",
+                timeout.as_millis()
+            ),
+        )),
+    }
+}
+
+async fn read_body_within(session: &mut Session, limit: usize) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
             ErrorCode::PayloadTooLarge,
@@ -622,24 +661,31 @@ async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, ApiErro
 
 /// Echo a sane client `X-Request-Id`, or make one.
 fn request_id(session: &Session) -> String {
-    session
-        .req_header()
-        .headers
+    client_request_id(&session.req_header().headers).unwrap_or_else(new_request_id)
+}
+
+/// The client's `X-Request-Id`, when it is one we can echo (1–128 visible ASCII characters).
+fn client_request_id(headers: &http::HeaderMap) -> Option<String> {
+    headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .filter(|v| {
             !v.is_empty() && v.len() <= MAX_REQUEST_ID && v.bytes().all(|b| b.is_ascii_graphic())
         })
         .map(str::to_owned)
-        .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()))
+}
+
+fn new_request_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
 }
 
 async fn write_reply(session: &mut Session, ctx: &RequestCtx, reply: Reply) -> pingora::Result<()> {
     let mut header = ResponseHeader::build(reply.status, Some(6))?;
+    // A 204 has no content: no Content-Type, and no Content-Length (RFC 9110 §8.6).
     if reply.status != 204 {
         header.insert_header(http::header::CONTENT_TYPE, reply.content_type)?;
+        header.insert_header(http::header::CONTENT_LENGTH, reply.body.len())?;
     }
-    header.insert_header(http::header::CONTENT_LENGTH, reply.body.len())?;
     header.insert_header("x-request-id", ctx.request_id.as_str())?;
     header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
     for (name, value) in reply.headers {

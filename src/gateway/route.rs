@@ -43,17 +43,15 @@ pub fn match_route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, NoRo
     };
     let route = match segments.as_slice() {
         ["openapi.json"] => {
-            return if *method == Method::GET {
-                Ok(Route::OpenApi)
-            } else {
-                Err(NoRoute::MethodNotAllowed("GET"))
+            return match *method {
+                Method::GET | Method::HEAD => Ok(Route::OpenApi),
+                _ => Err(NoRoute::MethodNotAllowed("GET, HEAD")),
             }
         }
         ["v1", "capabilities"] => {
-            return if *method == Method::GET {
-                Ok(Route::Capabilities)
-            } else {
-                Err(NoRoute::MethodNotAllowed("GET"))
+            return match *method {
+                Method::GET | Method::HEAD => Ok(Route::Capabilities),
+                _ => Err(NoRoute::MethodNotAllowed("GET, HEAD")),
             }
         }
         ["v1", "contacts"] => (
@@ -62,7 +60,7 @@ pub fn match_route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, NoRo
                 Some(O::ContactsCreate),
                 None,
                 None,
-                "GET, POST",
+                "GET, HEAD, POST",
             )?,
             None,
         ),
@@ -72,7 +70,7 @@ pub fn match_route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, NoRo
                 None,
                 Some(O::ContactsUpdate),
                 Some(O::ContactsDelete),
-                "GET, PATCH, DELETE",
+                "GET, HEAD, PATCH, DELETE",
             )?,
             Some(*id),
         ),
@@ -82,7 +80,7 @@ pub fn match_route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, NoRo
                 Some(O::ConversationsCreate),
                 None,
                 None,
-                "GET, POST",
+                "GET, HEAD, POST",
             )?,
             None,
         ),
@@ -92,12 +90,12 @@ pub fn match_route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, NoRo
                 None,
                 Some(O::ConversationsUpdate),
                 Some(O::ConversationsDelete),
-                "GET, PATCH, DELETE",
+                "GET, HEAD, PATCH, DELETE",
             )?,
             Some(*id),
         ),
         ["v1", "conversations", id, "messages"] if !id.is_empty() => (
-            pick(Some(O::MessagesList), None, None, None, "GET")?,
+            pick(Some(O::MessagesList), None, None, None, "GET, HEAD")?,
             Some(*id),
         ),
         ["v1", "messages"] => (
@@ -106,12 +104,12 @@ pub fn match_route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, NoRo
                 Some(O::MessagesSend),
                 None,
                 None,
-                "GET, POST",
+                "GET, HEAD, POST",
             )?,
             None,
         ),
         ["v1", "messages", id] if !id.is_empty() => (
-            pick(Some(O::MessagesGet), None, None, None, "GET")?,
+            pick(Some(O::MessagesGet), None, None, None, "GET, HEAD")?,
             Some(*id),
         ),
         _ => return Err(NoRoute::NotFound),
@@ -232,11 +230,19 @@ mod tests {
         );
         assert_eq!(
             match_route(&Method::PUT, "/v1/contacts/a"),
-            Err(NoRoute::MethodNotAllowed("GET, PATCH, DELETE"))
+            Err(NoRoute::MethodNotAllowed("GET, HEAD, PATCH, DELETE"))
         );
         assert_eq!(
             match_route(&Method::POST, "/v1/capabilities"),
-            Err(NoRoute::MethodNotAllowed("GET"))
+            Err(NoRoute::MethodNotAllowed("GET, HEAD"))
+        );
+        assert_eq!(
+            match_route(&Method::HEAD, "/v1/capabilities"),
+            Ok(Route::Capabilities)
+        );
+        assert_eq!(
+            match_route(&Method::HEAD, "/openapi.json"),
+            Ok(Route::OpenApi)
         );
     }
 }

@@ -1309,7 +1309,7 @@ mod tests {
 
         for (status, code) in [
             (401, ErrorCode::VendorAuthFailed),
-            (403, ErrorCode::VendorAuthFailed),
+            (403, ErrorCode::Forbidden),
             (404, ErrorCode::NotFound),
             (500, ErrorCode::VendorError),
             (503, ErrorCode::VendorError),

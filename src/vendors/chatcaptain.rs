@@ -815,6 +815,11 @@ fn error_message(body: &[u8]) -> Option<String> {
 
 /// A non-2xx → the error table; a 2xx must be a JSON object (not yet judged for `error`).
 fn read_answer(response: &VendorResponse) -> Result<Map<String, Value>, ApiError> {
+    // ChatCaptain's 403 "Insufficient permissions." is its answer to a wrong or missing key
+    // (or a key of another chatbot), on every call: bad credentials, not a refused object.
+    if response.status == 403 {
+        return Err(super::credentials_rejected(VENDOR, response));
+    }
     if !response.is_success() {
         let message = error_message(&response.body);
         return Err(status_error(VENDOR, response, message.as_deref()));

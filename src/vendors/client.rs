@@ -20,6 +20,7 @@ use crate::api::{ApiError, ErrorCode};
 use crate::config::routes::Endpoint;
 use crate::config::tls::TlsSettings;
 use crate::config::Connection;
+use crate::resilience::retry::Replay;
 use crate::vendors::tls::{self as vendor_tls, PoolIdentity, TlsError};
 
 /// Largest vendor body we read; anything bigger is a broken vendor, not a page of data.
@@ -493,6 +494,15 @@ impl VendorClient {
     }
 
     /// Write one request on a pooled connection and read the whole answer.
+    ///
+    /// A pooled connection the vendor has closed (its keep-alive timer fired just as the
+    /// request was sent: pingora checks a pooled connection before handing it out, but a FIN
+    /// can be in flight) fails before any byte of an answer arrives. Such a request is sent
+    /// again — on the next pooled connection if there is one, and at most once on a fresh
+    /// connection, whose result is final — when it provably never reached the vendor (the
+    /// write itself failed), or when it is a read (`GET`, `HEAD`): a `POST` whose bytes were
+    /// all written may have been read by the vendor, and is never sent twice
+    /// ([`crate::resilience::retry::Replay`]).
     async fn exchange(
         &self,
         base: &crate::config::BaseUrl,
@@ -506,87 +516,169 @@ impl VendorClient {
         peer.options.total_connection_timeout = Some(CONNECT_TIMEOUT);
         peer.options.idle_timeout = Some(POOL_IDLE);
         let connector = self.connector();
-        let (mut session, reused) = match connector.get_http_session(&peer).await {
-            Ok(made) => made,
-            Err(e) => return Err(self.connect_error(&e, &peer, addr, base, tls).await),
-        };
-        if base.tls && !reused {
-            let negotiated = session
-                .digest()
-                .and_then(|d| d.ssl_digest.as_ref())
-                .map(|d| d.version.to_string());
-            vendor_tls::check_version(negotiated.as_deref(), tls.min_version)
-                .map_err(CallError::Tls)?;
-        }
-        // On a session made just now, a TLS alert is the vendor's verdict on the handshake
-        // (TLS 1.3 sends its answer to our client certificate after our side has finished).
-        let fresh_tls = base.tls && !reused;
-        let io = |e: Box<pingora::Error>| match vendor_tls::classify_io(&e) {
-            Some(tls_error) if fresh_tls => CallError::Tls(tls_error),
-            _ => CallError::Io(e.to_string()),
-        };
-        session
-            .write_request_header(Box::new(req))
-            .await
-            .map_err(io)?;
-        if let Some(body) = body {
-            session
-                .write_request_body(Bytes::from(body), true)
-                .await
-                .map_err(io)?;
-        }
-        session.finish_request_body().await.map_err(io)?;
-        session.read_response_header().await.map_err(io)?;
-        let (status, retry_after, max_age) = match session.response_header() {
-            Some(h) => (
-                h.status.as_u16(),
-                h.headers
-                    .get(http::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| parse_retry_after(v, std::time::SystemTime::now())),
-                h.headers
-                    .get_all(http::header::CACHE_CONTROL)
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .find_map(parse_max_age),
-            ),
-            None => return Err(CallError::Io("no response header".to_owned())),
-        };
-        let mut buf = BytesMut::new();
-        while let Some(chunk) = session.read_response_body().await.map_err(io)? {
-            if buf.len() + chunk.len() > MAX_VENDOR_BODY {
-                return Err(CallError::TooLarge);
+        let replayable = Replay::for_method(&req.method) == Replay::Safe;
+        let body = body.map(Bytes::from);
+        let mut req = Some(req);
+        let mut stale_skipped = 0;
+        loop {
+            let (mut session, reused) = match connector.get_http_session(&peer).await {
+                Ok(made) => made,
+                Err(e) => return Err(self.connect_error(&e, &peer, addr, base, tls).await),
+            };
+            if base.tls && !reused {
+                let negotiated = session
+                    .digest()
+                    .and_then(|d| d.ssl_digest.as_ref())
+                    .map(|d| d.version.to_string());
+                vendor_tls::check_version(negotiated.as_deref(), tls.min_version)
+                    .map_err(CallError::Tls)?;
             }
-            buf.extend_from_slice(&chunk);
+            // Keep a copy only when this attempt may have to be repeated.
+            let this = match (&req, reused) {
+                (Some(r), true) => r.clone(),
+                _ => req
+                    .take()
+                    .ok_or_else(|| CallError::Io("request already sent".to_owned()))?,
+            };
+            // On a session made just now, a TLS alert is the vendor's verdict on the handshake
+            // (TLS 1.3 sends its answer to our client certificate after our side has finished).
+            let fresh_tls = base.tls && !reused;
+            match exchange_on(&mut session, this, body.clone(), fresh_tls).await {
+                Ok(response) => {
+                    connector
+                        .release_http_session(session, &peer, Some(POOL_IDLE))
+                        .await;
+                    if !reused {
+                        // A reused session's peer is remembered already: nothing on the hot path.
+                        self.remember_pooled(PoolIdentity::of(base, tls), &peer);
+                    }
+                    return Ok(response);
+                }
+                Err(Attempt::Closed { error, written })
+                    if reused && stale_skipped < MAX_STALE_POOLED && (!written || replayable) =>
+                {
+                    stale_skipped += 1;
+                    tracing::debug!(
+                        error = %error,
+                        "the vendor had closed a pooled connection before answering; \
+                         sending the request again"
+                    );
+                }
+                Err(Attempt::Closed { error, .. }) | Err(Attempt::Failed(error)) => {
+                    return Err(error)
+                }
+            }
         }
-        connector
-            .release_http_session(session, &peer, Some(POOL_IDLE))
-            .await;
-        if !reused {
-            // A reused session's peer is remembered already: nothing on the hot path.
-            self.remember_pooled(PoolIdentity::of(base, tls), &peer);
-        }
-        Ok(VendorResponse {
-            status,
-            retry_after,
-            max_age,
-            body: buf.freeze(),
-        })
     }
 }
 
-/// `Retry-After` (RFC 9110 §10.2.3) as seconds from `now`: either delay-seconds or an HTTP
-/// date (IMF-fixdate, or the obsolete RFC 850 and asctime forms). A date in the past means
-/// "now" (0); anything unparsable is ignored.
-pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<u64> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(seconds);
+/// How many closed pooled connections one call may skip before it must use a fresh one.
+const MAX_STALE_POOLED: u32 = 8;
+
+/// How one attempt on one connection failed.
+enum Attempt {
+    /// The connection failed before any byte of an answer arrived. `written`: the whole
+    /// request had been written (the vendor may have read it).
+    Closed { error: CallError, written: bool },
+    Failed(CallError),
+}
+
+/// Whether a read of the response header failed because the peer had closed the connection,
+/// with nothing of an answer read (pingora marks such errors retryable on reused connections
+/// and says how many bytes it had read).
+fn closed_before_answer(e: &pingora::Error) -> bool {
+    matches!(
+        e.etype(),
+        pingora::ErrorType::ConnectionClosed | pingora::ErrorType::ReadError
+    ) && e.retry == pingora::RetryType::ReusedOnly
+        && e.context.as_ref().is_none_or(|c| {
+            !c.as_str().contains("bytes already read")
+                || c.as_str().ends_with("bytes already read: 0")
+        })
+}
+
+/// Write one request on `session` and read the whole answer.
+async fn exchange_on(
+    session: &mut pingora::protocols::http::client::HttpSession,
+    req: RequestHeader,
+    body: Option<Bytes>,
+    fresh_tls: bool,
+) -> Result<VendorResponse, Attempt> {
+    let io = |e: Box<pingora::Error>| match vendor_tls::classify_io(&e) {
+        Some(tls_error) if fresh_tls => CallError::Tls(tls_error),
+        _ => CallError::Io(e.to_string()),
+    };
+    // A write that fails means the vendor had closed the connection: it read nothing whole.
+    let unwritten = |e: Box<pingora::Error>| Attempt::Closed {
+        error: io(e),
+        written: false,
+    };
+    session
+        .write_request_header(Box::new(req))
+        .await
+        .map_err(unwritten)?;
+    if let Some(body) = body {
+        session
+            .write_request_body(body, true)
+            .await
+            .map_err(unwritten)?;
     }
-    let at = httpdate::parse_http_date(value).ok()?;
-    let wait = at.duration_since(now).unwrap_or(Duration::ZERO);
-    // Round up: waiting a fraction of a second less than asked is still too early.
-    Some(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+    session.finish_request_body().await.map_err(unwritten)?;
+    session.read_response_header().await.map_err(|e| {
+        if closed_before_answer(&e) {
+            Attempt::Closed {
+                error: io(e),
+                written: true,
+            }
+        } else {
+            Attempt::Failed(io(e))
+        }
+    })?;
+    let (status, retry_after, max_age) = match session.response_header() {
+        Some(h) => (
+            h.status.as_u16(),
+            h.headers
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, std::time::SystemTime::now())),
+            h.headers
+                .get_all(http::header::CACHE_CONTROL)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(parse_max_age),
+        ),
+        None => {
+            return Err(Attempt::Failed(CallError::Io(
+                "no response header".to_owned(),
+            )))
+        }
+    };
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = session
+        .read_response_body()
+        .await
+        .map_err(|e| Attempt::Failed(io(e)))?
+    {
+        if buf.len() + chunk.len() > MAX_VENDOR_BODY {
+            return Err(Attempt::Failed(CallError::TooLarge));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(VendorResponse {
+        status,
+        retry_after,
+        max_age,
+        body: buf.freeze(),
+    })
+}
+
+/// `Retry-After` (RFC 9110 §10.2.3) as whole seconds from `now`, sent either as
+/// delay-seconds or as an HTTP date ([`crate::resilience::pause::parse_retry_after`]); a date
+/// in the past means "now" (0), anything unparsable is ignored. Rounded up: waiting a fraction
+/// of a second less than asked is still too early.
+pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<u64> {
+    let wait = crate::resilience::pause::parse_retry_after(value, now)?;
+    Some(wait.as_secs().saturating_add(u64::from(wait.subsec_nanos() > 0)))
 }
 
 /// The `max-age` directive of one `Cache-Control` value (`no-store`/`no-cache` mean 0).

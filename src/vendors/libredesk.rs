@@ -1889,7 +1889,7 @@ mod tests {
 
         for (status, code) in [
             (401, ErrorCode::VendorAuthFailed),
-            (403, ErrorCode::VendorAuthFailed),
+            (403, ErrorCode::Forbidden),
             (404, ErrorCode::NotFound),
             (409, ErrorCode::InvalidRequest),
             (500, ErrorCode::VendorError),
@@ -3036,7 +3036,7 @@ mod tests {
             patch(json!({"status": "closed"})),
         );
         let (result, calls) = run(&conn, request).await;
-        assert_eq!(result.unwrap_err().code, ErrorCode::VendorAuthFailed);
+        assert_eq!(result.unwrap_err().code, ErrorCode::Forbidden);
         assert_eq!(calls, 1);
     }
 

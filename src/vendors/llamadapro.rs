@@ -2023,7 +2023,7 @@ mod tests {
             read_object(&response(422, r#"{"code":422,"error":"Unprocessable"}"#)).unwrap_err();
         assert!(err.detail.contains("Unprocessable"));
         for (status, code) in [
-            (403, ErrorCode::VendorAuthFailed),
+            (403, ErrorCode::Forbidden),
             (404, ErrorCode::NotFound),
             (409, ErrorCode::InvalidRequest),
             (500, ErrorCode::VendorError),

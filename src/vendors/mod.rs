@@ -11,6 +11,7 @@ pub mod chatcaptain;
 pub mod client;
 pub mod libredesk;
 pub mod llamadapro;
+pub mod redact;
 #[cfg(test)]
 pub(crate) mod test_support;
 pub mod tls;
@@ -182,7 +183,15 @@ impl<'a> CallContext<'a> {
                 );
             }
         }
-        result.map_err(|e| e.into_api_error(vendor))
+        // Every byte of vendor text the adapter reads — error messages, objects, `raw` — has
+        // the connection's credentials cut out first: a vendor that echoes the request's
+        // credentials can never put them in a response or a log line.
+        result
+            .map(|mut response| {
+                response.body = self.connection.redactor.redact_bytes(response.body);
+                response
+            })
+            .map_err(|e| e.into_api_error(vendor))
     }
 
     /// A new opaque ID for an object of this connection.
@@ -249,14 +258,35 @@ pub(crate) fn owned_non_empty(s: Option<&str>) -> Option<String> {
     non_empty(s).map(str::to_owned)
 }
 
-/// The default mapping of a vendor's non-2xx answer to the error table (API.md).
-/// `message` is the vendor's own error text, passed through for 4xx input errors only.
+/// The vendor said the connection's credentials are bad: `vendor_auth_failed` (502).
+pub fn credentials_rejected(vendor: Vendor, response: &VendorResponse) -> ApiError {
+    ApiError::vendor(
+        ErrorCode::VendorAuthFailed,
+        vendor,
+        format!("{vendor} rejected the connection's credentials"),
+    )
+    .with_vendor_status(response.status)
+}
+
+/// The default mapping of a vendor's non-2xx answer to the error table (docs/api.md).
+/// `message` is the vendor's own error text, passed through for 4xx input errors and 403s
+/// (it is already redacted: see [`CallContext::call`]).
+///
+/// A 401 means bad credentials. A 403 does not: the credentials are valid but the vendor
+/// account may not do this (Libredesk answers 403 for a key that may not see one
+/// conversation), so it is `forbidden` here and becomes `not_found` for a read by ID
+/// ([`forbidden_for`]). A vendor whose 403 *is* its bad-credentials answer (ChatCaptain)
+/// maps it with [`credentials_rejected`] itself.
 pub fn status_error(vendor: Vendor, response: &VendorResponse, message: Option<&str>) -> ApiError {
     let status = response.status;
     let (code, detail) = match status {
-        401 | 403 => (
-            ErrorCode::VendorAuthFailed,
-            format!("{vendor} rejected the connection's credentials"),
+        401 => return credentials_rejected(vendor, response),
+        403 => (
+            ErrorCode::Forbidden,
+            format!(
+                "{vendor} does not allow this connection's account to do this: {}",
+                truncate(message.unwrap_or("no reason given"), 200)
+            ),
         ),
         404 => (ErrorCode::NotFound, format!("{vendor} has no such object")),
         429 => (
@@ -286,6 +316,35 @@ pub fn status_error(vendor: Vendor, response: &VendorResponse, message: Option<&
         } else {
             None
         })
+}
+
+/// What a vendor's 403 means for `op`: reading an object by ID that the account may not see
+/// is indistinguishable, for the caller, from reading one that does not exist (404, like a
+/// foreign ID); any other refused operation stays `forbidden` (403).
+pub fn forbidden_for(op: Operation, error: ApiError) -> ApiError {
+    let by_id_read = matches!(
+        op,
+        Operation::ContactsGet
+            | Operation::ConversationsGet
+            | Operation::MessagesGet
+            | Operation::MessagesList
+    );
+    match error.vendor {
+        Some(vendor)
+            if by_id_read
+                && error.code == ErrorCode::Forbidden
+                && error.vendor_status == Some(403) =>
+        {
+            let mut not_found = ApiError::vendor(
+                ErrorCode::NotFound,
+                vendor,
+                format!("{vendor} has no such object that this connection may see"),
+            );
+            not_found.vendor_status = error.vendor_status;
+            not_found
+        }
+        _ => error,
+    }
 }
 
 /// The vendor answered 2xx, but not with what its contract promises.

@@ -195,6 +195,7 @@ pub(crate) fn connection(
         base_url: BaseUrl::parse(base).unwrap(),
         auth_header: (auth_header(vendor), http::HeaderValue::from_static(key)),
         credentials: Default::default(),
+        redactor: Default::default(),
         defaults,
         tls: Default::default(),
         routes: Arc::new(crate::config::routes::compile(&file).unwrap()),

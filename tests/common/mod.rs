@@ -115,6 +115,8 @@ pub struct Options {
     pub routes_transform: Option<fn(&str, String) -> String>,
     /// Replaces the `jwt:` block of the gateway config (YAML lines indented by two spaces).
     pub jwt: Option<String>,
+    /// Extra top-level YAML appended to the gateway config (e.g. an `http:` block).
+    pub gateway_extra: String,
     /// Serve the Libredesk sandbox over HTTPS with a certificate for [`LIBREDESK_TLS_NAME`]
     /// from a test CA; the Libredesk connections trust it through `tls.ca_file` and name it
     /// with `tls.server_name`. On by default in test targets named `*_tls`.
@@ -139,6 +141,7 @@ impl Default for Options {
             cache_max_entries: 1000,
             routes_transform: None,
             jwt: None,
+            gateway_extra: String::new(),
             libredesk_tls: tls_target(),
         }
     }
@@ -302,9 +305,10 @@ cache:
 log:
   format: text
   filter: warn
-"#,
+{gateway_extra}"#,
             limit = options.body_limit,
             max_entries = options.cache_max_entries,
+            gateway_extra = options.gateway_extra,
             jwt = options.jwt.clone().unwrap_or_else(|| format!(
                 "  algorithm: HS256\n  secret: {SECRET}\n  audience: {AUDIENCE}"
             )),
