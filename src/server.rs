@@ -109,14 +109,11 @@ fn watched_dirs(app: &App) -> BTreeSet<PathBuf> {
     dirs
 }
 
-/// Config, routes, key and certificate files (a connection's `tls` files are PEM under any
-/// of the usual names).
-fn is_config_file(path: &Path) -> bool {
-    path.extension().is_some_and(|e| {
-        ["yaml", "yml", "pem", "json", "crt", "cer", "key"]
-            .iter()
-            .any(|x| e == *x)
-    })
+/// Whether a file event may mean new content. Reads (`Access`) never do; everything else is
+/// checked against the content hashes (any name: a Kubernetes ConfigMap swaps a `..data`
+/// symlink, which has no extension).
+fn may_change_content(event: &notify::Event) -> bool {
+    !matches!(event.kind, notify::EventKind::Access(_))
 }
 
 #[async_trait]
@@ -127,7 +124,7 @@ impl BackgroundService for ConfigWatcher {
         let mut watcher = match notify::recommended_watcher(
             move |event: notify::Result<notify::Event>| {
                 if let Ok(event) = event {
-                    if event.paths.iter().any(|p| is_config_file(p)) {
+                    if may_change_content(&event) {
                         let _ = tx.send(());
                     }
                 }
@@ -175,8 +172,13 @@ impl BackgroundService for ConfigWatcher {
                 Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => "SIGHUP",
             };
             let app = self.app.clone();
-            let result = tokio::task::spawn_blocking(move || app.reload(trigger)).await;
-            if let Ok(Ok(_)) = result {
+            // A file event reloads only when some content changed; SIGHUP always reloads.
+            let result = tokio::task::spawn_blocking(move || match trigger {
+                "SIGHUP" => Some(app.reload(trigger)),
+                _ => app.reload_if_changed(trigger),
+            })
+            .await;
+            if let Ok(Some(Ok(_))) = result {
                 rewatch(&mut watcher, &mut dirs);
             }
         }

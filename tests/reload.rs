@@ -379,3 +379,138 @@ async fn settings_that_need_a_restart_are_named_and_the_rest_applies() {
         .await;
     expect_problem(response, 413, "payload_too_large").await;
 }
+
+async fn successful_reloads(h: &Harness) -> u64 {
+    let text = h
+        .http
+        .get(format!("{}/metrics", h.admin))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find_map(|l| l.strip_prefix("switchboard_config_reloads_total{result=\"success\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("reload counter")
+}
+
+/// Only a real content change reloads: not the reload's own reads, not another program
+/// reading the files (`switchboard token --config …`), not a save with the same bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_and_unchanged_saves_never_reload() {
+    let h = Harness::start().await;
+    let (status, body) = admin_reload(&h).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(successful_reloads(&h).await, 1);
+    let files: Vec<String> = admin_config(&h).await["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| f["path"].as_str().expect("path").to_owned())
+        .collect();
+    assert!(files.len() >= 3, "{files:?}");
+    for path in &files {
+        let bytes = std::fs::read(path).expect("read a watched file");
+        // Saved again with the same content: a modify event, no change.
+        std::fs::write(path, &bytes).expect("rewrite");
+    }
+    // The absence of a reload is the behaviour: watch the counter for five seconds.
+    let window = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < window {
+        assert_eq!(
+            successful_reloads(&h).await,
+            1,
+            "a reload happened though no file changed"
+        );
+        assert_eq!(generation(&h).await, 2);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A real change still reloads.
+    let connections = h.read("connections.yaml");
+    h.write("connections.yaml", &format!("{connections}\n# changed\n"));
+    wait_for_generation(&h, 3).await;
+    assert_eq!(successful_reloads(&h).await, 2);
+}
+
+/// `POST /admin/reload` reads files on a blocking thread: while a reload waits on a slow file
+/// (a FIFO nobody writes yet), the single-threaded admin listener keeps answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reload_does_not_stall_the_admin_listener() {
+    use std::sync::atomic::AtomicBool;
+    let h = Harness::start().await;
+    // The FIFO lives outside the watched folders, and what it finally yields is not valid
+    // YAML: no snapshot ever includes it, so only reloads (one at a time) ever read it.
+    let slow_dir = tempfile::tempdir().expect("tempdir");
+    let fifo = slow_dir.path().join("connections.yaml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let config = h.read("switchboard.yaml");
+    h.write(
+        "switchboard.yaml",
+        &config.replace(
+            "connections: connections.yaml",
+            &format!("connections: {}", fifo.display()),
+        ),
+    );
+    let admin = h.admin.clone();
+    let http = h.http.clone();
+    let reload = tokio::spawn(async move {
+        http.post(format!("{admin}/admin/reload"))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    // While the reload waits for the FIFO, /healthz answers (a one-second bound each).
+    let quick = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .expect("client");
+    let mut answers = Vec::new();
+    for _ in 0..10 {
+        let ok = quick
+            .get(format!("{}/healthz", h.admin))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        answers.push(ok);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let waited = !reload.is_finished();
+    // Feed the FIFO to every reader until the reload has answered.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, fifo) = (stop.clone(), fifo.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&fifo) {
+                    use std::io::Write;
+                    let _ = f.write_all(b"tenants: [not yaml");
+                }
+            }
+        })
+    };
+    let status = reload.await.expect("task").expect("reload answered");
+    h.write("switchboard.yaml", &config);
+    stop.store(true, Ordering::SeqCst);
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Opening the read side (non-blocking) lets a writer waiting in open() finish.
+        let _reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(2048) // O_NONBLOCK
+            .open(&fifo);
+        writer.join().expect("writer");
+    }
+    assert!(waited, "the reload did not wait for the FIFO");
+    assert!(
+        answers.iter().all(|ok| *ok),
+        "the admin listener stalled during a reload: {answers:?}"
+    );
+    assert_eq!(status, 422, "the bad file is rejected");
+    assert_eq!(generation(&h).await, 1, "the old config keeps serving");
+}

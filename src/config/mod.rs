@@ -487,6 +487,40 @@ impl Snapshot {
     pub fn watched_paths(&self) -> Vec<PathBuf> {
         self.files.iter().map(|f| f.path.clone()).collect()
     }
+
+    /// The files this snapshot was built from, with their hashes, sorted by path.
+    pub fn files_loaded(&self) -> Vec<FileHash> {
+        let mut files = self.files.clone();
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        files
+    }
+
+    /// The same files as they are on disk now, plus any routes file that appeared in the
+    /// routes folder, sorted by path. It differs from [`Snapshot::files_loaded`] exactly when
+    /// a reload would read different bytes: an editor's save, a Kubernetes `..data` swap or
+    /// a new vendor's routes file — never a mere read or a rewrite with the same content.
+    pub fn files_on_disk(&self) -> Vec<FileHash> {
+        let mut paths: Vec<PathBuf> = self.files.iter().map(|f| f.path.clone()).collect();
+        if let Ok(entries) = std::fs::read_dir(&self.routes_dir) {
+            paths.extend(
+                entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml")),
+            );
+        }
+        paths.sort();
+        paths.dedup();
+        paths
+            .into_iter()
+            .map(|path| FileHash {
+                sha256: match std::fs::read(&path) {
+                    Ok(bytes) => sha256_hex(&bytes),
+                    Err(e) => format!("unreadable: {}", e.kind()),
+                },
+                path,
+            })
+            .collect()
+    }
 }
 
 /// Builds snapshots. Keeps what must survive reloads: the environment, JWKS stores (keyed by

@@ -71,7 +71,7 @@ impl ServeHttp for AdminApp {
                 )
             }
             ("GET", "/admin/config") => json_response(200, &config_view(&self.app)),
-            ("POST", "/admin/reload") => match self.app.reload("admin") {
+            ("POST", "/admin/reload") => match reload(&self.app).await {
                 Ok(reloaded) => json_response(
                     200,
                     &json!({
@@ -96,6 +96,20 @@ impl ServeHttp for AdminApp {
             ) => json_response(405, &json!({"error": "method not allowed"})),
             _ => json_response(404, &json!({"error": "not found"})),
         }
+    }
+}
+
+/// Reload on a blocking thread: the loader reads files (a slow disk, a network mount) and the
+/// admin listener has one thread that must keep answering `/healthz` meanwhile.
+async fn reload(app: &Arc<App>) -> Result<super::Reloaded, crate::config::ConfigError> {
+    let app = app.clone();
+    match tokio::task::spawn_blocking(move || app.reload("admin")).await {
+        Ok(result) => result,
+        Err(e) => Err(crate::config::ConfigError {
+            file: std::path::PathBuf::new(),
+            key: String::new(),
+            reason: format!("the reload did not finish: {e}"),
+        }),
     }
 }
 

@@ -48,6 +48,9 @@ pub struct App {
     pub cache: ResponseCache,
     /// Serializes reloads (never held across an await: reloads are synchronous).
     reload_lock: Mutex<()>,
+    /// The files of the last change the watcher tried and the loader rejected: the same bytes
+    /// are not tried again until something changes.
+    last_rejected: Mutex<Option<Vec<crate::config::FileHash>>>,
 }
 
 impl App {
@@ -68,6 +71,7 @@ impl App {
             client: VendorClient::new(),
             metrics,
             reload_lock: Mutex::new(()),
+            last_rejected: Mutex::new(None),
         }))
     }
 
@@ -171,6 +175,33 @@ fn retired_pools(
         .into_iter()
         .filter(|identity| !live.contains(identity))
         .collect()
+}
+
+impl App {
+    /// The watcher's reload: only when the watched files' content differs from what the active
+    /// snapshot was built from (and from the last rejected attempt). File events alone prove
+    /// nothing: reading a file (the reload itself, `switchboard token`) or saving it unchanged
+    /// fires them too. `None` when nothing changed. Blocking: reads every watched file.
+    pub fn reload_if_changed(&self, trigger: &str) -> Option<Result<Reloaded, ConfigError>> {
+        let current = self.snapshot();
+        let on_disk = current.files_on_disk();
+        if on_disk == current.files_loaded() {
+            return None;
+        }
+        if lock(&self.last_rejected).as_ref() == Some(&on_disk) {
+            return None;
+        }
+        let result = self.reload(trigger);
+        *lock(&self.last_rejected) = result.is_err().then_some(on_disk);
+        Some(result)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
 }
 
 /// A reload that was applied.
