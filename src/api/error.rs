@@ -271,3 +271,47 @@ mod tests {
         assert_eq!(body["status"], 404);
     }
 }
+
+#[cfg(test)]
+mod completeness {
+    use super::ErrorCode;
+
+    /// Adding a variant without listing it in `ErrorCode::ALL` fails here (the match is
+    /// exhaustive), so the docs tests that read `ALL` see every code.
+    #[test]
+    fn all_lists_every_code_once() {
+        let position = |c: ErrorCode| match c {
+            ErrorCode::Unauthorized
+            | ErrorCode::Forbidden
+            | ErrorCode::NotFound
+            | ErrorCode::MethodNotAllowed
+            | ErrorCode::InvalidRequest
+            | ErrorCode::UnsupportedFilter
+            | ErrorCode::PayloadTooLarge
+            | ErrorCode::UnsupportedMediaType
+            | ErrorCode::RequestTimeout
+            | ErrorCode::HeaderTooLarge
+            | ErrorCode::UnsupportedOperation
+            | ErrorCode::RateLimited
+            | ErrorCode::VendorRateLimited
+            | ErrorCode::VendorAuthFailed
+            | ErrorCode::VendorError
+            | ErrorCode::VendorBadResponse
+            | ErrorCode::VendorTimeout
+            | ErrorCode::VendorUnavailable
+            | ErrorCode::Internal => ErrorCode::ALL.iter().position(|x| *x == c),
+        };
+        for code in ErrorCode::ALL {
+            assert!(position(*code).is_some());
+        }
+        let mut words: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        words.sort();
+        words.dedup();
+        assert_eq!(words.len(), ErrorCode::ALL.len());
+        assert_eq!(
+            ErrorCode::ALL.len(),
+            19,
+            "a new code: add it to ALL and the docs"
+        );
+    }
+}
