@@ -1118,6 +1118,63 @@ mod tests {
     }
 
     #[test]
+    fn jwks_urls_may_have_a_query_string() {
+        assert!(check_jwks_url(
+            "https://login.microsoftonline.com/common/discovery/v2.0/keys?appid=6731de76"
+        )
+        .is_ok());
+        assert!(check_jwks_url("http://127.0.0.1:8080/jwks.json").is_ok());
+        for bad in [
+            "ftp://idp.example/keys",
+            "https://user:pw@idp.example/keys",
+            "https://idp.example/keys#frag",
+            "not a url",
+        ] {
+            assert!(check_jwks_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn http_limits_are_validated() {
+        let path = Path::new("switchboard.yaml");
+        let limits = http_limits(path, &HttpFile::default()).unwrap();
+        assert_eq!(limits.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(limits.max_header_bytes, 65536);
+        for (file, key) in [
+            (
+                HttpFile {
+                    header_read_timeout_ms: 0,
+                    ..HttpFile::default()
+                },
+                "http.header_read_timeout_ms",
+            ),
+            (
+                HttpFile {
+                    body_read_timeout_ms: 0,
+                    ..HttpFile::default()
+                },
+                "http.body_read_timeout_ms",
+            ),
+            (
+                HttpFile {
+                    max_header_bytes: 10,
+                    ..HttpFile::default()
+                },
+                "http.max_header_bytes",
+            ),
+            (
+                HttpFile {
+                    max_header_bytes: 2 * 1024 * 1024,
+                    ..HttpFile::default()
+                },
+                "http.max_header_bytes",
+            ),
+        ] {
+            assert_eq!(http_limits(path, &file).unwrap_err().key, key);
+        }
+    }
+
+    #[test]
     fn base_url_splits_scheme_host_port_and_prefix() {
         let b = BaseUrl::parse("https://desk.example.com/helpdesk/").unwrap();
         assert!(b.tls);
