@@ -514,3 +514,45 @@ async fn a_slow_reload_does_not_stall_the_admin_listener() {
     assert_eq!(status, 422, "the bad file is rejected");
     assert_eq!(generation(&h).await, 1, "the old config keeps serving");
 }
+
+/// A Kubernetes ConfigMap volume: every file is a symlink through `..data`, which is swapped
+/// atomically to a new timestamped folder. The swap changes no watched file's name or
+/// extension, only what they resolve to — a content change, so it reloads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configmap_style_symlink_swap_reloads() {
+    use std::os::unix::fs::symlink;
+    let h = Harness::start().await;
+    let dir = h.dir.path();
+    let connections = h.read("connections.yaml");
+    std::fs::create_dir(dir.join("..v1")).expect("v1");
+    std::fs::write(dir.join("..v1/connections.yaml"), &connections).expect("v1 file");
+    symlink("..v1", dir.join("..data")).expect("..data");
+    std::fs::remove_file(dir.join("connections.yaml")).expect("rm");
+    symlink("..data/connections.yaml", dir.join("connections.yaml")).expect("link");
+    // Same content through the links: nothing to reload.
+    let (status, _) = admin_reload(&h).await;
+    assert_eq!(status, 200);
+    assert_eq!(generation(&h).await, 2);
+
+    // The new version: a connection fewer (tenant `solo` goes).
+    let trimmed = connections
+        .split("\n  solo:")
+        .next()
+        .expect("before solo")
+        .to_owned()
+        + "\n";
+    std::fs::create_dir(dir.join("..v2")).expect("v2");
+    std::fs::write(dir.join("..v2/connections.yaml"), trimmed).expect("v2 file");
+    symlink("..v2", dir.join("..data_tmp")).expect("tmp link");
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).expect("swap");
+    wait_for_generation(&h, 3).await;
+    let solo = h
+        .http
+        .get(h.url("/v1/capabilities"))
+        .bearer_auth(h.token("solo", ALL_SCOPES))
+        .send()
+        .await
+        .expect("request");
+    let body = expect_status(solo, 200).await;
+    assert_eq!(body["data"], serde_json::json!([]), "{body}");
+}
