@@ -206,6 +206,34 @@ async fn a_pooled_connection_the_vendor_closed_is_retried_on_a_fresh_one() {
     );
 }
 
+/// The same race on a write: the whole `POST` was written before the connection closed, so
+/// the vendor may have read it — it is not sent twice (docs/api.md: "never resends a POST
+/// that reached the vendor"); only a read is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_written_post_is_never_sent_twice() {
+    let contact = contact_fixture();
+    let vendor = scripted_vendor(true, Arc::new(move |_| (200, Vec::new(), contact.clone()))).await;
+    let h = harness_with(&vendor).await;
+    // Pool one connection to the vendor.
+    let path = format!("/v1/contacts/{}", id(Kind::Contact, &["163"]));
+    expect_status(call(&h, Method::GET, &path, None).await, 200).await;
+    let conversation = id(Kind::Conversation, &[UUID]);
+    let response = call(
+        &h,
+        Method::POST,
+        "/v1/messages",
+        Some(json!({"conversation_id": conversation, "text": "once"})),
+    )
+    .await;
+    expect_problem(response, 502, "vendor_error").await;
+    assert_eq!(vendor.closed_reused.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        vendor.connections.load(Ordering::SeqCst),
+        1,
+        "no second connection: the POST was not sent again"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_as_an_http_date() {
     let vendor = scripted_vendor(

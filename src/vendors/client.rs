@@ -579,7 +579,10 @@ const MAX_STALE_POOLED: u32 = 8;
 enum Attempt {
     /// The connection failed before any byte of an answer arrived. `written`: the whole
     /// request had been written (the vendor may have read it).
-    Closed { error: CallError, written: bool },
+    Closed {
+        error: CallError,
+        written: bool,
+    },
     Failed(CallError),
 }
 
@@ -678,7 +681,10 @@ async fn exchange_on(
 /// of a second less than asked is still too early.
 pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<u64> {
     let wait = crate::resilience::pause::parse_retry_after(value, now)?;
-    Some(wait.as_secs().saturating_add(u64::from(wait.subsec_nanos() > 0)))
+    Some(
+        wait.as_secs()
+            .saturating_add(u64::from(wait.subsec_nanos() > 0)),
+    )
 }
 
 /// The `max-age` directive of one `Cache-Control` value (`no-store`/`no-cache` mean 0).
