@@ -185,23 +185,33 @@ async fn call(h: &Harness, method: Method, path: &str, body: Option<Value>) -> r
     request.send().await.expect("request")
 }
 
+/// (connections accepted, pooled connections the vendor closed on a new request)
+fn counts(vendor: &ScriptedVendor) -> (usize, usize) {
+    (
+        vendor.connections.load(Ordering::SeqCst),
+        vendor.closed_reused.load(Ordering::SeqCst),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pooled_connection_the_vendor_closed_is_retried_on_a_fresh_one() {
     let contact = contact_fixture();
     let vendor = scripted_vendor(true, Arc::new(move |_| (200, Vec::new(), contact.clone()))).await;
     let h = harness_with(&vendor).await;
     let path = format!("/v1/contacts/{}", id(Kind::Contact, &["163"]));
-    for round in 0..3 {
+    // Every read after the first goes out on the pooled connection, which the vendor closes
+    // (pingora under load may hand out a fresh one instead: then try again, bounded).
+    let mut rounds = 0;
+    while counts(&vendor).1 < 2 {
+        assert!(rounds < 20, "the pooled connection was never reused");
+        rounds += 1;
         let response = call(&h, Method::GET, &path, None).await;
         let body = expect_status(response, 200).await;
-        assert_eq!(body["name"], "Jane Doe", "round {round}");
+        assert_eq!(body["name"], "Jane Doe", "round {rounds}");
     }
-    // Rounds 2 and 3 each found the pooled connection closed and went again on a new one.
-    assert_eq!(vendor.closed_reused.load(Ordering::SeqCst), 2);
-    assert_eq!(vendor.connections.load(Ordering::SeqCst), 3);
     assert_eq!(
         vendor.seen.lock().expect("lock").len(),
-        3,
+        rounds,
         "each request processed once"
     );
 }
@@ -214,24 +224,31 @@ async fn a_written_post_is_never_sent_twice() {
     let contact = contact_fixture();
     let vendor = scripted_vendor(true, Arc::new(move |_| (200, Vec::new(), contact.clone()))).await;
     let h = harness_with(&vendor).await;
-    // Pool one connection to the vendor.
     let path = format!("/v1/contacts/{}", id(Kind::Contact, &["163"]));
-    expect_status(call(&h, Method::GET, &path, None).await, 200).await;
     let conversation = id(Kind::Conversation, &[UUID]);
-    let response = call(
-        &h,
-        Method::POST,
-        "/v1/messages",
-        Some(json!({"conversation_id": conversation, "text": "once"})),
-    )
-    .await;
-    expect_problem(response, 502, "vendor_error").await;
-    assert_eq!(vendor.closed_reused.load(Ordering::SeqCst), 1);
-    assert_eq!(
-        vendor.connections.load(Ordering::SeqCst),
-        1,
-        "no second connection: the POST was not sent again"
-    );
+    for _ in 0..20 {
+        // Pool one connection to the vendor.
+        expect_status(call(&h, Method::GET, &path, None).await, 200).await;
+        let (connections, closed) = counts(&vendor);
+        let response = call(
+            &h,
+            Method::POST,
+            "/v1/messages",
+            Some(json!({"conversation_id": conversation, "text": "once"})),
+        )
+        .await;
+        if counts(&vendor).1 == closed {
+            continue; // pingora made a fresh connection for the POST: not the case under test
+        }
+        expect_problem(response, 502, "vendor_error").await;
+        assert_eq!(
+            counts(&vendor),
+            (connections, closed + 1),
+            "no second connection: the POST was not sent again"
+        );
+        return;
+    }
+    panic!("the POST never went out on a pooled connection");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
