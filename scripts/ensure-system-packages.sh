@@ -3,16 +3,17 @@
 # command to run. Usage: scripts/ensure-system-packages.sh build|test|bench
 #   build: cmake (pingora builds zlib-ng with it), perl + make (vendored OpenSSL)
 #   test:  the above, plus prometheus (promtool and a real Prometheus for the dashboard
-#          tests) and curl (the demo's printed curl lines are executed by a test)
+#          tests), curl (the demo's printed curl lines are executed by a test) and
+#          redis-server (the cluster tests start a real Redis on a loopback port)
 #   bench: the build packages, plus nginx (static vendor and proxy_pass baseline), wrk (load)
-#          and curl, for scripts/bench.sh
+#          and curl, for scripts/bench.sh, and redis-server for benches/redis_state.rs
 set -euo pipefail
 
 want=(cmake perl make)
 case "${1:-build}" in
   build) ;;
-  test) want+=(prometheus curl) ;;
-  bench) want+=(nginx wrk curl) ;;
+  test) want+=(prometheus curl redis-server) ;;
+  bench) want+=(nginx wrk curl redis-server) ;;
   *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac
 

@@ -28,7 +28,7 @@ pub struct Limit {
 
 impl Limit {
     /// The emission interval `T` in nanoseconds (at least 1).
-    fn interval(&self) -> u64 {
+    pub(crate) fn interval(&self) -> u64 {
         let per_second = if self.per_second.is_finite() && self.per_second > 0.0 {
             self.per_second
         } else {
@@ -40,7 +40,7 @@ impl Limit {
     }
 
     /// `burst · T`: how far ahead of now the TAT may run.
-    fn tolerance(&self) -> u64 {
+    pub(crate) fn tolerance(&self) -> u64 {
         self.interval().saturating_mul(u64::from(self.burst.max(1)))
     }
 

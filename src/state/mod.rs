@@ -51,9 +51,13 @@
 //! seam but not to this trait: they get their own small traits here, so no backend has to
 //! implement what it does not store, and this one stays six methods.
 
+pub mod cluster;
 pub mod idempotency;
 pub mod limit;
 pub mod memory;
+pub mod redis;
+#[cfg(test)]
+pub(crate) mod test_redis;
 
 use std::time::Duration;
 
