@@ -51,6 +51,7 @@
 //! seam but not to this trait: they get their own small traits here, so no backend has to
 //! implement what it does not store, and this one stays six methods.
 
+pub mod bus;
 pub mod cluster;
 pub mod idempotency;
 pub mod limit;
