@@ -53,6 +53,7 @@
 
 pub mod bus;
 pub mod cluster;
+pub mod fallback;
 pub mod idempotency;
 pub mod limit;
 pub mod memory;
