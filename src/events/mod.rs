@@ -36,6 +36,7 @@ pub mod model;
 pub mod poll;
 pub mod pull;
 pub mod receiver;
+pub mod redis_store;
 pub mod sender;
 pub mod signing;
 pub mod store;

@@ -67,6 +67,12 @@ pub enum StoreError {
     Corrupt(String),
     #[error("event store task failed: {0}")]
     Task(String),
+    /// A shared backend (Redis) cannot be reached or did not answer in time.
+    #[error("the {backend} event store is unavailable: {reason}")]
+    Unavailable {
+        backend: &'static str,
+        reason: String,
+    },
 }
 
 /// What [`EventStore::append`] did.
@@ -1266,14 +1272,20 @@ impl EventStore for SqliteStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod suite {
     use super::*;
     use serde_json::json;
+    use std::sync::Arc;
 
-    const T0: Millis = 1_750_000_000_000;
-    const LEASE: Duration = Duration::from_secs(30);
+    pub(crate) const T0: Millis = 1_750_000_000_000;
+    pub(crate) const LEASE: Duration = Duration::from_secs(30);
 
-    fn new_event(tenant: &str, dedup: &str, order: Option<&str>, type_: EventType) -> NewEvent {
+    pub(crate) fn new_event(
+        tenant: &str,
+        dedup: &str,
+        order: Option<&str>,
+        type_: EventType,
+    ) -> NewEvent {
         NewEvent {
             tenant: tenant.into(),
             connection: "desk".into(),
@@ -1286,22 +1298,22 @@ mod tests {
         }
     }
 
-    fn msg(dedup: &str, order: &str) -> NewEvent {
+    pub(crate) fn msg(dedup: &str, order: &str) -> NewEvent {
         new_event("acme", dedup, Some(order), EventType::MessageReceived)
     }
 
-    fn stored(a: Appended) -> StoredEvent {
+    pub(crate) fn stored(a: Appended) -> StoredEvent {
         match a {
             Appended::Stored { event, .. } => event,
             other => panic!("not stored: {other:?}"),
         }
     }
 
-    fn subs(names: &[&str]) -> Vec<String> {
+    pub(crate) fn subs(names: &[&str]) -> Vec<String> {
         names.iter().map(|s| s.to_string()).collect()
     }
 
-    fn ok(at: Millis) -> Attempt {
+    pub(crate) fn ok(at: Millis) -> Attempt {
         Attempt {
             at,
             status: Some(200),
@@ -1310,7 +1322,7 @@ mod tests {
         }
     }
 
-    fn retry(at: Millis, next: Millis) -> Attempt {
+    pub(crate) fn retry(at: Millis, next: Millis) -> Attempt {
         Attempt {
             at,
             status: Some(500),
@@ -1321,7 +1333,7 @@ mod tests {
         }
     }
 
-    fn dead(at: Millis) -> Attempt {
+    pub(crate) fn dead(at: Millis) -> Attempt {
         Attempt {
             at,
             status: Some(500),
@@ -1332,25 +1344,20 @@ mod tests {
         }
     }
 
-    fn ids(d: &[Delivery]) -> Vec<String> {
+    pub(crate) fn ids(d: &[Delivery]) -> Vec<String> {
         d.iter()
-            .map(|d| format!("{}:{}", d.subscription, d.event.data_id()))
+            .map(|d| format!("{}:{}", d.subscription, data_id(&d.event)))
             .collect()
     }
 
-    impl StoredEvent {
-        fn data_id(&self) -> String {
-            self.event().unwrap().data["id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        }
+    pub(crate) fn data_id(event: &StoredEvent) -> String {
+        event.event().unwrap().data["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
-    #[tokio::test]
-    async fn append_stores_the_envelope_and_deduplicates() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path()).unwrap();
+    pub(crate) async fn append_stores_the_envelope_and_deduplicates(store: Arc<dyn EventStore>) {
         let mut changes = store.changes();
         let first = store
             .append(msg("m1", "cv_1"), subs(&["crm"]))
@@ -1397,10 +1404,9 @@ mod tests {
         assert_eq!(store.deliveries_of(&event.id).await.unwrap().len(), 1);
     }
 
-    #[tokio::test]
-    async fn list_pages_by_seq_filters_types_and_isolates_tenants() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path()).unwrap();
+    pub(crate) async fn list_pages_by_seq_filters_types_and_isolates_tenants(
+        store: Arc<dyn EventStore>,
+    ) {
         let a = stored(store.append(msg("m1", "cv_1"), vec![]).await.unwrap());
         stored(
             store
@@ -1475,10 +1481,9 @@ mod tests {
         assert_eq!(store.last_seq("initech").await.unwrap(), None);
     }
 
-    #[tokio::test]
-    async fn deliveries_are_ordered_per_conversation_and_subscription() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path()).unwrap();
+    pub(crate) async fn deliveries_are_ordered_per_conversation_and_subscription(
+        store: Arc<dyn EventStore>,
+    ) {
         let e1 = stored(
             store
                 .append(msg("m1", "cv_1"), subs(&["crm", "audit"]))
@@ -1557,10 +1562,9 @@ mod tests {
             .is_empty());
     }
 
-    #[tokio::test]
-    async fn a_dead_letter_unblocks_its_conversation_and_can_be_replayed() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path()).unwrap();
+    pub(crate) async fn a_dead_letter_unblocks_its_conversation_and_can_be_replayed(
+        store: Arc<dyn EventStore>,
+    ) {
         let e1 = stored(
             store
                 .append(msg("m1", "cv_1"), subs(&["crm"]))
@@ -1634,26 +1638,7 @@ mod tests {
         );
     }
 
-    #[test]
-    fn replay_targets_parse_strictly() {
-        assert_eq!(
-            ReplayTarget::parse("dlv_42"),
-            Some(ReplayTarget::Delivery(42))
-        );
-        let id = new_event_id();
-        assert_eq!(
-            ReplayTarget::parse(&id),
-            Some(ReplayTarget::Event(id.clone()))
-        );
-        for bad in ["dlv_", "dlv_0", "dlv_-1", "dlv_x", "42", "evt_", "../etc"] {
-            assert_eq!(ReplayTarget::parse(bad), None, "{bad}");
-        }
-    }
-
-    #[tokio::test]
-    async fn results_count_only_under_the_current_lease() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path()).unwrap();
+    pub(crate) async fn results_count_only_under_the_current_lease(store: Arc<dyn EventStore>) {
         stored(
             store
                 .append(msg("m1", "cv_1"), subs(&["crm"]))
@@ -1682,6 +1667,557 @@ mod tests {
         let records = store.deliveries_of(&fresh.event.id).await.unwrap();
         assert_eq!(records[0].state, DeliveryState::Delivered);
         assert_eq!(records[0].attempts, 1);
+    }
+
+    pub(crate) async fn prune_forgets_old_events_but_not_pending_deliveries(
+        store: Arc<dyn EventStore>,
+    ) {
+        let old_done = stored(
+            store
+                .append(msg("m1", "cv_1"), subs(&["crm"]))
+                .await
+                .unwrap(),
+        );
+        let old_pending = stored(
+            store
+                .append(msg("m2", "cv_2"), subs(&["crm"]))
+                .await
+                .unwrap(),
+        );
+        let mut young = msg("m3", "cv_3");
+        young.created_at = T0 + 10_000;
+        let young = stored(store.append(young, vec![]).await.unwrap());
+        let claimed = store.claim_due(T0, 10, LEASE).await.unwrap();
+        let done = claimed.iter().find(|d| d.event.id == old_done.id).unwrap();
+        assert!(store.record_attempt(done, ok(T0)).await.unwrap());
+
+        assert_eq!(store.prune(T0 + 5_000).await.unwrap(), 1);
+        let left: Vec<String> = store
+            .list("acme", None, &[], 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(left, [old_pending.id.clone(), young.id.clone()]);
+        assert!(
+            store.deliveries_of(&old_done.id).await.unwrap().is_empty(),
+            "cascaded"
+        );
+        // A pruned vendor change may be accepted again: its dedup key went with it.
+        assert!(matches!(
+            store.append(msg("m1", "cv_1"), vec![]).await.unwrap(),
+            Appended::Stored { .. }
+        ));
+    }
+
+    pub(crate) async fn backlog_and_next_due_describe_what_is_waiting(store: Arc<dyn EventStore>) {
+        assert_eq!(store.next_due().await.unwrap(), None);
+        let mut early = msg("m1", "cv_1");
+        early.created_at = T0 - 60_000;
+        stored(store.append(early, subs(&["crm", "audit"])).await.unwrap());
+        stored(
+            store
+                .append(msg("m2", "cv_1"), subs(&["crm"]))
+                .await
+                .unwrap(),
+        );
+        stored(
+            store
+                .append(
+                    new_event("globex", "g1", None, EventType::MessageSent),
+                    subs(&["crm"]),
+                )
+                .await
+                .unwrap(),
+        );
+        assert_eq!(
+            store.backlog().await.unwrap(),
+            vec![
+                Backlog {
+                    tenant: "acme".into(),
+                    subscription: "audit".into(),
+                    pending: 1,
+                    oldest_created_at: T0 - 60_000
+                },
+                Backlog {
+                    tenant: "acme".into(),
+                    subscription: "crm".into(),
+                    pending: 2,
+                    oldest_created_at: T0 - 60_000
+                },
+                Backlog {
+                    tenant: "globex".into(),
+                    subscription: "crm".into(),
+                    pending: 1,
+                    oldest_created_at: T0
+                },
+            ]
+        );
+        assert_eq!(store.next_due().await.unwrap(), Some(T0 - 60_000));
+        for d in store.claim_due(T0, 10, LEASE).await.unwrap() {
+            assert!(store
+                .record_attempt(&d, retry(T0, T0 + 7_000))
+                .await
+                .unwrap());
+        }
+        // m2 is due at T0 but blocked behind m1: the hint is m1's retry, so a worker neither
+        // spins on m2 nor sleeps past a delivery that can go.
+        assert_eq!(store.next_due().await.unwrap(), Some(T0 + 7_000));
+    }
+
+    pub(crate) async fn state_is_overwritten_in_place(store: Arc<dyn EventStore>) {
+        assert_eq!(store.state_get("k").await.unwrap(), None);
+        store.state_put("k", b"1", T0).await.unwrap();
+        store.state_put("k", b"2", T0 + 1).await.unwrap();
+        assert_eq!(
+            store.state_get("k").await.unwrap().as_deref(),
+            Some(&b"2"[..])
+        );
+    }
+
+    pub(crate) async fn concurrent_appends_and_claims_never_lose_or_double_claim(
+        store: Arc<dyn EventStore>,
+    ) {
+        let mut tasks = Vec::new();
+        for t in 0..8 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..25 {
+                    // Two writers race on every key: exactly one must win.
+                    let key = format!("m{}", (t % 4) * 100 + i);
+                    store
+                        .append(msg(&key, &format!("cv_{key}")), subs(&["crm"]))
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(
+            store.list("acme", None, &[], 1000).await.unwrap().len(),
+            100
+        );
+
+        let mut claimers = Vec::new();
+        for _ in 0..4 {
+            let store = store.clone();
+            claimers.push(tokio::spawn(async move {
+                store.claim_due(T0, 1000, LEASE).await.unwrap()
+            }));
+        }
+        let mut claimed: Vec<u64> = Vec::new();
+        for c in claimers {
+            claimed.extend(c.await.unwrap().into_iter().map(|d| d.id));
+        }
+        let total = claimed.len();
+        claimed.sort();
+        claimed.dedup();
+        assert_eq!(claimed.len(), total, "a delivery was claimed twice");
+        assert_eq!(total, 100, "every delivery has its own conversation here");
+    }
+    pub(crate) async fn a_replayed_delivery_goes_back_in_front_of_its_conversation(
+        store: Arc<dyn EventStore>,
+    ) {
+        for m in ["m1", "m2", "m3"] {
+            stored(store.append(msg(m, "cv_1"), subs(&["crm"])).await.unwrap());
+        }
+        let m1 = store.claim_due(T0, 10, LEASE).await.unwrap().remove(0);
+        assert!(store.record_attempt(&m1, dead(T0 + 1)).await.unwrap());
+        let m2 = store.claim_due(T0 + 1, 10, LEASE).await.unwrap();
+        assert_eq!(ids(&m2), ["crm:m2"]);
+        assert!(store.record_attempt(&m2[0], ok(T0 + 2)).await.unwrap());
+        // m3 is in flight when m1 is replayed.
+        let m3 = store.claim_due(T0 + 2, 10, LEASE).await.unwrap();
+        assert_eq!(ids(&m3), ["crm:m3"]);
+        assert_eq!(
+            store
+                .replay(&ReplayTarget::Delivery(m1.id), T0 + 3)
+                .await
+                .unwrap(),
+            1
+        );
+        // The replayed m1 is the conversation's head again: it goes, m3 waits behind it.
+        let again = store.claim_due(T0 + 3, 10, LEASE).await.unwrap();
+        assert_eq!(ids(&again), ["crm:m1"]);
+        assert!(store
+            .record_attempt(&m3[0], retry(T0 + 4, T0 + 5))
+            .await
+            .unwrap());
+        assert!(store
+            .claim_due(T0 + 10, 10, LEASE)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(store.next_due().await.unwrap(), Some(T0 + 3 + 30_000));
+        assert!(store.record_attempt(&again[0], ok(T0 + 11)).await.unwrap());
+        let last = store.claim_due(T0 + 11, 10, LEASE).await.unwrap();
+        assert_eq!(ids(&last), ["crm:m3"]);
+        assert_eq!(last[0].attempts, 1);
+    }
+
+    pub(crate) fn inbox_item(connection: &str, dedup: &str, at: Millis) -> NewInboxItem {
+        NewInboxItem {
+            tenant: "acme".into(),
+            connection: connection.into(),
+            vendor: "libredesk".into(),
+            dedup_key: dedup.into(),
+            body: format!("{{\"raw\":\"{dedup}\"}}\u{0}\u{ff}").into_bytes(),
+            received_at: at,
+        }
+    }
+
+    fn inbox_stored(put: InboxPut) -> u64 {
+        match put {
+            InboxPut::Stored { id } => id,
+            other => panic!("not stored: {other:?}"),
+        }
+    }
+
+    pub(crate) async fn inbox_items_are_deduplicated_and_leased_one_per_connection(
+        store: Arc<dyn EventStore>,
+    ) {
+        let i1 = inbox_stored(store.inbox_put(inbox_item("desk", "k1", T0)).await.unwrap());
+        let i2 = inbox_stored(
+            store
+                .inbox_put(inbox_item("desk", "k2", T0 + 1))
+                .await
+                .unwrap(),
+        );
+        let i3 = inbox_stored(
+            store
+                .inbox_put(inbox_item("chat", "k3", T0 + 2))
+                .await
+                .unwrap(),
+        );
+        assert!(i1 < i2 && i2 < i3);
+        assert_eq!(
+            store
+                .inbox_put(inbox_item("desk", "k1", T0 + 9))
+                .await
+                .unwrap(),
+            InboxPut::Duplicate { id: i1 }
+        );
+        assert_eq!(
+            store.inbox_backlog().await.unwrap(),
+            InboxBacklog {
+                pending: 3,
+                oldest_received_at: Some(T0)
+            }
+        );
+        // The oldest of each connection, oldest first.
+        let items = store.inbox_claim(T0 + 5, 10, LEASE).await.unwrap();
+        assert_eq!(items.iter().map(|i| i.id).collect::<Vec<_>>(), [i1, i3]);
+        let first = &items[0];
+        assert_eq!(first.body, inbox_item("desk", "k1", T0).body);
+        assert_eq!(
+            (
+                first.tenant.as_str(),
+                first.connection.as_str(),
+                first.vendor.as_str(),
+                first.dedup_key.as_str()
+            ),
+            ("acme", "desk", "libredesk", "k1")
+        );
+        assert_eq!(
+            (first.attempts, first.received_at, &first.last_error),
+            (0, T0, &None)
+        );
+        assert!(store
+            .inbox_claim(T0 + 5, 10, LEASE)
+            .await
+            .unwrap()
+            .is_empty());
+        // A lapsed lease makes the item claimable again, under a new lease.
+        let again = store.inbox_claim(T0 + 5 + 30_000, 10, LEASE).await.unwrap();
+        assert_eq!(again.len(), 2);
+        assert_ne!(again[0].lease, first.lease);
+    }
+
+    pub(crate) async fn inbox_completion_stores_events_once_under_the_lease(
+        store: Arc<dyn EventStore>,
+    ) {
+        let i1 = inbox_stored(store.inbox_put(inbox_item("desk", "k1", T0)).await.unwrap());
+        let i2 = inbox_stored(store.inbox_put(inbox_item("desk", "k2", T0)).await.unwrap());
+        let item = store.inbox_claim(T0, 10, LEASE).await.unwrap().remove(0);
+        assert_eq!(item.id, i1);
+        let mut stale = item.clone();
+        stale.lease = 0;
+        assert_eq!(
+            store.inbox_complete(&stale, vec![], T0).await.unwrap(),
+            None,
+            "a stale lease stores nothing"
+        );
+        let done = store
+            .inbox_complete(
+                &item,
+                vec![
+                    (msg("m1", "cv_1"), subs(&["crm", "audit", "crm"])),
+                    (msg("m1", "cv_1"), subs(&["crm"])),
+                ],
+                T0 + 1,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        let first = match &done[0] {
+            Appended::Stored { event, deliveries } => {
+                assert_eq!(*deliveries, 2);
+                event.clone()
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            done[1],
+            Appended::Duplicate {
+                id: first.id.clone(),
+                seq: first.seq
+            }
+        );
+        assert_eq!(
+            store.find("acme", &first.id).await.unwrap(),
+            Some(first.clone())
+        );
+        assert_eq!(store.deliveries_of(&first.id).await.unwrap().len(), 2);
+        assert_eq!(
+            store.inbox_complete(&item, vec![], T0 + 2).await.unwrap(),
+            None,
+            "already closed"
+        );
+        // The connection's next item is up.
+        let next = store.inbox_claim(T0 + 2, 10, LEASE).await.unwrap();
+        assert_eq!(next.iter().map(|i| i.id).collect::<Vec<_>>(), [i2]);
+        assert_eq!(
+            store
+                .inbox_complete(&next[0], vec![], T0 + 3)
+                .await
+                .unwrap(),
+            Some(vec![])
+        );
+        assert_eq!(store.inbox_backlog().await.unwrap().pending, 0);
+        assert!(store.inbox_dead(None, 10).await.unwrap().is_empty());
+    }
+
+    pub(crate) async fn inbox_failures_retry_give_up_and_replay(store: Arc<dyn EventStore>) {
+        let i1 = inbox_stored(store.inbox_put(inbox_item("desk", "k1", T0)).await.unwrap());
+        let i2 = inbox_stored(store.inbox_put(inbox_item("desk", "k2", T0)).await.unwrap());
+        let item = store.inbox_claim(T0, 10, LEASE).await.unwrap().remove(0);
+        assert!(store
+            .inbox_failed(&item, Some(T0 + 100), "vendor 503", T0 + 1)
+            .await
+            .unwrap());
+        // Not due yet, and the connection's next item waits behind it.
+        assert!(store
+            .inbox_claim(T0 + 50, 10, LEASE)
+            .await
+            .unwrap()
+            .is_empty());
+        let item = store
+            .inbox_claim(T0 + 100, 10, LEASE)
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!((item.id, item.attempts), (i1, 1));
+        assert_eq!(item.last_error.as_deref(), Some("vendor 503"));
+        assert!(!store
+            .inbox_failed(
+                &InboxItem {
+                    lease: 0,
+                    ..item.clone()
+                },
+                None,
+                "x",
+                T0 + 101
+            )
+            .await
+            .unwrap());
+        assert!(store
+            .inbox_failed(&item, None, "unknown conversation", T0 + 101)
+            .await
+            .unwrap());
+        let dead = store.inbox_dead(None, 10).await.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!((dead[0].id, dead[0].attempts), (i1, 2));
+        assert_eq!(dead[0].last_error.as_deref(), Some("unknown conversation"));
+        assert!(store.inbox_dead(Some(i1), 10).await.unwrap().is_empty());
+        // A given-up item no longer blocks its connection.
+        let next = store.inbox_claim(T0 + 101, 10, LEASE).await.unwrap();
+        assert_eq!(next.iter().map(|i| i.id).collect::<Vec<_>>(), [i2]);
+        // Replayed, it is the connection's oldest again.
+        assert_eq!(
+            store
+                .replay(&ReplayTarget::Inbox(i1), T0 + 200)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            store
+                .replay(&ReplayTarget::Inbox(i1), T0 + 200)
+                .await
+                .unwrap(),
+            0
+        );
+        assert!(store.inbox_dead(None, 10).await.unwrap().is_empty());
+        assert_eq!(store.inbox_backlog().await.unwrap().pending, 2);
+        let replayed = store.inbox_claim(T0 + 200, 10, LEASE).await.unwrap();
+        assert_eq!(replayed.iter().map(|i| i.id).collect::<Vec<_>>(), [i1]);
+        assert_eq!(replayed[0].attempts, 2);
+    }
+
+    pub(crate) async fn inbox_dedup_spans_events_and_closed_items_are_pruned(
+        store: Arc<dyn EventStore>,
+    ) {
+        stored(store.append(msg("m1", "cv_1"), vec![]).await.unwrap());
+        assert_eq!(
+            store.inbox_put(inbox_item("desk", "m1", T0)).await.unwrap(),
+            InboxPut::Duplicate { id: 0 },
+            "already an event"
+        );
+        // Another connection's key is its own.
+        inbox_stored(store.inbox_put(inbox_item("chat", "m1", T0)).await.unwrap());
+        let k2 = inbox_stored(store.inbox_put(inbox_item("desk", "k2", T0)).await.unwrap());
+        let items = store.inbox_claim(T0, 10, LEASE).await.unwrap();
+        let desk = items.iter().find(|i| i.id == k2).unwrap();
+        assert_eq!(
+            store.inbox_complete(desk, vec![], T0).await.unwrap(),
+            Some(vec![])
+        );
+        assert_eq!(
+            store.inbox_put(inbox_item("desk", "k2", T0)).await.unwrap(),
+            InboxPut::Duplicate { id: k2 },
+            "a closed item still deduplicates"
+        );
+        assert_eq!(store.prune(T0 + 10).await.unwrap(), 1);
+        // Pruned: the event and the closed item took their dedup keys with them; the pending
+        // chat item stays.
+        inbox_stored(
+            store
+                .inbox_put(inbox_item("desk", "m1", T0 + 20))
+                .await
+                .unwrap(),
+        );
+        inbox_stored(
+            store
+                .inbox_put(inbox_item("desk", "k2", T0 + 20))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(
+            store.inbox_put(inbox_item("chat", "m1", T0)).await.unwrap(),
+            InboxPut::Duplicate {
+                id: items.iter().find(|i| i.connection == "chat").unwrap().id
+            }
+        );
+    }
+
+    pub(crate) async fn changes_tick_on_store_and_requeue_only(store: Arc<dyn EventStore>) {
+        let mut changes = store.changes();
+        changes.mark_unchanged();
+        store.inbox_put(inbox_item("desk", "k1", T0)).await.unwrap();
+        assert!(changes.has_changed().unwrap(), "an inbox item was stored");
+        changes.mark_unchanged();
+        store.inbox_put(inbox_item("desk", "k1", T0)).await.unwrap();
+        assert!(!changes.has_changed().unwrap(), "a duplicate is no change");
+        stored(
+            store
+                .append(msg("m1", "cv_1"), subs(&["crm"]))
+                .await
+                .unwrap(),
+        );
+        assert!(changes.has_changed().unwrap());
+        changes.mark_unchanged();
+        let d = store.claim_due(T0, 10, LEASE).await.unwrap().remove(0);
+        assert!(store.record_attempt(&d, dead(T0)).await.unwrap());
+        assert!(
+            !changes.has_changed().unwrap(),
+            "claims and attempts are no change"
+        );
+        assert_eq!(
+            store
+                .replay(&ReplayTarget::Delivery(d.id), T0 + 1)
+                .await
+                .unwrap(),
+            1
+        );
+        assert!(
+            changes.has_changed().unwrap(),
+            "a requeue wakes the workers"
+        );
+    }
+
+    /// Test wrappers running every behaviour above on the stores `$open` makes: an async
+    /// expression answering `(Arc<dyn EventStore>, guard)`, a fresh empty store per test (the
+    /// guard keeps its folder or server alive).
+    macro_rules! event_store_suite {
+        ($open:expr) => {
+            $crate::events::store::suite::event_store_suite!(@tests $open;
+                append_stores_the_envelope_and_deduplicates,
+                list_pages_by_seq_filters_types_and_isolates_tenants,
+                deliveries_are_ordered_per_conversation_and_subscription,
+                a_dead_letter_unblocks_its_conversation_and_can_be_replayed,
+                a_replayed_delivery_goes_back_in_front_of_its_conversation,
+                results_count_only_under_the_current_lease,
+                prune_forgets_old_events_but_not_pending_deliveries,
+                backlog_and_next_due_describe_what_is_waiting,
+                state_is_overwritten_in_place,
+                inbox_items_are_deduplicated_and_leased_one_per_connection,
+                inbox_completion_stores_events_once_under_the_lease,
+                inbox_failures_retry_give_up_and_replay,
+                inbox_dedup_spans_events_and_closed_items_are_pruned,
+                changes_tick_on_store_and_requeue_only,
+            );
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn concurrent_appends_and_claims_never_lose_or_double_claim() {
+                let (store, _guard) = $open.await;
+                $crate::events::store::suite::concurrent_appends_and_claims_never_lose_or_double_claim(store).await;
+            }
+        };
+        (@tests $open:expr; $($name:ident,)*) => {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let (store, _guard) = $open.await;
+                    $crate::events::store::suite::$name(store).await;
+                }
+            )*
+        };
+    }
+    pub(crate) use event_store_suite;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::suite::*;
+    use super::*;
+
+    async fn open() -> (Arc<dyn EventStore>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(dir.path()).unwrap());
+        (store, dir)
+    }
+
+    mod behaviour {
+        use super::open;
+        super::super::suite::event_store_suite!(open());
+    }
+
+    #[test]
+    fn replay_targets_parse_strictly() {
+        assert_eq!(
+            ReplayTarget::parse("dlv_42"),
+            Some(ReplayTarget::Delivery(42))
+        );
+        let id = new_event_id();
+        assert_eq!(
+            ReplayTarget::parse(&id),
+            Some(ReplayTarget::Event(id.clone()))
+        );
+        for bad in ["dlv_", "dlv_0", "dlv_-1", "dlv_x", "42", "evt_", "../etc"] {
+            assert_eq!(ReplayTarget::parse(bad), None, "{bad}");
+        }
     }
 
     #[tokio::test]
@@ -1792,163 +2328,5 @@ mod tests {
             SqliteStore::open(dir.path()),
             Err(StoreError::Schema { found: 99, .. })
         ));
-    }
-
-    #[tokio::test]
-    async fn prune_forgets_old_events_but_not_pending_deliveries() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path()).unwrap();
-        let old_done = stored(
-            store
-                .append(msg("m1", "cv_1"), subs(&["crm"]))
-                .await
-                .unwrap(),
-        );
-        let old_pending = stored(
-            store
-                .append(msg("m2", "cv_2"), subs(&["crm"]))
-                .await
-                .unwrap(),
-        );
-        let mut young = msg("m3", "cv_3");
-        young.created_at = T0 + 10_000;
-        let young = stored(store.append(young, vec![]).await.unwrap());
-        let claimed = store.claim_due(T0, 10, LEASE).await.unwrap();
-        let done = claimed.iter().find(|d| d.event.id == old_done.id).unwrap();
-        assert!(store.record_attempt(done, ok(T0)).await.unwrap());
-
-        assert_eq!(store.prune(T0 + 5_000).await.unwrap(), 1);
-        let left: Vec<String> = store
-            .list("acme", None, &[], 10)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| e.id)
-            .collect();
-        assert_eq!(left, [old_pending.id.clone(), young.id.clone()]);
-        assert!(
-            store.deliveries_of(&old_done.id).await.unwrap().is_empty(),
-            "cascaded"
-        );
-        // A pruned vendor change may be accepted again: its dedup key went with it.
-        assert!(matches!(
-            store.append(msg("m1", "cv_1"), vec![]).await.unwrap(),
-            Appended::Stored { .. }
-        ));
-    }
-
-    #[tokio::test]
-    async fn backlog_and_next_due_describe_what_is_waiting() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path()).unwrap();
-        assert_eq!(store.next_due().await.unwrap(), None);
-        let mut early = msg("m1", "cv_1");
-        early.created_at = T0 - 60_000;
-        stored(store.append(early, subs(&["crm", "audit"])).await.unwrap());
-        stored(
-            store
-                .append(msg("m2", "cv_1"), subs(&["crm"]))
-                .await
-                .unwrap(),
-        );
-        stored(
-            store
-                .append(
-                    new_event("globex", "g1", None, EventType::MessageSent),
-                    subs(&["crm"]),
-                )
-                .await
-                .unwrap(),
-        );
-        assert_eq!(
-            store.backlog().await.unwrap(),
-            vec![
-                Backlog {
-                    tenant: "acme".into(),
-                    subscription: "audit".into(),
-                    pending: 1,
-                    oldest_created_at: T0 - 60_000
-                },
-                Backlog {
-                    tenant: "acme".into(),
-                    subscription: "crm".into(),
-                    pending: 2,
-                    oldest_created_at: T0 - 60_000
-                },
-                Backlog {
-                    tenant: "globex".into(),
-                    subscription: "crm".into(),
-                    pending: 1,
-                    oldest_created_at: T0
-                },
-            ]
-        );
-        assert_eq!(store.next_due().await.unwrap(), Some(T0 - 60_000));
-        for d in store.claim_due(T0, 10, LEASE).await.unwrap() {
-            assert!(store
-                .record_attempt(&d, retry(T0, T0 + 7_000))
-                .await
-                .unwrap());
-        }
-        // m2 is due at T0 but blocked behind m1: the hint is m1's retry, so a worker neither
-        // spins on m2 nor sleeps past a delivery that can go.
-        assert_eq!(store.next_due().await.unwrap(), Some(T0 + 7_000));
-    }
-
-    #[tokio::test]
-    async fn state_is_overwritten_in_place() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path()).unwrap();
-        assert_eq!(store.state_get("k").await.unwrap(), None);
-        store.state_put("k", b"1", T0).await.unwrap();
-        store.state_put("k", b"2", T0 + 1).await.unwrap();
-        assert_eq!(
-            store.state_get("k").await.unwrap().as_deref(),
-            Some(&b"2"[..])
-        );
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn concurrent_appends_and_claims_never_lose_or_double_claim() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
-        let mut tasks = Vec::new();
-        for t in 0..8 {
-            let store = store.clone();
-            tasks.push(tokio::spawn(async move {
-                for i in 0..25 {
-                    // Two writers race on every key: exactly one must win.
-                    let key = format!("m{}", (t % 4) * 100 + i);
-                    store
-                        .append(msg(&key, &format!("cv_{key}")), subs(&["crm"]))
-                        .await
-                        .unwrap();
-                }
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap();
-        }
-        assert_eq!(
-            store.list("acme", None, &[], 1000).await.unwrap().len(),
-            100
-        );
-
-        let mut claimers = Vec::new();
-        for _ in 0..4 {
-            let store = store.clone();
-            claimers.push(tokio::spawn(async move {
-                store.claim_due(T0, 1000, LEASE).await.unwrap()
-            }));
-        }
-        let mut claimed: Vec<u64> = Vec::new();
-        for c in claimers {
-            claimed.extend(c.await.unwrap().into_iter().map(|d| d.id));
-        }
-        let total = claimed.len();
-        claimed.sort();
-        claimed.dedup();
-        assert_eq!(claimed.len(), total, "a delivery was claimed twice");
-        assert_eq!(total, 100, "every delivery has its own conversation here");
     }
 }
