@@ -13,8 +13,11 @@
 //! ```
 //!
 //! - [`model`]: the envelope, event types, subscriptions (`whsec_` secrets), `events:` settings.
-//! - [`store`]: [`store::EventStore`], the state seam (a Redis backend implements it later), and
-//!   [`store::SqliteStore`], the embedded durable default under `data_dir`.
+//! - [`store`]: [`store::EventStore`], the state seam, and [`store::SqliteStore`], the embedded
+//!   durable default under `data_dir`.
+//! - [`redis_store`]: [`redis_store::RedisEventStore`], the store several replicas share (issue
+//!   15); [`spill`]: [`spill::SpillStore`], a replica's view of it that keeps accepting events
+//!   into a local durable spill while Redis is unreachable.
 //! - [`signing`]: Standard Webhooks signatures out; Libredesk HMAC and CAAC bearer in.
 //! - [`delivery`]: backoff schedule and the delivery worker; [`sender`]: the HTTP POST seam and
 //!   its pingora implementation.
@@ -39,4 +42,5 @@ pub mod receiver;
 pub mod redis_store;
 pub mod sender;
 pub mod signing;
+pub mod spill;
 pub mod store;

@@ -32,11 +32,11 @@
 //!
 //! # How the Redis backend (issue 15) maps onto the trait
 //!
-//! | method | Redis |
+//! | method | Redis ([`redis::store`]) |
 //! |---|---|
-//! | `acquire` | one `EVALSHA` running [`limit::gcra`]: `GET tat` → arithmetic on `TIME` → `SET tat PX (new_tat − now)`; a refusal writes nothing |
-//! | `begin` | `SET <record> <fingerprint, token> NX PX <lease>`; on failure one script reads the record and answers InFlight / Replay / Mismatch |
-//! | `complete` | script: if the record still holds this token, `SET` it to the stored answer with `PX 24h` (or `DEL` when not storable) |
+//! | `acquire` | one `EVALSHA` running [`limit::gcra`] on the server's `TIME`: read the TAT, the arithmetic, `SET tat PX (new_tat − now)`; a refusal writes nothing |
+//! | `begin` | one script: when the record is absent, `HSET <record> f <fingerprint> t <token>` + `PEXPIRE <lease>` (the in-flight lock); otherwise InFlight / Replay / Mismatch from what it holds |
+//! | `complete` | script: if the record still holds this token in flight, store the answer with `PEXPIRE 24h` (or `DEL` when not storable) |
 //! | `release` | script: `DEL` only if the record still holds this token (compare-and-delete) |
 //! | `pause` | script: `SET pause:<connection> 1 PX <ms>` only if the current `PTTL` is shorter (a pause only grows) |
 //! | `paused_for` | `PTTL pause:<connection>` |
@@ -44,12 +44,18 @@
 //! Keys: [`LimitKey::storage_key`], [`idempotency::RecordKey::storage_key`] and
 //! [`ConnectionKey::storage_key`] are length-prefixed, so no tenant or connection name can
 //! make two keys collide. Connection errors and timeouts of the Redis client become
-//! `StateError::Unavailable`; the fallback to a per-replica share of each limit wraps the
-//! Redis backend around a [`memory::MemoryStore`] and is the Redis step's job.
+//! `StateError::Unavailable`.
 //!
-//! The event outbox and cross-replica cache invalidation (issues 14 and 15) belong to the same
-//! seam but not to this trait: they get their own small traits here, so no backend has to
-//! implement what it does not store, and this one stays six methods.
+//! # Several replicas (issue 15)
+//!
+//! - [`cluster`] — the `cluster:` settings (`redis_url`, timeouts, `local_share`).
+//! - [`redis`] — [`redis::RedisHub`] (one per replica: the connection manager, health, pub/sub)
+//!   and [`redis::store::RedisStore`], this trait on Redis (scripts in `redis/lua/`).
+//! - [`fallback`] — [`fallback::FallbackStore`], what a replica uses — Redis while it answers,
+//!   local state (limits at `local_share`, pauses) while it does not; idempotency stays shared.
+//! - [`bus`] — cross-replica cache invalidation ([`bus::InvalidationBus`]).
+//! - The event outbox has its own seam: `crate::events::store::EventStore`, with
+//!   `crate::events::redis_store` and `crate::events::spill` for several replicas.
 
 pub mod bus;
 pub mod cluster;
