@@ -214,9 +214,9 @@ async fn an_invalidation_published_on_one_replica_reaches_another_through_redis(
 #[tokio::test]
 async fn a_lost_subscription_flushes_and_unsent_invalidations_follow_the_outage() {
     let mut server = RedisServer::start();
-    // A notices a returned Redis late (its probe runs every 2 s), B at once: B is subscribed
-    // again well before A sends what it held back.
-    let a_settings = settings_with(&server, |f| f.health_interval_ms = 2_000);
+    // A's own probe would notice the returned Redis only after a minute: the test decides when
+    // A finds out (after B has subscribed again), so the order is certain.
+    let a_settings = settings_with(&server, |f| f.health_interval_ms = 60_000);
     let b_settings = settings_with(&server, |f| f.key_prefix = a_settings.key_prefix.clone());
     let (hub_a, hub_b) = (hub(&a_settings).await, hub(&b_settings).await);
     let a = RedisBus::new(hub_a.clone());
@@ -248,9 +248,15 @@ async fn a_lost_subscription_flushes_and_unsent_invalidations_follow_the_outage(
         next(&mut b_sub).await,
         BusEvent::Flush(FlushReason::Resubscribed)
     );
+    assert!(
+        a.publish(&conversation("cv3")).await.is_err(),
+        "A still thinks Redis is down"
+    );
+    assert!(hub_a.check().await);
     // Then A's held invalidations arrive, in order.
     assert_eq!(next_invalidation(&mut b_sub).await, conversation("cv1"));
     assert_eq!(next_invalidation(&mut b_sub).await, conversation("cv2"));
+    assert_eq!(next_invalidation(&mut b_sub).await, conversation("cv3"));
     assert_eq!(a.unsent(), 0);
 }
 

@@ -439,6 +439,12 @@ impl RedisHub {
         e
     }
 
+    /// Check now (one PING) instead of waiting for the next health probe; answers whether
+    /// Redis is up.
+    pub async fn check(&self) -> bool {
+        self.probe().await
+    }
+
     /// PING once and record the result.
     async fn probe(&self) -> bool {
         let mut conn = self.manager.clone();

@@ -171,8 +171,8 @@ async fn a_rate_holds_within_ten_percent_across_three_replicas() {
     let server = RedisServer::start();
     let stores = replicas(&server, 3).await;
     let limit = Limit {
-        per_second: 100.0,
-        burst: 10,
+        per_second: 50.0,
+        burst: 5,
     };
     let started = redis_micros(&stores[0]).await;
     let window_us = 1_500_000;
@@ -203,7 +203,7 @@ async fn a_rate_holds_within_ten_percent_across_three_replicas() {
     }
     // Measured on Redis's clock: the window the limit actually saw.
     let elapsed = (redis_micros(&stores[0]).await - started) as f64 / 1e6;
-    let expected = 10.0 + 100.0 * elapsed;
+    let expected = 5.0 + 50.0 * elapsed;
     let ratio = allowed as f64 / expected;
     assert!(
         (0.9..=1.1).contains(&ratio),
@@ -538,7 +538,7 @@ async fn redis_stopped_means_unavailable_at_once_and_restarted_means_shared_agai
 #[tokio::test]
 async fn a_hung_redis_answers_unavailable_within_the_command_timeout() {
     let server = RedisServer::start();
-    let settings = settings_with(&server, |f| f.command_timeout_ms = 200);
+    let settings = settings_with(&server, |f| f.command_timeout_ms = 1_500);
     let store = RedisStore::new(hub(&settings).await);
     let conn = ConnectionKey::new("acme", "desk");
     assert_eq!(store.paused_for(&conn).await.unwrap(), None);
@@ -547,13 +547,13 @@ async fn a_hung_redis_answers_unavailable_within_the_command_timeout() {
     let e = store.paused_for(&conn).await.unwrap_err();
     let took = t.elapsed();
     assert!(is_unavailable(&e), "{e}");
-    assert!(took < Duration::from_secs(2), "bounded: {took:?}");
-    assert!(e.to_string().contains("no answer within 200 ms"), "{e}");
-    // Known down: the next call does not wait at all.
+    assert!(took < Duration::from_secs(5), "bounded: {took:?}");
+    assert!(e.to_string().contains("no answer within 1500 ms"), "{e}");
+    // Known down: the next call does not wait for the timeout again.
     let t = Instant::now();
     assert!(store.paused_for(&conn).await.is_err());
     assert!(
-        t.elapsed() < Duration::from_millis(100),
+        t.elapsed() < Duration::from_millis(750),
         "{:?}",
         t.elapsed()
     );
