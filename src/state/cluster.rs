@@ -167,8 +167,8 @@ impl ClusterSettings {
         &self.redis_url
     }
 
-    /// The URL with any user name and password replaced by `***`: for logs, `/admin/config`
-    /// and `/readyz`.
+    /// The URL with any user name and password replaced by `***`: for the operator's own config
+    /// views (`switchboard check`, `/admin/config`). Logs and `/readyz` name no address at all.
     pub fn redacted_url(&self) -> String {
         redact(&self.redis_url)
     }

@@ -13,6 +13,9 @@
 //!   response timeout, and an outer `tokio::time::timeout` that also covers a reconnect in
 //!   progress). A connection error or a timeout marks Redis down.
 //!
+//! Logs and reasons name no address (API.md: no internal address in a log line or an error
+//! body); the URL appears only redacted, in the operator's own config views.
+//!
 //! A probe task PINGs every `health_interval` and marks Redis up again once it answers, so a
 //! returned Redis is noticed within one interval. Transitions are logged, exported as
 //! `switchboard_cluster_redis_up`, and visible to `/readyz` ([`RedisHub::readiness`]).
@@ -265,7 +268,7 @@ pub struct RedisHub {
 impl std::fmt::Debug for RedisHub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisHub")
-            .field("url", &self.settings.redacted_url())
+            .field("key_prefix", &self.settings.key_prefix)
             .field("up", &self.is_up())
             .finish()
     }
@@ -481,10 +484,9 @@ impl RedisHub {
         }
         if changed {
             if up {
-                tracing::info!(redis = %self.settings.redacted_url(), "redis reachable again: shared state resumes");
+                tracing::info!("redis reachable again: shared state resumes");
             } else {
                 tracing::warn!(
-                    redis = %self.settings.redacted_url(),
                     reason,
                     "redis unreachable: serving degraded with local state"
                 );
@@ -593,7 +595,6 @@ async fn subscribe_once(
             m.subscription_losses.inc();
         }
         tracing::warn!(
-            redis = %settings.redacted_url(),
             "redis subscription lost: cache invalidations from other replicas are missed until it resumes"
         );
         let _ = hub.events.send(HubEvent::Lost);
