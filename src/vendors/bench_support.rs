@@ -11,7 +11,8 @@
 
 use bytes::Bytes;
 
-use super::{caac, chatcaptain, libredesk, llamadapro, Mapper, VendorResponse};
+use super::common::Mapper;
+use super::{caac, chatcaptain, libredesk, llamadapro, VendorResponse};
 use crate::api::model::Handle;
 use crate::api::request::Output;
 use crate::api::ApiError;

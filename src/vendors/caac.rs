@@ -43,27 +43,26 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{
-    bad_response, non_empty, owned_non_empty, parse_json, status_error, Adapter, CallContext,
-    EndpointSpec, FilterSpec, Mapper, OperationSpec, VendorBody, VendorCall, VendorResponse,
+use super::common::{
+    bad_response, check_status, ep, filter, int_field, int_key, keys, non_empty, not_served, op,
+    owned_non_empty, parse_json, parse_wire, phone, Mapper,
 };
+use super::{Adapter, CallContext, EndpointSpec, OperationSpec};
+// The upstream client's types.
+use super::{VendorBody, VendorCall, VendorResponse};
 use crate::api::ids::{KeyGrammar, Kind, ObjectId};
 use crate::api::model::{
     vendor_label, Assignee, Attachment, Channel, Contact, ContactCreate, Conversation,
     ConversationCreate, ConversationPatch, ConversationStatus, Direction, Handle, HandleChannel,
     Message, MessageSend, MessageStatus, MessageType, Sender, SenderType,
 };
-use crate::api::operation::{Operation, Vendor};
+use crate::api::operation::{Operation::*, Vendor};
 use crate::api::request::{ContactFilters, OperationRequest, Output, Page, Resource};
 use crate::api::ApiError;
 
 pub struct Caac;
 
 const VENDOR: Vendor = Vendor::Caac;
-
-const fn ep(name: &'static str, params: &'static [&'static str]) -> EndpointSpec {
-    EndpointSpec { name, params }
-}
 
 /// Every CAAC call the routes file may configure.
 static ENDPOINTS: &[EndpointSpec] = &[
@@ -78,51 +77,30 @@ static ENDPOINTS: &[EndpointSpec] = &[
 
 /// What the adapter serves. Absent, so 501 and left out of capabilities: contacts.update and
 /// contacts.delete (no such member calls), conversations.list and conversations.delete
-/// (conversations are implicit), messages.list and messages.get (no such calls; messages are
-/// only exported as an asynchronous CSV backup).
+/// (conversations are implicit: each member's has the member's ID; resolve one with PATCH
+/// {"status": "resolved"}), messages.list and messages.get (no such calls; messages are only
+/// exported as an asynchronous CSV backup).
 static OPERATIONS: &[OperationSpec] = &[
-    OperationSpec {
-        operation: Operation::ContactsList,
-        needs: &["contacts.lookup"],
-        filters: &[FilterSpec {
-            name: "handle",
-            needs: None,
-        }],
-    },
-    OperationSpec {
-        operation: Operation::ContactsCreate,
-        needs: &["contacts.create", "contacts.get"],
-        filters: &[],
-    },
-    OperationSpec {
-        operation: Operation::ContactsGet,
-        needs: &["contacts.get"],
-        filters: &[],
-    },
-    OperationSpec {
-        operation: Operation::ConversationsCreate,
-        needs: &["contacts.get", "conversations.assignment"],
-        filters: &[],
-    },
-    OperationSpec {
-        operation: Operation::ConversationsGet,
-        needs: &["contacts.get", "conversations.assignment"],
-        filters: &[],
-    },
-    OperationSpec {
-        operation: Operation::ConversationsUpdate,
-        needs: &[
+    op(ContactsList, &["contacts.lookup"]).filters(&[filter("handle")]),
+    op(ContactsCreate, &["contacts.create", "contacts.get"]),
+    op(ContactsGet, &["contacts.get"]),
+    op(
+        ConversationsCreate,
+        &["contacts.get", "conversations.assignment"],
+    ),
+    op(
+        ConversationsGet,
+        &["contacts.get", "conversations.assignment"],
+    ),
+    op(
+        ConversationsUpdate,
+        &[
             "contacts.get",
             "conversations.assignment",
             "conversations.close",
         ],
-        filters: &[],
-    },
-    OperationSpec {
-        operation: Operation::MessagesSend,
-        needs: &["messages.send"],
-        filters: &[],
-    },
+    ),
+    op(MessagesSend, &["messages.send"]),
 ];
 
 #[async_trait]
@@ -172,7 +150,9 @@ impl Adapter for Caac {
             OperationRequest::ConversationsGet(id) => {
                 let keys = member_keys(&id)?;
                 let conversation = get_conversation(ctx, keys).await?;
-                Ok(Output::Found(Resource::Conversation(Box::new(conversation))))
+                Ok(Output::Found(Resource::Conversation(Box::new(
+                    conversation,
+                ))))
             }
             OperationRequest::ConversationsCreate(body, contact_id) => {
                 create_conversation(ctx, &body, contact_id.as_ref()).await
@@ -183,24 +163,7 @@ impl Adapter for Caac {
             OperationRequest::MessagesSend(conversation_id, body) => {
                 send_message(ctx, &conversation_id, &body).await
             }
-            OperationRequest::ContactsUpdate(..) => Err(ApiError::unsupported_operation(
-                "caac has no call to change a member's profile",
-            )),
-            OperationRequest::ContactsDelete(_) => Err(ApiError::unsupported_operation(
-                "caac has no call to delete a member",
-            )),
-            OperationRequest::ConversationsList(..) => Err(ApiError::unsupported_operation(
-                "caac has no conversation list: each member has one implicit conversation, \
-                 whose ID is the member's (GET /v1/conversations/{id})",
-            )),
-            OperationRequest::ConversationsDelete(_) => Err(ApiError::unsupported_operation(
-                "caac conversations cannot be deleted; resolve one with PATCH {\"status\": \"resolved\"}",
-            )),
-            OperationRequest::MessagesList(..) | OperationRequest::MessagesGet(_) => {
-                Err(ApiError::unsupported_operation(
-                    "caac has no call to read messages (only an asynchronous CSV backup)",
-                ))
-            }
+            _ => Err(not_served(ctx)),
         }
     }
 }
@@ -275,7 +238,7 @@ async fn create_contact(
             .body(VendorBody::json(&request)),
     )
     .await?;
-    let created: WireCreated = parse_wire("created member", &created)?;
+    let created: WireCreated = parse_wire(VENDOR, "created member", &created)?;
     let keys = MemberKeys {
         channel_id,
         member_id: positive(created.member_id)
@@ -312,12 +275,7 @@ async fn create_conversation(
     let text = check_conversation_create(body)?;
     let user_id = match text {
         Some(_) => {
-            if !ctx.connection.routes.has("messages.send") {
-                return Err(ApiError::unsupported_operation(
-                    "this connection has no messages.send route, so caac cannot send the \
-                     first message; leave out text",
-                ));
-            }
+            ctx.require_routes(["messages.send"], "send the first message; leave out text")?;
             Some(user_id(ctx, &body.vendor_fields)?)
         }
         None => None,
@@ -358,18 +316,9 @@ async fn update_conversation(
         org_id: int_field("org_id", ctx.vendor_field("org_id", &patch.vendor_fields))?,
     };
     let plan = plan_conversation_update(patch, keys, &fields)?;
-    // All or nothing as far as configuration goes: never make half the changes and then
-    // discover a missing route.
-    if let Some(missing) = plan
-        .iter()
-        .map(|c| c.endpoint)
-        .chain(["contacts.get", "conversations.assignment"])
-        .find(|e| !ctx.connection.routes.has(e))
-    {
-        return Err(ApiError::unsupported_operation(format!(
-            "this connection has no `{missing}` route, so caac cannot make this change"
-        )));
-    }
+    let endpoints = plan.iter().map(|c| c.endpoint);
+    let reads = ["contacts.get", "conversations.assignment"];
+    ctx.require_routes(endpoints.chain(reads), "make this change")?;
     for planned in plan {
         fetch(
             ctx,
@@ -428,36 +377,14 @@ fn positive(n: i64) -> Option<i64> {
     (n > 0).then_some(n)
 }
 
-fn parse_key(key: &str) -> Option<i64> {
-    key.parse::<i64>().ok().and_then(positive)
-}
-
 /// A contact or conversation ID carries `[channel_id, member_id]`; anything else is not one
 /// of ours (404, and no vendor call).
 fn member_keys(id: &ObjectId) -> Result<MemberKeys, ApiError> {
-    let no_such = || ApiError::not_found(format!("no such {}", id.kind.noun()));
-    match id.keys.as_slice() {
-        [channel, member] => Ok(MemberKeys {
-            channel_id: parse_key(channel).ok_or_else(no_such)?,
-            member_id: parse_key(member).ok_or_else(no_such)?,
-        }),
-        _ => Err(no_such()),
-    }
-}
-
-/// A positive integer vendor field; numeric strings count (defaults may come from `${ENV}`).
-fn int_field(name: &str, value: Option<&Value>) -> Result<Option<i64>, ApiError> {
-    let bad = || {
-        ApiError::invalid(format!(
-            "vendor_fields.{name} must be a caac id (a positive integer)"
-        ))
-    };
-    match value {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n.as_i64().and_then(positive).map(Some).ok_or_else(bad),
-        Some(Value::String(s)) => parse_key(s.trim()).map(Some).ok_or_else(bad),
-        Some(_) => Err(bad()),
-    }
+    let [channel, member] = keys(&Caac, id)?;
+    Ok(MemberKeys {
+        channel_id: int_key(id, channel)?,
+        member_id: int_key(id, member)?,
+    })
 }
 
 fn missing_field(name: &str, what: &str) -> ApiError {
@@ -649,18 +576,11 @@ fn error_message(body: &[u8]) -> Option<String> {
 /// Read a vendor answer: non-2xx → the error table; 2xx → its JSON (an empty body is `null`,
 /// which only answers that need no content accept).
 fn read_body(response: &VendorResponse) -> Result<Value, ApiError> {
-    if !response.is_success() {
-        let message = error_message(&response.body);
-        return Err(status_error(VENDOR, response, message.as_deref()));
-    }
+    check_status(VENDOR, response, error_message)?;
     if response.body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Null);
     }
     parse_json(VENDOR, &response.body)
-}
-
-fn parse_wire<'v, T: Deserialize<'v>>(what: &str, value: &'v Value) -> Result<T, ApiError> {
-    T::deserialize(value).map_err(|e| bad_response(VENDOR, format!("{what}: {e}")))
 }
 
 // ----- vendor → normalized -------------------------------------------------------------------
@@ -715,48 +635,6 @@ fn member_handle(kind: Option<&str>, external_id: &str) -> Handle {
     }
 }
 
-/// Country calling codes of the markets CAAC serves, by ISO code or English name.
-const CALLING_CODES: &[(&str, &str, &str)] = &[
-    ("TW", "taiwan", "886"),
-    ("TH", "thailand", "66"),
-    ("JP", "japan", "81"),
-    ("HK", "hong kong", "852"),
-    ("SG", "singapore", "65"),
-    ("MY", "malaysia", "60"),
-];
-
-fn calling_code(country: &str) -> Option<&'static str> {
-    let country = country.trim();
-    CALLING_CODES
-        .iter()
-        .find(|(iso, name, _)| {
-            iso.eq_ignore_ascii_case(country) || name.eq_ignore_ascii_case(country)
-        })
-        .map(|(_, _, code)| *code)
-}
-
-/// E.164 where it can be known: an international number is compacted (`+886 912-345-678` →
-/// `+886912345678`); a national number with its trunk `0` gets the member's country code
-/// (`0812345678` in TH → `+66812345678`); anything else is kept as stored.
-fn phone_e164(number: &str, country: Option<&str>) -> String {
-    let compact: String = number
-        .trim()
-        .chars()
-        .filter(|c| !matches!(c, '-' | '(' | ')' | '.') && !c.is_whitespace())
-        .collect();
-    let all_digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
-    if compact.strip_prefix('+').is_some_and(all_digits) {
-        return compact;
-    }
-    if let (Some(national), Some(code)) = (
-        compact.strip_prefix('0').filter(|n| all_digits(n)),
-        country.and_then(calling_code),
-    ) {
-        return format!("+{code}{national}");
-    }
-    number.trim().to_owned()
-}
-
 /// Distinct non-empty values, first spelling wins (case-insensitive).
 fn distinct(values: impl IntoIterator<Item = String>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
@@ -769,8 +647,12 @@ fn distinct(values: impl IntoIterator<Item = String>) -> Vec<String> {
 }
 
 /// A CAAC member (either shape) as a normalized contact of channel `channel_id`.
-fn translate_contact(mapper: &Mapper, channel_id: i64, value: &Value) -> Result<Contact, ApiError> {
-    let wire: WireMember = parse_wire("member", value)?;
+pub(super) fn translate_contact(
+    mapper: &Mapper,
+    channel_id: i64,
+    value: &Value,
+) -> Result<Contact, ApiError> {
+    let wire: WireMember = parse_wire(VENDOR, "member", value)?;
     let member_id =
         positive(wire.id).ok_or_else(|| bad_response(VENDOR, "member id is not positive"))?;
     let name = [&wire.display_name, &wire.name, &wire.original_name]
@@ -786,7 +668,7 @@ fn translate_contact(mapper: &Mapper, channel_id: i64, value: &Value) -> Result<
         [&wire.mobile, &wire.display_mobile, &wire.original_mobile]
             .into_iter()
             .filter_map(|m| non_empty(m.as_deref()))
-            .map(|m| phone_e164(m, country)),
+            .map(|m| phone::normalize(m, country)),
     );
     let handles = non_empty(wire.external_member_id.as_deref())
         .map(|external| vec![member_handle(wire.kind.as_deref(), external)])
@@ -863,8 +745,8 @@ fn translate_conversation(
     member: &Value,
     assignment: &Value,
 ) -> Result<Conversation, ApiError> {
-    let wire: WireMember = parse_wire("member", member)?;
-    let relationship: WireAssignment = parse_wire("assignment relationship", assignment)?;
+    let wire: WireMember = parse_wire(VENDOR, "member", member)?;
+    let relationship: WireAssignment = parse_wire(VENDOR, "assignment relationship", assignment)?;
     let member_id =
         positive(wire.id).ok_or_else(|| bad_response(VENDOR, "member id is not positive"))?;
     let keys = MemberKeys {
@@ -912,7 +794,7 @@ fn translate_message(
     value: &Value,
     sent_by: Option<i64>,
 ) -> Result<Message, ApiError> {
-    let wire: WireMessage = parse_wire("message", value)?;
+    let wire: WireMessage = parse_wire(VENDOR, "message", value)?;
     let message_id =
         positive(wire.id).ok_or_else(|| bad_response(VENDOR, "message id is not positive"))?;
     let sender_type = match non_empty(wire.sender_type.as_deref())
@@ -1201,7 +1083,8 @@ fn plan_conversation_update(
 }
 
 fn assignee_id(field: &str, id: &str) -> Result<i64, ApiError> {
-    parse_key(id.trim()).ok_or_else(|| {
+    let id = id.trim().parse::<i64>().ok().and_then(positive);
+    id.ok_or_else(|| {
         ApiError::invalid(format!(
             "assignee.{field} must be a caac {} id (a positive integer)",
             if field == "team_id" { "team" } else { "user" }
@@ -1337,17 +1220,21 @@ mod tests {
             "get_member_by_id",
             "get_member_by_channel_id_and_external_id",
         ] {
-            parse_wire::<WireMember>(key, &examples[key]).unwrap();
+            parse_wire::<WireMember>(VENDOR, key, &examples[key]).unwrap();
         }
         for key in [
             "get_member_assignment_relationship",
             "manual_assignment_response",
         ] {
-            parse_wire::<WireAssignment>(key, &examples[key]).unwrap();
+            parse_wire::<WireAssignment>(VENDOR, key, &examples[key]).unwrap();
         }
-        parse_wire::<WireCreated>("created", &examples["create_member_response"]).unwrap();
-        parse_wire::<WireMessage>("message", &examples["create_message_from_user_response"])
-            .unwrap();
+        parse_wire::<WireCreated>(VENDOR, "created", &examples["create_member_response"]).unwrap();
+        parse_wire::<WireMessage>(
+            VENDOR,
+            "message",
+            &examples["create_message_from_user_response"],
+        )
+        .unwrap();
         // The placeholder id 0 is no member a translation could address.
         let err =
             translate_contact(&mapper(false), CHANNEL, &examples["get_member_by_id"]).unwrap_err();
@@ -1475,18 +1362,6 @@ mod tests {
     }
 
     #[test]
-    fn phones_become_e164_where_the_country_is_known() {
-        assert_eq!(phone_e164("+886 912-345-678", None), "+886912345678");
-        assert_eq!(phone_e164("0912-345-678", Some("TW")), "+886912345678");
-        assert_eq!(phone_e164("081 234 5678", Some("thailand")), "+66812345678");
-        assert_eq!(phone_e164("090-1234-5678", Some("jp")), "+819012345678");
-        assert_eq!(phone_e164("0912-345-678", None), "0912-345-678");
-        assert_eq!(phone_e164("0912-345-678", Some("FR")), "0912-345-678");
-        assert_eq!(phone_e164(" 912345678 ", Some("TW")), "912345678");
-        assert_eq!(phone_e164("+886 ext 5", None), "+886 ext 5");
-    }
-
-    #[test]
     fn a_member_without_a_positive_integer_id_is_a_bad_response() {
         for value in [
             json!({"display_name": "x"}),
@@ -1544,9 +1419,9 @@ mod tests {
 
     #[test]
     fn created_member_answer_is_read() {
-        let created: WireCreated = parse_wire("created", &fixture(MEMBER_CREATED)).unwrap();
+        let created: WireCreated = parse_wire(VENDOR, "created", &fixture(MEMBER_CREATED)).unwrap();
         assert_eq!(created.member_id, 67892);
-        assert!(parse_wire::<WireCreated>("created", &json!({"id": 1})).is_err());
+        assert!(parse_wire::<WireCreated>(VENDOR, "created", &json!({"id": 1})).is_err());
     }
 
     #[test]
@@ -1641,7 +1516,7 @@ mod tests {
 
     #[test]
     fn assignments_without_an_assignee_are_none() {
-        let assignee = |value: Value| assignee_from(&parse_wire("a", &value).unwrap());
+        let assignee = |value: Value| assignee_from(&parse_wire(VENDOR, "a", &value).unwrap());
         assert_eq!(
             assignee(
                 json!({"assign_type": "unassigned", "assignment_relationship": {"team_id": 3, "user_id": 4}})

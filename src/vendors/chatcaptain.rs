@@ -64,17 +64,22 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use super::{
-    bad_response, non_empty, owned_non_empty, parse_json, status_error, Adapter, CallContext,
-    EndpointSpec, FilterSpec, Mapper, OperationSpec, VendorBody, VendorCall, VendorResponse,
+use super::common::wire::credentials_rejected;
+use super::common::{
+    attachment_type, bad_response, check_status, check_vendor_fields, cursor_number, cursor_text,
+    ep, filter, filter_via, join_name, keys, message_status, non_empty, object_or_empty, op,
+    owned_non_empty, parse_json, parse_wire, phone, split_name, text_field, Mapper,
 };
+use super::{Adapter, CallContext, EndpointSpec, OperationSpec};
+// The upstream client's types.
+use super::{VendorBody, VendorCall, VendorResponse};
 use crate::api::ids::{KeyGrammar, Kind, ObjectId};
 use crate::api::model::{
     vendor_label, Attachment, Channel, Contact, ContactCreate, ContactPatch, Conversation,
     ConversationCreate, ConversationPatch, ConversationStatus, Direction, Handle, HandleChannel,
     Message, MessageSend, MessageStatus, MessageType, NewContact, Sender, SenderType,
 };
-use crate::api::operation::{Operation, Vendor};
+use crate::api::operation::{Operation::*, Vendor};
 use crate::api::request::{
     ContactFilters, ConversationFilters, OperationRequest, Output, Page, Resource,
 };
@@ -88,10 +93,6 @@ const VENDOR: Vendor = Vendor::ChatCaptain;
 const ACTIVE: &str = "active";
 /// `vendor_status` of an archived conversation.
 const ARCHIVED: &str = "archived";
-
-const fn ep(name: &'static str, params: &'static [&'static str]) -> EndpointSpec {
-    EndpointSpec { name, params }
-}
 
 /// Every ChatCaptain call the routes file may configure. `{chatbot_id}` is a connection
 /// placeholder ([`ChatCaptain::connection_params`]), allowed in every path.
@@ -116,83 +117,26 @@ static ENDPOINTS: &[EndpointSpec] = &[
 /// normalized API has a ChatCaptain call; what ChatCaptain cannot do inside an operation
 /// (filters, PATCH fields, private notes) is refused per request.
 static OPERATIONS: &[OperationSpec] = &[
-    OperationSpec {
-        operation: Operation::ContactsList,
-        needs: &["contacts.list"],
-        filters: &[FilterSpec {
-            name: "q",
-            needs: Some("contacts.search"),
-        }],
-    },
-    OperationSpec {
-        operation: Operation::ContactsCreate,
-        needs: &["contacts.create"],
-        filters: &[],
-    },
-    OperationSpec {
-        operation: Operation::ContactsGet,
-        needs: &["contacts.get"],
-        filters: &[],
-    },
-    OperationSpec {
-        operation: Operation::ContactsUpdate,
-        needs: &["contacts.get", "contacts.update"],
-        filters: &[],
-    },
-    OperationSpec {
-        operation: Operation::ContactsDelete,
-        needs: &["contacts.delete"],
-        filters: &[],
-    },
-    OperationSpec {
-        operation: Operation::ConversationsList,
-        needs: &["conversations.list"],
-        filters: &[
-            FilterSpec {
-                name: "status",
-                needs: None,
-            },
-            FilterSpec {
-                name: "contact_id",
-                needs: None,
-            },
-        ],
-    },
-    OperationSpec {
-        operation: Operation::ConversationsCreate,
-        needs: &["conversations.create", "conversations.get"],
-        filters: &[],
-    },
-    OperationSpec {
-        operation: Operation::ConversationsGet,
-        needs: &["conversations.get"],
-        filters: &[],
-    },
-    OperationSpec {
-        operation: Operation::ConversationsUpdate,
-        needs: &["conversations.update", "conversations.get"],
-        filters: &[],
-    },
-    OperationSpec {
-        operation: Operation::ConversationsDelete,
-        needs: &["conversations.delete"],
-        filters: &[],
-    },
-    OperationSpec {
-        operation: Operation::MessagesList,
-        needs: &["messages.list"],
-        filters: &[],
-    },
-    OperationSpec {
-        operation: Operation::MessagesGet,
-        needs: &["messages.get"],
-        filters: &[],
-    },
-    OperationSpec {
-        operation: Operation::MessagesSend,
-        needs: &["messages.send"],
-        filters: &[],
-    },
+    op(ContactsList, &["contacts.list"]).filters(&[filter_via("q", "contacts.search")]),
+    op(ContactsCreate, &["contacts.create"]),
+    op(ContactsGet, &["contacts.get"]),
+    op(ContactsUpdate, &["contacts.get", "contacts.update"]),
+    op(ContactsDelete, &["contacts.delete"]),
+    op(ConversationsList, &["conversations.list"])
+        .filters(&[filter("status"), filter("contact_id")]),
+    op(
+        ConversationsCreate,
+        &["conversations.create", "conversations.get"],
+    ),
+    op(ConversationsGet, &["conversations.get"]),
+    op(
+        ConversationsUpdate,
+        &["conversations.update", "conversations.get"],
+    ),
+    op(ConversationsDelete, &["conversations.delete"]),
+    op(MessagesList, &["messages.list"]),
+    op(MessagesGet, &["messages.get"]),
+    op(MessagesSend, &["messages.send"]),
 ];
 
 #[async_trait]
@@ -297,17 +241,6 @@ fn conversation_call(id: &str) -> VendorCall {
     VendorCall::new().param("conversation_id", id)
 }
 
-/// Fail before any vendor call when an optional step's route is not configured.
-fn require_route(ctx: &CallContext<'_>, endpoint: &str, why: &str) -> Result<(), ApiError> {
-    if ctx.connection.routes.has(endpoint) {
-        Ok(())
-    } else {
-        Err(ApiError::unsupported_operation(format!(
-            "this connection has no `{endpoint}` route, so chatcaptain cannot {why}"
-        )))
-    }
-}
-
 async fn get_contact(ctx: &mut CallContext<'_>, id: &str) -> Result<Contact, ApiError> {
     let value = fetch_contact(ctx, id).await?;
     translate_contact(&Mapper::new(ctx), &value)
@@ -333,7 +266,7 @@ async fn list_contacts(
     if let Some(q) = &filters.q {
         let query = search_query(q)?;
         let number = search_page(page)?;
-        require_route(ctx, "contacts.search", "search contacts (filter q)")?;
+        ctx.require_routes(["contacts.search"], "search contacts (filter q)")?;
         let call = VendorCall::new()
             .query("query", query)
             .query("page", number.to_string())
@@ -366,8 +299,8 @@ async fn create_contact(
     ctx: &mut CallContext<'_>,
     body: &ContactCreate,
 ) -> Result<Output, ApiError> {
-    check_vendor_fields(&body.vendor_fields, &["language"])?;
-    let language = string_field(
+    check_vendor_fields(VENDOR, &body.vendor_fields, &["language"], "contacts")?;
+    let language = text_field(
         "language",
         ctx.vendor_field("language", &body.vendor_fields),
     )?
@@ -392,7 +325,7 @@ async fn create_contact(
         // An answer that only names the new contact: read it.
         _ => {
             let id = created_id(&answer, response.status, &["contactId", "id"], "contact")?;
-            require_route(ctx, "contacts.get", "read back the created contact")?;
+            ctx.require_routes(["contacts.get"], "read back the created contact")?;
             fetch_contact(ctx, &id).await?
         }
     };
@@ -407,7 +340,7 @@ async fn update_contact(
 ) -> Result<Output, ApiError> {
     let key = contact_key(id)?.to_owned();
     check_contact_patch(patch)?;
-    let language = string_field("language", patch.vendor_fields.get("language"))?;
+    let language = text_field("language", patch.vendor_fields.get("language"))?;
     let current = if contact_patch_needs_current(patch) {
         Some(parse_contact(&fetch_contact(ctx, &key).await?)?)
     } else {
@@ -484,9 +417,14 @@ async fn create_conversation(
     contact_id: Option<&ObjectId>,
 ) -> Result<Output, ApiError> {
     // Everything that can be checked without the vendor is checked first.
-    check_vendor_fields(&body.vendor_fields, &["channel_id"])?;
+    check_vendor_fields(
+        VENDOR,
+        &body.vendor_fields,
+        &["channel_id"],
+        "conversations",
+    )?;
     check_conversation_create(body)?;
-    let channel_id = string_field(
+    let channel_id = text_field(
         "channel_id",
         ctx.vendor_field("channel_id", &body.vendor_fields),
     )?
@@ -498,15 +436,14 @@ async fn create_conversation(
     })?;
     let text = non_empty(body.text.as_deref()).map(str::to_owned);
     if text.is_some() {
-        require_route(ctx, "messages.send", "send the conversation's first text")?;
+        ctx.require_routes(["messages.send"], "send the conversation's first text")?;
     }
     let identity =
         match (contact_id, &body.contact) {
             (Some(id), _) => {
                 let key = contact_key(id)?.to_owned();
-                require_route(
-                    ctx,
-                    "contacts.get",
+                ctx.require_routes(
+                    ["contacts.get"],
                     "start a conversation with an existing contact_id",
                 )?;
                 identity_from_vendor(&parse_contact(&fetch_contact(ctx, &key).await?)?)?
@@ -607,74 +544,38 @@ async fn send_message(
 
 // ----- IDs and cursors -----------------------------------------------------------------------
 
-fn no_such(id: &ObjectId) -> ApiError {
-    ApiError::not_found(format!("no such {}", id.kind.noun()))
-}
-
-/// The single string key of a contact or conversation; anything else is not one of ours (404,
-/// and no vendor call).
-fn single_key(id: &ObjectId) -> Result<&str, ApiError> {
-    match id.keys.as_slice() {
-        [key] if !key.trim().is_empty() => Ok(key),
-        _ => Err(no_such(id)),
-    }
-}
-
+/// The string keys of a contact, conversation or message ID ([`ChatCaptain::key_grammar`]);
+/// anything else is not one of ours (404, and no vendor call).
 fn contact_key(id: &ObjectId) -> Result<&str, ApiError> {
-    single_key(id)
+    let [key] = keys(&ChatCaptain, id)?;
+    Ok(key)
 }
 
 fn conversation_key(id: &ObjectId) -> Result<&str, ApiError> {
-    single_key(id)
+    contact_key(id)
 }
 
 /// A message is addressed by its conversation id and its own id.
 fn message_keys(id: &ObjectId) -> Result<(&str, &str), ApiError> {
-    match id.keys.as_slice() {
-        [conversation, message]
-            if !conversation.trim().is_empty() && !message.trim().is_empty() =>
-        {
-            Ok((conversation, message))
-        }
-        _ => Err(no_such(id)),
-    }
+    let [conversation, message] = keys(&ChatCaptain, id)?;
+    Ok((conversation, message))
 }
 
 /// The contacts list's `pageToken`: None without a cursor, else the cursor's `{"before": …}`.
 fn contacts_before(page: &Page) -> Result<Option<String>, ApiError> {
-    match &page.cursor {
-        None => Ok(None),
-        Some(state) => state
-            .get("before")
-            .and_then(Value::as_str)
-            .filter(|s| !s.trim().is_empty())
-            .map(|s| Some(s.to_owned()))
-            .ok_or_else(|| ApiError::invalid("cursor is not a chatcaptain contacts cursor")),
-    }
+    cursor_text(page, "before", "chatcaptain contacts")
 }
 
 /// The search page a request asks for: 1 without a cursor, else the cursor's `{"page": n}`.
 fn search_page(page: &Page) -> Result<u64, ApiError> {
-    match &page.cursor {
-        None => Ok(1),
-        Some(state) => state
-            .get("page")
-            .and_then(Value::as_u64)
-            .filter(|n| *n >= 1)
-            .ok_or_else(|| ApiError::invalid("cursor is not a chatcaptain search cursor")),
-    }
+    cursor_number(page, "page", 1, "chatcaptain search")
 }
 
 /// Where a whole-list window starts: 0 without a cursor, else the cursor's `{"offset": n}`.
 fn offset(page: &Page) -> Result<usize, ApiError> {
-    match &page.cursor {
-        None => Ok(0),
-        Some(state) => state
-            .get("offset")
-            .and_then(Value::as_u64)
-            .and_then(|n| usize::try_from(n).ok())
-            .ok_or_else(|| ApiError::invalid("cursor is not a chatcaptain offset cursor")),
-    }
+    let offset = cursor_number(page, "offset", 0, "chatcaptain offset")?;
+    usize::try_from(offset)
+        .map_err(|_| ApiError::invalid("cursor is not a chatcaptain offset cursor"))
 }
 
 /// `limit` items from `offset` of a list ChatCaptain answers whole, and the offset of the
@@ -818,12 +719,9 @@ fn read_answer(response: &VendorResponse) -> Result<Map<String, Value>, ApiError
     // ChatCaptain's 403 "Insufficient permissions." is its answer to a wrong or missing key
     // (or a key of another chatbot), on every call: bad credentials, not a refused object.
     if response.status == 403 {
-        return Err(super::credentials_rejected(VENDOR, response));
+        return Err(credentials_rejected(VENDOR, response));
     }
-    if !response.is_success() {
-        let message = error_message(&response.body);
-        return Err(status_error(VENDOR, response, message.as_deref()));
-    }
+    check_status(VENDOR, response, error_message)?;
     parse_json(VENDOR, &response.body)
 }
 
@@ -932,12 +830,8 @@ fn created_id(
         .ok_or_else(|| bad_response(VENDOR, format!("created {what} has no id")))
 }
 
-fn parse_wire<'v, T: Deserialize<'v>>(what: &str, value: &'v Value) -> Result<T, ApiError> {
-    T::deserialize(value).map_err(|e| bad_response(VENDOR, format!("{what}: {e}")))
-}
-
 fn parse_contact(value: &Value) -> Result<WireContact, ApiError> {
-    let wire: WireContact = parse_wire("contact", value)?;
+    let wire: WireContact = parse_wire(VENDOR, "contact", value)?;
     if wire.id.trim().is_empty() {
         return Err(bad_response(VENDOR, "contact has an empty id"));
     }
@@ -1059,7 +953,7 @@ fn translate_search(
             next: None,
         });
     }
-    let wire: WireSearchResult = parse_wire("search results", results)?;
+    let wire: WireSearchResult = parse_wire(VENDOR, "search results", results)?;
     let hits = wire.hits.unwrap_or_default();
     let data = hits
         .iter()
@@ -1077,7 +971,7 @@ fn translate_search(
 }
 
 /// A ChatCaptain contact as a normalized contact.
-fn translate_contact(mapper: &Mapper, value: &Value) -> Result<Contact, ApiError> {
+pub(super) fn translate_contact(mapper: &Mapper, value: &Value) -> Result<Contact, ApiError> {
     let wire = parse_contact(value)?;
     let name = owned_non_empty(wire.name.as_deref());
     let (first_name, last_name) = match &name {
@@ -1089,10 +983,10 @@ fn translate_contact(mapper: &Mapper, value: &Value) -> Result<Contact, ApiError
     };
     let mut phones = Vec::new();
     if let Some(number) = non_empty(wire.phone_number.as_deref()) {
-        phones.push(phone_e164(number));
+        phones.push(phone::normalize(number, None));
     }
     let whatsapp = non_empty(wire.whatsapp_id.as_deref());
-    if let Some(phone) = whatsapp.and_then(whatsapp_phone) {
+    if let Some(phone) = whatsapp.and_then(phone::whatsapp_e164) {
         if !phones.contains(&phone) {
             phones.push(phone);
         }
@@ -1111,10 +1005,7 @@ fn translate_contact(mapper: &Mapper, value: &Value) -> Result<Contact, ApiError
     handle(HandleChannel::Other, wire.instagram_id.as_deref());
     handle(HandleChannel::Other, wire.facebook_id.as_deref());
     handle(HandleChannel::Other, wire.telegram_id.as_deref());
-    let custom_fields = match &wire.variables {
-        Some(Value::Object(map)) => map.clone(),
-        _ => Map::new(),
-    };
+    let custom_fields = object_or_empty(wire.variables.as_ref());
     Ok(Contact {
         id: mapper.id(Kind::Contact, vec![wire.id.clone()]),
         connection: mapper.connection.clone(),
@@ -1135,48 +1026,9 @@ fn translate_contact(mapper: &Mapper, value: &Value) -> Result<Contact, ApiError
     })
 }
 
-/// `"Ada King Lovelace"` → (`"Ada"`, `"King Lovelace"`).
-fn split_name(name: &str) -> (String, String) {
-    let name = name.trim();
-    match name.split_once(char::is_whitespace) {
-        Some((first, rest)) => (first.to_owned(), rest.trim().to_owned()),
-        None => (name.to_owned(), String::new()),
-    }
-}
-
-fn strip_phone_punctuation(number: &str) -> String {
-    number
-        .trim()
-        .chars()
-        .filter(|c| !matches!(c, '-' | '(' | ')' | '.' | '/') && !c.is_whitespace())
-        .collect()
-}
-
-/// E.164 for an international number (`"+49 176 1234-5678"` → `"+4917612345678"`, `"0049…"`
-/// → `"+49…"`); a national number has no known country and is kept as stored.
-fn phone_e164(number: &str) -> String {
-    let digits = strip_phone_punctuation(number);
-    let international = digits
-        .strip_prefix('+')
-        .or_else(|| digits.strip_prefix("00"));
-    match international {
-        Some(rest) if !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit()) => {
-            format!("+{rest}")
-        }
-        _ => number.trim().to_owned(),
-    }
-}
-
-/// A WhatsApp id is the international number without `+` (`"4917612345678"`).
-fn whatsapp_phone(whatsapp_id: &str) -> Option<String> {
-    let digits = strip_phone_punctuation(whatsapp_id);
-    let digits = digits.strip_prefix('+').unwrap_or(&digits);
-    (!digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit())).then(|| format!("+{digits}"))
-}
-
 /// A ChatCaptain conversation as a normalized conversation.
 fn translate_conversation(mapper: &Mapper, value: &Value) -> Result<Conversation, ApiError> {
-    let wire: WireConversation = parse_wire("conversation", value)?;
+    let wire: WireConversation = parse_wire(VENDOR, "conversation", value)?;
     if wire.id.trim().is_empty() {
         return Err(bad_response(VENDOR, "conversation has an empty id"));
     }
@@ -1229,7 +1081,7 @@ fn translate_message(
     value: &Value,
     conversation: &str,
 ) -> Result<Message, ApiError> {
-    let wire: WireMessage = parse_wire("message", value)?;
+    let wire: WireMessage = parse_wire(VENDOR, "message", value)?;
     if wire.id.trim().is_empty() {
         return Err(bad_response(VENDOR, "message has an empty id"));
     }
@@ -1290,64 +1142,20 @@ fn translate_message(
         html: None,
         attachments,
         private: false,
-        status: message_status(wire.status.as_deref()),
+        status: message_status(wire.status.as_deref(), MESSAGE_STATUS_WORDS),
         raw: mapper.raw(value),
     })
 }
 
-fn attachment_type(mime_type: Option<&str>) -> MessageType {
-    let mime_type = mime_type.unwrap_or_default().trim().to_ascii_lowercase();
-    if mime_type.starts_with("image/") {
-        MessageType::Image
-    } else if mime_type.starts_with("audio/") {
-        MessageType::Audio
-    } else if mime_type.starts_with("video/") {
-        MessageType::Video
-    } else {
-        MessageType::File
-    }
-}
-
-fn message_status(status: Option<&str>) -> Option<MessageStatus> {
-    match non_empty(status)?.to_ascii_lowercase().as_str() {
-        "pending" | "queued" | "sending" => Some(MessageStatus::Pending),
-        "sent" => Some(MessageStatus::Sent),
-        "delivered" => Some(MessageStatus::Delivered),
-        "read" | "seen" => Some(MessageStatus::Read),
-        "failed" | "error" => Some(MessageStatus::Failed),
-        "received" => Some(MessageStatus::Received),
-        _ => None,
-    }
-}
+/// ChatCaptain's delivery words besides the normalized ones.
+const MESSAGE_STATUS_WORDS: &[(&str, MessageStatus)] = &[
+    ("queued", MessageStatus::Pending),
+    ("sending", MessageStatus::Pending),
+    ("seen", MessageStatus::Read),
+    ("error", MessageStatus::Failed),
+];
 
 // ----- normalized → vendor -------------------------------------------------------------------
-
-/// `vendor_fields` keys an operation reads; anything else is a caller typo, not input to drop.
-fn check_vendor_fields(fields: &Map<String, Value>, known: &[&str]) -> Result<(), ApiError> {
-    match fields.keys().find(|k| !known.contains(&k.as_str())) {
-        Some(key) => Err(ApiError::invalid(format!(
-            "vendor_fields.{key} is not a chatcaptain field for this operation; known: {}",
-            if known.is_empty() {
-                "none".to_owned()
-            } else {
-                known.join(", ")
-            }
-        ))),
-        None => Ok(()),
-    }
-}
-
-/// A non-empty string vendor field (numbers count: defaults may come from `${ENV}`).
-fn string_field(name: &str, value: Option<&Value>) -> Result<Option<String>, ApiError> {
-    match value {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.trim().to_owned())),
-        Some(Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(_) => Err(ApiError::invalid(format!(
-            "vendor_fields.{name} must be a non-empty string"
-        ))),
-    }
-}
 
 /// The one name ChatCaptain stores, from `name` or `first_name` + `last_name`; they must agree
 /// when both are given.
@@ -1356,13 +1164,7 @@ fn combined_name(
     first: Option<&str>,
     last: Option<&str>,
 ) -> Result<Option<String>, ApiError> {
-    let joined = [non_empty(first), non_empty(last)]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join(" ");
-    let joined = (!joined.is_empty()).then_some(joined);
-    match (non_empty(name), joined) {
+    match (non_empty(name), join_name(first, last)) {
         (Some(name), Some(joined)) if name.split_whitespace().ne(joined.split_whitespace()) => {
             Err(ApiError::invalid(
                 "chatcaptain stores one name: name must equal first_name + \" \" + last_name when \
@@ -1388,7 +1190,7 @@ fn single<'v>(values: &'v [String], what: &str) -> Result<Option<&'v str>, ApiEr
 
 /// The `whatsappId` of a WhatsApp handle: the international number's digits, no `+`.
 fn whatsapp_id(value: &str) -> Result<String, ApiError> {
-    whatsapp_phone(value)
+    phone::whatsapp_e164(value)
         .map(|phone| phone.trim_start_matches('+').to_owned())
         .ok_or_else(|| {
             ApiError::invalid(format!(
@@ -1483,7 +1285,7 @@ fn contact_create_body(
         ));
     }
     let email = single(&body.emails, "email")?.map(str::to_owned);
-    let phone = single(&body.phones, "phone number")?.map(phone_e164);
+    let phone = single(&body.phones, "phone number")?.map(|p| phone::normalize(p, None));
     let name = combined_name(
         body.name.as_deref(),
         body.first_name.as_deref(),
@@ -1512,7 +1314,7 @@ fn contact_create_body(
 
 /// What a contact PATCH asks that ChatCaptain cannot store, refused before any vendor call.
 fn check_contact_patch(patch: &ContactPatch) -> Result<(), ApiError> {
-    check_vendor_fields(&patch.vendor_fields, &["language"])?;
+    check_vendor_fields(VENDOR, &patch.vendor_fields, &["language"], "contacts")?;
     if non_empty(patch.company.as_deref()).is_some() {
         return Err(ApiError::invalid(
             "chatcaptain contacts have no company field",
@@ -1671,10 +1473,10 @@ fn contact_changes(
             Some(id) => id.clone(),
             None => current.and_then(|c| owned_non_empty(c.whatsapp_id.as_deref())),
         }
-        .and_then(|id| whatsapp_phone(&id));
+        .and_then(|id| phone::whatsapp_e164(&id));
         let mut numbers: Vec<String> = Vec::new();
         for phone in phones.iter().filter_map(|p| non_empty(Some(p))) {
-            let phone = phone_e164(phone);
+            let phone = phone::normalize(phone, None);
             if !numbers.contains(&phone) {
                 numbers.push(phone);
             }
@@ -1703,7 +1505,7 @@ struct Identity {
 
 fn identity_from_body(contact: &NewContact) -> Result<Identity, ApiError> {
     let email = owned_non_empty(contact.email.as_deref());
-    let phone = non_empty(contact.phone.as_deref()).map(phone_e164);
+    let phone = non_empty(contact.phone.as_deref()).map(|p| phone::normalize(p, None));
     let name = owned_non_empty(contact.name.as_deref())
         .or_else(|| email.clone())
         .or_else(|| phone.clone())
@@ -1714,8 +1516,8 @@ fn identity_from_body(contact: &NewContact) -> Result<Identity, ApiError> {
 fn identity_from_vendor(contact: &WireContact) -> Result<Identity, ApiError> {
     let email = owned_non_empty(contact.email.as_deref());
     let phone = non_empty(contact.phone_number.as_deref())
-        .map(phone_e164)
-        .or_else(|| non_empty(contact.whatsapp_id.as_deref()).and_then(whatsapp_phone));
+        .map(|p| phone::normalize(p, None))
+        .or_else(|| non_empty(contact.whatsapp_id.as_deref()).and_then(phone::whatsapp_e164));
     let name = owned_non_empty(contact.name.as_deref())
         .or_else(|| email.clone())
         .or_else(|| phone.clone())
@@ -1763,7 +1565,7 @@ fn conversation_changes(patch: &ConversationPatch) -> Result<Value, ApiError> {
     if patch.is_empty() {
         return Err(ApiError::invalid("nothing to update: pass status"));
     }
-    check_vendor_fields(&patch.vendor_fields, &[])?;
+    check_vendor_fields(VENDOR, &patch.vendor_fields, &[], "conversations")?;
     for (given, field) in [
         (patch.assignee.is_some(), "assignee"),
         (patch.priority.is_some(), "priority"),
@@ -1818,8 +1620,8 @@ fn message_send_body(conversation_id: &str, body: &MessageSend) -> Result<Value,
             "chatcaptain's agent inbox cannot send templates",
         ));
     }
-    check_vendor_fields(&body.vendor_fields, &["attachment_ref"])?;
-    let reference = string_field("attachment_ref", body.vendor_fields.get("attachment_ref"))?;
+    check_vendor_fields(VENDOR, &body.vendor_fields, &["attachment_ref"], "messages")?;
+    let reference = text_field("attachment_ref", body.vendor_fields.get("attachment_ref"))?;
     if !body.attachments.is_empty() && reference.is_none() {
         return Err(ApiError::invalid(
             "chatcaptain sends an attachment uploaded beforehand: pass its reference in \
@@ -2125,17 +1927,7 @@ mod tests {
     }
 
     #[test]
-    fn phones_and_timestamps_normalize() {
-        assert_eq!(phone_e164("+49 176 1234-5678"), "+4917612345678");
-        assert_eq!(phone_e164("0049 (30) 123.456"), "+4930123456");
-        assert_eq!(phone_e164("030 1234567"), "030 1234567");
-        assert_eq!(phone_e164("+49 abc"), "+49 abc");
-        assert_eq!(
-            whatsapp_phone("49123456789").as_deref(),
-            Some("+49123456789")
-        );
-        assert_eq!(whatsapp_phone("+49 123"), Some("+49123".into()));
-        assert_eq!(whatsapp_phone("abc"), None);
+    fn timestamps_normalize() {
         assert_eq!(
             timestamp(Some(&json!(1_736_154_000_000_i64))).as_deref(),
             Some("2025-01-06T09:00:00.000Z")
@@ -2232,7 +2024,7 @@ mod tests {
         let changes = |value: Value| {
             let patch = contact_patch(value);
             let current = contact_patch_needs_current(&patch).then(stored);
-            let language = string_field("language", patch.vendor_fields.get("language")).unwrap();
+            let language = text_field("language", patch.vendor_fields.get("language")).unwrap();
             serde_json::to_value(contact_changes(&patch, current.as_ref(), language).unwrap())
                 .unwrap()
         };

@@ -35,19 +35,23 @@
 
 use async_trait::async_trait;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-use super::{
-    bad_response, non_empty, owned_non_empty, parse_json, status_error, Adapter, CallContext,
-    EndpointSpec, FilterSpec, Mapper, OperationSpec, VendorBody, VendorCall, VendorResponse,
+use super::common::{
+    attachment_type, bad_response, check_status, cursor_number, ep, filter, filter_via, int_field,
+    int_key, join_name, keys, message_status, non_empty, not_served, object_or_empty, op,
+    owned_non_empty, parse_json, parse_wire, phone, split_name, split_names, Mapper,
 };
+use super::{Adapter, CallContext, EndpointSpec, OperationSpec};
+// The upstream client's types.
+use super::{VendorBody, VendorCall, VendorResponse};
 use crate::api::ids::{KeyGrammar, Kind, ObjectId};
 use crate::api::model::{
     vendor_label, Assignee, Attachment, Channel, Contact, ContactPatch, Conversation,
     ConversationCreate, ConversationPatch, ConversationStatus, Direction, Handle, HandleChannel,
-    Message, MessageSend, MessageStatus, MessageType, NewContact, Priority, Sender, SenderType,
+    Message, MessageSend, MessageType, NewContact, Priority, Sender, SenderType,
 };
-use crate::api::operation::{Operation, Vendor};
+use crate::api::operation::{Operation::*, Vendor};
 use crate::api::request::{
     ContactFilters, ConversationFilters, OperationRequest, Output, Page, Resource,
 };
@@ -62,10 +66,6 @@ const DEFAULT_SNOOZE: &str = "24h";
 
 /// Shortest query `GET /contacts/search` accepts.
 const MIN_SEARCH_CHARS: usize = 3;
-
-const fn ep(name: &'static str, params: &'static [&'static str]) -> EndpointSpec {
-    EndpointSpec { name, params }
-}
 
 /// Every Libredesk call the routes file may configure.
 static ENDPOINTS: &[EndpointSpec] = &[
@@ -90,64 +90,23 @@ static ENDPOINTS: &[EndpointSpec] = &[
 
 /// What the adapter serves, and the calls each operation needs. contacts.create and
 /// contacts.delete are absent: Libredesk has no such routes (contacts come from
-/// conversations), so they answer 501 and capabilities leave them out.
+/// conversations: POST /v1/conversations with contact: {name, email}), nor
+/// conversations.delete (close one with PATCH {"status": "closed"}); so they answer 501 and
+/// capabilities leave them out.
 static OPERATIONS: &[OperationSpec] = &[
-    OperationSpec {
-        operation: Operation::ContactsList,
-        needs: &["contacts.list"],
-        filters: &[FilterSpec {
-            name: "q",
-            needs: Some("contacts.search"),
-        }],
-    },
-    OperationSpec {
-        operation: Operation::ContactsGet,
-        needs: &["contacts.get"],
-        filters: &[],
-    },
-    OperationSpec {
-        operation: Operation::ContactsUpdate,
-        needs: &["contacts.get", "contacts.update"],
-        filters: &[],
-    },
-    OperationSpec {
-        operation: Operation::ConversationsList,
-        needs: &["conversations.list"],
-        filters: &[FilterSpec {
-            name: "status",
-            needs: None,
-        }],
-    },
-    OperationSpec {
-        operation: Operation::ConversationsGet,
-        needs: &["conversations.get"],
-        filters: &[],
-    },
-    OperationSpec {
-        operation: Operation::ConversationsCreate,
-        needs: &["conversations.create"],
-        filters: &[],
-    },
-    OperationSpec {
-        operation: Operation::ConversationsUpdate,
-        needs: &["conversations.get", "conversations.update_status"],
-        filters: &[],
-    },
-    OperationSpec {
-        operation: Operation::MessagesList,
-        needs: &["messages.list"],
-        filters: &[],
-    },
-    OperationSpec {
-        operation: Operation::MessagesGet,
-        needs: &["messages.get"],
-        filters: &[],
-    },
-    OperationSpec {
-        operation: Operation::MessagesSend,
-        needs: &["messages.send"],
-        filters: &[],
-    },
+    op(ContactsList, &["contacts.list"]).filters(&[filter_via("q", "contacts.search")]),
+    op(ContactsGet, &["contacts.get"]),
+    op(ContactsUpdate, &["contacts.get", "contacts.update"]),
+    op(ConversationsList, &["conversations.list"]).filters(&[filter("status")]),
+    op(ConversationsGet, &["conversations.get"]),
+    op(ConversationsCreate, &["conversations.create"]),
+    op(
+        ConversationsUpdate,
+        &["conversations.get", "conversations.update_status"],
+    ),
+    op(MessagesList, &["messages.list"]),
+    op(MessagesGet, &["messages.get"]),
+    op(MessagesSend, &["messages.send"]),
 ];
 
 #[async_trait]
@@ -198,7 +157,9 @@ impl Adapter for Libredesk {
             OperationRequest::ConversationsGet(id) => {
                 let uuid = conversation_key(&id)?;
                 let conversation = get_conversation(ctx, uuid).await?;
-                Ok(Output::Found(Resource::Conversation(Box::new(conversation))))
+                Ok(Output::Found(Resource::Conversation(Box::new(
+                    conversation,
+                ))))
             }
             OperationRequest::ConversationsCreate(body, contact_id) => {
                 create_conversation(ctx, &body, contact_id.as_ref()).await
@@ -217,16 +178,7 @@ impl Adapter for Libredesk {
             OperationRequest::MessagesSend(conversation_id, body) => {
                 send_message(ctx, &conversation_id, &body).await
             }
-            OperationRequest::ContactsCreate(_) => Err(ApiError::unsupported_operation(
-                "libredesk has no contact-create route; contacts are created by conversations \
-                 (POST /v1/conversations with contact: {name, email})",
-            )),
-            OperationRequest::ContactsDelete(_) => Err(ApiError::unsupported_operation(
-                "libredesk has no contact-delete route; contacts are created by conversations",
-            )),
-            OperationRequest::ConversationsDelete(_) => Err(ApiError::unsupported_operation(
-                "libredesk has no conversation-delete route; close it with PATCH {\"status\": \"closed\"}",
-            )),
+            _ => Err(not_served(ctx)),
         }
     }
 }
@@ -368,12 +320,10 @@ async fn create_conversation(
     let identity = match (contact_id, &body.contact) {
         (Some(id), _) => {
             let key = contact_key(id)?;
-            if !ctx.connection.routes.has("contacts.get") {
-                return Err(ApiError::unsupported_operation(
-                    "this connection has no contacts.get route, so a conversation can only be \
-                     created with contact: {name, email}",
-                ));
-            }
+            ctx.require_routes(
+                ["contacts.get"],
+                "start a conversation with a contact_id; pass contact: {name, email}",
+            )?;
             let data = fetch(ctx, "contacts.get", contact_call(key)).await?;
             identity_from_vendor(&parse_contact(&data)?)?
         }
@@ -418,18 +368,8 @@ async fn update_conversation(
         .vendor_field("snoozed_until", &patch.vendor_fields)
         .cloned();
     let plan = plan_conversation_update(patch, snooze.as_ref())?;
-    // All or nothing as far as configuration goes: never make half the changes and then
-    // discover a missing route.
-    if let Some(missing) = plan
-        .iter()
-        .map(|c| c.endpoint)
-        .chain(std::iter::once("conversations.get"))
-        .find(|e| !ctx.connection.routes.has(e))
-    {
-        return Err(ApiError::unsupported_operation(format!(
-            "this connection has no `{missing}` route, so libredesk cannot make this change"
-        )));
-    }
+    let endpoints = plan.iter().map(|c| c.endpoint);
+    ctx.require_routes(endpoints.chain(["conversations.get"]), "make this change")?;
     for planned in plan {
         let mut call = conversation_call(uuid);
         if let Some(body) = &planned.body {
@@ -498,47 +438,27 @@ async fn send_message(
 
 // ----- IDs and cursors -----------------------------------------------------------------------
 
-fn no_such(id: &ObjectId) -> ApiError {
-    ApiError::not_found(format!("no such {}", id.kind.noun()))
-}
-
-/// A contact ID carries Libredesk's integer id; anything else is not one of ours (404, and no
-/// vendor call).
+/// A contact ID carries Libredesk's integer id, a conversation ID its uuid, a message ID the
+/// conversation's uuid and its own ([`Libredesk::key_grammar`]); anything else is not one of
+/// ours (404, and no vendor call).
 fn contact_key(id: &ObjectId) -> Result<i64, ApiError> {
-    match id.keys.as_slice() {
-        [key] => key
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| no_such(id)),
-        _ => Err(no_such(id)),
-    }
+    let [key] = keys(&Libredesk, id)?;
+    int_key(id, key)
 }
 
 fn conversation_key(id: &ObjectId) -> Result<&str, ApiError> {
-    match id.keys.as_slice() {
-        [uuid] => Ok(uuid),
-        _ => Err(no_such(id)),
-    }
+    let [uuid] = keys(&Libredesk, id)?;
+    Ok(uuid)
 }
 
 fn message_keys(id: &ObjectId) -> Result<(&str, &str), ApiError> {
-    match id.keys.as_slice() {
-        [conversation, message] => Ok((conversation, message)),
-        _ => Err(no_such(id)),
-    }
+    let [conversation, message] = keys(&Libredesk, id)?;
+    Ok((conversation, message))
 }
 
 /// The page a list request asks for: 1 without a cursor, else the cursor's `{"page": n}`.
 fn page_number(page: &Page) -> Result<u64, ApiError> {
-    match &page.cursor {
-        None => Ok(1),
-        Some(state) => state
-            .get("page")
-            .and_then(Value::as_u64)
-            .filter(|n| *n >= 1)
-            .ok_or_else(|| ApiError::invalid("cursor is not a libredesk page cursor")),
-    }
+    cursor_number(page, "page", 1, "libredesk page")
 }
 
 fn search_query(q: &str) -> Result<&str, ApiError> {
@@ -682,10 +602,7 @@ fn error_message(body: &[u8]) -> Option<String> {
 
 /// Unwrap a vendor answer: non-2xx → the error table; 2xx must be a success envelope.
 fn read_data(response: &VendorResponse) -> Result<Value, ApiError> {
-    if !response.is_success() {
-        let message = error_message(&response.body);
-        return Err(status_error(VENDOR, response, message.as_deref()));
-    }
+    check_status(VENDOR, response, error_message)?;
     let envelope: Envelope = parse_json(VENDOR, &response.body)?;
     if envelope.status != "success" {
         return Err(bad_response(
@@ -704,12 +621,8 @@ fn read_data(response: &VendorResponse) -> Result<Value, ApiError> {
     Ok(envelope.data)
 }
 
-fn parse_wire<'v, T: Deserialize<'v>>(what: &str, value: &'v Value) -> Result<T, ApiError> {
-    T::deserialize(value).map_err(|e| bad_response(VENDOR, format!("{what}: {e}")))
-}
-
 fn parse_contact(value: &Value) -> Result<WireContact, ApiError> {
-    parse_wire("contact", value)
+    parse_wire(VENDOR, "contact", value)
 }
 
 // ----- vendor → normalized -------------------------------------------------------------------
@@ -731,7 +644,7 @@ fn translate_page(
     if !data.as_object().is_some_and(|o| o.contains_key("results")) {
         return Err(bad_response(VENDOR, "list answer has no data.results"));
     }
-    let page: PageData = parse_wire("page", data)?;
+    let page: PageData = parse_wire(VENDOR, "page", data)?;
     let results = page.results.as_deref().unwrap_or_default();
     let data = results
         .iter()
@@ -817,23 +730,14 @@ fn translate_search_results(
 }
 
 /// A Libredesk contact as a normalized contact.
-fn translate_contact(mapper: &Mapper, value: &Value) -> Result<Contact, ApiError> {
+pub(super) fn translate_contact(mapper: &Mapper, value: &Value) -> Result<Contact, ApiError> {
     let wire = parse_contact(value)?;
     let first_name = owned_non_empty(wire.first_name.as_deref());
     let last_name = owned_non_empty(wire.last_name.as_deref());
-    let name = match (&first_name, &last_name) {
-        (None, None) => None,
-        (first, last) => Some(
-            [first.as_deref(), last.as_deref()]
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>()
-                .join(" "),
-        ),
-    };
+    let name = join_name(first_name.as_deref(), last_name.as_deref());
     let email = owned_non_empty(wire.email.as_deref());
     let phones = non_empty(wire.phone_number.as_deref())
-        .map(|number| vec![phone_e164(wire.calling_code(), number)])
+        .map(|number| vec![phone::normalize(number, wire.calling_code())])
         .unwrap_or_default();
     let handles = email
         .iter()
@@ -842,10 +746,7 @@ fn translate_contact(mapper: &Mapper, value: &Value) -> Result<Contact, ApiError
             value: e.clone(),
         })
         .collect();
-    let custom_fields = match &wire.custom_attributes {
-        Some(Value::Object(map)) => map.clone(),
-        _ => Map::new(),
-    };
+    let custom_fields = object_or_empty(wire.custom_attributes.as_ref());
     Ok(Contact {
         id: mapper.id(Kind::Contact, vec![wire.id.to_string()]),
         connection: mapper.connection.clone(),
@@ -866,102 +767,9 @@ fn translate_contact(mapper: &Mapper, value: &Value) -> Result<Contact, ApiError
     })
 }
 
-/// E.164 from Libredesk's calling code + national number when both are known (`"+44"` +
-/// `"7700 900-123"` → `"+447700900123"`; an ISO country code such as `"GB"` works too); a
-/// national trunk `0` is dropped where the country does not keep it in E.164; a number
-/// already in international form is kept; otherwise the number as stored.
-fn phone_e164(calling_code: Option<&str>, number: &str) -> String {
-    let digits = strip_phone_punctuation(number);
-    if digits.starts_with('+') {
-        return digits;
-    }
-    match calling_code.and_then(calling_code_digits) {
-        Some(code) => {
-            let national = match digits.strip_prefix('0') {
-                Some(rest) if !KEEPS_TRUNK_ZERO.contains(&code) && !rest.is_empty() => rest,
-                _ => digits.as_str(),
-            };
-            format!("+{code}{national}")
-        }
-        None => number.trim().to_owned(),
-    }
-}
-
-fn strip_phone_punctuation(number: &str) -> String {
-    number
-        .trim()
-        .chars()
-        .filter(|c| !matches!(c, '-' | '(' | ')' | '.') && !c.is_whitespace())
-        .collect()
-}
-
-/// Calling codes whose national numbers keep their leading `0` in E.164 (Italy, Vatican,
-/// San Marino, Côte d'Ivoire, Republic of the Congo).
-const KEEPS_TRUNK_ZERO: [&str; 4] = ["39", "378", "225", "242"];
-
-/// The digits of Libredesk's calling-code field. Newer servers store a calling code (`"+44"`,
-/// `"44"`); the published OpenAPI (and older servers) an ISO 3166 country code (`"GB"`).
-fn calling_code_digits(code: &str) -> Option<&str> {
-    let code = code.trim();
-    let digits = code.strip_prefix('+').unwrap_or(code);
-    if !digits.is_empty() && digits.len() <= 4 && digits.chars().all(|c| c.is_ascii_digit()) {
-        return Some(digits);
-    }
-    COUNTRY_CALLING_CODES
-        .iter()
-        .find(|(iso, _)| iso.eq_ignore_ascii_case(code))
-        .map(|(_, calling)| *calling)
-}
-
-/// ISO 3166-1 alpha-2 → ITU-T E.164 country calling code (NANP countries share `1`).
-#[rustfmt::skip]
-static COUNTRY_CALLING_CODES: &[(&str, &str)] = &[
-    ("AD", "376"), ("AE", "971"), ("AF", "93"), ("AG", "1"), ("AI", "1"), ("AL", "355"),
-    ("AM", "374"), ("AO", "244"), ("AR", "54"), ("AS", "1"), ("AT", "43"), ("AU", "61"),
-    ("AW", "297"), ("AX", "358"), ("AZ", "994"), ("BA", "387"), ("BB", "1"), ("BD", "880"),
-    ("BE", "32"), ("BF", "226"), ("BG", "359"), ("BH", "973"), ("BI", "257"), ("BJ", "229"),
-    ("BL", "590"), ("BM", "1"), ("BN", "673"), ("BO", "591"), ("BQ", "599"), ("BR", "55"),
-    ("BS", "1"), ("BT", "975"), ("BW", "267"), ("BY", "375"), ("BZ", "501"), ("CA", "1"),
-    ("CC", "61"), ("CD", "243"), ("CF", "236"), ("CG", "242"), ("CH", "41"), ("CI", "225"),
-    ("CK", "682"), ("CL", "56"), ("CM", "237"), ("CN", "86"), ("CO", "57"), ("CR", "506"),
-    ("CU", "53"), ("CV", "238"), ("CW", "599"), ("CX", "61"), ("CY", "357"), ("CZ", "420"),
-    ("DE", "49"), ("DJ", "253"), ("DK", "45"), ("DM", "1"), ("DO", "1"), ("DZ", "213"),
-    ("EC", "593"), ("EE", "372"), ("EG", "20"), ("EH", "212"), ("ER", "291"), ("ES", "34"),
-    ("ET", "251"), ("FI", "358"), ("FJ", "679"), ("FK", "500"), ("FM", "691"), ("FO", "298"),
-    ("FR", "33"), ("GA", "241"), ("GB", "44"), ("GD", "1"), ("GE", "995"), ("GF", "594"),
-    ("GG", "44"), ("GH", "233"), ("GI", "350"), ("GL", "299"), ("GM", "220"), ("GN", "224"),
-    ("GP", "590"), ("GQ", "240"), ("GR", "30"), ("GT", "502"), ("GU", "1"), ("GW", "245"),
-    ("GY", "592"), ("HK", "852"), ("HN", "504"), ("HR", "385"), ("HT", "509"), ("HU", "36"),
-    ("ID", "62"), ("IE", "353"), ("IL", "972"), ("IM", "44"), ("IN", "91"), ("IO", "246"),
-    ("IQ", "964"), ("IR", "98"), ("IS", "354"), ("IT", "39"), ("JE", "44"), ("JM", "1"),
-    ("JO", "962"), ("JP", "81"), ("KE", "254"), ("KG", "996"), ("KH", "855"), ("KI", "686"),
-    ("KM", "269"), ("KN", "1"), ("KP", "850"), ("KR", "82"), ("KW", "965"), ("KY", "1"),
-    ("KZ", "7"), ("LA", "856"), ("LB", "961"), ("LC", "1"), ("LI", "423"), ("LK", "94"),
-    ("LR", "231"), ("LS", "266"), ("LT", "370"), ("LU", "352"), ("LV", "371"), ("LY", "218"),
-    ("MA", "212"), ("MC", "377"), ("MD", "373"), ("ME", "382"), ("MF", "590"), ("MG", "261"),
-    ("MH", "692"), ("MK", "389"), ("ML", "223"), ("MM", "95"), ("MN", "976"), ("MO", "853"),
-    ("MP", "1"), ("MQ", "596"), ("MR", "222"), ("MS", "1"), ("MT", "356"), ("MU", "230"),
-    ("MV", "960"), ("MW", "265"), ("MX", "52"), ("MY", "60"), ("MZ", "258"), ("NA", "264"),
-    ("NC", "687"), ("NE", "227"), ("NF", "672"), ("NG", "234"), ("NI", "505"), ("NL", "31"),
-    ("NO", "47"), ("NP", "977"), ("NR", "674"), ("NU", "683"), ("NZ", "64"), ("OM", "968"),
-    ("PA", "507"), ("PE", "51"), ("PF", "689"), ("PG", "675"), ("PH", "63"), ("PK", "92"),
-    ("PL", "48"), ("PM", "508"), ("PR", "1"), ("PS", "970"), ("PT", "351"), ("PW", "680"),
-    ("PY", "595"), ("QA", "974"), ("RE", "262"), ("RO", "40"), ("RS", "381"), ("RU", "7"),
-    ("RW", "250"), ("SA", "966"), ("SB", "677"), ("SC", "248"), ("SD", "249"), ("SE", "46"),
-    ("SG", "65"), ("SH", "290"), ("SI", "386"), ("SJ", "47"), ("SK", "421"), ("SL", "232"),
-    ("SM", "378"), ("SN", "221"), ("SO", "252"), ("SR", "597"), ("SS", "211"), ("ST", "239"),
-    ("SV", "503"), ("SX", "1"), ("SY", "963"), ("SZ", "268"), ("TC", "1"), ("TD", "235"),
-    ("TG", "228"), ("TH", "66"), ("TJ", "992"), ("TK", "690"), ("TL", "670"), ("TM", "993"),
-    ("TN", "216"), ("TO", "676"), ("TR", "90"), ("TT", "1"), ("TV", "688"), ("TW", "886"),
-    ("TZ", "255"), ("UA", "380"), ("UG", "256"), ("US", "1"), ("UY", "598"), ("UZ", "998"),
-    ("VA", "39"), ("VC", "1"), ("VE", "58"), ("VG", "1"), ("VI", "1"), ("VN", "84"),
-    ("VU", "678"), ("WF", "681"), ("WS", "685"), ("XK", "383"), ("YE", "967"), ("YT", "262"),
-    ("ZA", "27"), ("ZM", "260"), ("ZW", "263"),
-];
-
 /// A Libredesk conversation (full object or list item) as a normalized conversation.
 fn translate_conversation(mapper: &Mapper, value: &Value) -> Result<Conversation, ApiError> {
-    let wire: WireConversation = parse_wire("conversation", value)?;
+    let wire: WireConversation = parse_wire(VENDOR, "conversation", value)?;
     if wire.uuid.trim().is_empty() {
         return Err(bad_response(VENDOR, "conversation has an empty uuid"));
     }
@@ -1067,7 +875,7 @@ fn translate_message(
     value: &Value,
     conversation_uuid: Option<&str>,
 ) -> Result<Message, ApiError> {
-    let wire: WireMessage = parse_wire("message", value)?;
+    let wire: WireMessage = parse_wire(VENDOR, "message", value)?;
     if wire.uuid.trim().is_empty() {
         return Err(bad_response(VENDOR, "message has an empty uuid"));
     }
@@ -1091,14 +899,10 @@ fn translate_message(
         _ if direction == Direction::Inbound => SenderType::Contact,
         _ => SenderType::Agent,
     };
-    let sender_name = wire.author.as_ref().and_then(|a| {
-        let name = [a.first_name.as_deref(), a.last_name.as_deref()]
-            .into_iter()
-            .filter_map(non_empty)
-            .collect::<Vec<_>>()
-            .join(" ");
-        (!name.is_empty()).then_some(name)
-    });
+    let sender_name = wire
+        .author
+        .as_ref()
+        .and_then(|a| join_name(a.first_name.as_deref(), a.last_name.as_deref()));
 
     let content = non_empty(wire.content.as_deref());
     let is_html = wire
@@ -1157,34 +961,9 @@ fn translate_message(
         html,
         attachments,
         private: wire.private.unwrap_or(false),
-        status: message_status(wire.status.as_deref()),
+        status: message_status(wire.status.as_deref(), &[]),
         raw: mapper.raw(value),
     })
-}
-
-fn attachment_type(content_type: Option<&str>) -> MessageType {
-    let content_type = content_type.unwrap_or_default().trim().to_ascii_lowercase();
-    if content_type.starts_with("image/") {
-        MessageType::Image
-    } else if content_type.starts_with("audio/") {
-        MessageType::Audio
-    } else if content_type.starts_with("video/") {
-        MessageType::Video
-    } else {
-        MessageType::File
-    }
-}
-
-fn message_status(status: Option<&str>) -> Option<MessageStatus> {
-    match non_empty(status)?.to_ascii_lowercase().as_str() {
-        "received" => Some(MessageStatus::Received),
-        "sent" => Some(MessageStatus::Sent),
-        "pending" => Some(MessageStatus::Pending),
-        "failed" => Some(MessageStatus::Failed),
-        "delivered" => Some(MessageStatus::Delivered),
-        "read" => Some(MessageStatus::Read),
-        _ => None,
-    }
 }
 
 // ----- normalized → vendor -------------------------------------------------------------------
@@ -1248,24 +1027,16 @@ fn check_contact_patch(patch: &ContactPatch) -> Result<(), ApiError> {
 /// Merge a PATCH over the contact as Libredesk has it, into the full replacement form.
 fn merge_contact(current: &WireContact, patch: &ContactPatch) -> Result<ContactForm, ApiError> {
     check_contact_patch(patch)?;
-    let (name_first, name_last) = match patch.name.as_deref() {
-        Some(name) => {
-            let (first, last) = split_name(name);
-            (Some(first), Some(last))
-        }
-        None => (None, None),
-    };
-    let first_name = patch
-        .first_name
-        .clone()
-        .or(name_first)
+    let (first_name, last_name) = split_names(
+        patch.name.as_deref(),
+        patch.first_name.as_deref(),
+        patch.last_name.as_deref(),
+    );
+    let first_name = first_name
         .unwrap_or_else(|| current.first_name.clone().unwrap_or_default())
         .trim()
         .to_owned();
-    let last_name = patch
-        .last_name
-        .clone()
-        .or(name_last)
+    let last_name = last_name
         .unwrap_or_else(|| current.last_name.clone().unwrap_or_default())
         .trim()
         .to_owned();
@@ -1323,30 +1094,21 @@ fn merge_contact(current: &WireContact, patch: &ContactPatch) -> Result<ContactF
     })
 }
 
-/// `"Ada King Lovelace"` → (`"Ada"`, `"King Lovelace"`).
-fn split_name(name: &str) -> (String, String) {
-    let name = name.trim();
-    match name.split_once(char::is_whitespace) {
-        Some((first, rest)) => (first.to_owned(), rest.trim().to_owned()),
-        None => (name.to_owned(), String::new()),
-    }
-}
-
 /// A new phone number as Libredesk's (calling code, number) pair. An international number
-/// that starts with the contact's current calling code keeps that code (in the form the
-/// server stores it: `"+44"` or `"GB"`); any other international number is sent whole with no
-/// calling code; a national number keeps the current code.
-fn split_phone(phone: &str, current_code: &str) -> (String, String) {
-    let phone = strip_phone_punctuation(phone);
-    if let Some(international) = phone.strip_prefix('+') {
-        if let Some(code) = calling_code_digits(current_code) {
-            if let Some(national) = international.strip_prefix(code).filter(|n| !n.is_empty()) {
-                return (current_code.to_owned(), national.to_owned());
-            }
-        }
-        return (String::new(), phone);
+/// (E.164 as [`phone::e164`] reads it) that starts with the contact's current calling code
+/// keeps that code (in the form the server stores it: `"+44"` or `"GB"`); any other
+/// international number is sent whole with no calling code; a national number keeps the
+/// current code.
+fn split_phone(number: &str, current_code: &str) -> (String, String) {
+    let Some(international) = phone::e164(number, None) else {
+        return (current_code.to_owned(), phone::compact(number));
+    };
+    let national = phone::calling_code(current_code)
+        .and_then(|code| international.strip_prefix('+')?.strip_prefix(code));
+    match national {
+        Some(national) => (current_code.to_owned(), national.to_owned()),
+        None => (String::new(), international),
     }
-    (current_code.to_owned(), phone)
 }
 
 /// The contact a new conversation is addressed to.
@@ -1399,23 +1161,6 @@ struct CreateFields {
     agent_id: Option<i64>,
     team_id: Option<i64>,
     attachments: Vec<i64>,
-}
-
-/// A positive integer vendor field; numeric strings count (defaults may come from `${ENV}`).
-fn int_field(name: &str, value: Option<&Value>) -> Result<Option<i64>, ApiError> {
-    let bad = || ApiError::invalid(format!("vendor_fields.{name} must be a positive integer"));
-    match value {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n.as_i64().filter(|n| *n > 0).map(Some).ok_or_else(bad),
-        Some(Value::String(s)) => s
-            .trim()
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n > 0)
-            .map(Some)
-            .ok_or_else(bad),
-        Some(_) => Err(bad()),
-    }
 }
 
 /// `vendor_fields.attachments`: ids of media uploaded to Libredesk beforehand.
@@ -1824,7 +1569,10 @@ fn entity(name: &str) -> Option<char> {
 mod tests {
     use std::sync::Arc;
 
+    use serde_json::Map;
+
     use super::*;
+    use crate::api::model::MessageStatus;
     use crate::api::ErrorCode;
     use crate::config::Connection;
     use crate::vendors::test_support::{self, list_json, object_json, response, run, seen, Script};
@@ -2006,22 +1754,15 @@ mod tests {
 
     #[test]
     fn phones_become_e164_where_the_calling_code_is_known() {
-        assert_eq!(phone_e164(Some("+44"), "7700900123"), "+447700900123");
-        assert_eq!(phone_e164(Some("44"), "7700 900-123"), "+447700900123");
-        assert_eq!(phone_e164(Some("+1"), "(415) 555.0100"), "+14155550100");
-        assert_eq!(phone_e164(Some("+44"), "+33 6 12 34 56 78"), "+33612345678");
-        assert_eq!(phone_e164(None, "07700 900123"), "07700 900123");
-        // The OpenAPI's ISO country code, and a national trunk 0.
-        assert_eq!(phone_e164(Some("GB"), "2079460101"), "+442079460101");
-        assert_eq!(phone_e164(Some("gb"), "07700 900123"), "+447700900123");
-        assert_eq!(phone_e164(Some("+44"), "07700900123"), "+447700900123");
-        assert_eq!(phone_e164(Some("IT"), "06 1234 5678"), "+390612345678");
-        assert_eq!(phone_e164(Some("XX"), "0123"), "0123");
-        assert_eq!(phone_e164(Some("+44"), "0"), "+440");
         // Newer servers name the field phone_number_calling_code.
         let value = json!({"id": 5, "phone_number": "5550100", "phone_number_calling_code": "+1"});
         let c = translate_contact(&mapper(false), &value).unwrap();
         assert_eq!(c.phones, vec!["+15550100"]);
+        // The published OpenAPI's ISO country code, and a national trunk 0.
+        let value =
+            json!({"id": 5, "phone_number": "07700 900123", "phone_number_country_code": "GB"});
+        let c = translate_contact(&mapper(false), &value).unwrap();
+        assert_eq!(c.phones, vec!["+447700900123"]);
     }
 
     #[test]
@@ -2207,15 +1948,6 @@ mod tests {
         assert_eq!(
             form_field(&body, "avatar_url").as_deref(),
             Some("/uploads/3f1c9a-avatar.png")
-        );
-    }
-
-    #[test]
-    fn names_split_on_the_first_space() {
-        assert_eq!(split_name("Ada"), ("Ada".into(), "".into()));
-        assert_eq!(
-            split_name("  Ada  King Lovelace "),
-            ("Ada".into(), "King Lovelace".into())
         );
     }
 

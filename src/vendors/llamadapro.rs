@@ -47,30 +47,28 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use super::{
-    bad_response, non_empty, owned_non_empty, parse_json, status_error, Adapter, CallContext,
-    EndpointSpec, FilterSpec, Mapper, OperationSpec, VendorBody, VendorCall, VendorResponse,
+use super::common::input::MAX_SAFE_INTEGER;
+use super::common::{
+    bad_response, check_status, check_vendor_fields, cursor_text, ep, filter_via, int_field,
+    join_name, keys, message_status, no_such, non_empty, not_served, object_or_empty, op,
+    owned_non_empty, parse_json, parse_wire, phone, split_name, split_names, text_field, Mapper,
 };
+use super::{Adapter, CallContext, EndpointSpec, OperationSpec};
+// The upstream client's types.
+use super::{VendorBody, VendorCall, VendorResponse};
 use crate::api::ids::{KeyGrammar, Kind, ObjectId};
 use crate::api::model::{
     vendor_label, Assignee, Attachment, Channel, Contact, ContactCreate, ContactPatch,
     Conversation, ConversationCreate, ConversationStatus, Direction, Handle, HandleChannel,
     Message, MessageSend, MessageStatus, MessageType, NewContact, Sender, SenderType,
 };
-use crate::api::operation::{Operation, Vendor};
+use crate::api::operation::{Operation::*, Vendor};
 use crate::api::request::{ContactFilters, OperationRequest, Output, Page, Resource};
 use crate::api::ApiError;
 
 pub struct LlamadaPro;
 
 const VENDOR: Vendor = Vendor::LlamadaPro;
-
-/// Fewest and most digits of an E.164 number (country code included).
-const E164_MIN_DIGITS: usize = 7;
-const E164_MAX_DIGITS: usize = 15;
-
-/// Largest integer a JSON double holds exactly: ids beyond it cannot be ids.
-const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
 
 /// `vendor_fields` each operation understands (the request's; connection `defaults` may
 /// hold other vendors' keys and are not checked).
@@ -83,17 +81,6 @@ const MESSAGE_VENDOR_FIELDS: &[&str] = &[
     "type",
     "languageCode",
 ];
-
-const fn ep(name: &'static str, params: &'static [&'static str]) -> EndpointSpec {
-    EndpointSpec { name, params }
-}
-
-const fn via_search(name: &'static str) -> FilterSpec {
-    FilterSpec {
-        name,
-        needs: Some("contacts.search"),
-    }
-}
 
 /// Every LlamadaPro call the routes file may configure.
 static ENDPOINTS: &[EndpointSpec] = &[
@@ -110,54 +97,23 @@ static ENDPOINTS: &[EndpointSpec] = &[
 ];
 
 /// What the adapter serves, and the calls each operation needs. LlamadaPro publishes no way
-/// to list, read, close or delete conversations, nor to list messages: those operations are
-/// absent, so they answer 501 and capabilities leave them out.
+/// to list, read, close or delete conversations, nor to list messages (read one with
+/// GET /v1/messages/{id}): those operations are absent, so they answer 501 and capabilities
+/// leave them out.
 static OPERATIONS: &[OperationSpec] = &[
-    OperationSpec {
-        operation: Operation::ContactsList,
-        needs: &["contacts.list"],
-        filters: &[
-            via_search("q"),
-            via_search("email"),
-            via_search("phone"),
-            via_search("handle"),
-        ],
-    },
-    OperationSpec {
-        operation: Operation::ContactsCreate,
-        needs: &["contacts.create"],
-        filters: &[],
-    },
-    OperationSpec {
-        operation: Operation::ContactsGet,
-        needs: &["contacts.get"],
-        filters: &[],
-    },
-    OperationSpec {
-        operation: Operation::ContactsUpdate,
-        needs: &["contacts.get", "contacts.update"],
-        filters: &[],
-    },
-    OperationSpec {
-        operation: Operation::ContactsDelete,
-        needs: &["contacts.delete"],
-        filters: &[],
-    },
-    OperationSpec {
-        operation: Operation::ConversationsCreate,
-        needs: &["conversations.create"],
-        filters: &[],
-    },
-    OperationSpec {
-        operation: Operation::MessagesGet,
-        needs: &["messages.get"],
-        filters: &[],
-    },
-    OperationSpec {
-        operation: Operation::MessagesSend,
-        needs: &["messages.send"],
-        filters: &[],
-    },
+    op(ContactsList, &["contacts.list"]).filters(&[
+        filter_via("q", "contacts.search"),
+        filter_via("email", "contacts.search"),
+        filter_via("phone", "contacts.search"),
+        filter_via("handle", "contacts.search"),
+    ]),
+    op(ContactsCreate, &["contacts.create"]),
+    op(ContactsGet, &["contacts.get"]),
+    op(ContactsUpdate, &["contacts.get", "contacts.update"]),
+    op(ContactsDelete, &["contacts.delete"]),
+    op(ConversationsCreate, &["conversations.create"]),
+    op(MessagesGet, &["messages.get"]),
+    op(MessagesSend, &["messages.send"]),
 ];
 
 #[async_trait]
@@ -229,20 +185,7 @@ impl Adapter for LlamadaPro {
             OperationRequest::MessagesSend(conversation_id, body) => {
                 send_message(ctx, &conversation_id, &body).await
             }
-            OperationRequest::ConversationsList(..) | OperationRequest::ConversationsGet(_) => {
-                Err(ApiError::unsupported_operation(
-                    "llamadapro publishes no way to list or read conversations",
-                ))
-            }
-            OperationRequest::ConversationsUpdate(..) => Err(ApiError::unsupported_operation(
-                "llamadapro publishes no way to change or close a conversation",
-            )),
-            OperationRequest::ConversationsDelete(_) => Err(ApiError::unsupported_operation(
-                "llamadapro publishes no way to delete a conversation",
-            )),
-            OperationRequest::MessagesList(..) => Err(ApiError::unsupported_operation(
-                "llamadapro publishes no way to list messages; read one with GET /v1/messages/{id}",
-            )),
+            _ => Err(not_served(ctx)),
         }
     }
 }
@@ -361,6 +304,7 @@ async fn create_conversation(
 ) -> Result<Output, ApiError> {
     // Everything that can be checked without the vendor is checked first.
     check_vendor_fields(
+        VENDOR,
         &body.vendor_fields,
         CONVERSATION_VENDOR_FIELDS,
         "conversations",
@@ -388,12 +332,10 @@ async fn create_conversation(
     let (target, phone) = match (contact_id, &body.contact) {
         (Some(id), _) => {
             let key = contact_key(id)?;
-            if !ctx.connection.routes.has("contacts.get") {
-                return Err(ApiError::unsupported_operation(
-                    "this connection has no contacts.get route, so a conversation can only be \
-                     created with contact: {name, phone}",
-                ));
-            }
+            ctx.require_routes(
+                ["contacts.get"],
+                "start a conversation with a contact_id; pass contact: {name, phone}",
+            )?;
             // The conversation ID needs the contact's WhatsApp number: learn it first, and
             // refuse before creating anything if there is none.
             let data = fetch(ctx, "contacts.get", contact_call(key)).await?;
@@ -440,11 +382,7 @@ async fn send_message(
         .cloned();
     let planned = plan_message(body, &conversation, from.as_ref())?;
     let endpoint = planned.endpoint();
-    if !ctx.connection.routes.has(endpoint) {
-        return Err(ApiError::unsupported_operation(format!(
-            "this connection has no `{endpoint}` route, so llamadapro cannot send this message"
-        )));
-    }
+    ctx.require_routes([endpoint], "send this message")?;
     let data = fetch(
         ctx,
         endpoint,
@@ -462,10 +400,6 @@ async fn send_message(
 
 // ----- IDs and cursors -----------------------------------------------------------------------
 
-fn no_such(id: &ObjectId) -> ApiError {
-    ApiError::not_found(format!("no such {}", id.kind.noun()))
-}
-
 /// A positive integer as LlamadaPro's ids render (no sign, no leading zero, fits a double).
 fn is_id_number(key: &str) -> bool {
     !key.is_empty()
@@ -478,10 +412,8 @@ fn is_id_number(key: &str) -> bool {
 /// A contact ID carries LlamadaPro's numeric id; anything else is not one of ours (404, and
 /// no vendor call).
 fn contact_key(id: &ObjectId) -> Result<&str, ApiError> {
-    match id.keys.as_slice() {
-        [key] if is_id_number(key) => Ok(key),
-        _ => Err(no_such(id)),
-    }
+    let [key] = keys(&LlamadaPro, id)?;
+    is_id_number(key).then_some(key).ok_or_else(|| no_such(id))
 }
 
 /// What a conversation ID carries: the funnel conversation id and the contact's WhatsApp
@@ -498,45 +430,36 @@ impl ConversationKeys {
     }
 }
 
-fn parse_conversation_keys(id: &str, phone: &str) -> Option<ConversationKeys> {
-    (is_id_number(id) && e164(phone).as_deref() == Some(phone)).then(|| ConversationKeys {
-        id: id.to_owned(),
-        phone: phone.to_owned(),
-    })
+/// The conversation keys of `id` (its grammar checked the number is E.164).
+fn parse_conversation_keys(
+    id: &ObjectId,
+    conversation: &str,
+    phone: &str,
+) -> Result<ConversationKeys, ApiError> {
+    is_id_number(conversation)
+        .then(|| ConversationKeys {
+            id: conversation.to_owned(),
+            phone: phone.to_owned(),
+        })
+        .ok_or_else(|| no_such(id))
 }
 
 /// Layout `[conversationId, toPhoneNumber]`.
 fn conversation_keys(id: &ObjectId) -> Result<ConversationKeys, ApiError> {
-    match id.keys.as_slice() {
-        [conversation, phone] => {
-            parse_conversation_keys(conversation, phone).ok_or_else(|| no_such(id))
-        }
-        _ => Err(no_such(id)),
-    }
+    let [conversation, phone] = keys(&LlamadaPro, id)?;
+    parse_conversation_keys(id, conversation, phone)
 }
 
 /// Layout `[messageId, conversationId, toPhoneNumber]`.
 fn message_keys(id: &ObjectId) -> Result<(&str, ConversationKeys), ApiError> {
-    match id.keys.as_slice() {
-        [message, conversation, phone] => parse_conversation_keys(conversation, phone)
-            .map(|c| (message.as_str(), c))
-            .ok_or_else(|| no_such(id)),
-        _ => Err(no_such(id)),
-    }
+    let [message, conversation, phone] = keys(&LlamadaPro, id)?;
+    Ok((message, parse_conversation_keys(id, conversation, phone)?))
 }
 
 /// The page token a list request asks for: none without a cursor, else the cursor's
 /// `{"page_token": …}`.
 fn page_token(page: &Page) -> Result<Option<String>, ApiError> {
-    match &page.cursor {
-        None => Ok(None),
-        Some(state) => state
-            .get("page_token")
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-            .map(|t| Some(t.to_owned()))
-            .ok_or_else(|| ApiError::invalid("cursor is not a llamadapro page cursor")),
-    }
+    cursor_text(page, "page_token", "llamadapro page")
 }
 
 // ----- the wire format -----------------------------------------------------------------------
@@ -687,11 +610,7 @@ fn details_summary(details: Option<&Value>) -> String {
 
 /// A non-2xx → the error table.
 fn check_success(response: &VendorResponse) -> Result<(), ApiError> {
-    if response.is_success() {
-        return Ok(());
-    }
-    let message = error_message(&response.body);
-    Err(status_error(VENDOR, response, message.as_deref()))
+    check_status(VENDOR, response, error_message)
 }
 
 /// Read a vendor answer: non-2xx → the error table; 2xx must be a JSON object.
@@ -704,12 +623,8 @@ fn read_object(response: &VendorResponse) -> Result<Value, ApiError> {
     Ok(value)
 }
 
-fn parse_wire<'v, T: Deserialize<'v>>(what: &str, value: &'v Value) -> Result<T, ApiError> {
-    T::deserialize(value).map_err(|e| bad_response(VENDOR, format!("{what}: {e}")))
-}
-
 fn parse_contact(value: &Value) -> Result<WireContact, ApiError> {
-    parse_wire("contact", value)
+    parse_wire(VENDOR, "contact", value)
 }
 
 /// A LlamadaPro id (`number <double>`, or a numeric string from search) as its decimal
@@ -743,7 +658,7 @@ fn translate_page(
     data: &Value,
     translate: impl Fn(&Value) -> Result<Resource, ApiError>,
 ) -> Result<Output, ApiError> {
-    let page: WirePage = parse_wire("list", data)?;
+    let page: WirePage = parse_wire(VENDOR, "list", data)?;
     let items = page
         .items
         .iter()
@@ -753,44 +668,6 @@ fn translate_page(
         .filter(|_| !items.is_empty())
         .map(|token| json!({ "page_token": token }));
     Ok(Output::List { data: items, next })
-}
-
-/// Phone punctuation people type: spaces, dashes, dots, parentheses.
-fn strip_phone_punctuation(number: &str) -> String {
-    number
-        .trim()
-        .chars()
-        .filter(|c| !matches!(c, '-' | '(' | ')' | '.') && !c.is_whitespace())
-        .collect()
-}
-
-/// A number in E.164 (`+` and 7–15 digits) once punctuation is stripped, else None.
-fn e164(number: &str) -> Option<String> {
-    let stripped = strip_phone_punctuation(number);
-    let digits = stripped.strip_prefix('+')?;
-    (digits.len() >= E164_MIN_DIGITS
-        && digits.len() <= E164_MAX_DIGITS
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && !digits.starts_with('0'))
-    .then_some(stripped)
-}
-
-/// A stored number as E.164 where that is known: punctuation dropped, `00` read as `+`, and
-/// bare digits read as international for WhatsApp (a WhatsApp id is the full number);
-/// otherwise the number as stored.
-fn phone_e164(number: &str, whatsapp: bool) -> String {
-    if let Some(n) = e164(number) {
-        return n;
-    }
-    let stripped = strip_phone_punctuation(number);
-    let international = match stripped.strip_prefix("00") {
-        Some(rest) => Some(rest),
-        None if whatsapp => Some(stripped.as_str()),
-        None => None,
-    };
-    international
-        .and_then(|digits| e164(&format!("+{digits}")))
-        .unwrap_or_else(|| number.trim().to_owned())
 }
 
 /// The normalized channels of a contact: EMAIL → emails; PHONE → phones; WHATSAPP → phones
@@ -826,9 +703,13 @@ fn channels_of(wire: &WireContact) -> Channels {
         let kind = address.channel_type.as_deref().unwrap_or_default();
         match kind.to_ascii_uppercase().as_str() {
             "EMAIL" => push_unique(&mut channels.emails, value.to_owned(), same_email),
-            "PHONE" => push_unique(&mut channels.phones, phone_e164(value, false), same_text),
+            "PHONE" => push_unique(
+                &mut channels.phones,
+                phone::normalize(value, None),
+                same_text,
+            ),
             "WHATSAPP" => {
-                let number = phone_e164(value, true);
+                let number = phone::normalize_whatsapp(value);
                 push_unique(&mut channels.phones, number.clone(), same_text);
                 let handle = Handle {
                     channel: HandleChannel::Whatsapp,
@@ -853,7 +734,11 @@ fn channels_of(wire: &WireContact) -> Channels {
         push_unique(&mut channels.emails, email.to_owned(), same_email);
     }
     if let Some(phone) = non_empty(wire.phone.as_deref()) {
-        push_unique(&mut channels.phones, phone_e164(phone, false), same_text);
+        push_unique(
+            &mut channels.phones,
+            phone::normalize(phone, None),
+            same_text,
+        );
     }
     channels
 }
@@ -872,24 +757,21 @@ fn messaging_number(wire: &WireContact) -> Option<String> {
                     .is_some_and(|t| t.eq_ignore_ascii_case(kind))
             })
             .filter_map(|a| non_empty(a.address.as_deref()))
-            .find_map(|a| e164(&phone_e164(a, whatsapp)))
+            .find_map(|a| {
+                if whatsapp {
+                    phone::whatsapp_e164(a)
+                } else {
+                    phone::e164(a, None)
+                }
+            })
     };
     of_kind("WHATSAPP", true)
         .or_else(|| of_kind("PHONE", false))
-        .or_else(|| non_empty(wire.phone.as_deref()).and_then(|p| e164(&phone_e164(p, false))))
-}
-
-fn full_name(first: Option<&str>, last: Option<&str>) -> Option<String> {
-    let name = [first, last]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join(" ");
-    (!name.is_empty()).then_some(name)
+        .or_else(|| non_empty(wire.phone.as_deref()).and_then(|p| phone::e164(p, None)))
 }
 
 /// A LlamadaPro contact as a normalized contact.
-fn translate_contact(mapper: &Mapper, value: &Value) -> Result<Contact, ApiError> {
+pub(super) fn translate_contact(mapper: &Mapper, value: &Value) -> Result<Contact, ApiError> {
     let wire = parse_contact(value)?;
     let remote_id = required_key(&wire.id, "contact")?;
     let first_name = owned_non_empty(wire.first_name.as_deref());
@@ -899,15 +781,12 @@ fn translate_contact(mapper: &Mapper, value: &Value) -> Result<Contact, ApiError
         phones,
         handles,
     } = channels_of(&wire);
-    let custom_fields = match &wire.custom_fields {
-        Some(Value::Object(map)) => map.clone(),
-        _ => Map::new(),
-    };
+    let custom_fields = object_or_empty(wire.custom_fields.as_ref());
     Ok(Contact {
         id: mapper.id(Kind::Contact, vec![remote_id.clone()]),
         connection: mapper.connection.clone(),
         vendor: vendor_label(VENDOR),
-        name: full_name(first_name.as_deref(), last_name.as_deref()),
+        name: join_name(first_name.as_deref(), last_name.as_deref()),
         remote_id,
         created_at: owned_non_empty(wire.created_at.as_deref()),
         updated_at: owned_non_empty(wire.updated_at.as_deref()),
@@ -941,7 +820,7 @@ fn translate_conversation(
     value: &Value,
     known: Option<&str>,
 ) -> Result<Conversation, ApiError> {
-    let wire: WireConversation = parse_wire("conversation", value)?;
+    let wire: WireConversation = parse_wire(VENDOR, "conversation", value)?;
     let remote_id = required_key(&wire.id, "conversation")?;
     let contact_key = number_key(&wire.contact_id);
     let contacts = wire
@@ -965,13 +844,13 @@ fn translate_conversation(
                 .find(|a| number_key(&a.id).as_deref() == Some(address_id.as_str()))
         })
         .and_then(|a| non_empty(a.address.as_deref()))
-        .and_then(|a| e164(&phone_e164(a, true)));
+        .and_then(phone::whatsapp_e164);
     let own_contact = contacts
         .iter()
         .find(|c| contact_key.is_some() && number_key(&c.id) == contact_key)
         .or(contacts.first());
     let phone = session_number
-        .or_else(|| known.and_then(e164))
+        .or_else(|| known.and_then(|n| phone::e164(n, None)))
         .or_else(|| own_contact.and_then(messaging_number))
         .ok_or_else(|| {
             bad_response(
@@ -1030,17 +909,13 @@ fn type_from_vendor(kind: &str) -> MessageType {
     }
 }
 
-fn message_status(status: Option<&str>) -> Option<MessageStatus> {
-    match non_empty(status)?.to_ascii_lowercase().as_str() {
-        "pending" | "queued" | "accepted" => Some(MessageStatus::Pending),
-        "sent" => Some(MessageStatus::Sent),
-        "delivered" => Some(MessageStatus::Delivered),
-        "read" => Some(MessageStatus::Read),
-        "failed" | "error" | "undelivered" => Some(MessageStatus::Failed),
-        "received" => Some(MessageStatus::Received),
-        _ => None,
-    }
-}
+/// LlamadaPro's (WhatsApp's) delivery words besides the normalized ones.
+const MESSAGE_STATUS_WORDS: &[(&str, MessageStatus)] = &[
+    ("queued", MessageStatus::Pending),
+    ("accepted", MessageStatus::Pending),
+    ("error", MessageStatus::Failed),
+    ("undelivered", MessageStatus::Failed),
+];
 
 /// Who sent a message. Inbound messages come from the contact. Outbound ones from a user
 /// (agent), an AI employee (bot) or the system, by `sender.role`; the role vocabulary is not
@@ -1080,7 +955,7 @@ fn translate_message(
     conversation: &ConversationKeys,
     sent_as: Option<MessageType>,
 ) -> Result<Message, ApiError> {
-    let wire: WireMessage = parse_wire("message", value)?;
+    let wire: WireMessage = parse_wire(VENDOR, "message", value)?;
     let remote_id = wire
         .id
         .as_str()
@@ -1145,81 +1020,12 @@ fn translate_message(
         html: None,
         attachments,
         private: false,
-        status: message_status(wire.status.as_deref()),
+        status: message_status(wire.status.as_deref(), MESSAGE_STATUS_WORDS),
         raw: mapper.raw(value),
     })
 }
 
 // ----- normalized → vendor -------------------------------------------------------------------
-
-/// `vendor_fields` a caller may pass for `what`; anything else is refused, never dropped.
-fn check_vendor_fields(
-    fields: &Map<String, Value>,
-    allowed: &[&str],
-    what: &str,
-) -> Result<(), ApiError> {
-    match fields.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(unknown) => Err(ApiError::invalid(format!(
-            "vendor_fields.{unknown} is not a llamadapro field for {what}; known: {}",
-            allowed.join(", ")
-        ))),
-        None => Ok(()),
-    }
-}
-
-/// A positive integer vendor field; integral doubles and numeric strings count (defaults may
-/// come from `${ENV}`).
-fn int_field(name: &str, value: Option<&Value>) -> Result<Option<u64>, ApiError> {
-    match value {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => number_key(v)
-            .and_then(|k| k.parse::<u64>().ok())
-            .map(Some)
-            .ok_or_else(|| {
-                ApiError::invalid(format!("vendor_fields.{name} must be a positive integer"))
-            }),
-    }
-}
-
-/// A text vendor field (numbers are written as text).
-fn text_field(name: &str, value: Option<&Value>) -> Result<Option<String>, ApiError> {
-    match value {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.trim().to_owned())),
-        Some(Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(_) => Err(ApiError::invalid(format!(
-            "vendor_fields.{name} must be a non-empty string"
-        ))),
-    }
-}
-
-/// `"Ana María López"` → (`"Ana"`, `"María López"`).
-fn split_name(name: &str) -> (String, String) {
-    let name = name.trim();
-    match name.split_once(char::is_whitespace) {
-        Some((first, rest)) => (first.to_owned(), rest.trim().to_owned()),
-        None => (name.to_owned(), String::new()),
-    }
-}
-
-/// First and last name from `name`, `first_name` and `last_name`; the explicit ones win.
-fn names(
-    name: Option<&str>,
-    first: Option<&str>,
-    last: Option<&str>,
-) -> (Option<String>, Option<String>) {
-    let (name_first, name_last) = match name {
-        Some(n) => {
-            let (f, l) = split_name(n);
-            (Some(f), Some(l))
-        }
-        None => (None, None),
-    };
-    (
-        first.map(|f| f.trim().to_owned()).or(name_first),
-        last.map(|l| l.trim().to_owned()).or(name_last),
-    )
-}
 
 /// One entry of `addresses` in a create or update body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -1262,7 +1068,7 @@ fn checked_emails(emails: &[String]) -> Result<Vec<String>, ApiError> {
 fn checked_phones(phones: &[String]) -> Result<Vec<String>, ApiError> {
     let mut out = Vec::new();
     for (i, phone) in phones.iter().enumerate() {
-        let phone = e164(phone).ok_or_else(|| {
+        let phone = phone::e164(phone, None).ok_or_else(|| {
             ApiError::invalid(format!(
                 "phones[{i}] must be an E.164 number such as +56912345678 (llamadapro stores \
                  international numbers)"
@@ -1284,7 +1090,7 @@ fn checked_whatsapp(handles: &[Handle]) -> Result<Vec<String>, ApiError> {
                  numbers go in emails and phones)"
             )));
         }
-        let number = e164(&phone_e164(&handle.value, true)).ok_or_else(|| {
+        let number = phone::whatsapp_e164(&handle.value).ok_or_else(|| {
             ApiError::invalid(format!(
                 "handles[{i}]: a whatsapp handle is the E.164 number, e.g. +56912345678"
             ))
@@ -1348,7 +1154,7 @@ fn name_value(name: String) -> Value {
 fn contact_vendor_fields(
     fields: &Map<String, Value>,
 ) -> Result<(Option<String>, Option<String>), ApiError> {
-    check_vendor_fields(fields, CONTACT_VENDOR_FIELDS, "contacts")?;
+    check_vendor_fields(VENDOR, fields, CONTACT_VENDOR_FIELDS, "contacts")?;
     Ok((
         text_field("nationalId", fields.get("nationalId"))?,
         text_field("companyPosition", fields.get("companyPosition"))?,
@@ -1376,7 +1182,7 @@ fn contact_create_body(body: &ContactCreate) -> Result<ContactWrite, ApiError> {
     let emails = checked_emails(&body.emails)?;
     let phones = checked_phones(&body.phones)?;
     let whatsapp = checked_whatsapp(&body.handles)?;
-    let (first, last) = names(
+    let (first, last) = split_names(
         body.name.as_deref(),
         body.first_name.as_deref(),
         body.last_name.as_deref(),
@@ -1450,7 +1256,7 @@ fn merged_addresses(
         None => {
             let mut kept = Vec::new();
             for number in of_kind("WHATSAPP") {
-                let normalized = phone_e164(number, true);
+                let normalized = phone::normalize_whatsapp(number);
                 if new_phones.as_ref().is_none_or(|p| p.contains(&normalized)) {
                     push_unique(&mut kept, normalized, same_text);
                 }
@@ -1464,7 +1270,7 @@ fn merged_addresses(
             .into_iter()
             .map(|p| {
                 // Keep a stored number as stored unless it is already a WhatsApp address.
-                let normalized = phone_e164(p, false);
+                let normalized = phone::normalize(p, None);
                 if whatsapp.contains(&normalized) {
                     normalized
                 } else {
@@ -1497,7 +1303,7 @@ fn contact_update_body(
 ) -> Result<ContactWrite, ApiError> {
     check_contact_patch(patch)?;
     let (national_id, company_position) = contact_vendor_fields(&patch.vendor_fields)?;
-    let (first, last) = names(
+    let (first, last) = split_names(
         patch.name.as_deref(),
         patch.first_name.as_deref(),
         patch.last_name.as_deref(),
@@ -1525,11 +1331,11 @@ fn contact_update_body(
             }
         }
         if let Some(old) = non_empty(current.phone.as_deref()) {
-            let old = phone_e164(old, false);
+            let old = phone::normalize(old, None);
             if (patch.phones.is_some() || patch.handles.is_some())
                 && !list
                     .iter()
-                    .any(|a| a.channel_type != "EMAIL" && phone_e164(&a.address, false) == old)
+                    .any(|a| a.channel_type != "EMAIL" && phone::normalize(&a.address, None) == old)
             {
                 phone = Some(Value::Null);
             }
@@ -1551,9 +1357,9 @@ fn contact_update_body(
 /// defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct ConversationFields {
-    funnel_id: u64,
-    funnel_status_id: Option<u64>,
-    user_id: Option<u64>,
+    funnel_id: i64,
+    funnel_status_id: Option<i64>,
+    user_id: Option<i64>,
 }
 
 /// `contact` of a conversation create: LlamadaPro creates it, or matches an existing contact
@@ -1605,7 +1411,7 @@ fn new_conversation_contact(contact: &NewContact) -> Result<ConversationNewConta
             "llamadapro conversations run on WhatsApp: contact.phone (E.164) is required",
         )
     })?;
-    let phone = e164(phone).ok_or_else(|| {
+    let phone = phone::e164(phone, None).ok_or_else(|| {
         ApiError::invalid("contact.phone must be an E.164 number such as +56912345678")
     })?;
     let email = match non_empty(contact.email.as_deref()) {
@@ -1774,7 +1580,12 @@ fn plan_message(
             "llamadapro has no internal notes: every message goes to the contact on WhatsApp",
         ));
     }
-    check_vendor_fields(&body.vendor_fields, MESSAGE_VENDOR_FIELDS, "messages")?;
+    check_vendor_fields(
+        VENDOR,
+        &body.vendor_fields,
+        MESSAGE_VENDOR_FIELDS,
+        "messages",
+    )?;
     let from_phone_number = match from {
         None | Some(Value::Null) => {
             return Err(ApiError::invalid(
@@ -1782,11 +1593,14 @@ fn plan_message(
                  to send from); set it in the connection's defaults or pass it in vendor_fields",
             ))
         }
-        Some(value) => value.as_str().and_then(e164).ok_or_else(|| {
-            ApiError::invalid(
-                "vendor_fields.fromPhoneNumber must be an E.164 number such as +56229145000",
-            )
-        })?,
+        Some(value) => value
+            .as_str()
+            .and_then(|n| phone::e164(n, None))
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "vendor_fields.fromPhoneNumber must be an E.164 number such as +56229145000",
+                )
+            })?,
     };
     let fields = &body.vendor_fields;
     let user_id = text_field("userId", fields.get("userId"))?;
@@ -1905,7 +1719,7 @@ fn search_body(
         conditions.push(address(email.to_owned()));
     }
     if let Some(phone) = non_empty(filters.phone.as_deref()) {
-        conditions.push(address(phone_e164(phone, false)));
+        conditions.push(address(phone::normalize(phone, None)));
     }
     if let Some(handle) = &filters.handle {
         if handle.channel != HandleChannel::Whatsapp {
@@ -1914,7 +1728,7 @@ fn search_body(
                  numbers with the email and phone filters",
             ));
         }
-        conditions.push(address(phone_e164(&handle.value, true)));
+        conditions.push(address(phone::normalize_whatsapp(&handle.value)));
         conditions
             .push(json!({"field": "addresses.channelType", "operator": "eq", "value": "WHATSAPP"}));
     }
@@ -2182,26 +1996,6 @@ mod tests {
                 value: "string".into()
             }]
         );
-    }
-
-    #[test]
-    fn phones_become_e164_where_known() {
-        assert_eq!(phone_e164("+56 9 1234 5671", false), PHONE);
-        assert_eq!(phone_e164("(+56) 9-1234-5671", false), PHONE);
-        assert_eq!(phone_e164("0056912345671", false), PHONE);
-        assert_eq!(phone_e164("56912345671", true), PHONE);
-        assert_eq!(phone_e164("56912345671", false), "56912345671");
-        assert_eq!(phone_e164(" 09 1234 ", false), "09 1234");
-        assert_eq!(e164("+56 9 1234 5671").as_deref(), Some(PHONE));
-        for bad in [
-            "56912345671",
-            "+0912345678",
-            "+12345",
-            "+1234567890123456",
-            "+56 9 ABC",
-        ] {
-            assert_eq!(e164(bad), None, "{bad}");
-        }
     }
 
     fn create(value: Value) -> ContactCreate {

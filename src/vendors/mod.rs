@@ -9,6 +9,7 @@ pub mod bench_support;
 pub mod caac;
 pub mod chatcaptain;
 pub mod client;
+mod common;
 pub mod libredesk;
 pub mod llamadapro;
 pub mod redact;
@@ -17,10 +18,9 @@ pub(crate) mod test_support;
 pub mod tls;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use crate::api::ids::{KeyGrammar, Kind, ObjectId};
+use crate::api::ids::{KeyGrammar, Kind};
 use crate::api::operation::{Operation, Vendor};
 use crate::api::request::{OperationRequest, Output};
 use crate::api::{ApiError, ErrorCode};
@@ -194,9 +194,24 @@ impl<'a> CallContext<'a> {
             .map_err(|e| e.into_api_error(vendor))
     }
 
-    /// A new opaque ID for an object of this connection.
-    pub fn id(&self, kind: Kind, keys: Vec<String>) -> String {
-        ObjectId::new(kind, &self.connection.tenant, &self.connection.name, keys).encode()
+    /// Refuse before any vendor call when a step of this operation needs a route the
+    /// connection does not configure: all or nothing, never half the calls and then a missing
+    /// route. `why` finishes "so <vendor> cannot …".
+    pub fn require_routes<'e>(
+        &self,
+        endpoints: impl IntoIterator<Item = &'e str>,
+        why: &str,
+    ) -> Result<(), ApiError> {
+        match endpoints
+            .into_iter()
+            .find(|e| !self.connection.routes.has(e))
+        {
+            Some(missing) => Err(ApiError::unsupported_operation(format!(
+                "this connection has no `{missing}` route, so {} cannot {why}",
+                self.vendor()
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// A vendor field: the request's `vendor_fields` win over the connection's `defaults`.
@@ -209,113 +224,6 @@ impl<'a> CallContext<'a> {
             .get(name)
             .or_else(|| self.connection.defaults.get(name))
     }
-
-    pub fn raw(&self, value: &Value) -> Option<Value> {
-        self.want_raw.then(|| value.clone())
-    }
-}
-
-/// What a translation needs from the call context: who owns the IDs it mints, and whether the
-/// caller asked for `raw`. Owned, so adapters never hold the context across a vendor call.
-#[derive(Debug, Clone)]
-pub(crate) struct Mapper {
-    pub(crate) tenant: String,
-    pub(crate) connection: String,
-    pub(crate) want_raw: bool,
-}
-
-impl Mapper {
-    pub(crate) fn new(ctx: &CallContext<'_>) -> Self {
-        Mapper {
-            tenant: ctx.connection.tenant.clone(),
-            connection: ctx.connection.name.clone(),
-            want_raw: ctx.want_raw,
-        }
-    }
-
-    /// A new opaque ID of this connection.
-    pub(crate) fn id(&self, kind: Kind, keys: Vec<String>) -> String {
-        ObjectId::new(kind, &self.tenant, &self.connection, keys).encode()
-    }
-
-    /// The untouched vendor object, only when the caller asked for it.
-    pub(crate) fn raw(&self, value: &Value) -> Option<Value> {
-        self.want_raw.then(|| value.clone())
-    }
-
-    /// Like [`Mapper::raw`], building the value only when it is wanted.
-    pub(crate) fn raw_with(&self, value: impl FnOnce() -> Value) -> Option<Value> {
-        self.want_raw.then(value)
-    }
-}
-
-/// A string with content: trimmed, and `None` when empty.
-pub(crate) fn non_empty(s: Option<&str>) -> Option<&str> {
-    s.map(str::trim).filter(|s| !s.is_empty())
-}
-
-pub(crate) fn owned_non_empty(s: Option<&str>) -> Option<String> {
-    non_empty(s).map(str::to_owned)
-}
-
-/// The vendor said the connection's credentials are bad: `vendor_auth_failed` (502).
-pub fn credentials_rejected(vendor: Vendor, response: &VendorResponse) -> ApiError {
-    ApiError::vendor(
-        ErrorCode::VendorAuthFailed,
-        vendor,
-        format!("{vendor} rejected the connection's credentials"),
-    )
-    .with_vendor_status(response.status)
-}
-
-/// The default mapping of a vendor's non-2xx answer to the error table (docs/api.md).
-/// `message` is the vendor's own error text, passed through for 4xx input errors and 403s
-/// (it is already redacted: see [`CallContext::call`]).
-///
-/// A 401 means bad credentials. A 403 does not: the credentials are valid but the vendor
-/// account may not do this (Libredesk answers 403 for a key that may not see one
-/// conversation), so it is `forbidden` here and becomes `not_found` for a read by ID
-/// ([`forbidden_for`]). A vendor whose 403 *is* its bad-credentials answer (ChatCaptain)
-/// maps it with [`credentials_rejected`] itself.
-pub fn status_error(vendor: Vendor, response: &VendorResponse, message: Option<&str>) -> ApiError {
-    let status = response.status;
-    let (code, detail) = match status {
-        401 => return credentials_rejected(vendor, response),
-        403 => (
-            ErrorCode::Forbidden,
-            format!(
-                "{vendor} does not allow this connection's account to do this: {}",
-                truncate(message.unwrap_or("no reason given"), 200)
-            ),
-        ),
-        404 => (ErrorCode::NotFound, format!("{vendor} has no such object")),
-        429 => (
-            ErrorCode::VendorRateLimited,
-            format!("{vendor} is rate limiting this connection"),
-        ),
-        400 | 409 | 422 => (
-            ErrorCode::InvalidRequest,
-            format!(
-                "{vendor} rejected the request: {}",
-                truncate(message.unwrap_or("no reason given"), 200)
-            ),
-        ),
-        s if s >= 500 => (
-            ErrorCode::VendorError,
-            format!("{vendor} failed with status {s}"),
-        ),
-        s => (
-            ErrorCode::VendorError,
-            format!("{vendor} answered with unexpected status {s}"),
-        ),
-    };
-    ApiError::vendor(code, vendor, detail)
-        .with_vendor_status(status)
-        .with_retry_after(if status == 429 {
-            response.retry_after
-        } else {
-            None
-        })
 }
 
 /// What a vendor's 403 means for `op`: reading an object by ID that the account may not see
@@ -347,26 +255,103 @@ pub fn forbidden_for(op: Operation, error: ApiError) -> ApiError {
     }
 }
 
-/// The vendor answered 2xx, but not with what its contract promises.
-pub fn bad_response(vendor: Vendor, what: impl std::fmt::Display) -> ApiError {
-    ApiError::vendor(
-        ErrorCode::VendorBadResponse,
-        vendor,
-        format!("{vendor} sent a response that does not match its contract: {what}"),
-    )
-}
+#[cfg(test)]
+// Tests may panic on a broken fixture; that is their job.
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use serde_json::json;
 
-/// Parse a JSON body, or fail with `vendor_bad_response`.
-pub fn parse_json<T: serde::de::DeserializeOwned>(
-    vendor: Vendor,
-    body: &Bytes,
-) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| bad_response(vendor, e))
-}
+    use super::common::Mapper;
+    use super::*;
 
-fn truncate(s: &str, max: usize) -> &str {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => &s[..i],
-        None => s,
+    fn mapper() -> Mapper {
+        Mapper {
+            tenant: "acme".into(),
+            connection: "c".into(),
+            want_raw: false,
+        }
+    }
+
+    /// The phones of a contact each vendor stores `number` on, through each adapter's own
+    /// contact mapping; with a `country`, only the vendors that store one beside the number
+    /// (Libredesk's calling-code field, CAAC's member country).
+    fn phones(number: &str, country: Option<&str>) -> Vec<(Vendor, Vec<String>)> {
+        let m = mapper();
+        let mut out = vec![
+            (Vendor::Libredesk, {
+                let value =
+                    json!({"id": 1, "phone_number": number, "phone_number_country_code": country});
+                libredesk::translate_contact(&m, &value).unwrap().phones
+            }),
+            (Vendor::Caac, {
+                let value = json!({"id": 1, "mobile": number, "country": country});
+                caac::translate_contact(&m, 1201, &value).unwrap().phones
+            }),
+        ];
+        if country.is_none() {
+            let value =
+                json!({"id": 1, "addresses": [{"channelType": "PHONE", "address": number}]});
+            let llamadapro = llamadapro::translate_contact(&m, &value).unwrap().phones;
+            let value = json!({"id": "c1", "phoneNumber": number});
+            let chatcaptain = chatcaptain::translate_contact(&m, &value).unwrap().phones;
+            out.push((Vendor::LlamadaPro, llamadapro));
+            out.push((Vendor::ChatCaptain, chatcaptain));
+        }
+        out
+    }
+
+    #[test]
+    fn one_number_normalizes_the_same_for_every_vendor() {
+        // (stored number, country stored beside it, the contact's phone)
+        for (number, country, expected) in [
+            ("+44 7700 900123", None, "+447700900123"),
+            ("0044 7700 900123", None, "+447700900123"),
+            ("+44 (0)7700 900123", None, "+447700900123"),
+            ("+39 06 1234 5678", None, "+390612345678"),
+            ("+39 (0)6 1234 5678", None, "+390612345678"),
+            ("0039/06/12345678", None, "+390612345678"),
+            ("(+56) 9-1234-5671", None, "+56912345671"),
+            ("+1 (415) 555.0100", None, "+14155550100"),
+            ("+49 30/1234567", None, "+49301234567"),
+            // Not E.164 without a country, or at all: kept as stored.
+            ("07700 900123", None, "07700 900123"),
+            ("+44 ext 5", None, "+44 ext 5"),
+            ("+12345", None, "+12345"),
+            // National numbers in the country stored beside them.
+            ("07700 900123", Some("GB"), "+447700900123"),
+            ("7700 900123", Some("+44"), "+447700900123"),
+            ("06 1234 5678", Some("IT"), "+390612345678"),
+            ("347 123 4567", Some("39"), "+393471234567"),
+            ("030/1234567", Some("DE"), "+49301234567"),
+            ("0912-345-678", Some("TW"), "+886912345678"),
+            ("0044 7700 900123", Some("IT"), "+447700900123"),
+            ("0912-345-678", Some("XX"), "0912-345-678"),
+        ] {
+            let phones = phones(number, country);
+            assert!(phones.len() >= 2);
+            for (vendor, phones) in phones {
+                assert_eq!(
+                    phones,
+                    vec![expected],
+                    "{vendor}: {number:?} in {country:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn one_whatsapp_number_normalizes_the_same_for_every_vendor_with_whatsapp() {
+        for (id, expected) in [
+            ("4917612345678", "+4917612345678"),
+            ("+49 176 1234-5678", "+4917612345678"),
+            ("0049 176 12345678", "+4917612345678"),
+        ] {
+            let value = json!({"id": 1, "addresses": [{"channelType": "WHATSAPP", "address": id}]});
+            let llamadapro = llamadapro::translate_contact(&mapper(), &value).unwrap();
+            let value = json!({"id": "c1", "whatsappId": id});
+            let chatcaptain = chatcaptain::translate_contact(&mapper(), &value).unwrap();
+            assert_eq!(llamadapro.phones, vec![expected], "llamadapro: {id:?}");
+            assert_eq!(chatcaptain.phones, vec![expected], "chatcaptain: {id:?}");
+        }
     }
 }

@@ -1,0 +1,41 @@
+//! [`Mapper`]: what a translation needs to turn one vendor object into a normalized one.
+
+use serde_json::Value;
+
+use crate::api::ids::{Kind, ObjectId};
+use crate::vendors::CallContext;
+
+/// What a translation needs from the call context: who owns the IDs it mints, and whether the
+/// caller asked for `raw`. Owned, so adapters never hold the context across a vendor call.
+#[derive(Debug, Clone)]
+pub(crate) struct Mapper {
+    pub(crate) tenant: String,
+    pub(crate) connection: String,
+    pub(crate) want_raw: bool,
+}
+
+impl Mapper {
+    pub(crate) fn new(ctx: &CallContext<'_>) -> Self {
+        Mapper {
+            tenant: ctx.connection.tenant.clone(),
+            connection: ctx.connection.name.clone(),
+            want_raw: ctx.want_raw,
+        }
+    }
+
+    /// A new opaque ID of this connection.
+    pub(crate) fn id(&self, kind: Kind, keys: Vec<String>) -> String {
+        ObjectId::new(kind, &self.tenant, &self.connection, keys).encode()
+    }
+
+    /// The untouched vendor object, only when the caller asked for it.
+    pub(crate) fn raw(&self, value: &Value) -> Option<Value> {
+        self.want_raw.then(|| value.clone())
+    }
+
+    /// Like [`Mapper::raw`], building the value only when it is wanted: the form a
+    /// translation from typed, borrowed wire structs uses, so `raw` costs nothing unless asked.
+    pub(crate) fn raw_with(&self, value: impl FnOnce() -> Value) -> Option<Value> {
+        self.want_raw.then(value)
+    }
+}

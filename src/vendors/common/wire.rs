@@ -1,0 +1,212 @@
+//! Reading vendor answers: the status check every adapter makes first, typed wire structs
+//! read from a body or from a tree already parsed, and the errors both produce.
+//!
+//! Every failure here is `vendor_bad_response` (the answer broke the vendor's contract) or a
+//! row of the error table chosen by status ([`status_error`]), never a panic: a vendor body is
+//! untrusted input.
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::api::operation::Vendor;
+use crate::api::{ApiError, ErrorCode};
+// The upstream client's answer type, through the vendors module's re-export.
+use crate::vendors::VendorResponse;
+
+/// Something a wire struct can be read from: the vendor's body as it came off the socket, or
+/// a JSON tree already parsed from one (an object inside an envelope, one item of a list).
+/// Reading from the bytes is what lets a wire struct borrow its strings from the body
+/// (`&'de str` fields) instead of copying them through a `Value`.
+pub(crate) trait WireSource<'de> {
+    fn read<T: Deserialize<'de>>(self) -> Result<T, serde_json::Error>;
+}
+
+impl<'de> WireSource<'de> for &'de Value {
+    fn read<T: Deserialize<'de>>(self) -> Result<T, serde_json::Error> {
+        T::deserialize(self)
+    }
+}
+
+impl<'de> WireSource<'de> for &'de [u8] {
+    fn read<T: Deserialize<'de>>(self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(self)
+    }
+}
+
+impl<'de> WireSource<'de> for &'de Bytes {
+    fn read<T: Deserialize<'de>>(self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(self)
+    }
+}
+
+/// Read `what` (a member, a page, …) of a `vendor` answer into its wire struct; a shape that
+/// does not fit is `vendor_bad_response` naming `what` and serde's reason.
+pub(crate) fn parse_wire<'de, T: Deserialize<'de>>(
+    vendor: Vendor,
+    what: &str,
+    source: impl WireSource<'de>,
+) -> Result<T, ApiError> {
+    source
+        .read()
+        .map_err(|e| bad_response(vendor, format!("{what}: {e}")))
+}
+
+/// Parse a whole JSON body, or fail with `vendor_bad_response`.
+pub fn parse_json<T: serde::de::DeserializeOwned>(
+    vendor: Vendor,
+    body: &Bytes,
+) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| bad_response(vendor, e))
+}
+
+/// The vendor answered 2xx, but not with what its contract promises.
+pub fn bad_response(vendor: Vendor, what: impl std::fmt::Display) -> ApiError {
+    ApiError::vendor(
+        ErrorCode::VendorBadResponse,
+        vendor,
+        format!("{vendor} sent a response that does not match its contract: {what}"),
+    )
+}
+
+/// The first check on every answer: a 2xx passes; anything else is its row of the error table
+/// ([`status_error`]) with the vendor's own error text, which `error_text` reads from the body
+/// in the vendor's error shape.
+pub(crate) fn check_status(
+    vendor: Vendor,
+    response: &VendorResponse,
+    error_text: impl FnOnce(&[u8]) -> Option<String>,
+) -> Result<(), ApiError> {
+    if response.is_success() {
+        return Ok(());
+    }
+    let message = error_text(&response.body);
+    Err(status_error(vendor, response, message.as_deref()))
+}
+
+/// The vendor said the connection's credentials are bad: `vendor_auth_failed` (502).
+pub fn credentials_rejected(vendor: Vendor, response: &VendorResponse) -> ApiError {
+    ApiError::vendor(
+        ErrorCode::VendorAuthFailed,
+        vendor,
+        format!("{vendor} rejected the connection's credentials"),
+    )
+    .with_vendor_status(response.status)
+}
+
+/// The default mapping of a vendor's non-2xx answer to the error table (docs/api.md).
+/// `message` is the vendor's own error text, passed through for 4xx input errors and 403s
+/// (it is already redacted: see [`CallContext::call`](crate::vendors::CallContext::call)).
+///
+/// A 401 means bad credentials. A 403 does not: the credentials are valid but the vendor
+/// account may not do this (Libredesk answers 403 for a key that may not see one
+/// conversation), so it is `forbidden` here and becomes `not_found` for a read by ID
+/// ([`forbidden_for`](crate::vendors::forbidden_for)). A vendor whose 403 *is* its
+/// bad-credentials answer (ChatCaptain) maps it with [`credentials_rejected`] itself.
+pub fn status_error(vendor: Vendor, response: &VendorResponse, message: Option<&str>) -> ApiError {
+    let status = response.status;
+    let (code, detail) = match status {
+        401 => return credentials_rejected(vendor, response),
+        403 => (
+            ErrorCode::Forbidden,
+            format!(
+                "{vendor} does not allow this connection's account to do this: {}",
+                truncate(message.unwrap_or("no reason given"), 200)
+            ),
+        ),
+        404 => (ErrorCode::NotFound, format!("{vendor} has no such object")),
+        429 => (
+            ErrorCode::VendorRateLimited,
+            format!("{vendor} is rate limiting this connection"),
+        ),
+        400 | 409 | 422 => (
+            ErrorCode::InvalidRequest,
+            format!(
+                "{vendor} rejected the request: {}",
+                truncate(message.unwrap_or("no reason given"), 200)
+            ),
+        ),
+        s if s >= 500 => (
+            ErrorCode::VendorError,
+            format!("{vendor} failed with status {s}"),
+        ),
+        s => (
+            ErrorCode::VendorError,
+            format!("{vendor} answered with unexpected status {s}"),
+        ),
+    };
+    ApiError::vendor(code, vendor, detail)
+        .with_vendor_status(status)
+        .with_retry_after(if status == 429 {
+            response.retry_after
+        } else {
+            None
+        })
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    struct Borrowed<'a> {
+        name: &'a str,
+    }
+
+    #[test]
+    fn a_wire_struct_reads_from_a_tree_or_borrows_from_the_bytes() {
+        let tree = json!({"name": "Ada"});
+        let owned: std::collections::BTreeMap<String, String> =
+            parse_wire(Vendor::Caac, "x", &tree).unwrap();
+        assert_eq!(owned["name"], "Ada");
+        let body = Bytes::from_static(br#"{"name":"Ada"}"#);
+        let borrowed: Borrowed<'_> = parse_wire(Vendor::Caac, "x", &body).unwrap();
+        assert_eq!(borrowed.name, "Ada");
+    }
+
+    #[test]
+    fn a_shape_that_does_not_fit_is_a_bad_response_naming_what() {
+        for vendor in Vendor::ALL {
+            let err = parse_wire::<Borrowed<'_>>(vendor, "member", &json!({"id": 1})).unwrap_err();
+            assert_eq!(err.code, ErrorCode::VendorBadResponse);
+            assert_eq!(err.vendor, Some(vendor));
+            assert!(
+                err.detail.contains("member: missing field `name`"),
+                "{}",
+                err.detail
+            );
+            let err = parse_wire::<Borrowed<'_>>(vendor, "page", b"{".as_slice()).unwrap_err();
+            assert_eq!(err.code, ErrorCode::VendorBadResponse);
+        }
+    }
+
+    #[test]
+    fn only_a_non_2xx_reads_the_error_text() {
+        let ok = VendorResponse {
+            status: 204,
+            ..VendorResponse::default()
+        };
+        check_status(Vendor::Caac, &ok, |_| panic!("a 2xx has no error text")).unwrap();
+        let refused = VendorResponse {
+            status: 422,
+            body: Bytes::from_static(b"name is required"),
+            ..VendorResponse::default()
+        };
+        let err = check_status(Vendor::Caac, &refused, |body| {
+            Some(String::from_utf8_lossy(body).into_owned())
+        })
+        .unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidRequest);
+        assert!(err.detail.ends_with("name is required"), "{}", err.detail);
+    }
+}
