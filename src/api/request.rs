@@ -59,6 +59,25 @@ pub enum Resource {
     Message(Box<Message>),
 }
 
+/// An adapter's translation answers the object; `.into()` boxes it as a resource.
+impl From<Contact> for Resource {
+    fn from(contact: Contact) -> Self {
+        Resource::Contact(Box::new(contact))
+    }
+}
+
+impl From<Conversation> for Resource {
+    fn from(conversation: Conversation) -> Self {
+        Resource::Conversation(Box::new(conversation))
+    }
+}
+
+impl From<Message> for Resource {
+    fn from(message: Message) -> Self {
+        Resource::Message(Box::new(message))
+    }
+}
+
 /// What an adapter answers.
 #[derive(Debug, Clone)]
 pub enum Output {

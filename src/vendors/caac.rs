@@ -44,8 +44,8 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::common::{
-    bad_response, check_status, ep, filter, int_field, int_key, keys, non_empty, not_served, op,
-    owned_non_empty, parse_json, parse_wire, phone, Mapper,
+    assignee_id, bad_response, check_status, ep, filter, int_field, int_key, keys, non_empty,
+    not_served, op, owned_non_empty, parse_json, parse_wire, phone, Mapper,
 };
 use super::{Adapter, CallContext, EndpointSpec, OperationSpec};
 // The upstream client's types.
@@ -57,7 +57,7 @@ use crate::api::model::{
     Message, MessageSend, MessageStatus, MessageType, Sender, SenderType,
 };
 use crate::api::operation::{Operation::*, Vendor};
-use crate::api::request::{ContactFilters, OperationRequest, Output, Page, Resource};
+use crate::api::request::{ContactFilters, OperationRequest, Output, Page};
 use crate::api::ApiError;
 
 pub struct Caac;
@@ -80,27 +80,15 @@ static ENDPOINTS: &[EndpointSpec] = &[
 /// (conversations are implicit: each member's has the member's ID; resolve one with PATCH
 /// {"status": "resolved"}), messages.list and messages.get (no such calls; messages are only
 /// exported as an asynchronous CSV backup).
+#[rustfmt::skip]
 static OPERATIONS: &[OperationSpec] = &[
-    op(ContactsList, &["contacts.lookup"]).filters(&[filter("handle")]),
-    op(ContactsCreate, &["contacts.create", "contacts.get"]),
-    op(ContactsGet, &["contacts.get"]),
-    op(
-        ConversationsCreate,
-        &["contacts.get", "conversations.assignment"],
-    ),
-    op(
-        ConversationsGet,
-        &["contacts.get", "conversations.assignment"],
-    ),
-    op(
-        ConversationsUpdate,
-        &[
-            "contacts.get",
-            "conversations.assignment",
-            "conversations.close",
-        ],
-    ),
-    op(MessagesSend, &["messages.send"]),
+    op(ContactsList,        &["contacts.lookup"]).filters(&[filter("handle")]),
+    op(ContactsCreate,      &["contacts.create", "contacts.get"]),
+    op(ContactsGet,         &["contacts.get"]),
+    op(ConversationsCreate, &["contacts.get", "conversations.assignment"]),
+    op(ConversationsGet,    &["contacts.get", "conversations.assignment"]),
+    op(ConversationsUpdate, &["contacts.get", "conversations.assignment", "conversations.close"]),
+    op(MessagesSend,        &["messages.send"]),
 ];
 
 #[async_trait]
@@ -145,14 +133,12 @@ impl Adapter for Caac {
                 let keys = member_keys(&id)?;
                 let member = fetch(ctx, "contacts.get", keys.call()).await?;
                 let contact = translate_contact(&Mapper::new(ctx), keys.channel_id, &member)?;
-                Ok(Output::Found(Resource::Contact(Box::new(contact))))
+                Ok(Output::Found(contact.into()))
             }
             OperationRequest::ConversationsGet(id) => {
                 let keys = member_keys(&id)?;
                 let conversation = get_conversation(ctx, keys).await?;
-                Ok(Output::Found(Resource::Conversation(Box::new(
-                    conversation,
-                ))))
+                Ok(Output::Found(conversation.into()))
             }
             OperationRequest::ConversationsCreate(body, contact_id) => {
                 create_conversation(ctx, &body, contact_id.as_ref()).await
@@ -213,7 +199,7 @@ pub(super) fn lookup_answer(
     let member = read_body(response)?;
     let contact = translate_contact(mapper, channel_id, &member)?;
     let data = if handle_matches(&contact.handles, handle) {
-        vec![Resource::Contact(Box::new(contact))]
+        vec![contact.into()]
     } else {
         Vec::new()
     };
@@ -246,7 +232,7 @@ async fn create_contact(
     };
     let member = fetch(ctx, "contacts.get", keys.call()).await?;
     let contact = translate_contact(&Mapper::new(ctx), channel_id, &member)?;
-    Ok(Output::Created(Resource::Contact(Box::new(contact))))
+    Ok(Output::Created(contact.into()))
 }
 
 /// The implicit conversation of a member: the member, then its assignment relationship.
@@ -300,9 +286,7 @@ async fn create_conversation(
         .await?;
         conversation = get_conversation(ctx, keys).await?;
     }
-    Ok(Output::Created(Resource::Conversation(Box::new(
-        conversation,
-    ))))
+    Ok(Output::Created(conversation.into()))
 }
 
 async fn update_conversation(
@@ -328,9 +312,7 @@ async fn update_conversation(
         .await?;
     }
     let conversation = get_conversation(ctx, keys).await?;
-    Ok(Output::Found(Resource::Conversation(Box::new(
-        conversation,
-    ))))
+    Ok(Output::Found(conversation.into()))
 }
 
 async fn send_message(
@@ -349,7 +331,7 @@ async fn send_message(
     )
     .await?;
     let message = translate_message(&Mapper::new(ctx), keys, &data, Some(user_id))?;
-    Ok(Output::Created(Resource::Message(Box::new(message))))
+    Ok(Output::Created(message.into()))
 }
 
 // ----- IDs and vendor fields -----------------------------------------------------------------
@@ -1054,10 +1036,16 @@ fn plan_conversation_update(
                 }
                 let mut relationship = Map::new();
                 if let Some(team) = &assignee.team_id {
-                    relationship.insert("team_id".into(), assignee_id("team_id", team)?.into());
+                    relationship.insert(
+                        "team_id".into(),
+                        assignee_id(VENDOR, "team_id", team)?.into(),
+                    );
                 }
                 if let Some(user) = &assignee.user_id {
-                    relationship.insert("user_id".into(), assignee_id("user_id", user)?.into());
+                    relationship.insert(
+                        "user_id".into(),
+                        assignee_id(VENDOR, "user_id", user)?.into(),
+                    );
                 }
                 body.insert(
                     "assignment_relationship".into(),
@@ -1080,16 +1068,6 @@ fn plan_conversation_update(
         });
     }
     Ok(plan)
-}
-
-fn assignee_id(field: &str, id: &str) -> Result<i64, ApiError> {
-    let id = id.trim().parse::<i64>().ok().and_then(positive);
-    id.ok_or_else(|| {
-        ApiError::invalid(format!(
-            "assignee.{field} must be a caac {} id (a positive integer)",
-            if field == "team_id" { "team" } else { "user" }
-        ))
-    })
 }
 
 #[cfg(test)]

@@ -116,27 +116,22 @@ static ENDPOINTS: &[EndpointSpec] = &[
 /// What the adapter serves, and the calls each operation needs. Every operation of the
 /// normalized API has a ChatCaptain call; what ChatCaptain cannot do inside an operation
 /// (filters, PATCH fields, private notes) is refused per request.
+#[rustfmt::skip]
 static OPERATIONS: &[OperationSpec] = &[
-    op(ContactsList, &["contacts.list"]).filters(&[filter_via("q", "contacts.search")]),
-    op(ContactsCreate, &["contacts.create"]),
-    op(ContactsGet, &["contacts.get"]),
-    op(ContactsUpdate, &["contacts.get", "contacts.update"]),
-    op(ContactsDelete, &["contacts.delete"]),
-    op(ConversationsList, &["conversations.list"])
+    op(ContactsList,        &["contacts.list"]).filters(&[filter_via("q", "contacts.search")]),
+    op(ContactsCreate,      &["contacts.create"]),
+    op(ContactsGet,         &["contacts.get"]),
+    op(ContactsUpdate,      &["contacts.get", "contacts.update"]),
+    op(ContactsDelete,      &["contacts.delete"]),
+    op(ConversationsList,   &["conversations.list"])
         .filters(&[filter("status"), filter("contact_id")]),
-    op(
-        ConversationsCreate,
-        &["conversations.create", "conversations.get"],
-    ),
-    op(ConversationsGet, &["conversations.get"]),
-    op(
-        ConversationsUpdate,
-        &["conversations.update", "conversations.get"],
-    ),
+    op(ConversationsCreate, &["conversations.create", "conversations.get"]),
+    op(ConversationsGet,    &["conversations.get"]),
+    op(ConversationsUpdate, &["conversations.update", "conversations.get"]),
     op(ConversationsDelete, &["conversations.delete"]),
-    op(MessagesList, &["messages.list"]),
-    op(MessagesGet, &["messages.get"]),
-    op(MessagesSend, &["messages.send"]),
+    op(MessagesList,        &["messages.list"]),
+    op(MessagesGet,         &["messages.get"]),
+    op(MessagesSend,        &["messages.send"]),
 ];
 
 #[async_trait]
@@ -180,7 +175,7 @@ impl Adapter for ChatCaptain {
             OperationRequest::ContactsGet(id) => {
                 let key = contact_key(&id)?;
                 let contact = get_contact(ctx, key).await?;
-                Ok(Output::Found(Resource::Contact(Box::new(contact))))
+                Ok(Output::Found(contact.into()))
             }
             OperationRequest::ContactsUpdate(id, patch) => update_contact(ctx, &id, &patch).await,
             OperationRequest::ContactsDelete(id) => {
@@ -198,9 +193,7 @@ impl Adapter for ChatCaptain {
             OperationRequest::ConversationsGet(id) => {
                 let key = conversation_key(&id)?;
                 let conversation = get_conversation(ctx, key).await?;
-                Ok(Output::Found(Resource::Conversation(Box::new(
-                    conversation,
-                ))))
+                Ok(Output::Found(conversation.into()))
             }
             OperationRequest::ConversationsUpdate(id, patch) => {
                 update_conversation(ctx, &id, &patch).await
@@ -222,7 +215,7 @@ impl Adapter for ChatCaptain {
                 let response = ctx.call("messages.get", call).await?;
                 let value = read_field(&response, "message")?;
                 let message = translate_message(&Mapper::new(ctx), &value, conversation)?;
-                Ok(Output::Found(Resource::Message(Box::new(message))))
+                Ok(Output::Found(message.into()))
             }
             OperationRequest::MessagesSend(conversation_id, body) => {
                 send_message(ctx, &conversation_id, &body).await
@@ -330,7 +323,7 @@ async fn create_contact(
         }
     };
     let contact = translate_contact(&Mapper::new(ctx), &value)?;
-    Ok(Output::Created(Resource::Contact(Box::new(contact))))
+    Ok(Output::Created(contact.into()))
 }
 
 async fn update_contact(
@@ -361,7 +354,7 @@ async fn update_contact(
         _ => fetch_contact(ctx, &key).await?,
     };
     let contact = translate_contact(&Mapper::new(ctx), &value)?;
-    Ok(Output::Found(Resource::Contact(Box::new(contact))))
+    Ok(Output::Found(contact.into()))
 }
 
 async fn list_conversations(
@@ -399,7 +392,7 @@ pub(super) fn conversations_window(
     for item in &items {
         let conversation = translate_conversation(mapper, item)?;
         if status.is_none_or(|s| s == conversation.status) {
-            conversations.push(Resource::Conversation(Box::new(conversation)));
+            conversations.push(conversation.into());
         }
     }
     Ok(window(conversations, offset, limit))
@@ -478,9 +471,7 @@ async fn create_conversation(
         read_field(&response, "message")?;
     }
     let conversation = get_conversation(ctx, &conversation_id).await?;
-    Ok(Output::Created(Resource::Conversation(Box::new(
-        conversation,
-    ))))
+    Ok(Output::Created(conversation.into()))
 }
 
 async fn update_conversation(
@@ -502,9 +493,7 @@ async fn update_conversation(
         Some(value @ Value::Object(_)) => translate_conversation(&Mapper::new(ctx), value)?,
         _ => get_conversation(ctx, &key).await?,
     };
-    Ok(Output::Found(Resource::Conversation(Box::new(
-        conversation,
-    ))))
+    Ok(Output::Found(conversation.into()))
 }
 
 async fn list_messages(
@@ -519,7 +508,7 @@ async fn list_messages(
     let mapper = Mapper::new(ctx);
     let messages = items
         .iter()
-        .map(|v| translate_message(&mapper, v, &key).map(|m| Resource::Message(Box::new(m))))
+        .map(|v| translate_message(&mapper, v, &key).map(|m| m.into()))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(window(messages, offset, page.limit))
 }
@@ -539,7 +528,7 @@ async fn send_message(
         .await?;
     let value = read_field(&response, "message")?;
     let message = translate_message(&Mapper::new(ctx), &value, &key)?;
-    Ok(Output::Created(Resource::Message(Box::new(message))))
+    Ok(Output::Created(message.into()))
 }
 
 // ----- IDs and cursors -----------------------------------------------------------------------
@@ -911,7 +900,7 @@ fn translate_contact_page(
     };
     let data = items
         .iter()
-        .map(|v| translate_contact(mapper, v).map(|c| Resource::Contact(Box::new(c))))
+        .map(|v| translate_contact(mapper, v).map(|c| c.into()))
         .collect::<Result<Vec<_>, _>>()?;
     let last_created = match items.last() {
         Some(last) => timestamp(parse_contact(last)?.created.as_ref()),
@@ -959,7 +948,7 @@ fn translate_search(
         .iter()
         .map(|hit| {
             let document = hit.get("document").unwrap_or(hit);
-            translate_contact(mapper, document).map(|c| Resource::Contact(Box::new(c)))
+            translate_contact(mapper, document).map(|c| c.into())
         })
         .collect::<Result<Vec<_>, _>>()?;
     let more = match wire.found {

@@ -38,9 +38,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::common::{
-    attachment_type, bad_response, check_status, cursor_number, ep, filter, filter_via, int_field,
-    int_key, join_name, keys, message_status, non_empty, not_served, object_or_empty, op,
-    owned_non_empty, parse_json, parse_wire, phone, split_name, split_names, Mapper,
+    assignee_id, attachment_type, bad_response, check_status, cursor_number, ep, filter,
+    filter_via, int_field, int_key, join_name, keys, message_status, non_empty, not_served,
+    object_or_empty, op, owned_non_empty, parse_json, parse_wire, phone, split_name, split_names,
+    Mapper,
 };
 use super::{Adapter, CallContext, EndpointSpec, OperationSpec};
 // The upstream client's types.
@@ -93,20 +94,18 @@ static ENDPOINTS: &[EndpointSpec] = &[
 /// conversations: POST /v1/conversations with contact: {name, email}), nor
 /// conversations.delete (close one with PATCH {"status": "closed"}); so they answer 501 and
 /// capabilities leave them out.
+#[rustfmt::skip]
 static OPERATIONS: &[OperationSpec] = &[
-    op(ContactsList, &["contacts.list"]).filters(&[filter_via("q", "contacts.search")]),
-    op(ContactsGet, &["contacts.get"]),
-    op(ContactsUpdate, &["contacts.get", "contacts.update"]),
-    op(ConversationsList, &["conversations.list"]).filters(&[filter("status")]),
-    op(ConversationsGet, &["conversations.get"]),
+    op(ContactsList,        &["contacts.list"]).filters(&[filter_via("q", "contacts.search")]),
+    op(ContactsGet,         &["contacts.get"]),
+    op(ContactsUpdate,      &["contacts.get", "contacts.update"]),
+    op(ConversationsList,   &["conversations.list"]).filters(&[filter("status")]),
+    op(ConversationsGet,    &["conversations.get"]),
     op(ConversationsCreate, &["conversations.create"]),
-    op(
-        ConversationsUpdate,
-        &["conversations.get", "conversations.update_status"],
-    ),
-    op(MessagesList, &["messages.list"]),
-    op(MessagesGet, &["messages.get"]),
-    op(MessagesSend, &["messages.send"]),
+    op(ConversationsUpdate, &["conversations.get", "conversations.update_status"]),
+    op(MessagesList,        &["messages.list"]),
+    op(MessagesGet,         &["messages.get"]),
+    op(MessagesSend,        &["messages.send"]),
 ];
 
 #[async_trait]
@@ -148,7 +147,7 @@ impl Adapter for Libredesk {
                 let key = contact_key(&id)?;
                 let data = fetch(ctx, "contacts.get", contact_call(key)).await?;
                 let contact = translate_contact(&Mapper::new(ctx), &data)?;
-                Ok(Output::Found(Resource::Contact(Box::new(contact))))
+                Ok(Output::Found(contact.into()))
             }
             OperationRequest::ContactsUpdate(id, patch) => update_contact(ctx, &id, &patch).await,
             OperationRequest::ConversationsList(page, filters) => {
@@ -157,9 +156,7 @@ impl Adapter for Libredesk {
             OperationRequest::ConversationsGet(id) => {
                 let uuid = conversation_key(&id)?;
                 let conversation = get_conversation(ctx, uuid).await?;
-                Ok(Output::Found(Resource::Conversation(Box::new(
-                    conversation,
-                ))))
+                Ok(Output::Found(conversation.into()))
             }
             OperationRequest::ConversationsCreate(body, contact_id) => {
                 create_conversation(ctx, &body, contact_id.as_ref()).await
@@ -173,7 +170,7 @@ impl Adapter for Libredesk {
             OperationRequest::MessagesGet(id) => {
                 let (conversation_uuid, message_uuid) = message_keys(&id)?;
                 let message = get_message(ctx, conversation_uuid, message_uuid).await?;
-                Ok(Output::Found(Resource::Message(Box::new(message))))
+                Ok(Output::Found(message.into()))
             }
             OperationRequest::MessagesSend(conversation_id, body) => {
                 send_message(ctx, &conversation_id, &body).await
@@ -261,7 +258,7 @@ async fn update_contact(
         fetch(ctx, "contacts.get", contact_call(key)).await?
     };
     let contact = translate_contact(&Mapper::new(ctx), &updated)?;
-    Ok(Output::Found(Resource::Contact(Box::new(contact))))
+    Ok(Output::Found(contact.into()))
 }
 
 async fn list_conversations(
@@ -353,9 +350,7 @@ async fn create_conversation(
     } else {
         get_conversation(ctx, &uuid).await?
     };
-    Ok(Output::Created(Resource::Conversation(Box::new(
-        conversation,
-    ))))
+    Ok(Output::Created(conversation.into()))
 }
 
 async fn update_conversation(
@@ -378,9 +373,7 @@ async fn update_conversation(
         fetch(ctx, planned.endpoint, call).await?;
     }
     let conversation = get_conversation(ctx, uuid).await?;
-    Ok(Output::Found(Resource::Conversation(Box::new(
-        conversation,
-    ))))
+    Ok(Output::Found(conversation.into()))
 }
 
 async fn list_messages(
@@ -394,7 +387,7 @@ async fn list_messages(
     let data = fetch(ctx, "messages.list", call).await?;
     let mapper = Mapper::new(ctx);
     translate_page(&data, number, page.limit, |v| {
-        translate_message(&mapper, v, Some(&uuid)).map(|m| Resource::Message(Box::new(m)))
+        translate_message(&mapper, v, Some(&uuid)).map(|m| m.into())
     })
 }
 
@@ -433,7 +426,7 @@ async fn send_message(
     } else {
         get_message(ctx, uuid, &message_uuid).await?
     };
-    Ok(Output::Created(Resource::Message(Box::new(message))))
+    Ok(Output::Created(message.into()))
 }
 
 // ----- IDs and cursors -----------------------------------------------------------------------
@@ -664,7 +657,7 @@ pub(super) fn contacts_page(
 ) -> Result<Output, ApiError> {
     let data = read_data(response)?;
     translate_page(&data, requested, limit, |v| {
-        translate_contact(mapper, v).map(|c| Resource::Contact(Box::new(c)))
+        translate_contact(mapper, v).map(|c| c.into())
     })
 }
 
@@ -678,7 +671,7 @@ pub(super) fn conversations_page(
 ) -> Result<Output, ApiError> {
     let data = read_data(response)?;
     translate_page(&data, requested, limit, |v| {
-        translate_conversation(mapper, v).map(|c| Resource::Conversation(Box::new(c)))
+        translate_conversation(mapper, v).map(|c| c.into())
     })
 }
 
@@ -725,7 +718,7 @@ fn translate_search_results(
     items
         .iter()
         .take(limit as usize)
-        .map(|v| translate_contact(mapper, v).map(|c| Resource::Contact(Box::new(c))))
+        .map(|v| translate_contact(mapper, v).map(|c| c.into()))
         .collect()
 }
 
@@ -1265,14 +1258,14 @@ fn plan_conversation_update(
                 ));
             }
             if let Some(team) = &assignee.team_id {
-                let id = assignee_id("team_id", team)?;
+                let id = assignee_id(VENDOR, "team_id", team)?;
                 plan.push(PlannedCall::new(
                     "conversations.assign_team",
                     Some(json!({ "assignee_id": id })),
                 ));
             }
             if let Some(user) = &assignee.user_id {
-                let id = assignee_id("user_id", user)?;
+                let id = assignee_id(VENDOR, "user_id", user)?;
                 plan.push(PlannedCall::new(
                     "conversations.assign_user",
                     Some(json!({ "assignee_id": id })),
@@ -1313,19 +1306,6 @@ fn plan_conversation_update(
         plan.push(PlannedCall::new("conversations.update_status", Some(body)));
     }
     Ok(plan)
-}
-
-fn assignee_id(field: &str, id: &str) -> Result<i64, ApiError> {
-    id.trim()
-        .parse::<i64>()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| {
-            ApiError::invalid(format!(
-                "assignee.{field} must be a libredesk {} id (a positive integer)",
-                if field == "team_id" { "team" } else { "agent" }
-            ))
-        })
 }
 
 /// How long to snooze: `vendor_fields.snoozed_until` (a Go duration such as `"3h"` or

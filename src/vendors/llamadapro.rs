@@ -100,20 +100,21 @@ static ENDPOINTS: &[EndpointSpec] = &[
 /// to list, read, close or delete conversations, nor to list messages (read one with
 /// GET /v1/messages/{id}): those operations are absent, so they answer 501 and capabilities
 /// leave them out.
+#[rustfmt::skip]
 static OPERATIONS: &[OperationSpec] = &[
-    op(ContactsList, &["contacts.list"]).filters(&[
+    op(ContactsList,        &["contacts.list"]).filters(&[
         filter_via("q", "contacts.search"),
         filter_via("email", "contacts.search"),
         filter_via("phone", "contacts.search"),
         filter_via("handle", "contacts.search"),
     ]),
-    op(ContactsCreate, &["contacts.create"]),
-    op(ContactsGet, &["contacts.get"]),
-    op(ContactsUpdate, &["contacts.get", "contacts.update"]),
-    op(ContactsDelete, &["contacts.delete"]),
+    op(ContactsCreate,      &["contacts.create"]),
+    op(ContactsGet,         &["contacts.get"]),
+    op(ContactsUpdate,      &["contacts.get", "contacts.update"]),
+    op(ContactsDelete,      &["contacts.delete"]),
     op(ConversationsCreate, &["conversations.create"]),
-    op(MessagesGet, &["messages.get"]),
-    op(MessagesSend, &["messages.send"]),
+    op(MessagesGet,         &["messages.get"]),
+    op(MessagesSend,        &["messages.send"]),
 ];
 
 #[async_trait]
@@ -159,7 +160,7 @@ impl Adapter for LlamadaPro {
                 let key = contact_key(&id)?;
                 let data = fetch(ctx, "contacts.get", contact_call(key)).await?;
                 let contact = translate_contact(&Mapper::new(ctx), &data)?;
-                Ok(Output::Found(Resource::Contact(Box::new(contact))))
+                Ok(Output::Found(contact.into()))
             }
             OperationRequest::ContactsUpdate(id, patch) => update_contact(ctx, &id, &patch).await,
             OperationRequest::ContactsDelete(id) => {
@@ -180,7 +181,7 @@ impl Adapter for LlamadaPro {
                 )
                 .await?;
                 let message = translate_message(&Mapper::new(ctx), &data, &conversation, None)?;
-                Ok(Output::Found(Resource::Message(Box::new(message))))
+                Ok(Output::Found(message.into()))
             }
             OperationRequest::MessagesSend(conversation_id, body) => {
                 send_message(ctx, &conversation_id, &body).await
@@ -245,9 +246,7 @@ pub(super) fn contacts_page(
     response: &VendorResponse,
 ) -> Result<Output, ApiError> {
     let data = read_object(response)?;
-    translate_page(&data, |v| {
-        translate_contact(mapper, v).map(|c| Resource::Contact(Box::new(c)))
-    })
+    translate_page(&data, |v| translate_contact(mapper, v).map(|c| c.into()))
 }
 
 async fn create_contact(
@@ -262,7 +261,7 @@ async fn create_contact(
     )
     .await?;
     let contact = translate_contact(&Mapper::new(ctx), &data)?;
-    Ok(Output::Created(Resource::Contact(Box::new(contact))))
+    Ok(Output::Created(contact.into()))
 }
 
 async fn update_contact(
@@ -283,7 +282,7 @@ async fn update_contact(
         // Nothing to change: answer the contact as it is.
         let data = current.unwrap_or_default();
         let contact = translate_contact(&Mapper::new(ctx), &data)?;
-        return Ok(Output::Found(Resource::Contact(Box::new(contact))));
+        return Ok(Output::Found(contact.into()));
     }
     let current = current.as_ref().map(parse_contact).transpose()?;
     let request = contact_update_body(patch, current.as_ref())?;
@@ -294,7 +293,7 @@ async fn update_contact(
     )
     .await?;
     let contact = translate_contact(&Mapper::new(ctx), &data)?;
-    Ok(Output::Found(Resource::Contact(Box::new(contact))))
+    Ok(Output::Found(contact.into()))
 }
 
 async fn create_conversation(
@@ -366,9 +365,7 @@ async fn create_conversation(
     )
     .await?;
     let conversation = translate_conversation(&Mapper::new(ctx), &data, Some(phone.as_str()))?;
-    Ok(Output::Created(Resource::Conversation(Box::new(
-        conversation,
-    ))))
+    Ok(Output::Created(conversation.into()))
 }
 
 async fn send_message(
@@ -395,7 +392,7 @@ async fn send_message(
         &conversation,
         Some(planned.message_type()),
     )?;
-    Ok(Output::Created(Resource::Message(Box::new(message))))
+    Ok(Output::Created(message.into()))
 }
 
 // ----- IDs and cursors -----------------------------------------------------------------------

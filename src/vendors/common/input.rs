@@ -67,6 +67,17 @@ pub(crate) fn text_field(name: &str, value: Option<&Value>) -> Result<Option<Str
     }
 }
 
+/// `assignee.user_id` or `assignee.team_id` (`field`) as the vendor's positive integer id.
+pub(crate) fn assignee_id(vendor: Vendor, field: &str, id: &str) -> Result<i64, ApiError> {
+    let id = id.trim().parse::<i64>().ok().filter(|n| *n > 0);
+    id.ok_or_else(|| {
+        let kind = if field == "team_id" { "team" } else { "user" };
+        ApiError::invalid(format!(
+            "assignee.{field} must be a {vendor} {kind} id (a positive integer)"
+        ))
+    })
+}
+
 // ----- IDs -------------------------------------------------------------------------------------
 
 /// An ID that is not one of ours, or not this vendor's: 404, and no vendor call.
@@ -185,6 +196,18 @@ mod tests {
             assert_eq!(
                 err.detail, "vendor_fields.inbox_id must be a positive integer",
                 "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn assignees_are_positive_integer_ids() {
+        assert_eq!(assignee_id(Vendor::Caac, "user_id", " 501 ").unwrap(), 501);
+        for bad in ["0", "-3", "ana", "1.5", ""] {
+            let err = assignee_id(Vendor::Libredesk, "team_id", bad).unwrap_err();
+            assert_eq!(
+                err.detail,
+                "assignee.team_id must be a libredesk team id (a positive integer)"
             );
         }
     }

@@ -21,7 +21,8 @@ pub(crate) mod vocab;
 pub(crate) mod wire;
 
 pub(crate) use input::{
-    check_vendor_fields, cursor_number, cursor_text, int_field, int_key, keys, no_such, text_field,
+    assignee_id, check_vendor_fields, cursor_number, cursor_text, int_field, int_key, keys,
+    no_such, text_field,
 };
 pub(crate) use mapper::Mapper;
 pub(crate) use spec::{ep, filter, filter_via, not_served, op};
