@@ -44,8 +44,9 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::common::{
-    assignee_id, bad_response, check_status, ep, filter, int_field, int_key, keys, non_empty,
-    not_served, op, owned_non_empty, parse_json, parse_wire, phone, Mapper,
+    assignee_id, bad_response, check_status, ep, filter, int_field, int_key, keys, missing_field,
+    non_empty, not_served, op, owned_non_empty, parse_json, parse_wire, phone, required_int,
+    Mapper,
 };
 use super::{Adapter, CallContext, EndpointSpec, OperationSpec};
 // The upstream client's types.
@@ -172,8 +173,8 @@ async fn lookup_contacts(
     filters: &ContactFilters,
 ) -> Result<Output, ApiError> {
     let handle = lookup_handle(page, filters)?;
-    let channel_id = int_field("channel_id", ctx.vendor_field("channel_id", &Map::new()))?
-        .ok_or_else(|| missing_field("channel_id", "the channel to look members up in"))?;
+    let what = "the channel to look members up in";
+    let channel_id = required_int(ctx, &Map::new(), "channel_id", what)?;
     let call = VendorCall::new()
         .param("channel_id", channel_id.to_string())
         .param("external_member_id", handle.value.clone());
@@ -211,11 +212,8 @@ async fn create_contact(
     body: &ContactCreate,
 ) -> Result<Output, ApiError> {
     let request = member_create_body(body)?;
-    let channel_id = int_field(
-        "channel_id",
-        ctx.vendor_field("channel_id", &body.vendor_fields),
-    )?
-    .ok_or_else(|| missing_field("channel_id", "the LINE channel to create the member in"))?;
+    let what = "the LINE channel to create the member in";
+    let channel_id = required_int(ctx, &body.vendor_fields, "channel_id", what)?;
     let created = fetch(
         ctx,
         "contacts.create",
@@ -369,21 +367,10 @@ fn member_keys(id: &ObjectId) -> Result<MemberKeys, ApiError> {
     })
 }
 
-fn missing_field(name: &str, what: &str) -> ApiError {
-    ApiError::invalid(format!(
-        "caac needs vendor_fields.{name} ({what}); set it in the connection's defaults or pass \
-         it in vendor_fields"
-    ))
-}
-
 /// The agent who acts: `vendor_fields.user_id`, else the connection's default.
 fn user_id(ctx: &CallContext<'_>, vendor_fields: &Map<String, Value>) -> Result<i64, ApiError> {
-    int_field("user_id", ctx.vendor_field("user_id", vendor_fields))?.ok_or_else(|| {
-        missing_field(
-            "user_id",
-            "the caac user, a staff agent, who sends and closes",
-        )
-    })
+    let what = "the caac user, a staff agent, who sends and closes";
+    required_int(ctx, vendor_fields, "user_id", what)
 }
 
 /// The handle a contact lookup needs: CAAC finds members by their channel identity only.
@@ -1016,9 +1003,9 @@ fn plan_conversation_update(
     }
     let mut plan = Vec::new();
     if let Some(assignee) = &patch.assignee {
-        let org_id = fields
-            .org_id
-            .ok_or_else(|| missing_field("org_id", "the caac organization, needed to assign"))?;
+        let org_id = fields.org_id.ok_or_else(|| {
+            missing_field(VENDOR, "org_id", "the caac organization, needed to assign")
+        })?;
         let mut body = Map::new();
         body.insert("channel_id".into(), keys.channel_id.into());
         body.insert("member_id".into(), keys.member_id.into());
@@ -1059,9 +1046,13 @@ fn plan_conversation_update(
         });
     }
     if patch.status == Some(ConversationStatus::Resolved) {
-        let user_id = fields
-            .user_id
-            .ok_or_else(|| missing_field("user_id", "the caac user, a staff agent, who closes"))?;
+        let user_id = fields.user_id.ok_or_else(|| {
+            missing_field(
+                VENDOR,
+                "user_id",
+                "the caac user, a staff agent, who closes",
+            )
+        })?;
         plan.push(PlannedCall {
             endpoint: "conversations.close",
             body: json!({ "user_id": user_id }),

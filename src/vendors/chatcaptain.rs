@@ -68,7 +68,7 @@ use super::common::wire::credentials_rejected;
 use super::common::{
     attachment_type, bad_response, check_status, check_vendor_fields, cursor_number, cursor_text,
     ep, filter, filter_via, join_name, keys, message_status, non_empty, object_or_empty, op,
-    owned_non_empty, parse_json, parse_wire, phone, split_name, text_field, Mapper,
+    owned_non_empty, parse_json, parse_wire, phone, required_text, split_name, text_field, Mapper,
 };
 use super::{Adapter, CallContext, EndpointSpec, OperationSpec};
 // The upstream client's types.
@@ -293,17 +293,8 @@ async fn create_contact(
     body: &ContactCreate,
 ) -> Result<Output, ApiError> {
     check_vendor_fields(VENDOR, &body.vendor_fields, &["language"], "contacts")?;
-    let language = text_field(
-        "language",
-        ctx.vendor_field("language", &body.vendor_fields),
-    )?
-    .ok_or_else(|| {
-        ApiError::invalid(
-            "chatcaptain needs vendor_fields.language (a language code such as \"de\") to \
-                 create a contact; set it in the connection's defaults or pass it in \
-                 vendor_fields",
-        )
-    })?;
+    let what = "a language code such as \"de\", to create a contact";
+    let language = required_text(ctx, &body.vendor_fields, "language", what)?;
     let request = contact_create_body(body, &language)?;
     let response = ctx
         .call(
@@ -417,16 +408,8 @@ async fn create_conversation(
         "conversations",
     )?;
     check_conversation_create(body)?;
-    let channel_id = text_field(
-        "channel_id",
-        ctx.vendor_field("channel_id", &body.vendor_fields),
-    )?
-    .ok_or_else(|| {
-        ApiError::invalid(
-            "chatcaptain needs vendor_fields.channel_id (the channel the conversation is \
-                     started in); set it in the connection's defaults or pass it in vendor_fields",
-        )
-    })?;
+    let what = "the channel the conversation is started in";
+    let channel_id = required_text(ctx, &body.vendor_fields, "channel_id", what)?;
     let text = non_empty(body.text.as_deref()).map(str::to_owned);
     if text.is_some() {
         ctx.require_routes(["messages.send"], "send the conversation's first text")?;

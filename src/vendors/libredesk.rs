@@ -40,8 +40,8 @@ use serde_json::{json, Value};
 use super::common::{
     assignee_id, attachment_type, bad_response, check_status, cursor_number, ep, filter,
     filter_via, int_field, int_key, join_name, keys, message_status, non_empty, not_served,
-    object_or_empty, op, owned_non_empty, parse_json, parse_wire, phone, split_name, split_names,
-    Mapper,
+    object_or_empty, op, owned_non_empty, parse_json, parse_wire, phone, required_int, split_name,
+    split_names, Mapper,
 };
 use super::{Adapter, CallContext, EndpointSpec, OperationSpec};
 // The upstream client's types.
@@ -293,23 +293,12 @@ async fn create_conversation(
     contact_id: Option<&ObjectId>,
 ) -> Result<Output, ApiError> {
     // Everything that can be checked without the vendor is checked first.
+    let fields = &body.vendor_fields;
     let fields = CreateFields {
-        inbox_id: int_field(
-            "inbox_id",
-            ctx.vendor_field("inbox_id", &body.vendor_fields),
-        )?
-        .ok_or_else(|| {
-            ApiError::invalid(
-                "libredesk needs vendor_fields.inbox_id (the id of an email inbox); set it in \
-                 the connection's defaults or pass it in vendor_fields",
-            )
-        })?,
-        agent_id: int_field(
-            "agent_id",
-            ctx.vendor_field("agent_id", &body.vendor_fields),
-        )?,
-        team_id: int_field("team_id", ctx.vendor_field("team_id", &body.vendor_fields))?,
-        attachments: media_ids(body.vendor_fields.get("attachments"))?,
+        inbox_id: required_int(ctx, fields, "inbox_id", "the id of an email inbox")?,
+        agent_id: int_field("agent_id", ctx.vendor_field("agent_id", fields))?,
+        team_id: int_field("team_id", ctx.vendor_field("team_id", fields))?,
+        attachments: media_ids(fields.get("attachments"))?,
     };
     check_conversation_create(body)?;
 

@@ -50,8 +50,9 @@ use serde_json::{json, Map, Value};
 use super::common::input::MAX_SAFE_INTEGER;
 use super::common::{
     bad_response, check_status, check_vendor_fields, cursor_text, ep, filter_via, int_field,
-    join_name, keys, message_status, no_such, non_empty, not_served, object_or_empty, op,
-    owned_non_empty, parse_json, parse_wire, phone, split_name, split_names, text_field, Mapper,
+    join_name, keys, message_status, missing_field, no_such, non_empty, not_served,
+    object_or_empty, op, owned_non_empty, parse_json, parse_wire, phone, required_int, split_name,
+    split_names, text_field, Mapper,
 };
 use super::{Adapter, CallContext, EndpointSpec, OperationSpec};
 // The upstream client's types.
@@ -308,22 +309,16 @@ async fn create_conversation(
         CONVERSATION_VENDOR_FIELDS,
         "conversations",
     )?;
+    let fields = &body.vendor_fields;
     let fields = ConversationFields {
-        funnel_id: int_field(
+        funnel_id: required_int(
+            ctx,
+            fields,
             "funnelId",
-            ctx.vendor_field("funnelId", &body.vendor_fields),
-        )?
-        .ok_or_else(|| {
-            ApiError::invalid(
-                "llamadapro needs vendor_fields.funnelId (the funnel the conversation belongs \
-                 to); set it in the connection's defaults or pass it in vendor_fields",
-            )
-        })?,
-        funnel_status_id: int_field(
-            "funnelStatusId",
-            ctx.vendor_field("funnelStatusId", &body.vendor_fields),
+            "the funnel the conversation belongs to",
         )?,
-        user_id: int_field("userId", body.vendor_fields.get("userId"))?,
+        funnel_status_id: int_field("funnelStatusId", ctx.vendor_field("funnelStatusId", fields))?,
+        user_id: int_field("userId", fields.get("userId"))?,
     };
     check_conversation_create(body)?;
 
@@ -1585,10 +1580,8 @@ fn plan_message(
     )?;
     let from_phone_number = match from {
         None | Some(Value::Null) => {
-            return Err(ApiError::invalid(
-                "llamadapro needs vendor_fields.fromPhoneNumber (the WhatsApp business number \
-                 to send from); set it in the connection's defaults or pass it in vendor_fields",
-            ))
+            let what = "the WhatsApp business number to send from";
+            return Err(missing_field(VENDOR, "fromPhoneNumber", what));
         }
         Some(value) => value
             .as_str()

@@ -7,7 +7,7 @@ use crate::api::ids::{keys_match, ObjectId};
 use crate::api::operation::Vendor;
 use crate::api::request::Page;
 use crate::api::ApiError;
-use crate::vendors::Adapter;
+use crate::vendors::{Adapter, CallContext};
 
 /// Largest integer a JSON double holds exactly: a double beyond it is no id.
 pub(crate) const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
@@ -52,6 +52,38 @@ pub(crate) fn int_field(name: &str, value: Option<&Value>) -> Result<Option<i64>
     n.filter(|n| *n > 0).map(Some).ok_or_else(|| {
         ApiError::invalid(format!("vendor_fields.{name} must be a positive integer"))
     })
+}
+
+/// A vendor field the call cannot do without is in neither the request's `vendor_fields` nor
+/// the connection's `defaults`: 400 naming it, saying what it is (`what`) and where to set it.
+pub(crate) fn missing_field(vendor: Vendor, name: &str, what: &str) -> ApiError {
+    ApiError::invalid(format!(
+        "{vendor} needs vendor_fields.{name} ({what}); set it in the connection's defaults or \
+         pass it in vendor_fields"
+    ))
+}
+
+/// A required positive integer vendor field ([`int_field`]): the request's `fields`, else the
+/// connection's `defaults` ([`CallContext::vendor_field`]); absent is [`missing_field`].
+pub(crate) fn required_int(
+    ctx: &CallContext<'_>,
+    fields: &Map<String, Value>,
+    name: &str,
+    what: &str,
+) -> Result<i64, ApiError> {
+    int_field(name, ctx.vendor_field(name, fields))?
+        .ok_or_else(|| missing_field(ctx.vendor(), name, what))
+}
+
+/// A required text vendor field ([`text_field`]), like [`required_int`].
+pub(crate) fn required_text(
+    ctx: &CallContext<'_>,
+    fields: &Map<String, Value>,
+    name: &str,
+    what: &str,
+) -> Result<String, ApiError> {
+    text_field(name, ctx.vendor_field(name, fields))?
+        .ok_or_else(|| missing_field(ctx.vendor(), name, what))
 }
 
 /// A non-empty text vendor field, trimmed (a number is written as text). `None` when absent
@@ -168,6 +200,17 @@ mod tests {
             check_vendor_fields(Vendor::ChatCaptain, fields, &[], "conversations").unwrap_err();
         assert!(err.detail.ends_with("known: none"), "{}", err.detail);
         check_vendor_fields(Vendor::Caac, fields, &["funnelId", "inbox_id"], "x").unwrap();
+    }
+
+    #[test]
+    fn a_missing_field_says_where_to_set_it() {
+        let err = missing_field(Vendor::Libredesk, "inbox_id", "the id of an email inbox");
+        assert_eq!(err.code, ErrorCode::InvalidRequest);
+        assert_eq!(
+            err.detail,
+            "libredesk needs vendor_fields.inbox_id (the id of an email inbox); set it in the \
+             connection's defaults or pass it in vendor_fields"
+        );
     }
 
     #[test]

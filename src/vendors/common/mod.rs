@@ -22,7 +22,7 @@ pub(crate) mod wire;
 
 pub(crate) use input::{
     assignee_id, check_vendor_fields, cursor_number, cursor_text, int_field, int_key, keys,
-    no_such, text_field,
+    missing_field, no_such, required_int, required_text, text_field,
 };
 pub(crate) use mapper::Mapper;
 pub(crate) use spec::{ep, filter, filter_via, not_served, op};
