@@ -44,9 +44,9 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::common::{
-    assignee_id, bad_response, check_status, ep, filter, int_field, int_key, keys, missing_field,
-    non_empty, not_served, op, owned_non_empty, parse_json, parse_wire, phone, required_int,
-    Mapper,
+    assignee_id, bad_response, check_status, ep, error_text, filter, int_field, int_key, keys,
+    missing_field, non_empty, not_served, op, owned_non_empty, parse_json, parse_wire, phone,
+    required_int, Mapper,
 };
 use super::{Adapter, CallContext, EndpointSpec, OperationSpec};
 // The upstream client's types.
@@ -418,27 +418,6 @@ fn handle_matches(handles: &[Handle], wanted: &Handle) -> bool {
 
 // ----- the wire format -----------------------------------------------------------------------
 
-/// An error body. Its shape is not published; the common shapes are all read.
-#[derive(Debug, Default, Deserialize)]
-struct ErrorBody {
-    #[serde(default)]
-    error: Option<ErrorField>,
-    #[serde(default)]
-    message: Option<String>,
-    #[serde(default)]
-    detail: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum ErrorField {
-    Text(String),
-    Object {
-        #[serde(default)]
-        message: Option<String>,
-    },
-}
-
 /// A member, as Get Member By ID answers it, or as Get Member By Channel ID And External ID
 /// does (which adds `channel_id`, names the e-mail and mobile `display_*` and has no
 /// timestamps). Profile fields that have no normalized home are read from the raw object into
@@ -527,19 +506,10 @@ struct WireMetadata {
     filesize_bytes: Option<i64>,
 }
 
-/// The vendor's error text from a non-2xx body, if it has one.
+/// The vendor's error text from a non-2xx body. Its shape is not published; the common
+/// shapes are all read: `{"error": {"message"}}`, `{"error": "…"}`, `{"message"}`, `{"detail"}`.
 fn error_message(body: &[u8]) -> Option<String> {
-    let parsed: ErrorBody = serde_json::from_slice(body).ok()?;
-    let from_error = match parsed.error {
-        Some(ErrorField::Text(text)) => Some(text),
-        Some(ErrorField::Object { message }) => message,
-        None => None,
-    };
-    from_error
-        .or(parsed.message)
-        .or(parsed.detail)
-        .map(|m| m.trim().to_owned())
-        .filter(|m| !m.is_empty())
+    error_text(body, &["error", "message", "detail"])
 }
 
 /// Read a vendor answer: non-2xx → the error table; 2xx → its JSON (an empty body is `null`,

@@ -67,8 +67,9 @@ use serde_json::{json, Map, Value};
 use super::common::wire::credentials_rejected;
 use super::common::{
     attachment_type, bad_response, check_status, check_vendor_fields, cursor_number, cursor_text,
-    ep, filter, filter_via, join_name, keys, message_status, non_empty, object_or_empty, op,
-    owned_non_empty, parse_json, parse_wire, phone, required_text, split_name, text_field, Mapper,
+    ep, error_text, filter, filter_via, join_name, keys, message_status, non_empty,
+    object_or_empty, op, owned_non_empty, parse_json, parse_wire, phone, required_text, split_name,
+    text_field, Mapper,
 };
 use super::{Adapter, CallContext, EndpointSpec, OperationSpec};
 // The upstream client's types.
@@ -571,16 +572,6 @@ fn search_query(q: &str) -> Result<&str, ApiError> {
 
 // ----- the wire format -----------------------------------------------------------------------
 
-/// ChatCaptain's error body (`{error}`); a framework default (`{message, error, statusCode}`)
-/// is read too.
-#[derive(Debug, Default, Deserialize)]
-struct ErrorBody {
-    #[serde(default)]
-    error: Option<Value>,
-    #[serde(default)]
-    message: Option<Value>,
-}
-
 /// A ChatCaptain contact. Documented fields (create body) plus the identities of the contact
 /// DTO; timestamps are `created`/`updated`.
 #[derive(Debug, Clone, Deserialize)]
@@ -660,30 +651,11 @@ struct WireSearchResult {
     found: Option<u64>,
 }
 
-fn text_of(value: &Value) -> Option<String> {
-    match value {
-        Value::String(s) => Some(s.trim().to_owned()).filter(|s| !s.is_empty()),
-        Value::Array(items) => {
-            let joined = items
-                .iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join("; ");
-            Some(joined).filter(|s| !s.is_empty())
-        }
-        _ => None,
-    }
-}
-
-/// The vendor's error text from a non-2xx body, if it has one.
+/// The vendor's error text from a non-2xx body: ChatCaptain's `{error}`, or a framework
+/// default (`{message, error, statusCode}`), whose `error` is the status phrase ("Not Found")
+/// and whose `message` (a string or a list of them) says more.
 fn error_message(body: &[u8]) -> Option<String> {
-    let parsed: ErrorBody = serde_json::from_slice(body).ok()?;
-    // A framework body's `error` is the status phrase ("Not Found"); its `message` says more.
-    parsed
-        .message
-        .as_ref()
-        .and_then(text_of)
-        .or_else(|| parsed.error.as_ref().and_then(text_of))
+    error_text(body, &["message", "error"])
 }
 
 /// A non-2xx → the error table; a 2xx must be a JSON object (not yet judged for `error`).

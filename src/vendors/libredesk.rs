@@ -38,8 +38,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::common::{
-    assignee_id, attachment_type, bad_response, check_status, cursor_number, ep, filter,
-    filter_via, int_field, int_key, join_name, keys, message_status, non_empty, not_served,
+    assignee_id, attachment_type, bad_response, check_status, cursor_number, ep, error_text,
+    filter, filter_via, int_field, int_key, join_name, keys, message_status, non_empty, not_served,
     object_or_empty, op, owned_non_empty, parse_json, parse_wire, phone, required_int, split_name,
     split_names, Mapper,
 };
@@ -466,15 +466,6 @@ struct Envelope {
     message: Option<String>,
 }
 
-/// An error body. The server sends `message`; the published OpenAPI documents `error`.
-#[derive(Debug, Default, Deserialize)]
-struct ErrorBody {
-    #[serde(default)]
-    message: Option<String>,
-    #[serde(default)]
-    error: Option<String>,
-}
-
 /// `data` of a paged list. `results` is `null` when the page is empty (a Go nil slice).
 #[derive(Debug, Deserialize)]
 struct PageData {
@@ -572,14 +563,10 @@ struct WireAuthor {
     last_name: Option<String>,
 }
 
-/// The vendor's error text from a non-2xx body, if it has one.
+/// The vendor's error text from a non-2xx body: the server sends `message`; the published
+/// OpenAPI documents `error`.
 fn error_message(body: &[u8]) -> Option<String> {
-    let parsed: ErrorBody = serde_json::from_slice(body).ok()?;
-    parsed
-        .message
-        .or(parsed.error)
-        .map(|m| m.trim().to_owned())
-        .filter(|m| !m.is_empty())
+    error_text(body, &["message", "error"])
 }
 
 /// Unwrap a vendor answer: non-2xx → the error table; 2xx must be a success envelope.

@@ -49,8 +49,8 @@ use serde_json::{json, Map, Value};
 
 use super::common::input::MAX_SAFE_INTEGER;
 use super::common::{
-    bad_response, check_status, check_vendor_fields, cursor_text, ep, filter_via, int_field,
-    join_name, keys, message_status, missing_field, no_such, non_empty, not_served,
+    bad_response, check_status, check_vendor_fields, cursor_text, ep, error_text, filter_via,
+    int_field, join_name, keys, message_status, missing_field, no_such, non_empty, not_served,
     object_or_empty, op, owned_non_empty, parse_json, parse_wire, phone, required_int, split_name,
     split_names, text_field, Mapper,
 };
@@ -456,18 +456,6 @@ fn page_token(page: &Page) -> Result<Option<String>, ApiError> {
 
 // ----- the wire format -----------------------------------------------------------------------
 
-/// LlamadaPro's error body: `{code, error, message, details}`; `details` is TSOA's
-/// validation report (`{"body.field": {message, value}}`) on a 400.
-#[derive(Debug, Default, Deserialize)]
-struct ErrorBody {
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default)]
-    message: Option<String>,
-    #[serde(default)]
-    details: Option<Value>,
-}
-
 /// A page: `{items, nextPageToken, totalCount}`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -570,14 +558,15 @@ struct WireAttachment {
     unsigned_url: Option<String>,
 }
 
-/// The vendor's error text from a non-2xx body: `message` (else `error`), plus the field
-/// messages of `details` when it has any.
+/// The vendor's error text from a non-2xx body (`{code, error, message, details}`): `message`
+/// (else `error`), plus the field messages of `details`, TSOA's validation report
+/// (`{"body.field": {message, value}}`) on a 400, when it has any.
 fn error_message(body: &[u8]) -> Option<String> {
-    let parsed: ErrorBody = serde_json::from_slice(body).ok()?;
-    let text = non_empty(parsed.message.as_deref()).or(non_empty(parsed.error.as_deref()))?;
-    let fields = details_summary(parsed.details.as_ref());
+    let text = error_text(body, &["message", "error"])?;
+    let details = serde_json::from_slice::<Value>(body).ok();
+    let fields = details_summary(details.as_ref().and_then(|d| d.get("details")));
     Some(if fields.is_empty() {
-        text.to_owned()
+        text
     } else {
         format!("{text} ({fields})")
     })

@@ -30,4 +30,4 @@ pub(crate) use vocab::{
     attachment_type, join_name, message_status, non_empty, object_or_empty, owned_non_empty,
     split_name, split_names,
 };
-pub(crate) use wire::{bad_response, check_status, parse_json, parse_wire};
+pub(crate) use wire::{bad_response, check_status, error_text, parse_json, parse_wire};

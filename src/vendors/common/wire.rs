@@ -84,6 +84,33 @@ pub(crate) fn check_status(
     Err(status_error(vendor, response, message.as_deref()))
 }
 
+/// The vendor's own error text in a non-2xx body: the first of `keys` (in the vendor's order of
+/// preference) that holds text — a string, an object's `message`, or an array of strings
+/// (joined with `"; "`) — trimmed. `None` for a body that is not a JSON object or has none.
+pub(crate) fn error_text(body: &[u8], keys: &[&str]) -> Option<String> {
+    let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(body) else {
+        return None;
+    };
+    keys.iter().filter_map(|k| body.get(*k)).find_map(text_of)
+}
+
+fn text_of(value: &Value) -> Option<String> {
+    let text = match value {
+        Value::String(s) => s.trim().to_owned(),
+        Value::Object(o) => return o.get("message").and_then(text_of),
+        Value::Array(items) => {
+            let texts: Vec<&str> = items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::trim)
+                .collect();
+            texts.join("; ")
+        }
+        _ => return None,
+    };
+    (!text.is_empty()).then_some(text)
+}
+
 /// The vendor said the connection's credentials are bad: `vendor_auth_failed` (502).
 pub fn credentials_rejected(vendor: Vendor, response: &VendorResponse) -> ApiError {
     ApiError::vendor(
@@ -187,6 +214,39 @@ mod tests {
             );
             let err = parse_wire::<Borrowed<'_>>(vendor, "page", b"{".as_slice()).unwrap_err();
             assert_eq!(err.code, ErrorCode::VendorBadResponse);
+        }
+    }
+
+    #[test]
+    fn error_text_is_the_first_key_with_text() {
+        let keys = ["message", "error", "detail"];
+        for (body, text) in [
+            (
+                r#"{"message": " Invalid `email` ", "error": "x"}"#,
+                Some("Invalid `email`"),
+            ),
+            (r#"{"message": "", "error": "bad data"}"#, Some("bad data")),
+            (
+                r#"{"error": {"message": "member not found"}}"#,
+                Some("member not found"),
+            ),
+            (
+                r#"{"message": ["name is required", "email is invalid"]}"#,
+                Some("name is required; email is invalid"),
+            ),
+            (
+                r#"{"message": 42, "detail": "Not authenticated"}"#,
+                Some("Not authenticated"),
+            ),
+            (r#"{"statusCode": 500}"#, None),
+            (r#"["x"]"#, None),
+            ("<html>502</html>", None),
+        ] {
+            assert_eq!(
+                error_text(body.as_bytes(), &keys).as_deref(),
+                text,
+                "{body}"
+            );
         }
     }
 
