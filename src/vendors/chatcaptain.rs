@@ -9,7 +9,7 @@
 //!   `conversation`, `messages`, `message`, `results`, `deleted`, `conversationId`, …) and an
 //!   optional `error: string`. Errors are `{error}` with 403 "Insufficient permissions." (a
 //!   wrong or missing key, or a key of another chatbot) and 400 "Invalid input data.". A non-2xx
-//!   is mapped by status through [`super::status_error`] with the vendor's `error` text. A 2xx
+//!   is mapped by status through `wire::status_error` with the vendor's `error` text. A 2xx
 //!   that carries a non-empty `error`, or lacks the expected key, is `vendor_bad_response` —
 //!   except when the expected object is absent or `null` and the `error` text says "not found",
 //!   which clearly is a not-found and answers 404.

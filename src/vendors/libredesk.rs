@@ -5,7 +5,7 @@
 //! - **Envelope.** Every answer is `{"status":"success","data":…}`; errors are
 //!   `{"status":"error","message":…,"data":null,"error_type":…}` (the published OpenAPI calls
 //!   the text `error`; both are read). A 2xx that is not a success envelope is
-//!   `vendor_bad_response`; a non-2xx is mapped by status through [`super::status_error`] with
+//!   `vendor_bad_response`; a non-2xx is mapped by status through `wire::status_error` with
 //!   the vendor's message.
 //! - **Contact update is a multipart full replace.** `PUT /contacts/{id}` takes
 //!   `multipart/form-data`, requires `first_name` and `email`, and clears whatever is left out

@@ -5,7 +5,7 @@
 //!
 //! - **No envelope.** Answers are the object itself; lists are
 //!   `{items, nextPageToken, totalCount}`. Errors are `{code, error, message, details}`:
-//!   a non-2xx is mapped by status through [`super::status_error`] with `message` (plus the
+//!   a non-2xx is mapped by status through `wire::status_error` with `message` (plus the
 //!   per-field messages of `details`, TSOA's validation report); a 2xx that is not the
 //!   documented object is `vendor_bad_response`.
 //! - **Numbers are JSON doubles.** Contact, conversation and address ids are `number

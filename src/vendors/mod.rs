@@ -4,6 +4,9 @@
 //!
 //! Translation is pure: every adapter keeps its request building and response mapping in
 //! plain functions (unit-tested with fixture bodies); `execute` only sequences calls.
+//! What the adapters share — reading vendor answers into wire structs, `vendor_fields`, ID
+//! keys, cursors, names, phone numbers in E.164 — is written once, in `common`; an adapter
+//! keeps only its vendor's own vocabulary and quirks.
 
 pub mod bench_support;
 pub mod caac;
