@@ -492,7 +492,7 @@ async fn list_messages(
     let mapper = Mapper::new(ctx);
     let messages = items
         .iter()
-        .map(|v| translate_message(&mapper, v, &key).map(|m| m.into()))
+        .map(|v| translate_message(&mapper, v, &key).map(Resource::from))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(window(messages, offset, page.limit))
 }
@@ -855,7 +855,7 @@ fn translate_contact_page(
     };
     let data = items
         .iter()
-        .map(|v| translate_contact(mapper, v).map(|c| c.into()))
+        .map(|v| translate_contact(mapper, v).map(Resource::from))
         .collect::<Result<Vec<_>, _>>()?;
     let last_created = match items.last() {
         Some(last) => timestamp(parse_contact(last)?.created.as_ref()),
@@ -903,7 +903,7 @@ fn translate_search(
         .iter()
         .map(|hit| {
             let document = hit.get("document").unwrap_or(hit);
-            translate_contact(mapper, document).map(|c| c.into())
+            translate_contact(mapper, document).map(Resource::from)
         })
         .collect::<Result<Vec<_>, _>>()?;
     let more = match wire.found {

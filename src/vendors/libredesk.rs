@@ -376,7 +376,7 @@ async fn list_messages(
     let data = fetch(ctx, "messages.list", call).await?;
     let mapper = Mapper::new(ctx);
     translate_page(&data, number, page.limit, |v| {
-        translate_message(&mapper, v, Some(&uuid)).map(|m| m.into())
+        translate_message(&mapper, v, Some(&uuid)).map(Resource::from)
     })
 }
 
@@ -633,7 +633,7 @@ pub(super) fn contacts_page(
 ) -> Result<Output, ApiError> {
     let data = read_data(response)?;
     translate_page(&data, requested, limit, |v| {
-        translate_contact(mapper, v).map(|c| c.into())
+        translate_contact(mapper, v).map(Resource::from)
     })
 }
 
@@ -647,7 +647,7 @@ pub(super) fn conversations_page(
 ) -> Result<Output, ApiError> {
     let data = read_data(response)?;
     translate_page(&data, requested, limit, |v| {
-        translate_conversation(mapper, v).map(|c| c.into())
+        translate_conversation(mapper, v).map(Resource::from)
     })
 }
 
@@ -694,7 +694,7 @@ fn translate_search_results(
     items
         .iter()
         .take(limit as usize)
-        .map(|v| translate_contact(mapper, v).map(|c| c.into()))
+        .map(|v| translate_contact(mapper, v).map(Resource::from))
         .collect()
 }
 

@@ -247,7 +247,7 @@ pub(super) fn contacts_page(
     response: &VendorResponse,
 ) -> Result<Output, ApiError> {
     let data = read_object(response)?;
-    translate_page(&data, |v| translate_contact(mapper, v).map(|c| c.into()))
+    translate_page(&data, |v| translate_contact(mapper, v).map(Resource::from))
 }
 
 async fn create_contact(
