@@ -9,10 +9,11 @@
 //!    never became E.164 there.)
 //! 2. **International form**: a leading `+`, or the ITU international prefix `00`, means the
 //!    country code follows. (`00` was read as international only by LlamadaPro and
-//!    ChatCaptain; Libredesk and CAAC prefixed it with the country code as if it were a trunk
-//!    zero.) A trunk zero written in brackets after the country code, `+44 (0)20 …`, is not
-//!    dialled from abroad and is dropped — except for the countries that keep it (rule 3),
-//!    where the brackets alone go.
+//!    ChatCaptain; Libredesk and CAAC read `0044…` as a national number: the stored country's
+//!    code in front of it, one zero dropped, or kept as stored.) A trunk zero written in
+//!    brackets after the country code, `+44 (0)20 …`, is not dialled from abroad and is
+//!    dropped — except for the countries that keep it (rule 3), where the brackets alone go.
+//!    (No vendor read the bracketed zero before: `+44 (0)20…` became `+44020…`.)
 //! 3. **National form**: with no international prefix the number is national, and only
 //!    becomes E.164 when the country is known: one trunk `0` is dropped and the country's
 //!    calling code put in front. Italy (`+39`, also dialled for the Vatican), San Marino
@@ -29,10 +30,12 @@
 //!    count before; Libredesk passed any `+…` through with its punctuation stripped.)
 //!
 //! A **WhatsApp id** is the full international number without `+` (WhatsApp's `wa_id`), so
-//! [`whatsapp_e164`] also reads bare digits as international.
+//! [`whatsapp_e164`] also reads bare digits as international, under rule 4. (ChatCaptain took
+//! any number of digits before, and no `00`.)
 //!
 //! The country is a calling code (`"+44"`, `"44"`), an ISO 3166-1 alpha-2 code (`"GB"`), or
-//! the English name of one of the markets a vendor stores by name (CAAC's `"Taiwan"`).
+//! the English name of one of the markets a vendor stores by name (CAAC's `"Taiwan"`). (CAAC
+//! knew only its six markets before; Libredesk the calling codes and ISO codes.)
 
 use crate::api::ids::KeyGrammar;
 
