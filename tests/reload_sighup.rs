@@ -1,10 +1,16 @@
-//! SIGHUP reloads the config. Its own test binary: a signal reaches the whole process.
+//! SIGHUP reloads the config.
+//!
+//! Its own test binary, on purpose (the one exception to `tests/it`): a signal reaches the
+//! whole process, and every gateway the harness starts listens for SIGHUP. In the shared `it`
+//! binary it would reload the gateways of whatever tests run beside it, whose reload and
+//! generation checks would then fail at random.
 
-mod common;
+#[path = "it/harness/mod.rs"]
+mod harness;
 
 use std::time::{Duration, Instant};
 
-use common::*;
+use harness::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_the_config() {

@@ -1,13 +1,11 @@
 //! Hot reload: routes, connections and JWT settings change while the gateway serves; broken
 //! files never replace a good config; nothing in flight fails.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::harness::*;
 use serde_json::Value;
 use switchboard::config::routes::{compile, RoutesFile};
 use switchboard::sandbox::libredesk::seed;

@@ -119,18 +119,13 @@ pub struct Options {
     pub gateway_extra: String,
     /// Serve the Libredesk sandbox over HTTPS with a certificate for [`LIBREDESK_TLS_NAME`]
     /// from a test CA; the Libredesk connections trust it through `tls.ca_file` and name it
-    /// with `tls.server_name`. On by default in test targets named `*_tls`.
+    /// with `tls.server_name`. Off by default; `api_libredesk_tls` runs the whole
+    /// `api_libredesk` suite with it on.
     pub libredesk_tls: bool,
 }
 
 /// The name in the Libredesk sandbox's certificate when it serves HTTPS.
 pub const LIBREDESK_TLS_NAME: &str = "libredesk.test";
-
-/// Whether this test target runs its Libredesk sandbox behind TLS: `tests/api_libredesk_tls.rs`
-/// compiles the whole `tests/api_libredesk.rs` suite again under that name.
-pub fn tls_target() -> bool {
-    env!("CARGO_CRATE_NAME").ends_with("_tls")
-}
 
 impl Default for Options {
     fn default() -> Self {
@@ -142,7 +137,7 @@ impl Default for Options {
             routes_transform: None,
             jwt: None,
             gateway_extra: String::new(),
-            libredesk_tls: tls_target(),
+            libredesk_tls: false,
         }
     }
 }

@@ -1,11 +1,9 @@
 //! The response cache: hits, TTLs, coalescing, invalidation, tenant isolation, bypass,
 //! purge and the entry bound — vendor call counts read from the sandbox.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::harness::*;
 use reqwest::Method;
 use serde_json::json;
 use switchboard::sandbox::libredesk::seed;

@@ -1,13 +1,11 @@
 //! The `switchboard` command as a user runs it: check, token, demo (whose printed curl lines
 //! must work when pasted).
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, repo_path};
+use crate::harness::{free_port, repo_path};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 

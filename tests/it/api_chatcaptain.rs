@@ -2,9 +2,7 @@
 //! `acme.chatcaptain`): every operation, the capabilities entry, what ChatCaptain cannot do,
 //! and the vendor's error mapping.
 
-mod common;
-
-use common::*;
+use crate::harness::*;
 use reqwest::Method;
 use serde_json::{json, Value};
 use switchboard::api::ids::{Kind, ObjectId};

@@ -2,9 +2,7 @@
 //! whose vendor keys do not fit the connection's vendor grammar is a 404 — in every case
 //! before any vendor call (the sandboxes' call counts say so).
 
-mod common;
-
-use common::*;
+use crate::harness::*;
 use reqwest::Method;
 use serde_json::{json, Value};
 use switchboard::api::ids::{Kind, ObjectId};

@@ -1,23 +1,23 @@
-//! The whole Libredesk API suite (`tests/api_libredesk.rs`) again, with the Libredesk sandbox
-//! behind HTTPS: a certificate from a CA the test makes, trusted by each Libredesk connection
-//! through `tls.ca_file` and named by `tls.server_name` (the harness does this for test targets
-//! named `*_tls`, see `common::tls_target`). Every operation and every error code then travels
+//! The whole Libredesk API suite (`api_libredesk.rs`) again, with the Libredesk sandbox behind
+//! HTTPS: a certificate from a CA the test makes, trusted by each Libredesk connection through
+//! `tls.ca_file` and named by `tls.server_name` (the suite's `options()` turn this on when the
+//! file is compiled as `over_https` here). Every operation and every error code then travels
 //! through pingora's TLS connector and the per-connection trust store.
 
-// The suite brings its own `mod common;`; this file's check needs the harness too.
+// The same file as `crate::api_libredesk`, on purpose: its tests run a second time here.
 #[allow(clippy::duplicate_mod)]
-mod common;
 #[path = "api_libredesk.rs"]
 mod over_https;
 
-use common::*;
+use crate::harness::*;
 
 /// The suite above really talks TLS: the sandbox serves HTTPS, the connection carries the
 /// test CA, and a call goes through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_libredesk_sandbox_serves_https_here() {
-    assert!(tls_target());
-    let h = Harness::start().await;
+    assert!(over_https::options().libredesk_tls);
+    assert!(!crate::api_libredesk::options().libredesk_tls);
+    let h = Harness::start_with(over_https::options()).await;
     assert!(h.libredesk.base_url().starts_with("https://127.0.0.1:"));
     let snapshot = h.app.snapshot();
     let support = snapshot.connection("acme", "support").expect("support");

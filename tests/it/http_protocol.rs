@@ -3,11 +3,9 @@
 //! slow clients are closed within the configured bounds and counted, and 405 / 204 / HEAD
 //! follow RFC 9110.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::harness::*;
 use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

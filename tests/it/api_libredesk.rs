@@ -1,12 +1,19 @@
 //! The normalized API served end to end over the Libredesk sandbox: every operation, and every
 //! error code reachable with Libredesk.
 
-mod common;
-
-use common::*;
+use crate::harness::*;
 use reqwest::Method;
 use serde_json::json;
 use switchboard::sandbox::Fault;
+
+/// The harness options of this suite. The file runs twice: as `it::api_libredesk`, and as
+/// `it::api_libredesk_tls::over_https` with the Libredesk sandbox behind HTTPS.
+pub fn options() -> Options {
+    Options {
+        libredesk_tls: module_path!().ends_with("::over_https"),
+        ..Options::default()
+    }
+}
 
 async fn first_id(h: &Harness, path: &str) -> String {
     let page = h.get_json(path, 200).await;
@@ -21,7 +28,7 @@ fn assert_same_keys(object: &serde_json::Value, keys: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contacts_list_get_search_and_paginate() {
-    let h = Harness::start().await;
+    let h = Harness::start_with(options()).await;
     let page1 = h.get_json("/v1/contacts?limit=2", 200).await;
     let data = page1["data"].as_array().expect("data");
     assert_eq!(data.len(), 2);
@@ -68,7 +75,7 @@ async fn contacts_list_get_search_and_paginate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contact_update_merges_over_the_full_replace() {
-    let h = Harness::start().await;
+    let h = Harness::start_with(options()).await;
     let id = first_id(&h, "/v1/contacts?limit=1").await;
     let before = h.get_json(&format!("/v1/contacts/{id}"), 200).await;
     let response = h
@@ -100,7 +107,7 @@ async fn contact_update_merges_over_the_full_replace() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contact_create_and_delete_are_unsupported() {
-    let h = Harness::start().await;
+    let h = Harness::start_with(options()).await;
     let response = h
         .send(
             Method::POST,
@@ -123,7 +130,7 @@ async fn contact_create_and_delete_are_unsupported() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conversations_list_filter_get_create_update() {
-    let h = Harness::start().await;
+    let h = Harness::start_with(options()).await;
     let all = h.get_json("/v1/conversations?limit=50", 200).await;
     let all = all["data"].as_array().expect("data").clone();
     assert!(all.len() >= 2);
@@ -210,7 +217,7 @@ async fn conversations_list_filter_get_create_update() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_list_get_send_and_private_notes() {
-    let h = Harness::start().await;
+    let h = Harness::start_with(options()).await;
     let conversation = first_id(&h, "/v1/conversations?limit=1").await;
     let listed = h
         .get_json(&format!("/v1/messages?conversation_id={conversation}"), 200)
@@ -262,7 +269,7 @@ async fn messages_list_get_send_and_private_notes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn capabilities_openapi_raw_and_request_ids() {
-    let h = Harness::start().await;
+    let h = Harness::start_with(options()).await;
     let caps = h.get_json("/v1/capabilities", 200).await;
     let support = caps["data"]
         .as_array()
@@ -340,7 +347,7 @@ async fn capabilities_openapi_raw_and_request_ids() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_tokens_are_unauthorized() {
-    let h = Harness::start().await;
+    let h = Harness::start_with(options()).await;
     let future = jsonwebtoken::get_current_timestamp() + 600;
     let sign = |claims: serde_json::Value, secret: &[u8]| {
         jsonwebtoken::encode(
@@ -424,7 +431,7 @@ async fn bad_tokens_are_unauthorized() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scopes_and_tenants_are_enforced() {
-    let h = Harness::start().await;
+    let h = Harness::start_with(options()).await;
     let read_only = h.token("acme", "contacts:read");
     let response = h.get("/v1/conversations", &read_only).await;
     expect_problem(response, 403, "forbidden").await;
@@ -489,7 +496,7 @@ async fn scopes_and_tenants_are_enforced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_input_is_rejected_before_any_vendor_call() {
-    let h = Harness::start().await;
+    let h = Harness::start_with(options()).await;
     let conversation = first_id(&h, "/v1/conversations?limit=1").await;
     h.libredesk.reset_calls();
     let token = h.acme();
@@ -569,7 +576,7 @@ async fn malformed_input_is_rejected_before_any_vendor_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tampered_cursor_is_rejected() {
-    let h = Harness::start().await;
+    let h = Harness::start_with(options()).await;
     let page = h.get_json("/v1/contacts?limit=1", 200).await;
     let cursor = page["next_cursor"].as_str().expect("cursor").to_owned();
     let mut bytes = cursor.into_bytes();
@@ -599,7 +606,7 @@ async fn tampered_cursor_is_rejected() {
 async fn vendor_failures_map_to_the_error_table() {
     let h = Harness::start_with(Options {
         vendor_timeout_ms: 400,
-        ..Options::default()
+        ..options()
     })
     .await;
     let id = first_id(&h, "/v1/contacts?limit=1").await;
@@ -695,7 +702,7 @@ fn basic_auth(name: &str, text: String) -> String {
 async fn the_basic_auth_scheme_works_too() {
     let h = Harness::start_with(Options {
         routes_transform: Some(basic_auth),
-        ..Options::default()
+        ..options()
     })
     .await;
     expect_status(h.get("/v1/contacts?limit=1", &h.acme()).await, 200).await;

@@ -8,15 +8,13 @@
 //! - `RUST_LOG=warn` overrides the config's `log.filter: info`: no access lines.
 //! - `RUST_LOG=trace` still logs no credential, token or secret.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{free_port, load_routes, repo_path, ALL_SCOPES};
+use crate::harness::{free_port, load_routes, repo_path, ALL_SCOPES};
 use serde_json::Value;
 use switchboard::api::operation::Vendor;
 use switchboard::sandbox::{Credentials, Fault, Sandbox};

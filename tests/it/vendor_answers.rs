@@ -4,13 +4,11 @@
 //! read in both forms, echoed credentials never come back, and a 403 means what the contract
 //! says.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use common::*;
+use crate::harness::*;
 use reqwest::Method;
 use serde_json::{json, Value};
 use switchboard::api::ids::{Kind, ObjectId};

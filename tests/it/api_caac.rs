@@ -1,9 +1,7 @@
 //! The normalized API served end to end over the CAAC sandbox (connection `acme.caac`): every
 //! operation CAAC supports, every one it does not, and the error codes reachable with CAAC.
 
-mod common;
-
-use common::*;
+use crate::harness::*;
 use reqwest::Method;
 use serde_json::{json, Value};
 use switchboard::api::ids::{Kind, ObjectId};

@@ -2,11 +2,9 @@
 //! read it back, close — against every connection, using each step a vendor supports, and
 //! checking the normalized objects have the same shape whatever the vendor.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::*;
+use crate::harness::*;
 use reqwest::Method;
 use serde_json::{json, Value};
 

@@ -2,9 +2,7 @@
 //! scheme, configured `iss`/`aud` required, `crit` refused — each refusal a 401 problem+json
 //! counted under its reason.
 
-mod common;
-
-use common::*;
+use crate::harness::*;
 use serde_json::json;
 
 async fn capabilities(h: &Harness, authorization: &[&str]) -> reqwest::Response {

@@ -15,16 +15,14 @@
 //! - `switchboard check` names file, key and reason for every bad `tls` value, and warns about
 //!   expiring certificates.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::tls::{self as certs, Issued};
-use common::*;
+use crate::harness::tls::{self as certs, Issued};
+use crate::harness::*;
 use serde_json::Value;
 use switchboard::config::{Env, Loader};
 use switchboard::sandbox::{Credentials, Sandbox, SandboxTls};
@@ -149,7 +147,9 @@ async fn expect_failure(h: &Harness, connection: &str, class: &str) -> String {
 // ------------------------------------------------------------------------------------------
 // Logs and metrics
 
-/// Every log line of this test binary, as JSON (one global subscriber, installed once).
+/// Every log line of this test process, as JSON (one global subscriber, installed once). The
+/// `it` binary runs other modules' gateways beside these tests: their lines land here too, and
+/// are told apart by request id.
 fn capture_logs() -> Arc<Mutex<Vec<u8>>> {
     static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
     LOGS.get_or_init(|| {
@@ -184,9 +184,12 @@ impl Write for LogSink {
 async fn request_log(request_id: &str) -> (Value, Vec<Value>) {
     let deadline = Instant::now() + DEADLINE;
     loop {
-        let text = String::from_utf8_lossy(&capture_logs().lock().expect("logs")).into_owned();
-        let lines: Vec<Value> = text
+        // The buffer holds the lines of every test in the process: only lines naming the
+        // request are parsed.
+        let logs = capture_logs();
+        let lines: Vec<Value> = String::from_utf8_lossy(&logs.lock().expect("logs"))
             .lines()
+            .filter(|l| l.contains(request_id))
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
             .filter(|l| l["request_id"] == request_id)
             .collect();

@@ -1,13 +1,11 @@
 //! RS256 and ES256 tokens, with a PEM public key or a JWKS URL (fetched on first use, refetched
 //! on an unknown `kid`, at most once per refresh interval).
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
+use crate::harness::*;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;

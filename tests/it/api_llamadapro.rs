@@ -2,9 +2,7 @@
 //! `acme.llamadapro`): every operation LlamadaPro supports, the ones it does not, and its
 //! error mapping.
 
-mod common;
-
-use common::*;
+use crate::harness::*;
 use reqwest::Method;
 use serde_json::{json, Value};
 use switchboard::api::ids::{Kind, ObjectId};

@@ -18,14 +18,12 @@
 //! 5. `/metrics` itself: names, types and label sets exactly as ARCHITECTURE.md lists them,
 //!    label values from their bounded sets, vendor histogram buckets 1 ms … 45 s.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::harness::*;
 use serde_json::Value;
 use switchboard::api::operation::{Operation, Vendor};
 use switchboard::sandbox::Fault;
@@ -837,8 +835,8 @@ async fn dashboards_and_alerts_against_a_real_prometheus() {
     println!("promtool test rules: {}", tests.trim());
 
     // 2. Gateway and Prometheus.
-    let untrusted_ca = common::tls::ca("a CA nobody trusts");
-    let untrusted_cert = common::tls::server(&untrusted_ca, LIBREDESK_TLS_NAME);
+    let untrusted_ca = crate::harness::tls::ca("a CA nobody trusts");
+    let untrusted_cert = crate::harness::tls::server(&untrusted_ca, LIBREDESK_TLS_NAME);
     let https_vendor = switchboard::sandbox::Sandbox::start_libredesk(
         load_routes("libredesk"),
         switchboard::sandbox::Credentials::new(LD_KEY, LD_SECRET),
