@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::harness::{free_port, load_routes, repo_path, ALL_SCOPES};
+use crate::harness::{free_ports, load_routes, repo_path, ALL_SCOPES};
 use serde_json::Value;
 use switchboard::api::operation::Vendor;
 use switchboard::sandbox::{Credentials, Fault, Sandbox};
@@ -71,8 +71,7 @@ impl Gateway {
         .expect("copy routes/libredesk.yaml");
         std::fs::write(dir.path().join("connections.yaml"), connections(sandbox))
             .expect("connections");
-        let api_port = free_port();
-        let admin_port = free_port();
+        let [api_port, admin_port] = free_ports();
         let config = format!(
             r#"listen:
   api: 127.0.0.1:{api_port}

@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{free_port, repo_path};
+use crate::harness::{free_ports, repo_path};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 
@@ -135,7 +135,7 @@ fn demo_runs_from_any_folder_on_the_embedded_config() {
 }
 
 fn demo_from(cwd: &std::path::Path, config_hint: &str) {
-    let (api, admin) = (free_port(), free_port());
+    let [api, admin] = free_ports();
     let mut child = Command::new(BIN)
         .current_dir(cwd)
         .args([

@@ -26,10 +26,18 @@ pub const LD_SECRET: &str = "ld-secret";
 /// A port that was free a moment ago. Pingora binds its own listeners, so the harness picks
 /// the port; the window between release and bind is tiny and never hit in practice.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    let [port] = free_ports();
+    port
+}
+
+/// `N` distinct ports that were free a moment ago: all are held at once while they are picked,
+/// so two calls of [`free_port`] can never hand the same port to both listeners of one gateway
+/// (the kernel may well give a just-released port out again).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("free port"))
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().expect("bound port").port())
 }
 
 pub fn repo_path(rel: &str) -> PathBuf {
@@ -244,7 +252,7 @@ impl Harness {
             ));
             others.push(sandbox);
         }
-        let closed_port = free_port();
+        let [closed_port, api_port, admin_port] = free_ports();
         let connections = format!(
             r#"tenants:
   acme:
@@ -280,8 +288,6 @@ impl Harness {
             extra = options.extra_connections,
         );
         std::fs::write(dir.path().join("connections.yaml"), connections).expect("connections");
-        let api_port = free_port();
-        let admin_port = free_port();
         let config = format!(
             r#"listen:
   api: 127.0.0.1:{api_port}
