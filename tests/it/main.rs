@@ -41,6 +41,7 @@ mod cross_vendor;
 mod docs;
 mod http_protocol;
 mod jwt_keys;
+mod layout;
 mod prometheus;
 mod reload;
 mod requests;
