@@ -147,8 +147,10 @@ log:
         gateway
     }
 
-    /// Poll the admin `/readyz` until it answers 200 (bounded); fail with the log if the
-    /// process exits or the deadline passes.
+    /// Poll until the admin `/readyz` answers 200 and the API listener accepts a connection
+    /// (bounded; pingora binds each listener on its own, so one may be up before the other; a
+    /// bare connection logs no access line); fail with the log if the process exits or the
+    /// deadline passes.
     async fn wait_ready(&mut self) {
         let deadline = Instant::now() + DEADLINE;
         loop {
@@ -159,7 +161,9 @@ log:
                 );
             }
             let ready = self.http.get(format!("{}/readyz", self.admin)).send().await;
-            if matches!(&ready, Ok(r) if r.status() == 200) {
+            let api = self.api.trim_start_matches("http://");
+            let accepts = tokio::net::TcpStream::connect(api).await.is_ok();
+            if accepts && matches!(&ready, Ok(r) if r.status() == 200) {
                 return;
             }
             assert!(

@@ -173,13 +173,14 @@ fn demo_from(cwd: &std::path::Path, config_hint: &str) {
     let curls: Vec<&String> = lines.iter().filter(|l| l.starts_with("curl ")).collect();
     assert!(curls.len() >= 3, "{lines:#?}");
 
-    // wait for the listeners
+    // wait for both listeners (pingora binds each on its own: one may be up first)
     let deadline = Instant::now() + Duration::from_secs(20);
-    while Command::new("curl")
-        .args(["-sf", &format!("http://127.0.0.1:{admin}/readyz")])
-        .output()
-        .map(|o| !o.status.success())
-        .unwrap_or(true)
+    while std::net::TcpStream::connect(("127.0.0.1", api)).is_err()
+        || Command::new("curl")
+            .args(["-sf", &format!("http://127.0.0.1:{admin}/readyz")])
+            .output()
+            .map(|o| !o.status.success())
+            .unwrap_or(true)
     {
         assert!(Instant::now() < deadline, "demo did not become ready");
         std::thread::sleep(Duration::from_millis(50));
