@@ -320,7 +320,7 @@ fn substitute(expr: &str) -> String {
             "__rate_interval" | "__interval" => "1m",
             other => panic!(
                 "dashboard variable ${other} has no substitution (teach dashboards/queries.py \
-                 and tests/prometheus.rs): {expr}"
+                 and tests/it/prometheus.rs): {expr}"
             ),
         };
         out.push_str(value);
