@@ -1,12 +1,13 @@
-//! Test harness: a real switchboard server (pingora listeners on ephemeral loopback ports)
-//! in front of a real Libredesk sandbox, driven over HTTP like a client would.
+//! Test harness: a real switchboard server (pingora listeners on free loopback ports, see
+//! [`free_ports`]) in front of real vendor sandboxes, driven over HTTP like a client would.
 #![allow(dead_code)]
 
 pub mod tls;
 
+use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use switchboard::api::operation::Vendor;
@@ -23,20 +24,41 @@ pub const ALL_SCOPES: &str =
 pub const LD_KEY: &str = "ld-key";
 pub const LD_SECRET: &str = "ld-secret";
 
-/// A port that was free a moment ago. Pingora binds its own listeners, so the harness picks
-/// the port; the window between release and bind is tiny and never hit in practice.
+/// A port that was free a moment ago, see [`free_ports`].
 pub fn free_port() -> u16 {
     let [port] = free_ports();
     port
 }
 
-/// `N` distinct ports that were free a moment ago: all are held at once while they are picked,
-/// so two calls of [`free_port`] can never hand the same port to both listeners of one gateway
-/// (the kernel may well give a just-released port out again).
+/// Where the harness picks ports: below the kernel's ephemeral range (Linux: 32768–60999),
+/// which is where a socket bound to port 0 (a sandbox) or a client connection gets its port.
+const PORTS: std::ops::Range<u16> = 20_000..32_768;
+
+/// Every port handed out in this process: never handed out twice.
+static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+
+/// `N` distinct ports that were free a moment ago, for listeners pingora binds itself (so the
+/// harness releases them first). While one gateway's ports wait to be bound again, neither the
+/// kernel (they are outside its ephemeral range) nor this function (each port is handed out
+/// once per process) gives them to anything else: two gateways of tests running side by side
+/// never share a port, and a test never talks to another test's gateway.
 pub fn free_ports<const N: usize>() -> [u16; N] {
-    let held: Vec<TcpListener> = (0..N)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("free port"))
-        .collect();
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut held = Vec::with_capacity(N);
+    for _ in 0..10_000 {
+        if held.len() == N {
+            break;
+        }
+        let port = rand::random_range(PORTS);
+        if handed_out.contains(&port) {
+            continue;
+        }
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            handed_out.insert(port);
+            held.push(listener);
+        }
+    }
+    assert_eq!(held.len(), N, "no free port left in {PORTS:?}");
     std::array::from_fn(|i| held[i].local_addr().expect("bound port").port())
 }
 
