@@ -1,7 +1,7 @@
 //! The integration tests: one test binary, `it`, holding every suite as a module, so pingora
 //! and the rest of the dependency tree are linked once instead of once per file.
 //!
-//! Each module drives real gateways (pingora on ephemeral loopback ports, in process) in front
+//! Each module drives real gateways (pingora on free loopback ports, in process) in front
 //! of the vendor sandboxes, or runs the real `switchboard` binary; [`harness`] starts them.
 //! Test names keep the file name: `cargo test --test it reload::` runs `tests/it/reload.rs`,
 //! `cargo test --test it -- --exact tls::mtls_works_with_the_client_certificate_and_fails_without`
@@ -20,12 +20,14 @@
 //!    directory, send signals to its own process, install process-wide handlers or
 //!    subscribers (the one exception is `tls`'s log capture, which filters by request id), or
 //!    count anything process-global. Gateways, metrics registries and sandboxes are per
-//!    harness, ports are ephemeral, files go in a `tempfile` directory.
+//!    harness, ports come from `harness::free_ports` (or a sandbox's own port-0 bind), files
+//!    go in a `tempfile` directory.
 //! 5. A suite that cannot follow 4. gets its own binary: `tests/<name>.rs` with
 //!    `#[path = "it/harness/mod.rs"] mod harness;`, a `[[test]]` entry in Cargo.toml (the
 //!    package sets `autotests = false`, so a file in `tests/` is not built by itself) and a
 //!    comment saying why. Today that is only `tests/reload_sighup.rs`: SIGHUP reaches every
-//!    gateway in the process.
+//!    gateway in the process. (`layout` fails for a file in `tests/` or `tests/it/` that
+//!    nothing builds.)
 
 mod harness;
 
