@@ -23,7 +23,7 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
-use crate::vendors::VendorClient;
+use crate::upstream::VendorClient;
 
 const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 

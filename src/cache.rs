@@ -21,7 +21,7 @@ use moka::Expiry;
 use crate::api::ids::ObjectId;
 use crate::api::request::{OperationRequest, Page};
 use crate::api::ApiError;
-use crate::config::Connection;
+use crate::snapshot::Connection;
 
 /// The `cache` label of `switchboard_cache_entries`.
 pub const CACHE_NAME: &str = "responses";

@@ -16,5 +16,7 @@ pub mod metrics;
 pub mod resilience;
 pub mod sandbox;
 pub mod server;
+pub mod snapshot;
 pub mod state;
+pub mod upstream;
 pub mod vendors;

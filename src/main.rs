@@ -153,7 +153,7 @@ fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(e) => return fail(&e),
             };
-            match switchboard::demo::mint(&snapshot.settings, &tenant, &scope, ttl) {
+            match snapshot.settings.mint(&tenant, &scope, ttl) {
                 Ok(token) => {
                     println!("{token}");
                     ExitCode::SUCCESS

@@ -15,7 +15,7 @@ use pingora::services::listening::Service;
 use crate::gateway::admin::AdminApp;
 use crate::gateway::listener::ApiListener;
 use crate::gateway::App;
-use crate::vendors::VendorClient;
+use crate::upstream::VendorClient;
 
 /// How long the watcher waits for a burst of file events to settle before reloading.
 const DEBOUNCE: Duration = Duration::from_millis(250);

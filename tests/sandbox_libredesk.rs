@@ -11,9 +11,10 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use switchboard::config::routes::{compile, RoutesFile, VendorRoutes};
+use switchboard::config::routes::{compile, RoutesFile};
 use switchboard::sandbox::libredesk::seed;
 use switchboard::sandbox::{CallRecord, Credentials, Fault, Sandbox};
+use switchboard::snapshot::routes::VendorRoutes;
 
 const KEY: &str = "sandbox-key";
 const SECRET: &str = "sandbox-secret";

@@ -28,9 +28,12 @@ use crate::api::request::Output;
 use crate::api::{ApiError, ErrorCode};
 use crate::auth::Principal;
 use crate::cache::{self, CacheResult, Cached, CachedResponse, ResponseCache};
-use crate::config::{ConfigError, Loader, Snapshot};
+use crate::config::{ConfigError, Loader};
 use crate::metrics::Metrics;
-use crate::vendors::{adapter_for, CallContext, VendorClient};
+use crate::snapshot::{FileHash, Snapshot};
+use crate::upstream::tls::PoolIdentity;
+use crate::upstream::VendorClient;
+use crate::vendors::{adapter_for, CallContext};
 use route::{match_route, NoRoute, Route};
 
 /// The normalized API's own OpenAPI document, served at `GET /openapi.json`.
@@ -50,7 +53,7 @@ pub struct App {
     reload_lock: Mutex<()>,
     /// The files of the last change the watcher tried and the loader rejected: the same bytes
     /// are not tried again until something changes.
-    last_rejected: Mutex<Option<Vec<crate::config::FileHash>>>,
+    last_rejected: Mutex<Option<Vec<FileHash>>>,
 }
 
 impl App {
@@ -157,17 +160,13 @@ impl App {
 
 /// Pool identities (TLS settings, server name, port) that connections of `current` used and no
 /// connection of `next` uses: their idle pooled sessions are closed after the swap.
-fn retired_pools(
-    current: &Snapshot,
-    next: &Snapshot,
-) -> std::collections::BTreeSet<crate::vendors::tls::PoolIdentity> {
-    use crate::vendors::tls::PoolIdentity;
+fn retired_pools(current: &Snapshot, next: &Snapshot) -> std::collections::BTreeSet<PoolIdentity> {
     let identities = |snapshot: &Snapshot| -> std::collections::BTreeSet<PoolIdentity> {
         snapshot
             .tenants
             .values()
             .flat_map(|conns| conns.values())
-            .map(|c| PoolIdentity::of_connection(c))
+            .map(|c| PoolIdentity::of(&c.base_url, &c.tls))
             .collect()
     };
     let live = identities(next);

@@ -14,7 +14,7 @@ use crate::api::operation::Operation;
 use crate::api::request::{ContactFilters, ConversationFilters, OperationRequest, Page};
 use crate::api::ApiError;
 use crate::auth::Principal;
-use crate::config::{Connection, Snapshot};
+use crate::snapshot::{Connection, Snapshot};
 use crate::vendors::adapter_for;
 
 const DEFAULT_LIMIT: u32 = 20;

@@ -94,9 +94,6 @@ use super::{
     civil_from_days, json_response, lock, unix_now, unix_seconds, Credentials, Query,
     SandboxRequest, VendorSimulator,
 };
-use crate::api::ids::Kind;
-use crate::config::Connection;
-use crate::demo::{demo_id, DemoRequest};
 
 /// Constants for the seed data, for tests and the demo.
 pub mod seed {
@@ -2728,62 +2725,11 @@ impl Data {
     }
 }
 
-/// Example normalized-API requests that work against a demo connection served by this
-/// sandbox (seed IDs), printed by `switchboard demo` as curl lines.
-pub fn demo_requests(conn: &Connection) -> Vec<DemoRequest> {
-    let contact = demo_id(conn, Kind::Contact, &[&seed::CONTACT_ADA_ID.to_string()]);
-    let conversation = demo_id(conn, Kind::Conversation, &[seed::CONVERSATION_OPEN_UUID]);
-    let request =
-        |method: &'static str, path: String, body: Option<Value>, select: bool| DemoRequest {
-            method,
-            path,
-            body,
-            select,
-        };
-    vec![
-        request("GET", "/v1/contacts?limit=5".to_owned(), None, true),
-        request("GET", "/v1/contacts?q=ada".to_owned(), None, true),
-        request("GET", format!("/v1/contacts/{contact}"), None, false),
-        request(
-            "GET",
-            "/v1/conversations?status=open".to_owned(),
-            None,
-            true,
-        ),
-        request(
-            "GET",
-            format!("/v1/conversations/{conversation}"),
-            None,
-            false,
-        ),
-        request(
-            "GET",
-            format!("/v1/conversations/{conversation}/messages"),
-            None,
-            false,
-        ),
-        request(
-            "POST",
-            "/v1/messages".to_owned(),
-            Some(
-                json!({ "conversation_id": conversation, "text": "Thanks Ada, a corrected invoice is on its way." }),
-            ),
-            false,
-        ),
-        request(
-            "PATCH",
-            format!("/v1/conversations/{conversation}"),
-            Some(json!({ "status": "resolved" })),
-            false,
-        ),
-    ]
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::config::routes::VendorRoutes;
     use crate::sandbox::days_from_civil;
+    use crate::snapshot::routes::VendorRoutes;
     use http::HeaderValue;
 
     /// The repository's routes/libredesk.yaml, compiled.

@@ -34,7 +34,7 @@ use tokio::sync::broadcast;
 use super::redis::{HubEvent, RedisHub, BACKEND};
 use super::StateError;
 use crate::cache::{self, ResponseCache};
-use crate::config::Connection;
+use crate::snapshot::Connection;
 
 /// Wire format version (a receiver that cannot read a message flushes instead).
 const WIRE_VERSION: u32 = 1;

@@ -10,11 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use switchboard::api::operation::Vendor;
-use switchboard::config::routes::{compile, RoutesFile, VendorRoutes};
+use switchboard::config::routes::{compile, RoutesFile};
 use switchboard::config::{Env, Loader};
 use switchboard::gateway::App;
 use switchboard::sandbox::{Credentials, Sandbox};
 use switchboard::server::{build_server, run_until, ProcessOptions, ShutdownTrigger};
+use switchboard::snapshot::routes::VendorRoutes;
 
 pub const SECRET: &str = "test-secret-0123456789abcdef";
 pub const AUDIENCE: &str = "switchboard";

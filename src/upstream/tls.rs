@@ -9,21 +9,79 @@
 //! peer, so a vendor that keeps failing costs one extra handshake per [`DIAGNOSIS_TTL`], not
 //! one per request. Pingora's own handshake stays the one that decides.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 use openssl::x509::store::X509StoreBuilder;
+use openssl::x509::X509;
 use pingora::connectors::L4Connect;
 use pingora::protocols::l4::stream::Stream;
 use pingora::tls::ssl_sys;
 use pingora::upstreams::peer::HttpPeer;
+use pingora::utils::tls::CertKey;
 use pingora::ErrorType;
 
-use crate::config::tls::{TlsSettings, TlsVersion};
-use crate::config::{BaseUrl, Connection};
+use super::BaseUrl;
+
+/// A TLS protocol version floor.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TlsVersion {
+    #[default]
+    Tls12,
+    Tls13,
+}
+
+impl TlsVersion {
+    /// The version as config and logs write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsVersion::Tls12 => "1.2",
+            TlsVersion::Tls13 => "1.3",
+        }
+    }
+
+    /// The version of a negotiated session, from OpenSSL's name for it (`TLSv1.2`).
+    pub fn from_negotiated(name: &str) -> Option<Self> {
+        match name {
+            "TLSv1.2" => Some(TlsVersion::Tls12),
+            "TLSv1.3" => Some(TlsVersion::Tls13),
+            _ => None,
+        }
+    }
+}
+
+/// A connection's TLS, ready to apply to each new vendor session. The default is system roots,
+/// full verification, the base URL's host as the name, no client certificate, TLS 1.2 or newer.
+#[derive(Clone, Default)]
+pub struct TlsSettings {
+    /// The trust anchors; `None` = the system roots (pingora's default store).
+    pub ca: Option<Arc<Box<[X509]>>>,
+    /// The client certificate chain and key, for mTLS.
+    pub client_cert_key: Option<Arc<CertKey>>,
+    /// SNI and the name verified, instead of the base URL's host.
+    pub server_name: Option<String>,
+    pub min_version: TlsVersion,
+    /// Pingora's pool group: sessions made under other settings are never reused for these.
+    /// 0 for the default settings.
+    pub pool_key: u64,
+}
+
+impl fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsSettings")
+            .field("ca", &self.ca.as_ref().map(|c| c.len()))
+            .field("client_cert", &self.client_cert_key.is_some())
+            .field("server_name", &self.server_name)
+            .field("min_version", &self.min_version)
+            .field("pool_key", &self.pool_key)
+            .finish()
+    }
+}
 
 /// How long a diagnosis of a failed certificate check is reused for the same peer.
 pub const DIAGNOSIS_TTL: Duration = Duration::from_secs(10);
@@ -126,10 +184,6 @@ impl PoolIdentity {
             port: base.port,
             tls: base.tls,
         }
-    }
-
-    pub fn of_connection(connection: &Connection) -> Self {
-        Self::of(&connection.base_url, &connection.tls)
     }
 }
 
