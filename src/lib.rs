@@ -8,12 +8,14 @@ pub mod auth;
 pub mod cache;
 pub mod clock;
 pub mod config;
+#[cfg(feature = "sandbox")]
 pub mod demo;
 pub mod events;
 pub mod gateway;
 pub mod logging;
 pub mod metrics;
 pub mod resilience;
+#[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod server;
 pub mod snapshot;

@@ -44,7 +44,8 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Start sandbox vendors and a gateway on loopback, print a dev token and curl lines.
+    /// Start sandbox vendors and a gateway on loopback, print a dev token and curl lines
+    /// (needs a build with the `sandbox` feature, the default).
     Demo {
         /// Defaults to config/demo.yaml when present, else the embedded demo config.
         #[arg(long)]
@@ -125,6 +126,7 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(&e),
         },
+        #[cfg(feature = "sandbox")]
         Command::Demo {
             config,
             api,
@@ -136,6 +138,15 @@ fn main() -> ExitCode {
             &admin,
             Duration::from_millis(sandbox_latency_ms),
         ),
+        #[cfg(not(feature = "sandbox"))]
+        Command::Demo { .. } => {
+            eprintln!(
+                "error: this switchboard was built without the sandboxes (cargo feature \
+                 `sandbox`), so it has no demo; build it with the default features \
+                 (`cargo build --release`) to run `switchboard demo`"
+            );
+            ExitCode::from(2)
+        }
         Command::Token {
             config,
             tenant,

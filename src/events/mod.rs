@@ -38,6 +38,7 @@ pub mod metrics;
 pub mod model;
 pub mod poll;
 pub mod pull;
+#[cfg(feature = "sandbox")]
 pub mod receiver;
 pub mod redis_store;
 pub mod sender;

@@ -1031,7 +1031,7 @@ fn plan_conversation_update(
     Ok(plan)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "sandbox"))]
 // Tests may panic on a broken fixture; that is their job.
 #[allow(clippy::unwrap_used)]
 mod tests {
