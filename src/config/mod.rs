@@ -74,7 +74,7 @@ pub struct GatewayFile {
     pub jwt: JwtFile,
     /// Key for cursor tags. Without it, a random key per process (cursors die on restart).
     #[serde(default)]
-    pub cursor_secret: Option<String>,
+    pub cursor_secret: Option<Secret>,
     #[serde(default)]
     pub cache: CacheFile,
     #[serde(default)]
@@ -378,7 +378,7 @@ impl Loader {
         )?;
 
         let cursors = match &gateway.cursor_secret {
-            Some(s) if s.len() >= 16 => CursorCodec::new(s.as_bytes()),
+            Some(s) if s.expose().len() >= 16 => CursorCodec::new(s.expose().as_bytes()),
             Some(_) => {
                 return Err(ConfigError::new(
                     path,

@@ -59,7 +59,8 @@ pub struct EndpointFile {
 
 /// A validation failure inside one routes file: `key` is the dotted path, `reason` says
 /// what is wrong and, where possible, how to fix it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{key}: {reason}")]
 pub struct RoutesError {
     pub key: String,
     pub reason: String,
@@ -232,4 +233,22 @@ fn check_timeout(key: &str, ms: u64) -> Result<Duration, RoutesError> {
         ));
     }
     Ok(Duration::from_millis(ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_routes_error_is_an_error_naming_key_and_reason() {
+        let file: RoutesFile = serde_yaml::from_str(
+            "vendor: libredesk\nauth: {scheme: token}\noperations:\n  contacts.get: {method: GET, path: /x, timeout_ms: 0}\n",
+        )
+        .unwrap();
+        let e: Box<dyn std::error::Error> = Box::new(compile(&file).unwrap_err());
+        assert_eq!(
+            e.to_string(),
+            "operations.contacts.get.path: must contain {id}"
+        );
+    }
 }

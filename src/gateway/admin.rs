@@ -10,6 +10,7 @@ use pingora::protocols::http::ServerSession;
 use serde_json::json;
 
 use super::App;
+use crate::cache::{object_params, CACHE_NAME};
 
 pub struct AdminApp {
     app: Arc<App>,
@@ -57,11 +58,19 @@ impl ServeHttp for AdminApp {
         };
         match (method.as_str(), path.as_str()) {
             ("POST", "/admin/cache/purge") => purge(&self.app, &body).await,
-            ("GET", "/metrics") => respond(
-                200,
-                "text/plain; version=0.0.4; charset=utf-8",
-                self.app.metrics.render(),
-            ),
+            ("GET", "/metrics") => {
+                let entries = self
+                    .app
+                    .metrics
+                    .cache_entries
+                    .with_label_values(&[CACHE_NAME]);
+                self.app.cache.report_entries(&entries).await;
+                respond(
+                    200,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    self.app.metrics.render(),
+                )
+            }
             ("GET", "/healthz") => json_response(200, &json!({"status": "ok"})),
             ("GET", "/readyz") => {
                 let snapshot = self.app.snapshot();
@@ -211,11 +220,8 @@ async fn purge(app: &App, body: &[u8]) -> Response<Vec<u8>> {
             else {
                 return json_response(400, &json!({"error": "id is not a switchboard ID"}));
             };
-            app.cache.invalidate_keyed(
-                &id.tenant,
-                &id.connection,
-                &crate::cache::object_params(&id),
-            );
+            app.cache
+                .invalidate_keyed(&id.tenant, &id.connection, &object_params(&id));
             json!({"purged": "id", "id": raw})
         }
         _ => {
@@ -226,9 +232,5 @@ async fn purge(app: &App, body: &[u8]) -> Response<Vec<u8>> {
         }
     };
     app.cache.sync().await;
-    app.metrics
-        .cache_entries
-        .with_label_values(&[crate::cache::CACHE_NAME])
-        .set(i64::try_from(app.cache.entry_count()).unwrap_or(i64::MAX));
     json_response(200, &scope)
 }

@@ -162,6 +162,8 @@ impl CallError {
         }
     }
 
+    /// The API error this failure answers with, carrying the failure as its cause. No side
+    /// effects: the gateway's `logging` phase logs the cause once.
     pub fn into_api_error(self, vendor: Vendor) -> ApiError {
         let (code, detail) = match &self {
             CallError::Timeout(d) => (
@@ -197,9 +199,9 @@ impl CallError {
                 "the request cannot be expressed as a vendor call".to_owned(),
             ),
         };
-        // The underlying error text may contain internal addresses: log it, never return it.
-        tracing::debug!(vendor = %vendor, error = %self, "vendor call failed");
-        ApiError::vendor(code, vendor, detail).with_cause(self.cause())
+        // The call error's own text may name internal addresses: it travels as the cause (for
+        // the log), never in the detail.
+        ApiError::vendor(code, vendor, detail).with_cause(self)
     }
 }
 
@@ -693,5 +695,21 @@ mod header_tests {
         assert_eq!(parse_max_age("no-store"), Some(0));
         assert_eq!(parse_max_age("public"), None);
         assert_eq!(parse_max_age("max-age=soon"), None);
+    }
+
+    #[test]
+    fn an_api_error_keeps_the_call_error_as_its_cause_and_its_detail_names_no_address() {
+        let error = CallError::Refused("connect to 10.1.2.3:443 refused".to_owned())
+            .into_api_error(Vendor::Libredesk);
+        assert_eq!(error.code, ErrorCode::VendorUnavailable);
+        assert!(!error.detail.contains("10.1.2.3"), "{}", error.detail);
+        assert!(std::error::Error::source(&error).is_some());
+        let call = error
+            .cause
+            .as_deref()
+            .and_then(|cause| cause.downcast_ref::<CallError>())
+            .expect("the call error is the cause");
+        assert_eq!(call.cause(), "refused");
+        assert!(call.to_string().contains("10.1.2.3"));
     }
 }

@@ -181,21 +181,6 @@ impl<'a> CallContext<'a> {
         };
         self.metrics
             .observe_vendor_call(vendor, self.operation, outcome, elapsed);
-        if let Err(e) = &result {
-            if e.is_connection_failure() {
-                // What an operator needs to fix it, and nothing else: no address, no host.
-                tracing::warn!(
-                    request_id = self.request_id,
-                    vendor = vendor.as_str(),
-                    connection = %self.connection.name,
-                    operation = self.operation.as_str(),
-                    outcome,
-                    cause = e.cause(),
-                    reason = %e.safe_reason(),
-                    "vendor connection failed"
-                );
-            }
-        }
         // Every byte of vendor text the adapter reads — error messages, objects, `raw` — has
         // the connection's credentials cut out first: a vendor that echoes the request's
         // credentials can never put them in a response or a log line.
