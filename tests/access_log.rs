@@ -8,6 +8,9 @@
 //! - `RUST_LOG=warn` overrides the config's `log.filter: info`: no access lines.
 //! - `RUST_LOG=trace` still logs no credential, token or secret.
 
+// Test helpers fail loudly: a broken fixture is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::io::{BufRead, BufReader};

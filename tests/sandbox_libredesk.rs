@@ -2,6 +2,9 @@
 //! endpoint, faults, call records, hot route swaps, and a contract check against Libredesk's
 //! published OpenAPI document.
 
+// Test helpers fail loudly: a broken fixture is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

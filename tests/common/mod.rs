@@ -1,6 +1,8 @@
 //! Test harness: a real switchboard server (pingora listeners on ephemeral loopback ports)
 //! in front of a real Libredesk sandbox, driven over HTTP like a client would.
 #![allow(dead_code)]
+// Harness helpers fail loudly: a broken fixture is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod tls;
 
