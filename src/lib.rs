@@ -5,7 +5,9 @@ pub mod api;
 pub mod auth;
 pub mod cache;
 pub mod clock;
+pub mod cluster;
 pub mod config;
+pub mod config_error;
 #[cfg(feature = "sandbox")]
 pub mod demo;
 pub mod events;

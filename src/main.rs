@@ -178,7 +178,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn fail(e: &switchboard::config::ConfigError) -> ExitCode {
+fn fail(e: &switchboard::config_error::ConfigError) -> ExitCode {
     eprintln!("error: {e}");
     ExitCode::FAILURE
 }

@@ -23,35 +23,16 @@ use sha2::{Digest, Sha256};
 use crate::api::cursor::CursorCodec;
 use crate::api::operation::Vendor;
 use crate::auth::{AuthSettings, Authenticator, JwksIntervals, JwksStore, KeySource};
+use crate::config_error::{ConfigError, ConfigWarning};
 use crate::snapshot::redact::Redactor;
 use crate::snapshot::routes::{AuthScheme, VendorRoutes};
 use crate::snapshot::{
-    sha256_hex, ConfigWarning, Connection, FileHash, HttpLimits, Listen, LogSettings, Secret,
-    Settings, Snapshot,
+    sha256_hex, Connection, FileHash, HttpLimits, Listen, LogSettings, Secret, Settings, Snapshot,
 };
 use crate::upstream::BaseUrl;
 use crate::vendors::{adapter_for, supported_operations};
 pub use env::Env;
 use routes::RoutesFile;
-
-/// A config problem, named by file, key and reason.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{}: {key}: {reason}", file.display())]
-pub struct ConfigError {
-    pub file: PathBuf,
-    pub key: String,
-    pub reason: String,
-}
-
-impl ConfigError {
-    fn new(file: &Path, key: impl Into<String>, reason: impl Into<String>) -> Self {
-        ConfigError {
-            file: file.to_path_buf(),
-            key: key.into(),
-            reason: reason.into(),
-        }
-    }
-}
 
 // ----- the file format ---------------------------------------------------------------------
 

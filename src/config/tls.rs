@@ -25,8 +25,9 @@ use pingora::utils::tls::CertKey;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::{sha256_hex, ConfigError};
-use crate::snapshot::{ConfigWarning, FileHash};
+use super::sha256_hex;
+use crate::config_error::{ConfigError, ConfigWarning};
+use crate::snapshot::FileHash;
 use crate::upstream::tls::{TlsSettings, TlsVersion};
 use crate::upstream::BaseUrl;
 

@@ -26,7 +26,7 @@ use serde_json::Value;
 
 use super::clock::{rfc3339, Millis};
 use super::signing::SigningSecret;
-use crate::config::ConfigError;
+use crate::config_error::ConfigError;
 
 // ----- the event --------------------------------------------------------------------------
 

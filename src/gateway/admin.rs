@@ -110,11 +110,11 @@ impl ServeHttp for AdminApp {
 
 /// Reload on a blocking thread: the loader reads files (a slow disk, a network mount) and the
 /// admin listener has one thread that must keep answering `/healthz` meanwhile.
-async fn reload(app: &Arc<App>) -> Result<super::Reloaded, crate::config::ConfigError> {
+async fn reload(app: &Arc<App>) -> Result<super::Reloaded, crate::config_error::ConfigError> {
     let app = app.clone();
     match tokio::task::spawn_blocking(move || app.reload("admin")).await {
         Ok(result) => result,
-        Err(e) => Err(crate::config::ConfigError {
+        Err(e) => Err(crate::config_error::ConfigError {
             file: std::path::PathBuf::new(),
             key: String::new(),
             reason: format!("the reload did not finish: {e}"),

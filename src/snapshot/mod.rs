@@ -20,20 +20,11 @@ use sha2::{Digest, Sha256};
 use crate::api::cursor::CursorCodec;
 use crate::api::operation::{Operation, Vendor};
 use crate::auth::Authenticator;
+use crate::config_error::ConfigWarning;
 use crate::upstream::tls::TlsSettings;
 use crate::upstream::BaseUrl;
 use redact::Redactor;
 use routes::VendorRoutes;
-
-/// A config that loads but deserves a look (an expiring client certificate, a CA that has
-/// expired): printed by `switchboard check`, logged at start and on every reload.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}: {key}: {reason}", file.display())]
-pub struct ConfigWarning {
-    pub file: PathBuf,
-    pub key: String,
-    pub reason: String,
-}
 
 /// A credential value. Never printed: `Debug` shows `<redacted>`, and there is no `Display`.
 #[derive(Clone, PartialEq, Eq, serde::Deserialize)]

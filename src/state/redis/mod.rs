@@ -1,7 +1,7 @@
 //! The Redis side of the cluster (issue 15): one [`RedisHub`] per replica owns the client, the
 //! connection manager, the health of the link and the pub/sub subscription; the shared
 //! backends ([`store::RedisStore`], [`crate::events::redis_store::RedisEventStore`],
-//! [`crate::state::bus::RedisBus`]) all talk to Redis through it.
+//! [`crate::cluster::bus::RedisBus`]) all talk to Redis through it.
 //!
 //! # Never hang a request
 //!
