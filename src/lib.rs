@@ -1,5 +1,5 @@
 //! switchboard: one normalized, JWT-protected API over four customer-conversation vendors,
-//! built on pingora. See README.md for the request flow and ARCHITECTURE notes.
+//! built on pingora. See README.md and docs/architecture.md for the request flow.
 
 pub mod api;
 pub mod auth;
@@ -14,6 +14,8 @@ pub mod events;
 pub mod gateway;
 pub mod logging;
 pub mod metrics;
+#[cfg(test)]
+mod module_graph;
 pub mod resilience;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;

@@ -6,7 +6,7 @@
 //!
 //! Pingora (and other dependencies) log through the `log` crate; `try_init` installs the
 //! `log` → tracing bridge, so their lines get the same format and filter as ours.
-//! Every request writes one line with target `switchboard::access` (see `gateway::logging`).
+//! Every request writes one line with target `switchboard::access` (the `logging` phase of `crate::gateway::Gateway`).
 
 use std::io::IsTerminal;
 
@@ -95,7 +95,7 @@ mod tests {
             "pingora_core::server",
             "pingora_core::connectors",
             "pingora_proxyx",
-            "switchboard::vendors::client",
+            "switchboard::upstream::client",
         ] {
             assert!(allowed(target, &Level::TRACE), "{target}");
         }

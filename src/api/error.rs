@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::operation::Vendor;
 
-/// The stable error words of API.md. The same word is used in responses, logs and the
+/// The stable error words of docs/api.md. The same word is used in responses, logs and the
 /// `code` metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
@@ -231,7 +231,7 @@ impl ApiError {
     }
 }
 
-/// The problem+json body. Field order follows API.md.
+/// The problem+json body. Field order follows docs/api.md.
 #[derive(Debug, Serialize)]
 pub struct Problem<'a> {
     #[serde(rename = "type")]

@@ -1,4 +1,4 @@
-//! Events: what happens at the vendor reaches the apps (issue 14, API.md "Events").
+//! Events: what happens at the vendor reaches the apps (issue 14, docs/api.md "Events").
 //!
 //! ```text
 //! intake  POST /hooks/{tenant}/{connection}

@@ -307,7 +307,7 @@ impl Gateway {
         Gateway { app }
     }
 
-    /// The request flow of ARCHITECTURE.md, one step per line. Any step may answer early
+    /// The request flow of docs/architecture.md, one step per line. Any step may answer early
     /// with an error; nothing after it runs (in particular, no vendor call).
     async fn handle(
         &self,

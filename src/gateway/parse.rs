@@ -77,7 +77,7 @@ impl Query {
     }
 }
 
-/// Filters API.md defines for each list operation (what a vendor supports is a subset).
+/// Filters docs/api.md defines for each list operation (what a vendor supports is a subset).
 fn api_filters(op: Operation) -> &'static [&'static str] {
     match op {
         Operation::ContactsList => &["q", "email", "phone", "handle"],

@@ -12,7 +12,7 @@
 //! - **Envelopes**: no wrapper; one named key per answer (`contacts`, `contact`, `results`,
 //!   `conversations`, `conversation`, `conversationId`, `messages`, `message`, `deleted`).
 //!   Errors are `{"error": "…"}`: 400 "Invalid input data." for any body or query the DTO
-//!   validation refuses, 403 as above, 404 "<Object> not found." for an unknown id (not in the
+//!   validation refuses, 403 as above, 404 `"<Object> not found."` for an unknown id (not in the
 //!   reference, which lists 400/403 only). Creates answer 201, everything else 200.
 //! - **Bodies** are JSON (`Content-Type: application/json`; anything else reads as `{}` and
 //!   fails validation). Unknown properties are refused (`forbidNonWhitelisted`), so a gateway

@@ -62,7 +62,7 @@
 //!   custom attribute plan=enterprise), 102 Charles Babbage `charles@example.com`,
 //!   103 Edsger Dijkstra `edsger@example.nl`, 104 Barbara Liskov `barbara@example.com`,
 //!   105 Linus Torvalds `linus@example.fi` (no phone), 106 Margaret Hamilton
-//!   `margaret@example.com`, 107–135 "Customer <id>" `customer<id>@example.org`.
+//!   `margaret@example.com`, 107–135 `"Customer <id>"` `customer<id>@example.org`.
 //! - Conversations (uuid `c0000000-0000-4000-8000-00000000000N`, reference `100N`):
 //!   1. Ada, **Open**, High, tags billing+vip, Grace + Support, "Invoice #1042 is missing";
 //!      messages 1 incoming, 2 outgoing (Grace), 3 private note (Grace), 4 incoming.
