@@ -312,7 +312,7 @@ pub struct JwksIntervals {
 impl JwksIntervals {
     /// When to refresh next after a fetch whose answer said `max-age` (if it did): the
     /// identity provider's own hint, kept within `[min_refresh, refresh]`.
-    pub fn next_interval(&self, max_age: Option<u64>) -> Duration {
+    fn next_interval(&self, max_age: Option<u64>) -> Duration {
         match max_age {
             Some(seconds) => Duration::from_secs(seconds)
                 .max(self.min_refresh)

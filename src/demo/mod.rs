@@ -23,7 +23,7 @@ use crate::snapshot::{Connection, Settings};
 pub use requests::{demo_id, demo_requests, DemoRequest};
 
 /// The tenant the demo config serves.
-pub const DEMO_TENANT: &str = "demo";
+const DEMO_TENANT: &str = "demo";
 
 /// Every scope, for the demo token.
 pub const ALL_SCOPES: &str = "contacts:read contacts:write conversations:read conversations:write messages:read messages:write raw:read";

@@ -38,7 +38,7 @@ use crate::vendors::{adapter_for, CallContext};
 use route::{match_route, NoRoute, Route};
 
 /// The normalized API's own OpenAPI document, served at `GET /openapi.json`.
-pub static OPENAPI_JSON: &[u8] = include_bytes!("../../openapi/switchboard.openapi.json");
+static OPENAPI_JSON: &[u8] = include_bytes!("../../openapi/switchboard.openapi.json");
 
 /// Longest `X-Request-Id` accepted from a client; longer ones are replaced.
 const MAX_REQUEST_ID: usize = 128;

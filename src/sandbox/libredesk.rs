@@ -1151,13 +1151,6 @@ impl LibredeskState {
         data.contacts.get(&id).map(|c| data.contact_json(c))
     }
 
-    pub fn contact_by_email(&self, email: &str) -> Option<Value> {
-        let data = lock(&self.data);
-        data.contact_id_by_email(email)
-            .and_then(|id| data.contacts.get(&id))
-            .map(|c| data.contact_json(c))
-    }
-
     pub fn contact_count(&self) -> usize {
         lock(&self.data).contacts.len()
     }
@@ -1182,15 +1175,6 @@ impl LibredeskState {
 
     pub fn conversation_count(&self) -> usize {
         lock(&self.data).conversations.len()
-    }
-
-    /// Every conversation uuid, oldest first.
-    pub fn conversation_uuids(&self) -> Vec<String> {
-        lock(&self.data)
-            .conversations
-            .values()
-            .map(|c| c.uuid.clone())
-            .collect()
     }
 
     /// A message as `GET /conversations/{cuuid}/messages/{uuid}` answers it.

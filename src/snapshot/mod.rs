@@ -228,10 +228,6 @@ impl Snapshot {
         self.tenants.get(tenant)
     }
 
-    pub fn watched_paths(&self) -> Vec<PathBuf> {
-        self.files.iter().map(|f| f.path.clone()).collect()
-    }
-
     /// The files this snapshot was built from, with their hashes, sorted by path.
     pub fn files_loaded(&self) -> Vec<FileHash> {
         let mut files = self.files.clone();

@@ -46,7 +46,7 @@ impl TlsVersion {
     }
 
     /// The version of a negotiated session, from OpenSSL's name for it (`TLSv1.2`).
-    pub fn from_negotiated(name: &str) -> Option<Self> {
+    fn from_negotiated(name: &str) -> Option<Self> {
         match name {
             "TLSv1.2" => Some(TlsVersion::Tls12),
             "TLSv1.3" => Some(TlsVersion::Tls13),
@@ -84,7 +84,7 @@ impl fmt::Debug for TlsSettings {
 }
 
 /// How long a diagnosis of a failed certificate check is reused for the same peer.
-pub const DIAGNOSIS_TTL: Duration = Duration::from_secs(10);
+pub(super) const DIAGNOSIS_TTL: Duration = Duration::from_secs(10);
 
 /// Why no usable TLS session could be made with a vendor. Each is the `cause` of the access
 /// log and the warn line; all count as outcome `tls_error`.
@@ -191,7 +191,7 @@ impl PoolIdentity {
 /// (`negotiated` is OpenSSL's name, `TLSv1.3`; `None` when the session reports none, which
 /// fails closed). Pingora's connector offers TLS 1.0–1.3 to every peer; the floor is enforced
 /// here, before a single byte of the request is written on the session.
-pub fn check_version(negotiated: Option<&str>, min: TlsVersion) -> Result<(), TlsError> {
+pub(super) fn check_version(negotiated: Option<&str>, min: TlsVersion) -> Result<(), TlsError> {
     let name = negotiated.unwrap_or("an unknown version");
     match TlsVersion::from_negotiated(name) {
         Some(version) if version >= min => Ok(()),
@@ -206,7 +206,7 @@ pub fn check_version(negotiated: Option<&str>, min: TlsVersion) -> Result<(), Tl
 }
 
 /// What a pingora connect error means. `None`: not TLS (refused, timeout, DNS …).
-pub fn classify_connect(error: &pingora::Error) -> Option<TlsError> {
+pub(super) fn classify_connect(error: &pingora::Error) -> Option<TlsError> {
     match error.etype() {
         // Diagnosed separately (the verify result is not in the error).
         ErrorType::InvalidCert => Some(TlsError::new(
@@ -224,7 +224,7 @@ pub fn classify_connect(error: &pingora::Error) -> Option<TlsError> {
 /// A read or write error on a session that was just made: with TLS 1.3 the vendor's verdict
 /// on our client certificate arrives as an alert after the client's side of the handshake has
 /// finished, on the first read. `None`: an ordinary I/O error (any other alert included).
-pub fn classify_io(error: &pingora::Error) -> Option<TlsError> {
+pub(super) fn classify_io(error: &pingora::Error) -> Option<TlsError> {
     let text = error.to_string();
     let alert = alert_number(&text)?;
     let classified = classify_alert(alert, &text);
@@ -308,7 +308,7 @@ fn openssl_reason(text: &str) -> Option<String> {
 }
 
 /// The failure an OpenSSL verify result stands for.
-pub fn classify_verify_result(code: i32, words: &str) -> TlsError {
+fn classify_verify_result(code: i32, words: &str) -> TlsError {
     let failure = match code {
         ssl_sys::X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT
         | ssl_sys::X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY
@@ -332,7 +332,7 @@ pub fn classify_verify_result(code: i32, words: &str) -> TlsError {
 /// Repeat a handshake whose certificate check failed in pingora, with the same trust store
 /// and name, to read OpenSSL's verify result. Bounded by `timeout`; any trouble on the way
 /// answers `certificate_rejected` (pingora did say the certificate failed).
-pub async fn diagnose(
+pub(super) async fn diagnose(
     addr: SocketAddr,
     base: &BaseUrl,
     tls: &TlsSettings,
@@ -374,7 +374,7 @@ pub async fn diagnose(
 /// An L4 connector that never connects: a peer carrying it takes a pooled session or fails at
 /// once, without opening a connection. Used to empty the pool of retired peers.
 #[derive(Debug)]
-pub struct NeverConnect;
+pub(super) struct NeverConnect;
 
 #[async_trait]
 impl L4Connect for NeverConnect {
