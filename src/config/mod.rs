@@ -853,6 +853,36 @@ mod tests {
     }
 
     #[test]
+    fn the_jwt_and_cursor_secrets_are_never_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("routes")).unwrap();
+        std::fs::write(
+            dir.path().join("switchboard.yaml"),
+            "listen: {api: 127.0.0.1:1, admin: 127.0.0.1:2}\nroutes_dir: routes\n\
+             connections: connections.yaml\n\
+             jwt: {algorithm: HS256, secret: JWT-TOPSECRET-0123456789}\n\
+             cursor_secret: CURSOR-TOPSECRET-0123456789\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("connections.yaml"), "tenants: {}\n").unwrap();
+        let snapshot = Loader::new(dir.path().join("switchboard.yaml"), Env::default())
+            .load(1)
+            .unwrap();
+        let secret = snapshot.settings.dev_secret.as_ref().unwrap();
+        assert_eq!(secret.expose(), "JWT-TOPSECRET-0123456789");
+        let printed = format!("{snapshot:?}");
+        assert!(printed.contains("<redacted>"), "{printed}");
+        assert!(!printed.contains("TOPSECRET"), "{printed}");
+        let file: GatewayFile = serde_yaml::from_str(
+            "listen: {api: a, admin: b}\nroutes_dir: r\nconnections: c\n\
+             jwt: {algorithm: HS256, secret: JWT-TOPSECRET-0123456789}\n\
+             cursor_secret: CURSOR-TOPSECRET-0123456789\n",
+        )
+        .unwrap();
+        assert!(!format!("{file:?}").contains("TOPSECRET"));
+    }
+
+    #[test]
     fn jwks_urls_may_have_a_query_string() {
         assert!(check_jwks_url(
             "https://login.microsoftonline.com/common/discovery/v2.0/keys?appid=6731de76"
