@@ -8,6 +8,9 @@
 //! - `RUST_LOG=warn` overrides the config's `log.filter: info`: no access lines.
 //! - `RUST_LOG=trace` still logs no credential, token or secret.
 
+// Runs against the vendor sandboxes: needs the `sandbox` feature (on by default).
+#![cfg(feature = "sandbox")]
+
 // Test helpers fail loudly: a broken fixture is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

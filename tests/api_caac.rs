@@ -1,6 +1,9 @@
 //! The normalized API served end to end over the CAAC sandbox (connection `acme.caac`): every
 //! operation CAAC supports, every one it does not, and the error codes reachable with CAAC.
 
+// Runs against the vendor sandboxes: needs the `sandbox` feature (on by default).
+#![cfg(feature = "sandbox")]
+
 // Test helpers fail loudly: a broken fixture is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -2,6 +2,9 @@
 //! `acme.chatcaptain`): every operation, the capabilities entry, what ChatCaptain cannot do,
 //! and the vendor's error mapping.
 
+// Runs against the vendor sandboxes: needs the `sandbox` feature (on by default).
+#![cfg(feature = "sandbox")]
+
 // Test helpers fail loudly: a broken fixture is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -4,6 +4,9 @@
 //! named `*_tls`, see `common::tls_target`). Every operation and every error code then travels
 //! through pingora's TLS connector and the per-connection trust store.
 
+// Runs against the vendor sandboxes: needs the `sandbox` feature (on by default).
+#![cfg(feature = "sandbox")]
+
 // The suite brings its own `mod common;`; this file's check needs the harness too.
 #[allow(clippy::duplicate_mod)]
 mod common;

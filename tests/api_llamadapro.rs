@@ -2,6 +2,9 @@
 //! `acme.llamadapro`): every operation LlamadaPro supports, the ones it does not, and its
 //! error mapping.
 
+// Runs against the vendor sandboxes: needs the `sandbox` feature (on by default).
+#![cfg(feature = "sandbox")]
+
 // Test helpers fail loudly: a broken fixture is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

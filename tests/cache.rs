@@ -1,6 +1,9 @@
 //! The response cache: hits, TTLs, coalescing, invalidation, tenant isolation, bypass,
 //! purge and the entry bound — vendor call counts read from the sandbox.
 
+// Runs against the vendor sandboxes: needs the `sandbox` feature (on by default).
+#![cfg(feature = "sandbox")]
+
 mod common;
 
 use std::time::Duration;

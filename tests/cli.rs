@@ -1,6 +1,9 @@
 //! The `switchboard` command as a user runs it: check, token, demo (whose printed curl lines
 //! must work when pasted).
 
+// Runs against the vendor sandboxes: needs the `sandbox` feature (on by default).
+#![cfg(feature = "sandbox")]
+
 // Test helpers fail loudly: a broken fixture is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

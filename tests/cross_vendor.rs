@@ -2,6 +2,9 @@
 //! read it back, close — against every connection, using each step a vendor supports, and
 //! checking the normalized objects have the same shape whatever the vendor.
 
+// Runs against the vendor sandboxes: needs the `sandbox` feature (on by default).
+#![cfg(feature = "sandbox")]
+
 // Test helpers fail loudly: a broken fixture is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

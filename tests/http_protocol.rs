@@ -3,6 +3,9 @@
 //! slow clients are closed within the configured bounds and counted, and 405 / 204 / HEAD
 //! follow RFC 9110.
 
+// Runs against the vendor sandboxes: needs the `sandbox` feature (on by default).
+#![cfg(feature = "sandbox")]
+
 // Test helpers fail loudly: a broken fixture is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -1,6 +1,9 @@
 //! RS256 and ES256 tokens, with a PEM public key or a JWKS URL (fetched on first use, refetched
 //! on an unknown `kid`, at most once per refresh interval).
 
+// Runs against the vendor sandboxes: needs the `sandbox` feature (on by default).
+#![cfg(feature = "sandbox")]
+
 // Test helpers fail loudly: a broken fixture is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -18,6 +18,9 @@
 //! 5. `/metrics` itself: names, types and label sets exactly as ARCHITECTURE.md lists them,
 //!    label values from their bounded sets, vendor histogram buckets 1 ms … 45 s.
 
+// Runs against the vendor sandboxes: needs the `sandbox` feature (on by default).
+#![cfg(feature = "sandbox")]
+
 // Test helpers fail loudly: a broken fixture is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -1,6 +1,9 @@
 //! Hot reload: routes, connections and JWT settings change while the gateway serves; broken
 //! files never replace a good config; nothing in flight fails.
 
+// Runs against the vendor sandboxes: needs the `sandbox` feature (on by default).
+#![cfg(feature = "sandbox")]
+
 // Test helpers fail loudly: a broken fixture is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -1,5 +1,8 @@
 //! SIGHUP reloads the config. Its own test binary: a signal reaches the whole process.
 
+// Runs against the vendor sandboxes: needs the `sandbox` feature (on by default).
+#![cfg(feature = "sandbox")]
+
 mod common;
 
 use std::time::{Duration, Instant};

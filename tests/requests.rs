@@ -2,6 +2,9 @@
 //! whose vendor keys do not fit the connection's vendor grammar is a 404 — in every case
 //! before any vendor call (the sandboxes' call counts say so).
 
+// Runs against the vendor sandboxes: needs the `sandbox` feature (on by default).
+#![cfg(feature = "sandbox")]
+
 // Test helpers fail loudly: a broken fixture is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

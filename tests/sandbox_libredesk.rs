@@ -2,6 +2,9 @@
 //! endpoint, faults, call records, hot route swaps, and a contract check against Libredesk's
 //! published OpenAPI document.
 
+// Runs against the vendor sandboxes: needs the `sandbox` feature (on by default).
+#![cfg(feature = "sandbox")]
+
 // Test helpers fail loudly: a broken fixture is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -15,6 +15,9 @@
 //! - `switchboard check` names file, key and reason for every bad `tls` value, and warns about
 //!   expiring certificates.
 
+// Runs against the vendor sandboxes: needs the `sandbox` feature (on by default).
+#![cfg(feature = "sandbox")]
+
 // Test helpers fail loudly: a broken fixture is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -2,6 +2,9 @@
 //! scheme, configured `iss`/`aud` required, `crit` refused — each refusal a 401 problem+json
 //! counted under its reason.
 
+// Runs against the vendor sandboxes: needs the `sandbox` feature (on by default).
+#![cfg(feature = "sandbox")]
+
 // Test helpers fail loudly: a broken fixture is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
