@@ -3,7 +3,6 @@
 
 // Runs against the vendor sandboxes: needs the `sandbox` feature (on by default).
 #![cfg(feature = "sandbox")]
-
 // Test helpers fail loudly: a broken fixture is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -27,7 +27,7 @@ use crate::api::operation::Operation;
 use crate::api::request::Output;
 use crate::api::{ApiError, ErrorCode};
 use crate::auth::Principal;
-use crate::cache::{self, Cacheable, Fetched, ResponseCache};
+use crate::cache::{self, Cacheable, Fetched, ResponseCache, Served};
 use crate::config::Loader;
 use crate::config_error::ConfigError;
 use crate::metrics::Metrics;
@@ -374,7 +374,6 @@ impl Gateway {
         let connection = parsed.connection.clone();
         ctx.vendor = connection.vendor.as_str();
         ctx.connection = Some(connection.name.clone());
-        let op = parsed.op;
         let plan = cache::Plan::new(
             &connection,
             &parsed.request,
@@ -393,6 +392,17 @@ impl Gateway {
                 }
             })
             .await;
+        self.cache_answer(ctx, op, served)
+    }
+
+    /// How the cache answered a cached read: counted, logged, and told in `X-Cache` (and `Age`
+    /// on a hit). Anything the cache did not serve passes through.
+    fn cache_answer(
+        &self,
+        ctx: &mut RequestCtx,
+        op: Operation,
+        served: Served<Reply>,
+    ) -> Result<Reply, ApiError> {
         let Some(outcome) = served.outcome else {
             return served.result;
         };
