@@ -10,7 +10,10 @@ COPY src ./src
 COPY config ./config
 COPY routes ./routes
 COPY openapi ./openapi
-RUN cargo build --release --locked
+# The image is a production build: no vendor sandboxes, no `switchboard demo` (cargo feature
+# `sandbox`). `--build-arg CARGO_FEATURES=` keeps them.
+ARG CARGO_FEATURES=--no-default-features
+RUN cargo build --release --locked $CARGO_FEATURES
 
 FROM debian:bookworm-slim
 RUN apt-get update \

@@ -16,6 +16,9 @@
 //!
 //! Under `cargo test --all-targets` every case runs once, as a smoke test.
 
+// Test helpers fail loudly: a broken fixture is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::hint::black_box;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};

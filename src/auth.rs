@@ -23,7 +23,7 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
-use crate::vendors::VendorClient;
+use crate::upstream::VendorClient;
 
 const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -41,8 +41,9 @@ impl Principal {
 }
 
 /// Why a token was refused. `reason()` is the `reason` label of
-/// `switchboard_auth_failures_total`; `detail()` is safe to show the caller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `switchboard_auth_failures_total`; `detail()` (also its `Display`) is safe to show the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.detail())]
 pub enum AuthFailure {
     Missing,
     /// More than one `Authorization` header: which one counts is ambiguous.
@@ -311,7 +312,7 @@ pub struct JwksIntervals {
 impl JwksIntervals {
     /// When to refresh next after a fetch whose answer said `max-age` (if it did): the
     /// identity provider's own hint, kept within `[min_refresh, refresh]`.
-    pub fn next_interval(&self, max_age: Option<u64>) -> Duration {
+    fn next_interval(&self, max_age: Option<u64>) -> Duration {
         match max_age {
             Some(seconds) => Duration::from_secs(seconds)
                 .max(self.min_refresh)
@@ -514,6 +515,12 @@ pub fn mint_hs256(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_auth_failure_is_an_error_whose_text_is_its_safe_detail() {
+        let e: Box<dyn std::error::Error> = Box::new(AuthFailure::Expired);
+        assert_eq!(e.to_string(), AuthFailure::Expired.detail());
+    }
 
     fn hs(secret: &[u8]) -> Authenticator {
         Authenticator::new(AuthSettings {

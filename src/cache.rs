@@ -8,6 +8,13 @@
 //!   connection's fingerprint, so a reload that changes a connection (credentials, base URL,
 //!   routes) makes its old entries unreachable; the reloader also drops them.
 //! - Writes through the gateway invalidate what they changed.
+//!
+//! The gateway makes one call per request, [`ResponseCache::serve`], with the request's
+//! [`Plan`] and the fetch that would answer it: the plan says whether the request is a cached
+//! read (served from an entry, or fetched once per key, or — `Cache-Control: no-cache` —
+//! fetched and stored) or anything else (fetched; a write that reached the vendor invalidates
+//! what it touched). The `switchboard_cache_entries` gauge is set in one place: each scrape
+//! of `/metrics` calls [`ResponseCache::report_entries`].
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -17,11 +24,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use moka::future::Cache;
 use moka::Expiry;
+use prometheus::IntGauge;
 
 use crate::api::ids::ObjectId;
 use crate::api::request::{OperationRequest, Page};
-use crate::api::ApiError;
-use crate::config::Connection;
+use crate::api::{ApiError, ErrorCode};
+use crate::snapshot::Connection;
 
 /// The `cache` label of `switchboard_cache_entries`.
 pub const CACHE_NAME: &str = "responses";
@@ -123,6 +131,69 @@ pub struct ResponseCache {
     inner: Cache<CacheKey, Arc<CachedResponse>>,
 }
 
+/// What the cache does with one request, decided from the request before it runs.
+pub enum Plan {
+    /// A read the connection's routes cache: its key and TTL, how long a vendor 404 is
+    /// remembered, and whether the caller asked for a fresh answer (`Cache-Control: no-cache`).
+    Read {
+        key: CacheKey,
+        ttl: Duration,
+        negative: Option<Duration>,
+        fresh: bool,
+    },
+    /// Anything else: fetched every time; what a write invalidates once it reached the vendor.
+    Pass {
+        connection: Arc<Connection>,
+        invalidation: Invalidation,
+    },
+}
+
+impl Plan {
+    pub fn new(
+        connection: &Arc<Connection>,
+        request: &OperationRequest,
+        want_raw: bool,
+        filters_key: &str,
+        fresh: bool,
+    ) -> Plan {
+        match plan(connection, request, want_raw, filters_key) {
+            Some((key, ttl)) => Plan::Read {
+                key,
+                ttl,
+                negative: connection.routes.negative_cache,
+                fresh,
+            },
+            None => Plan::Pass {
+                connection: connection.clone(),
+                invalidation: invalidation(request),
+            },
+        }
+    }
+}
+
+/// An answer the cache can store (its JSON body: cached reads answer 200) and rebuild.
+pub trait Cacheable: Sized {
+    fn into_body(self) -> Bytes;
+    fn from_body(body: Bytes) -> Self;
+}
+
+/// What a fetch produced.
+pub struct Fetched<T> {
+    pub result: Result<T, ApiError>,
+    /// Whether any vendor call was made: a write that made one invalidates what it touched even
+    /// when a later call failed (a multi-call update may have applied in part).
+    pub reached_vendor: bool,
+}
+
+/// How [`ResponseCache::serve`] answered.
+pub struct Served<T> {
+    pub result: Result<T, ApiError>,
+    /// Hit, miss or bypass, for a cached read; `None` when the cache was not asked.
+    pub outcome: Option<CacheResult>,
+    /// Seconds since the vendor answered, on a hit (the `Age` header).
+    pub age: Option<u64>,
+}
+
 impl ResponseCache {
     pub fn new(max_entries: u64) -> Self {
         ResponseCache {
@@ -132,6 +203,85 @@ impl ResponseCache {
                 .support_invalidation_closures()
                 .build(),
         }
+    }
+
+    /// Serve one request under its [`Plan`]. A cached read answers from its entry, or runs
+    /// `fetch` (once per key at a time; a success, or a vendor 404 when the routes remember
+    /// them, is stored), or — asked fresh — runs `fetch` and replaces the entry. Anything else
+    /// runs `fetch`, and a write that reached the vendor drops the entries it changed.
+    pub async fn serve<T, F>(&self, plan: Plan, fetch: F) -> Served<T>
+    where
+        T: Cacheable,
+        F: Future<Output = Fetched<T>>,
+    {
+        let served = match plan {
+            Plan::Read {
+                key,
+                ttl,
+                negative,
+                fresh,
+            } => {
+                let fetch = async {
+                    match fetch.await.result {
+                        Ok(answer) => {
+                            Ok(CachedResponse::new(Cached::Body(answer.into_body()), ttl))
+                        }
+                        Err(e) if e.code == ErrorCode::NotFound && e.vendor.is_some() => {
+                            match negative {
+                                Some(ttl) => Ok(CachedResponse::new(Cached::NotFound(e), ttl)),
+                                None => Err(e),
+                            }
+                        }
+                        Err(e) => Err(e),
+                    }
+                };
+                let (result, outcome) = if fresh {
+                    match fetch.await {
+                        Ok(entry) => {
+                            let entry = Arc::new(entry);
+                            self.inner.insert(key, entry.clone()).await;
+                            (Ok(entry), CacheResult::Bypass)
+                        }
+                        Err(e) => (Err(e), CacheResult::Bypass),
+                    }
+                } else {
+                    self.get_or_fetch(key, fetch).await
+                };
+                let age = match (&result, outcome) {
+                    (Ok(entry), CacheResult::Hit) => Some(entry.age()),
+                    _ => None,
+                };
+                Served {
+                    result: result.and_then(|entry| match &entry.value {
+                        Cached::Body(body) => Ok(T::from_body(body.clone())),
+                        Cached::NotFound(e) => Err(e.clone()),
+                    }),
+                    outcome: Some(outcome),
+                    age,
+                }
+            }
+            Plan::Pass {
+                connection,
+                invalidation,
+            } => {
+                let fetched = fetch.await;
+                if fetched.reached_vendor {
+                    self.apply(&connection, invalidation).await;
+                }
+                Served {
+                    result: fetched.result,
+                    outcome: None,
+                    age: None,
+                }
+            }
+        };
+        served
+    }
+
+    /// Store a value as if fetched (tests fill a cache with it).
+    #[cfg(test)]
+    pub(crate) async fn store(&self, key: CacheKey, value: CachedResponse) {
+        self.inner.insert(key, Arc::new(value)).await;
     }
 
     /// The cached value for `key`, or the result of `fetch` (stored when it succeeds). Only
@@ -162,18 +312,8 @@ impl ResponseCache {
         }
     }
 
-    /// Store a fresh value (after a bypass).
-    pub async fn store(&self, key: CacheKey, value: CachedResponse) {
-        self.inner.insert(key, Arc::new(value)).await;
-    }
-
     /// Drop one object's entries (both the plain and the raw variant).
-    pub async fn invalidate_object(
-        &self,
-        conn: &Connection,
-        operation: &'static str,
-        params: &str,
-    ) {
+    async fn invalidate_object(&self, conn: &Connection, operation: &'static str, params: &str) {
         for raw in [false, true] {
             self.inner
                 .invalidate(&CacheKey::new(conn, operation, params.to_owned(), raw))
@@ -182,7 +322,7 @@ impl ResponseCache {
     }
 
     /// Drop every entry of `operations` on one connection.
-    pub fn invalidate_operations(
+    fn invalidate_operations(
         &self,
         tenant: &str,
         connection: &str,
@@ -195,18 +335,12 @@ impl ResponseCache {
     }
 
     /// Drop the message lists of one conversation.
-    pub fn invalidate_children(&self, tenant: &str, connection: &str, parent: &str) {
+    fn invalidate_children(&self, tenant: &str, connection: &str, parent: &str) {
         let (tenant, connection, parent) =
             (tenant.to_owned(), connection.to_owned(), parent.to_owned());
         self.invalidate_if(move |k| {
             k.same_connection(&tenant, &connection) && k.parent.as_deref() == Some(parent.as_str())
         });
-    }
-
-    /// Drop everything of one connection (admin purge).
-    pub fn invalidate_connection(&self, tenant: &str, connection: &str) {
-        let (tenant, connection) = (tenant.to_owned(), connection.to_owned());
-        self.invalidate_if(move |k| k.same_connection(&tenant, &connection));
     }
 
     /// Drop every entry whose (tenant, connection, fingerprint) is not in `live` — after a
@@ -215,6 +349,12 @@ impl ResponseCache {
         self.invalidate_if(move |k| {
             !live.contains(&(k.tenant.clone(), k.connection.clone(), k.fingerprint))
         });
+    }
+
+    /// Drop everything of one connection (admin purge, a purge from another replica).
+    pub fn invalidate_connection(&self, tenant: &str, connection: &str) {
+        let (tenant, connection) = (tenant.to_owned(), connection.to_owned());
+        self.invalidate_if(move |k| k.same_connection(&tenant, &connection));
     }
 
     /// Drop entries whose params name this vendor key (admin purge of one ID).
@@ -244,6 +384,13 @@ impl ResponseCache {
     pub fn entry_count(&self) -> u64 {
         self.inner.entry_count()
     }
+
+    /// Apply pending work, then set `gauge` (`switchboard_cache_entries`) to the number of
+    /// entries. The one place the gauge is set: each scrape of `/metrics` calls it.
+    pub async fn report_entries(&self, gauge: &IntGauge) {
+        self.sync().await;
+        gauge.set(i64::try_from(self.entry_count()).unwrap_or(i64::MAX));
+    }
 }
 
 /// Canonical parameters of an object: its vendor keys.
@@ -261,7 +408,7 @@ fn page_params(filters_key: &str, page: &Page) -> String {
 }
 
 /// The cache key and TTL for a read, when the connection's routes enable caching for it.
-pub fn plan(
+fn plan(
     conn: &Connection,
     request: &OperationRequest,
     want_raw: bool,
@@ -307,7 +454,7 @@ pub enum Invalidation {
     MessageIn(String),
 }
 
-pub fn invalidation(request: &OperationRequest) -> Invalidation {
+fn invalidation(request: &OperationRequest) -> Invalidation {
     match request {
         OperationRequest::ContactsUpdate(id, _) | OperationRequest::ContactsDelete(id) => {
             Invalidation::Contact(Some(object_params(id)))
@@ -326,7 +473,7 @@ pub fn invalidation(request: &OperationRequest) -> Invalidation {
 }
 
 impl ResponseCache {
-    /// Drop what a successful write changed.
+    /// Drop what a successful write changed (on this replica, or one another replica saw).
     pub async fn apply(&self, conn: &Connection, invalidation: Invalidation) {
         let (tenant, name) = (conn.tenant.as_str(), conn.name.as_str());
         match invalidation {
@@ -351,5 +498,114 @@ impl ResponseCache {
                 self.invalidate_operations(tenant, name, &["conversations.list"]);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+    use crate::api::ids::Kind;
+    use crate::api::operation::Vendor;
+    use crate::snapshot::routes::{AuthScheme, VendorRoutes};
+    use crate::upstream::BaseUrl;
+
+    fn connection() -> Arc<Connection> {
+        Arc::new(Connection {
+            tenant: "acme".into(),
+            name: "desk".into(),
+            vendor: Vendor::Libredesk,
+            base_url: BaseUrl::parse("http://127.0.0.1:9").unwrap(),
+            auth_header: (
+                http::header::AUTHORIZATION,
+                http::HeaderValue::from_static("token k:s"),
+            ),
+            credentials: BTreeMap::new(),
+            redactor: Default::default(),
+            defaults: Default::default(),
+            tls: Default::default(),
+            routes: Arc::new(VendorRoutes {
+                vendor: Vendor::Libredesk,
+                auth: AuthScheme::Token,
+                endpoints: BTreeMap::new(),
+                cache: [("contacts.get", Duration::from_secs(60))].into(),
+                negative_cache: None,
+            }),
+            capabilities: Vec::new(),
+            fingerprint: 7,
+        })
+    }
+
+    #[derive(Debug, PartialEq)]
+    struct Body(Bytes);
+
+    impl Cacheable for Body {
+        fn into_body(self) -> Bytes {
+            self.0
+        }
+        fn from_body(body: Bytes) -> Self {
+            Body(body)
+        }
+    }
+
+    /// One `serve` call per request: plan, fetch (counted), bypass, and a write's invalidation.
+    #[tokio::test]
+    async fn serve_plans_fetches_bypasses_and_invalidates() {
+        let conn = connection();
+        let id = ObjectId::new(Kind::Contact, "acme", "desk", vec!["42".into()]);
+        let get = OperationRequest::ContactsGet(id.clone());
+        let delete = OperationRequest::ContactsDelete(id);
+        let cache = ResponseCache::new(100);
+        let fetches = AtomicU32::new(0);
+        let read = |fresh: bool| {
+            let plan = Plan::new(&conn, &get, false, "", fresh);
+            let fetch = async {
+                let n = fetches.fetch_add(1, Ordering::SeqCst) + 1;
+                Fetched {
+                    result: Ok(Body(Bytes::from(format!("v{n}")))),
+                    reached_vendor: true,
+                }
+            };
+            cache.serve(plan, fetch)
+        };
+        let write = |reached_vendor: bool| {
+            let plan = Plan::new(&conn, &delete, false, "", false);
+            cache.serve(plan, async move {
+                Fetched {
+                    result: Ok(Body(Bytes::new())),
+                    reached_vendor,
+                }
+            })
+        };
+
+        let served = read(false).await;
+        assert_eq!(served.outcome, Some(CacheResult::Miss));
+        assert_eq!(served.result.unwrap(), Body(Bytes::from("v1")));
+        let served = read(false).await;
+        assert_eq!(served.outcome, Some(CacheResult::Hit));
+        assert_eq!(served.age, Some(0));
+        assert_eq!(served.result.unwrap(), Body(Bytes::from("v1")));
+        let served = read(true).await;
+        assert_eq!(served.outcome, Some(CacheResult::Bypass));
+        assert_eq!(served.result.unwrap(), Body(Bytes::from("v2")));
+        assert_eq!(read(false).await.result.unwrap(), Body(Bytes::from("v2")));
+        assert_eq!(fetches.load(Ordering::SeqCst), 2);
+
+        // A write is never cached; one that made no vendor call changes nothing.
+        assert_eq!(write(false).await.outcome, None);
+        assert_eq!(read(false).await.outcome, Some(CacheResult::Hit));
+        write(true).await;
+        assert_eq!(read(false).await.outcome, Some(CacheResult::Miss));
+        assert_eq!(fetches.load(Ordering::SeqCst), 3);
+
+        // The gauge is set from the cache when asked (each scrape).
+        let gauge = IntGauge::new("entries", "entries").unwrap();
+        cache.report_entries(&gauge).await;
+        assert_eq!(gauge.get(), 1);
+        cache.invalidate_all();
+        cache.report_entries(&gauge).await;
+        assert_eq!(gauge.get(), 0);
     }
 }

@@ -6,7 +6,7 @@
 //!
 //! Pingora (and other dependencies) log through the `log` crate; `try_init` installs the
 //! `log` → tracing bridge, so their lines get the same format and filter as ours.
-//! Every request writes one line with target `switchboard::access` (see `gateway::logging`).
+//! Every request writes one line with target `switchboard::access` (the `logging` phase of `crate::gateway::Gateway`).
 
 use std::io::IsTerminal;
 
@@ -16,7 +16,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::LogFile;
+use crate::snapshot::LogSettings;
 
 /// Modules (with their submodules) whose debug/trace lines print whole HTTP headers: the
 /// client's `Authorization: Bearer <JWT>` (pingora-proxy traces every downstream request
@@ -40,7 +40,7 @@ fn allowed(target: &str, level: &Level) -> bool {
     })
 }
 
-pub fn init(log: &LogFile) {
+pub fn init(log: &LogSettings) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&log.filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
@@ -95,7 +95,7 @@ mod tests {
             "pingora_core::server",
             "pingora_core::connectors",
             "pingora_proxyx",
-            "switchboard::vendors::client",
+            "switchboard::upstream::client",
         ] {
             assert!(allowed(target, &Level::TRACE), "{target}");
         }

@@ -44,7 +44,8 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Start sandbox vendors and a gateway on loopback, print a dev token and curl lines.
+    /// Start sandbox vendors and a gateway on loopback, print a dev token and curl lines
+    /// (needs a build with the `sandbox` feature, the default).
     Demo {
         /// Defaults to config/demo.yaml when present, else the embedded demo config.
         #[arg(long)]
@@ -125,6 +126,7 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(&e),
         },
+        #[cfg(feature = "sandbox")]
         Command::Demo {
             config,
             api,
@@ -136,6 +138,15 @@ fn main() -> ExitCode {
             &admin,
             Duration::from_millis(sandbox_latency_ms),
         ),
+        #[cfg(not(feature = "sandbox"))]
+        Command::Demo { .. } => {
+            eprintln!(
+                "error: this switchboard was built without the sandboxes (cargo feature \
+                 `sandbox`), so it has no demo; build it with the default features \
+                 (`cargo build --release`) to run `switchboard demo`"
+            );
+            ExitCode::from(2)
+        }
         Command::Token {
             config,
             tenant,
@@ -153,7 +164,7 @@ fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(e) => return fail(&e),
             };
-            match switchboard::demo::mint(&snapshot.settings, &tenant, &scope, ttl) {
+            match snapshot.settings.mint(&tenant, &scope, ttl) {
                 Ok(token) => {
                     println!("{token}");
                     ExitCode::SUCCESS
@@ -167,7 +178,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn fail(e: &switchboard::config::ConfigError) -> ExitCode {
+fn fail(e: &switchboard::config_error::ConfigError) -> ExitCode {
     eprintln!("error: {e}");
     ExitCode::FAILURE
 }

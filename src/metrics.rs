@@ -1,6 +1,6 @@
 //! Every metric switchboard exports, registered once per gateway in its own registry (so two
 //! gateways in one test process never share counters). Names and label sets are the stable
-//! contract of ARCHITECTURE.md; every label takes values from a bounded set.
+//! contract of docs/architecture.md; every label takes values from a bounded set.
 
 use std::time::Duration;
 

@@ -15,7 +15,7 @@ use pingora::services::listening::Service;
 use crate::gateway::admin::AdminApp;
 use crate::gateway::listener::ApiListener;
 use crate::gateway::App;
-use crate::vendors::VendorClient;
+use crate::upstream::VendorClient;
 
 /// How long the watcher waits for a burst of file events to settle before reloading.
 const DEBOUNCE: Duration = Duration::from_millis(250);
@@ -92,7 +92,7 @@ pub fn build_server(
 }
 
 /// Reloads the config when a watched file changes (debounced) or on SIGHUP.
-pub struct ConfigWatcher {
+struct ConfigWatcher {
     app: Arc<App>,
 }
 
@@ -194,7 +194,7 @@ const JWKS_POLL: Duration = Duration::from_secs(5);
 /// `jwt.jwks_refresh_seconds`) has passed, so a key the identity provider removed stops being
 /// trusted without waiting for an unknown `kid`. It has its own vendor client: pooled
 /// connections belong to the runtime that opened them, and this service has its own runtime.
-pub struct JwksRefresher {
+struct JwksRefresher {
     app: Arc<App>,
     client: VendorClient,
 }

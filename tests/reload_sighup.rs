@@ -5,6 +5,9 @@
 //! binary it would reload the gateways of whatever tests run beside it, whose reload and
 //! generation checks would then fail at random.
 
+// Test code fails loudly: a broken fixture or a wrong answer is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 #[path = "it/harness/mod.rs"]
 mod harness;
 

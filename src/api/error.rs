@@ -1,10 +1,12 @@
 //! The one place where any failure becomes a status code and a problem+json body (RFC 9457).
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use super::operation::Vendor;
 
-/// The stable error words of API.md. The same word is used in responses, logs and the
+/// The stable error words of docs/api.md. The same word is used in responses, logs and the
 /// `code` metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
@@ -134,9 +136,11 @@ pub struct ApiError {
     pub vendor: Option<Vendor>,
     pub vendor_status: Option<u16>,
     pub retry_after: Option<u64>,
-    /// Why a vendor call failed (`refused`, `untrusted_issuer`, …): for the access log only,
-    /// never in the problem body.
-    pub cause: Option<&'static str>,
+    /// What failed underneath (a vendor call's `upstream::CallError`, …), kept for the log:
+    /// the gateway's `logging` phase writes it once per request (it may name an internal
+    /// address, so it never reaches the problem body). Building an `ApiError` logs nothing.
+    #[source]
+    pub cause: Option<Arc<dyn std::error::Error + Send + Sync>>,
     /// The methods the resource allows, sent as `Allow` with a 405.
     pub allow: Option<&'static str>,
 }
@@ -189,8 +193,8 @@ impl ApiError {
         self
     }
 
-    pub fn with_cause(mut self, cause: &'static str) -> Self {
-        self.cause = Some(cause);
+    pub fn with_cause(mut self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.cause = Some(Arc::new(cause));
         self
     }
 
@@ -227,7 +231,7 @@ impl ApiError {
     }
 }
 
-/// The problem+json body. Field order follows API.md.
+/// The problem+json body. Field order follows docs/api.md.
 #[derive(Debug, Serialize)]
 pub struct Problem<'a> {
     #[serde(rename = "type")]

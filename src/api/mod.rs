@@ -1,4 +1,4 @@
-//! The normalized API: resources, operations, IDs, cursors and errors (API.md).
+//! The normalized API: resources, operations, IDs, cursors and errors (docs/api.md).
 
 pub mod cursor;
 pub mod error;

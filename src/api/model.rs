@@ -1,4 +1,4 @@
-//! The normalized resources (API.md "Resources") and the request bodies that create or change
+//! The normalized resources (docs/api.md "Resources") and the request bodies that create or change
 //! them. Output types serialize every documented field, `null` included, so a client sees the
 //! same shape whatever the vendor. Input types reject unknown fields.
 

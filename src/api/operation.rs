@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-/// One row of the normalized API's operation table (API.md).
+/// One row of the normalized API's operation table (docs/api.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Operation {
     ContactsList,

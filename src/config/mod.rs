@@ -1,5 +1,5 @@
-//! Configuration: the user-facing files (YAML DTOs) and the immutable runtime snapshot built
-//! from them.
+//! The config loader: the user-facing files (YAML DTOs), their validation, and the build of
+//! the runtime [`Snapshot`] from them.
 //!
 //! Loading is one code path for startup, `switchboard check` and every reload:
 //! read → interpolate `${ENV}` → parse → validate → build a complete [`Snapshot`]. Nothing
@@ -10,7 +10,6 @@ pub mod routes;
 pub mod tls;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,40 +21,18 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::api::cursor::CursorCodec;
-use crate::api::operation::{Operation, Vendor};
+use crate::api::operation::Vendor;
 use crate::auth::{AuthSettings, Authenticator, JwksIntervals, JwksStore, KeySource};
+use crate::config_error::{ConfigError, ConfigWarning};
+use crate::snapshot::redact::Redactor;
+use crate::snapshot::routes::{AuthScheme, VendorRoutes};
+use crate::snapshot::{
+    sha256_hex, Connection, FileHash, HttpLimits, Listen, LogSettings, Secret, Settings, Snapshot,
+};
+use crate::upstream::BaseUrl;
 use crate::vendors::{adapter_for, supported_operations};
 pub use env::Env;
-use routes::{AuthScheme, RoutesFile, VendorRoutes};
-
-/// A config problem, named by file, key and reason.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{}: {key}: {reason}", file.display())]
-pub struct ConfigError {
-    pub file: PathBuf,
-    pub key: String,
-    pub reason: String,
-}
-
-/// A config that loads but deserves a look (an expiring client certificate, a CA that has
-/// expired): printed by `switchboard check`, logged at start and on every reload.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}: {key}: {reason}", file.display())]
-pub struct ConfigWarning {
-    pub file: PathBuf,
-    pub key: String,
-    pub reason: String,
-}
-
-impl ConfigError {
-    fn new(file: &Path, key: impl Into<String>, reason: impl Into<String>) -> Self {
-        ConfigError {
-            file: file.to_path_buf(),
-            key: key.into(),
-            reason: reason.into(),
-        }
-    }
-}
+use routes::RoutesFile;
 
 // ----- the file format ---------------------------------------------------------------------
 
@@ -78,7 +55,7 @@ pub struct GatewayFile {
     pub jwt: JwtFile,
     /// Key for cursor tags. Without it, a random key per process (cursors die on restart).
     #[serde(default)]
-    pub cursor_secret: Option<String>,
+    pub cursor_secret: Option<Secret>,
     #[serde(default)]
     pub cache: CacheFile,
     #[serde(default)]
@@ -154,8 +131,9 @@ pub struct ListenFile {
 #[serde(deny_unknown_fields)]
 pub struct JwtFile {
     pub algorithm: String,
+    /// The HS256 shared secret (`${ENV}`); never printed.
     #[serde(default)]
-    pub secret: Option<String>,
+    pub secret: Option<Secret>,
     #[serde(default)]
     pub public_key_file: Option<String>,
     #[serde(default)]
@@ -255,7 +233,8 @@ pub struct ConnectionsFile {
     pub tenants: BTreeMap<String, BTreeMap<String, ConnectionFile>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// One connection as written. `Debug` leaves the credentials out.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionFile {
     pub vendor: String,
@@ -269,257 +248,15 @@ pub struct ConnectionFile {
     pub tls: Option<tls::TlsFile>,
 }
 
-// ----- the runtime snapshot ----------------------------------------------------------------
-
-/// A vendor base URL, split once at load time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BaseUrl {
-    pub tls: bool,
-    pub host: String,
-    pub port: u16,
-    /// Value of the `Host` header.
-    pub host_header: http::HeaderValue,
-    /// Path prefix without a trailing slash ("" for none).
-    pub path_prefix: String,
-}
-
-impl BaseUrl {
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        let url = url::Url::parse(raw).map_err(|e| format!("{raw:?} is not a URL: {e}"))?;
-        let tls = match url.scheme() {
-            "https" => true,
-            "http" => false,
-            other => {
-                return Err(format!(
-                    "scheme {other:?} is not supported; use https or http"
-                ))
-            }
-        };
-        if url.query().is_some() || url.fragment().is_some() {
-            return Err("a base URL has no query or fragment".to_owned());
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err("put credentials in `credentials`, never in the URL".to_owned());
-        }
-        let host = url
-            .host_str()
-            .ok_or_else(|| format!("{raw:?} has no host"))?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let port = url
-            .port_or_known_default()
-            .ok_or_else(|| format!("{raw:?} has no port"))?;
-        let host_header = match url.port() {
-            Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
-            None => url.host_str().unwrap_or_default().to_owned(),
-        };
-        Ok(BaseUrl {
-            tls,
-            host,
-            port,
-            host_header: http::HeaderValue::from_str(&host_header)
-                .map_err(|_| format!("{raw:?}: bad host"))?,
-            path_prefix: url.path().trim_end_matches('/').to_owned(),
-        })
-    }
-}
-
-/// A credential value. Never printed: `Debug` and `Display` show `<redacted>`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-/// One tenant's connection to one vendor account, ready to call.
-pub struct Connection {
-    pub tenant: String,
-    pub name: String,
-    pub vendor: Vendor,
-    pub base_url: BaseUrl,
-    /// The auth header, built once from the credentials; marked sensitive.
-    pub auth_header: (http::HeaderName, http::HeaderValue),
-    /// The raw credentials (the demo hands them to its sandboxes). Never logged.
-    pub credentials: BTreeMap<String, Secret>,
-    /// Cuts every form of these credentials out of the vendor's answers.
-    pub redactor: crate::vendors::redact::Redactor,
-    pub defaults: Map<String, Value>,
-    /// How sessions to the vendor are made and verified (https base URLs).
-    pub tls: tls::TlsSettings,
-    pub routes: Arc<VendorRoutes>,
-    /// Supported operations and their filters: what the router and capabilities read.
-    pub capabilities: Vec<(Operation, Vec<&'static str>)>,
-    /// Changes whenever anything about the connection changes (cache keys include it).
-    pub fingerprint: u64,
-}
-
-impl fmt::Debug for Connection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Connection")
-            .field("tenant", &self.tenant)
-            .field("name", &self.name)
+impl std::fmt::Debug for ConnectionFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionFile")
             .field("vendor", &self.vendor)
-            .field("base_url", &self.base_url.host)
+            .field("base_url", &self.base_url)
             .field("credentials", &"<redacted>")
-            .finish_non_exhaustive()
-    }
-}
-
-impl Connection {
-    pub fn supports(&self, op: Operation) -> Option<&[&'static str]> {
-        self.capabilities
-            .iter()
-            .find(|(o, _)| *o == op)
-            .map(|(_, f)| f.as_slice())
-    }
-
-    /// A default rendered as a string (for path placeholders such as `{chatbot_id}`).
-    pub fn default_string(&self, name: &str) -> Option<String> {
-        match self.defaults.get(name)? {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            Value::Bool(b) => Some(b.to_string()),
-            _ => None,
-        }
-    }
-}
-
-/// The client-side limits of the API listener, in runtime form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HttpLimits {
-    pub header_read_timeout: Duration,
-    pub body_read_timeout: Duration,
-    pub max_header_bytes: usize,
-    pub keepalive_timeout: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub listen: ListenFile,
-    pub threads: Option<usize>,
-    pub grace_period_seconds: u64,
-    pub graceful_shutdown_timeout_seconds: u64,
-    pub body_limit_bytes: usize,
-    pub http: HttpLimits,
-    pub cache_max_entries: u64,
-    pub log: LogFile,
-    /// The HS256 secret, when configured: `switchboard token` mints with it.
-    pub dev_secret: Option<Vec<u8>>,
-    pub tenant_claim: String,
-    /// First configured issuer and audience, put into minted tokens.
-    pub issuer: Option<String>,
-    pub audience: Option<String>,
-}
-
-impl Settings {
-    /// The settings that only take effect at start: a reload that changes them applies the
-    /// rest and says which of these wait for a restart (or a graceful upgrade).
-    pub fn restart_required(&self, next: &Settings) -> Vec<&'static str> {
-        let mut keys = Vec::new();
-        let mut check = |changed: bool, key: &'static str| {
-            if changed {
-                keys.push(key);
-            }
-        };
-        check(self.listen.api != next.listen.api, "listen.api");
-        check(self.listen.admin != next.listen.admin, "listen.admin");
-        check(self.threads != next.threads, "threads");
-        check(
-            self.grace_period_seconds != next.grace_period_seconds,
-            "grace_period_seconds",
-        );
-        check(
-            self.graceful_shutdown_timeout_seconds != next.graceful_shutdown_timeout_seconds,
-            "graceful_shutdown_timeout_seconds",
-        );
-        check(
-            self.cache_max_entries != next.cache_max_entries,
-            "cache.max_entries",
-        );
-        check(self.log != next.log, "log");
-        keys
-    }
-}
-
-/// A file that went into a snapshot, with the SHA-256 of its bytes (never its content).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileHash {
-    pub path: PathBuf,
-    pub sha256: String,
-}
-
-/// Everything a request needs, immutable. A request loads the current snapshot once at its
-/// start and uses it to its end, so a reload mid-request can't mix two configurations.
-#[derive(Debug)]
-pub struct Snapshot {
-    pub generation: u64,
-    pub settings: Settings,
-    pub auth: Authenticator,
-    pub cursors: CursorCodec,
-    pub tenants: HashMap<String, BTreeMap<String, Arc<Connection>>>,
-    pub routes: BTreeMap<Vendor, Arc<VendorRoutes>>,
-    pub files: Vec<FileHash>,
-    /// The folder whose changes trigger a reload.
-    pub routes_dir: PathBuf,
-    /// What `switchboard check` warns about; the snapshot serves all the same.
-    pub warnings: Vec<ConfigWarning>,
-}
-
-impl Snapshot {
-    pub fn connection(&self, tenant: &str, name: &str) -> Option<&Arc<Connection>> {
-        self.tenants.get(tenant)?.get(name)
-    }
-
-    pub fn tenant_connections(&self, tenant: &str) -> Option<&BTreeMap<String, Arc<Connection>>> {
-        self.tenants.get(tenant)
-    }
-
-    pub fn watched_paths(&self) -> Vec<PathBuf> {
-        self.files.iter().map(|f| f.path.clone()).collect()
-    }
-
-    /// The files this snapshot was built from, with their hashes, sorted by path.
-    pub fn files_loaded(&self) -> Vec<FileHash> {
-        let mut files = self.files.clone();
-        files.sort_by(|a, b| a.path.cmp(&b.path));
-        files
-    }
-
-    /// The same files as they are on disk now, plus any routes file that appeared in the
-    /// routes folder, sorted by path. It differs from [`Snapshot::files_loaded`] exactly when
-    /// a reload would read different bytes: an editor's save, a Kubernetes `..data` swap or
-    /// a new vendor's routes file — never a mere read or a rewrite with the same content.
-    pub fn files_on_disk(&self) -> Vec<FileHash> {
-        let mut paths: Vec<PathBuf> = self.files.iter().map(|f| f.path.clone()).collect();
-        if let Ok(entries) = std::fs::read_dir(&self.routes_dir) {
-            paths.extend(
-                entries
-                    .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml")),
-            );
-        }
-        paths.sort();
-        paths.dedup();
-        paths
-            .into_iter()
-            .map(|path| FileHash {
-                sha256: match std::fs::read(&path) {
-                    Ok(bytes) => sha256_hex(&bytes),
-                    Err(e) => format!("unreadable: {}", e.kind()),
-                },
-                path,
-            })
-            .collect()
+            .field("defaults", &self.defaults)
+            .field("tls", &self.tls)
+            .finish()
     }
 }
 
@@ -622,7 +359,7 @@ impl Loader {
         )?;
 
         let cursors = match &gateway.cursor_secret {
-            Some(s) if s.len() >= 16 => CursorCodec::new(s.as_bytes()),
+            Some(s) if s.expose().len() >= 16 => CursorCodec::new(s.expose().as_bytes()),
             Some(_) => {
                 return Err(ConfigError::new(
                     path,
@@ -636,14 +373,20 @@ impl Loader {
         Ok(Snapshot {
             generation,
             settings: Settings {
-                listen: gateway.listen.clone(),
+                listen: Listen {
+                    api: gateway.listen.api.clone(),
+                    admin: gateway.listen.admin.clone(),
+                },
                 threads: gateway.threads,
                 grace_period_seconds: gateway.grace_period_seconds,
                 graceful_shutdown_timeout_seconds: gateway.graceful_shutdown_timeout_seconds,
                 body_limit_bytes: gateway.body_limit_bytes,
                 http,
                 cache_max_entries: gateway.cache.max_entries,
-                log: gateway.log.clone(),
+                log: LogSettings {
+                    format: gateway.log.format.clone(),
+                    filter: gateway.log.filter.clone(),
+                },
                 dev_secret,
                 tenant_claim: gateway.jwt.tenant_claim.clone(),
                 issuer: gateway
@@ -673,7 +416,7 @@ impl Loader {
         base_dir: &Path,
         jwt: &JwtFile,
         files: &mut Vec<FileHash>,
-    ) -> Result<(Authenticator, Option<Vec<u8>>), ConfigError> {
+    ) -> Result<(Authenticator, Option<Secret>), ConfigError> {
         use jsonwebtoken::{Algorithm, DecodingKey};
         let algorithm = match jwt.algorithm.as_str() {
             "HS256" => Algorithm::HS256,
@@ -711,15 +454,15 @@ impl Loader {
                     "a shared secret only works with HS256",
                 ));
             }
-            if secret.len() < 16 {
+            if secret.expose().len() < 16 {
                 return Err(ConfigError::new(
                     path,
                     "jwt.secret",
                     "use at least 16 characters",
                 ));
             }
-            dev_secret = Some(secret.as_bytes().to_vec());
-            KeySource::Static(DecodingKey::from_secret(secret.as_bytes()))
+            dev_secret = Some(secret.clone());
+            KeySource::Static(DecodingKey::from_secret(secret.expose().as_bytes()))
         } else if let Some(file) = &jwt.public_key_file {
             if algorithm == Algorithm::HS256 {
                 return Err(ConfigError::new(
@@ -967,7 +710,7 @@ fn build_connections(
                     credentials: conn
                         .credentials
                         .iter()
-                        .map(|(k, v)| (k.clone(), Secret(v.clone())))
+                        .map(|(k, v)| (k.clone(), Secret::new(v.clone())))
                         .collect(),
                     redactor,
                     defaults: conn.defaults.clone(),
@@ -985,10 +728,7 @@ fn build_connections(
 
 /// The credential forms to cut out of this connection's vendor answers: `api_key` and
 /// `api_secret` first (their Basic pair), then any other credential, and the auth header.
-fn redactor(
-    credentials: &BTreeMap<String, String>,
-    auth_header: &http::HeaderValue,
-) -> crate::vendors::redact::Redactor {
+fn redactor(credentials: &BTreeMap<String, String>, auth_header: &http::HeaderValue) -> Redactor {
     let ordered = ["api_key", "api_secret"]
         .iter()
         .filter_map(|k| credentials.get(*k))
@@ -999,7 +739,7 @@ fn redactor(
                 .map(|(_, v)| v),
         )
         .map(String::as_str);
-    crate::vendors::redact::Redactor::new(ordered, auth_header.to_str().unwrap_or_default())
+    Redactor::new(ordered, auth_header.to_str().unwrap_or_default())
 }
 
 fn valid_name(s: &str) -> bool {
@@ -1058,11 +798,6 @@ fn fingerprint(tenant: &str, name: &str, conn: &ConnectionFile, routes: &VendorR
     u64::from_be_bytes(first)
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Keys whose values must never appear in an error message.
 fn is_secret_key(key: &str) -> bool {
     ["credentials", "secret", "password", "token", "api_key"]
@@ -1115,6 +850,36 @@ mod tests {
         assert_eq!(err.key, "tenants.t.c.credentials");
         assert!(!err.to_string().contains("TOPSECRET"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_jwt_and_cursor_secrets_are_never_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("routes")).unwrap();
+        std::fs::write(
+            dir.path().join("switchboard.yaml"),
+            "listen: {api: 127.0.0.1:1, admin: 127.0.0.1:2}\nroutes_dir: routes\n\
+             connections: connections.yaml\n\
+             jwt: {algorithm: HS256, secret: JWT-TOPSECRET-0123456789}\n\
+             cursor_secret: CURSOR-TOPSECRET-0123456789\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("connections.yaml"), "tenants: {}\n").unwrap();
+        let snapshot = Loader::new(dir.path().join("switchboard.yaml"), Env::default())
+            .load(1)
+            .unwrap();
+        let secret = snapshot.settings.dev_secret.as_ref().unwrap();
+        assert_eq!(secret.expose(), "JWT-TOPSECRET-0123456789");
+        let printed = format!("{snapshot:?}");
+        assert!(printed.contains("<redacted>"), "{printed}");
+        assert!(!printed.contains("TOPSECRET"), "{printed}");
+        let file: GatewayFile = serde_yaml::from_str(
+            "listen: {api: a, admin: b}\nroutes_dir: r\nconnections: c\n\
+             jwt: {algorithm: HS256, secret: JWT-TOPSECRET-0123456789}\n\
+             cursor_secret: CURSOR-TOPSECRET-0123456789\n",
+        )
+        .unwrap();
+        assert!(!format!("{file:?}").contains("TOPSECRET"));
     }
 
     #[test]
@@ -1172,22 +937,6 @@ mod tests {
         ] {
             assert_eq!(http_limits(path, &file).unwrap_err().key, key);
         }
-    }
-
-    #[test]
-    fn base_url_splits_scheme_host_port_and_prefix() {
-        let b = BaseUrl::parse("https://desk.example.com/helpdesk/").unwrap();
-        assert!(b.tls);
-        assert_eq!(b.port, 443);
-        assert_eq!(b.path_prefix, "/helpdesk");
-        assert_eq!(b.host_header, "desk.example.com");
-        let b = BaseUrl::parse("http://127.0.0.1:9000").unwrap();
-        assert!(!b.tls);
-        assert_eq!(b.host_header, "127.0.0.1:9000");
-        assert_eq!(b.path_prefix, "");
-        assert!(BaseUrl::parse("ftp://x").is_err());
-        assert!(BaseUrl::parse("https://user:pw@x").is_err());
-        assert!(BaseUrl::parse("not a url").is_err());
     }
 
     #[test]

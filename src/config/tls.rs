@@ -9,12 +9,11 @@
 //! them (`ca_mode: add`). There is deliberately no switch that turns verification off.
 //!
 //! Everything that changes how a connection's TLS sessions are made is folded into
-//! [`TlsSettings::pool_key`], which becomes pingora's `HttpPeer::group_key`: pingora's own reuse
+//! [`TlsSettings::pool_key`](crate::upstream::tls::TlsSettings::pool_key), which becomes pingora's `HttpPeer::group_key`: pingora's own reuse
 //! hash covers the SNI, the client certificate's serial and the verify flags, but not the trust
 //! store or the version floor, so without it a rotated `ca_file` could reuse a pooled session
 //! that the old store verified.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -26,7 +25,11 @@ use pingora::utils::tls::CertKey;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::{sha256_hex, BaseUrl, ConfigError, ConfigWarning, FileHash};
+use super::sha256_hex;
+use crate::config_error::{ConfigError, ConfigWarning};
+use crate::snapshot::FileHash;
+use crate::upstream::tls::{TlsSettings, TlsVersion};
+use crate::upstream::BaseUrl;
 
 /// A client certificate this close to expiry gets a warning from `switchboard check` and on
 /// every reload.
@@ -76,70 +79,16 @@ pub enum VersionValue {
     Text(String),
 }
 
-/// A TLS protocol version floor.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum TlsVersion {
-    #[default]
-    Tls12,
-    Tls13,
-}
-
-impl TlsVersion {
-    fn parse(value: &VersionValue) -> Option<Self> {
-        let text = match value {
-            VersionValue::Number(n) => format!("{n}"),
-            VersionValue::Text(s) => s.trim().to_ascii_lowercase(),
-        };
-        match text.trim_start_matches("tlsv").trim_start_matches("tls") {
-            "1.2" => Some(TlsVersion::Tls12),
-            "1.3" => Some(TlsVersion::Tls13),
-            _ => None,
-        }
-    }
-
-    /// The version as config and logs write it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TlsVersion::Tls12 => "1.2",
-            TlsVersion::Tls13 => "1.3",
-        }
-    }
-
-    /// The version of a negotiated session, from OpenSSL's name for it (`TLSv1.2`).
-    pub fn from_negotiated(name: &str) -> Option<Self> {
-        match name {
-            "TLSv1.2" => Some(TlsVersion::Tls12),
-            "TLSv1.3" => Some(TlsVersion::Tls13),
-            _ => None,
-        }
-    }
-}
-
-/// A connection's TLS, ready to apply to each new vendor session. The default is system roots,
-/// full verification, the base URL's host as the name, no client certificate, TLS 1.2 or newer.
-#[derive(Clone, Default)]
-pub struct TlsSettings {
-    /// The trust anchors; `None` = the system roots (pingora's default store).
-    pub ca: Option<Arc<Box<[X509]>>>,
-    /// The client certificate chain and key, for mTLS.
-    pub client_cert_key: Option<Arc<CertKey>>,
-    /// SNI and the name verified, instead of the base URL's host.
-    pub server_name: Option<String>,
-    pub min_version: TlsVersion,
-    /// Pingora's pool group: sessions made under other settings are never reused for these.
-    /// 0 for the default settings.
-    pub pool_key: u64,
-}
-
-impl fmt::Debug for TlsSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TlsSettings")
-            .field("ca", &self.ca.as_ref().map(|c| c.len()))
-            .field("client_cert", &self.client_cert_key.is_some())
-            .field("server_name", &self.server_name)
-            .field("min_version", &self.min_version)
-            .field("pool_key", &self.pool_key)
-            .finish()
+/// `min_version` as a version floor: `1.2`, `1.3`, `TLSv1.3`, …
+fn parse_version(value: &VersionValue) -> Option<TlsVersion> {
+    let text = match value {
+        VersionValue::Number(n) => format!("{n}"),
+        VersionValue::Text(s) => s.trim().to_ascii_lowercase(),
+    };
+    match text.trim_start_matches("tlsv").trim_start_matches("tls") {
+        "1.2" => Some(TlsVersion::Tls12),
+        "1.3" => Some(TlsVersion::Tls13),
+        _ => None,
     }
 }
 
@@ -277,7 +226,7 @@ pub(super) fn build(
 
     let min_version = match &tls.min_version {
         None => TlsVersion::default(),
-        Some(value) => TlsVersion::parse(value)
+        Some(value) => parse_version(value)
             .ok_or_else(|| place.error("min_version", "use \"1.2\" or \"1.3\""))?,
     };
 
@@ -458,7 +407,7 @@ mod tests {
 
     #[test]
     fn min_version_takes_numbers_and_strings() {
-        let parse = |v: VersionValue| TlsVersion::parse(&v);
+        let parse = |v: VersionValue| parse_version(&v);
         assert_eq!(parse(VersionValue::Number(1.2)), Some(TlsVersion::Tls12));
         assert_eq!(parse(VersionValue::Number(1.3)), Some(TlsVersion::Tls13));
         assert_eq!(

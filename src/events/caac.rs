@@ -36,7 +36,7 @@ use crate::api::model::{
     Contact, Direction, Handle, HandleChannel, Message, MessageStatus, MessageType, Sender,
     SenderType,
 };
-use crate::config::ConfigError;
+use crate::config_error::ConfigError;
 
 /// The marker CAAC reads in `reply_text`.
 pub const HUMAN_HANDOVER: &str = "<HUMAN_HANDOVER>";

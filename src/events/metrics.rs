@@ -12,7 +12,7 @@
 //! | `switchboard_event_inbox_pending` | — | accepted vendor events still waiting for their vendor call |
 //! | `switchboard_event_inbox_oldest_seconds` | — | age of the oldest of them (0 when none) |
 //!
-//! **Why `subscription` and not `tenant`.** ARCHITECTURE.md keeps tenants (and IDs, paths)
+//! **Why `subscription` and not `tenant`.** docs/architecture.md keeps tenants (and IDs, paths)
 //! out of labels. The issue asks for backlog "per tenant"; the honest bounded answer is the
 //! subscription *name*, a word the operator writes in the connections file (so the set is as
 //! large as the config, never driven by traffic). Names are not unique across tenants: two

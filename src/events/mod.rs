@@ -1,4 +1,4 @@
-//! Events: what happens at the vendor reaches the apps (issue 14, API.md "Events").
+//! Events: what happens at the vendor reaches the apps (issue 14, docs/api.md "Events").
 //!
 //! ```text
 //! intake  POST /hooks/{tenant}/{connection}
@@ -38,6 +38,7 @@ pub mod metrics;
 pub mod model;
 pub mod poll;
 pub mod pull;
+#[cfg(feature = "sandbox")]
 pub mod receiver;
 pub mod redis_store;
 pub mod sender;

@@ -1,4 +1,4 @@
-//! Events as apps see them (API.md "Events"), and the settings that say where they go.
+//! Events as apps see them (docs/api.md "Events"), and the settings that say where they go.
 //!
 //! - [`Event`] is the envelope `{id, type, created_at, connection, vendor, data}`; `data` is the
 //!   normalized resource exactly as a GET would answer it, with gateway IDs.
@@ -26,11 +26,11 @@ use serde_json::Value;
 
 use super::clock::{rfc3339, Millis};
 use super::signing::SigningSecret;
-use crate::config::ConfigError;
+use crate::config_error::ConfigError;
 
 // ----- the event --------------------------------------------------------------------------
 
-/// What happened. The wire names are API.md's; every layer (subscriptions, `types=` filter,
+/// What happened. The wire names are docs/api.md's; every layer (subscriptions, `types=` filter,
 /// metric label `type`) uses these strings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EventType {

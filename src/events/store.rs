@@ -1,4 +1,4 @@
-//! The event store: the state seam of ARCHITECTURE.md "Wave 2 seams" for events.
+//! The event store: the state seam of docs/architecture.md "Wave 2 seams" for events.
 //!
 //! [`EventStore`] is what intake, the pull API, SSE and the delivery worker use; a Redis backend
 //! (issue 15) implements the same trait. [`SqliteStore`] is the embedded default: one SQLite

@@ -10,6 +10,7 @@ use pingora::protocols::http::ServerSession;
 use serde_json::json;
 
 use super::App;
+use crate::cache::{object_params, CACHE_NAME};
 
 pub struct AdminApp {
     app: Arc<App>,
@@ -57,11 +58,19 @@ impl ServeHttp for AdminApp {
         };
         match (method.as_str(), path.as_str()) {
             ("POST", "/admin/cache/purge") => purge(&self.app, &body).await,
-            ("GET", "/metrics") => respond(
-                200,
-                "text/plain; version=0.0.4; charset=utf-8",
-                self.app.metrics.render(),
-            ),
+            ("GET", "/metrics") => {
+                let entries = self
+                    .app
+                    .metrics
+                    .cache_entries
+                    .with_label_values(&[CACHE_NAME]);
+                self.app.cache.report_entries(&entries).await;
+                respond(
+                    200,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    self.app.metrics.render(),
+                )
+            }
             ("GET", "/healthz") => json_response(200, &json!({"status": "ok"})),
             ("GET", "/readyz") => {
                 let snapshot = self.app.snapshot();
@@ -101,11 +110,11 @@ impl ServeHttp for AdminApp {
 
 /// Reload on a blocking thread: the loader reads files (a slow disk, a network mount) and the
 /// admin listener has one thread that must keep answering `/healthz` meanwhile.
-async fn reload(app: &Arc<App>) -> Result<super::Reloaded, crate::config::ConfigError> {
+async fn reload(app: &Arc<App>) -> Result<super::Reloaded, crate::config_error::ConfigError> {
     let app = app.clone();
     match tokio::task::spawn_blocking(move || app.reload("admin")).await {
         Ok(result) => result,
-        Err(e) => Err(crate::config::ConfigError {
+        Err(e) => Err(crate::config_error::ConfigError {
             file: std::path::PathBuf::new(),
             key: String::new(),
             reason: format!("the reload did not finish: {e}"),
@@ -211,11 +220,8 @@ async fn purge(app: &App, body: &[u8]) -> Response<Vec<u8>> {
             else {
                 return json_response(400, &json!({"error": "id is not a switchboard ID"}));
             };
-            app.cache.invalidate_keyed(
-                &id.tenant,
-                &id.connection,
-                &crate::cache::object_params(&id),
-            );
+            app.cache
+                .invalidate_keyed(&id.tenant, &id.connection, &object_params(&id));
             json!({"purged": "id", "id": raw})
         }
         _ => {
@@ -226,9 +232,5 @@ async fn purge(app: &App, body: &[u8]) -> Response<Vec<u8>> {
         }
     };
     app.cache.sync().await;
-    app.metrics
-        .cache_entries
-        .with_label_values(&[crate::cache::CACHE_NAME])
-        .set(i64::try_from(app.cache.entry_count()).unwrap_or(i64::MAX));
     json_response(200, &scope)
 }

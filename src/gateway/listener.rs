@@ -37,7 +37,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{new_request_id, App, Gateway, Reply};
 use crate::api::{ApiError, ErrorCode};
-use crate::config::HttpLimits;
+use crate::snapshot::HttpLimits;
 
 /// How long writing a refusal may take: a client that does not read it is dropped.
 const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(2);

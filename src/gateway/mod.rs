@@ -27,14 +27,18 @@ use crate::api::operation::Operation;
 use crate::api::request::Output;
 use crate::api::{ApiError, ErrorCode};
 use crate::auth::Principal;
-use crate::cache::{self, CacheResult, Cached, CachedResponse, ResponseCache};
-use crate::config::{ConfigError, Loader, Snapshot};
+use crate::cache::{self, Cacheable, Fetched, ResponseCache, Served};
+use crate::config::Loader;
+use crate::config_error::ConfigError;
 use crate::metrics::Metrics;
-use crate::vendors::{adapter_for, CallContext, VendorClient};
+use crate::snapshot::{FileHash, Snapshot};
+use crate::upstream::tls::PoolIdentity;
+use crate::upstream::{CallError, VendorClient};
+use crate::vendors::{adapter_for, CallContext};
 use route::{match_route, NoRoute, Route};
 
 /// The normalized API's own OpenAPI document, served at `GET /openapi.json`.
-pub static OPENAPI_JSON: &[u8] = include_bytes!("../../openapi/switchboard.openapi.json");
+static OPENAPI_JSON: &[u8] = include_bytes!("../../openapi/switchboard.openapi.json");
 
 /// Longest `X-Request-Id` accepted from a client; longer ones are replaced.
 const MAX_REQUEST_ID: usize = 128;
@@ -50,7 +54,7 @@ pub struct App {
     reload_lock: Mutex<()>,
     /// The files of the last change the watcher tried and the loader rejected: the same bytes
     /// are not tried again until something changes.
-    last_rejected: Mutex<Option<Vec<crate::config::FileHash>>>,
+    last_rejected: Mutex<Option<Vec<FileHash>>>,
 }
 
 impl App {
@@ -157,17 +161,13 @@ impl App {
 
 /// Pool identities (TLS settings, server name, port) that connections of `current` used and no
 /// connection of `next` uses: their idle pooled sessions are closed after the swap.
-fn retired_pools(
-    current: &Snapshot,
-    next: &Snapshot,
-) -> std::collections::BTreeSet<crate::vendors::tls::PoolIdentity> {
-    use crate::vendors::tls::PoolIdentity;
+fn retired_pools(current: &Snapshot, next: &Snapshot) -> std::collections::BTreeSet<PoolIdentity> {
     let identities = |snapshot: &Snapshot| -> std::collections::BTreeSet<PoolIdentity> {
         snapshot
             .tenants
             .values()
             .flat_map(|conns| conns.values())
-            .map(|c| PoolIdentity::of_connection(c))
+            .map(|c| PoolIdentity::of(&c.base_url, &c.tls))
             .collect()
     };
     let live = identities(next);
@@ -225,8 +225,9 @@ pub struct RequestCtx {
     vendor_time: Duration,
     vendor_calls: u32,
     cache: &'static str,
-    /// Why the last failed vendor call failed (`refused`, `untrusted_issuer`, …), or "-".
-    vendor_failure: &'static str,
+    /// What failed underneath the request's error (the vendor call's [`CallError`]), logged
+    /// once by `logging`.
+    failure: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
 
 /// `{"data": [...], "next_cursor": "…" | null}`, serialized straight from the resources.
@@ -242,6 +243,17 @@ struct Reply {
     content_type: &'static str,
     body: Bytes,
     headers: Vec<(http::HeaderName, http::HeaderValue)>,
+}
+
+/// A cached read is stored as its body and answered as 200 JSON.
+impl Cacheable for Reply {
+    fn into_body(self) -> Bytes {
+        self.body
+    }
+
+    fn from_body(body: Bytes) -> Self {
+        Reply::ok_json(body)
+    }
 }
 
 impl Reply {
@@ -295,7 +307,7 @@ impl Gateway {
         Gateway { app }
     }
 
-    /// The request flow of ARCHITECTURE.md, one step per line. Any step may answer early
+    /// The request flow of docs/architecture.md, one step per line. Any step may answer early
     /// with an error; nothing after it runs (in particular, no vendor call).
     async fn handle(
         &self,
@@ -362,66 +374,37 @@ impl Gateway {
         let connection = parsed.connection.clone();
         ctx.vendor = connection.vendor.as_str();
         ctx.connection = Some(connection.name.clone());
-        match cache::plan(
+        let plan = cache::Plan::new(
             &connection,
             &parsed.request,
             parsed.want_raw,
             &parsed.filters_key,
-        ) {
-            Some((key, ttl)) => {
-                let bypass = wants_fresh(session);
-                self.execute_cached(ctx, snapshot, parsed, key, ttl, bypass)
-                    .await
-            }
-            None => {
-                // Not cacheable: writes, and reads whose routes set no TTL. A write that reached
-                // the vendor invalidates what it touched even when a later call failed: a
-                // multi-call update may have applied in part.
-                let invalidation = cache::invalidation(&parsed.request);
+            wants_fresh(session),
+        );
+        let served = self
+            .app
+            .cache
+            .serve(plan, async {
                 let result = self.execute(ctx, snapshot, parsed).await;
-                if ctx.vendor_calls > 0 {
-                    self.app.cache.apply(&connection, invalidation).await;
-                    self.update_cache_gauge();
+                Fetched {
+                    result,
+                    reached_vendor: ctx.vendor_calls > 0,
                 }
-                result
-            }
-        }
+            })
+            .await;
+        self.cache_answer(ctx, op, served)
     }
 
-    /// Serve a cacheable read: from the cache, or from the vendor (one call per key at a
-    /// time), or — with `Cache-Control: no-cache` — from the vendor, refreshing the entry.
-    async fn execute_cached(
+    /// How the cache answered a cached read: counted, logged, and told in `X-Cache` (and `Age`
+    /// on a hit). Anything the cache did not serve passes through.
+    fn cache_answer(
         &self,
         ctx: &mut RequestCtx,
-        snapshot: &Snapshot,
-        parsed: parse::Parsed,
-        key: cache::CacheKey,
-        ttl: Duration,
-        bypass: bool,
+        op: Operation,
+        served: Served<Reply>,
     ) -> Result<Reply, ApiError> {
-        let op = parsed.op;
-        let negative = parsed.connection.routes.negative_cache;
-        let fetch = async {
-            match self.execute(ctx, snapshot, parsed).await {
-                Ok(reply) => Ok(CachedResponse::new(Cached::Body(reply.body), ttl)),
-                Err(e) if e.code == ErrorCode::NotFound && e.vendor.is_some() => match negative {
-                    Some(ttl) => Ok(CachedResponse::new(Cached::NotFound(e), ttl)),
-                    None => Err(e),
-                },
-                Err(e) => Err(e),
-            }
-        };
-        let (result, outcome) = if bypass {
-            match fetch.await {
-                Ok(fresh) => {
-                    let fresh = Arc::new(fresh);
-                    self.app.cache.store(key, (*fresh).clone()).await;
-                    (Ok(fresh), CacheResult::Bypass)
-                }
-                Err(e) => (Err(e), CacheResult::Bypass),
-            }
-        } else {
-            self.app.cache.get_or_fetch(key, fetch).await
+        let Some(outcome) = served.outcome else {
+            return served.result;
         };
         ctx.cache = outcome.as_str();
         self.app
@@ -429,20 +412,15 @@ impl Gateway {
             .cache_requests
             .with_label_values(&[op.as_str(), outcome.as_str()])
             .inc();
-        self.update_cache_gauge();
-        let cached = result?;
-        let mut reply = match &cached.value {
-            Cached::Body(body) => Reply::ok_json(body.clone()),
-            Cached::NotFound(e) => return Err(e.clone()),
-        };
+        let mut reply = served.result?;
         reply.headers.push((
             http::HeaderName::from_static("x-cache"),
             http::HeaderValue::from_static(outcome.as_str()),
         ));
-        if outcome == CacheResult::Hit {
+        if let Some(age) = served.age {
             reply
                 .headers
-                .push((http::header::AGE, http::HeaderValue::from(cached.age())));
+                .push((http::header::AGE, http::HeaderValue::from(age)));
         }
         Ok(reply)
     }
@@ -501,14 +479,6 @@ impl Gateway {
                 )
             }
         }
-    }
-
-    fn update_cache_gauge(&self) {
-        self.app
-            .metrics
-            .cache_entries
-            .with_label_values(&[cache::CACHE_NAME])
-            .set(i64::try_from(self.app.cache.entry_count()).unwrap_or(i64::MAX));
     }
 
     async fn authenticate(
@@ -748,7 +718,7 @@ impl ProxyHttp for Gateway {
             vendor_time: Duration::ZERO,
             vendor_calls: 0,
             cache: "none",
-            vendor_failure: "-",
+            failure: None,
         }
     }
 
@@ -767,9 +737,7 @@ impl ProxyHttp for Gateway {
             Ok(reply) => reply,
             Err(error) => {
                 ctx.code = error.code.as_str();
-                if let Some(cause) = error.cause {
-                    ctx.vendor_failure = cause;
-                }
+                ctx.failure = error.cause.clone();
                 // The body may not have been read: don't reuse the connection.
                 if !session.is_body_done() {
                     session.set_keepalive(None);
@@ -857,6 +825,11 @@ impl ProxyHttp for Gateway {
         self.app
             .metrics
             .observe_request(ctx.operation, ctx.vendor, ctx.code, elapsed);
+        let failed_call = ctx
+            .failure
+            .as_deref()
+            .and_then(|cause| cause.downcast_ref::<CallError>());
+        log_failure(ctx, failed_call);
         tracing::info!(
             target: "switchboard::access",
             request_id = %ctx.request_id,
@@ -869,8 +842,141 @@ impl ProxyHttp for Gateway {
             vendor_ms = ctx.vendor_time.as_secs_f64() * 1000.0,
             vendor_calls = ctx.vendor_calls,
             cache = ctx.cache,
-            vendor_failure = ctx.vendor_failure,
+            vendor_failure = failed_call.map_or("-", CallError::cause),
             "request"
         );
+    }
+}
+
+/// The failure underneath a request's error, logged once. A vendor connection failure
+/// (refused, unreachable, TLS) is a warn line with what an operator needs to fix it — the
+/// connection, the bounded cause, a reason — and no address or host name; any other cause is a
+/// debug line with its own text.
+fn log_failure(ctx: &RequestCtx, failed_call: Option<&CallError>) {
+    let Some(cause) = ctx.failure.as_deref() else {
+        return;
+    };
+    match failed_call {
+        Some(call) if call.is_connection_failure() => tracing::warn!(
+            request_id = %ctx.request_id,
+            vendor = ctx.vendor,
+            connection = ctx.connection.as_deref().unwrap_or("-"),
+            operation = ctx.operation,
+            outcome = call.outcome(),
+            cause = call.cause(),
+            reason = %call.safe_reason(),
+            "vendor connection failed"
+        ),
+        Some(call) => tracing::debug!(
+            request_id = %ctx.request_id,
+            vendor = ctx.vendor,
+            error = %call,
+            "vendor call failed"
+        ),
+        None => tracing::debug!(request_id = %ctx.request_id, error = %cause, "request failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    /// Log lines written as JSON into a shared buffer.
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            lock(&self.0).extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Capture {
+        fn lines(&self) -> Vec<serde_json::Value> {
+            String::from_utf8_lossy(&lock(&self.0))
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        }
+    }
+
+    fn logged(error: ApiError) -> Vec<serde_json::Value> {
+        let capture = Capture::default();
+        let writer = capture.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(move || writer.clone())
+            .finish();
+        let ctx = RequestCtx {
+            request_id: "req-1".to_owned(),
+            started: Instant::now(),
+            operation: "contacts.get",
+            vendor: "libredesk",
+            connection: Some("desk".to_owned()),
+            status: 503,
+            code: error.code.as_str(),
+            vendor_time: Duration::ZERO,
+            vendor_calls: 1,
+            cache: "none",
+            failure: error.cause.clone(),
+        };
+        tracing::subscriber::with_default(subscriber, || {
+            let failed_call = ctx
+                .failure
+                .as_deref()
+                .and_then(|cause| cause.downcast_ref::<CallError>());
+            log_failure(&ctx, failed_call);
+        });
+        capture.lines()
+    }
+
+    #[test]
+    fn a_connection_failure_is_logged_once_as_a_warn_line_without_its_address() {
+        let error = CallError::Refused("10.1.2.3:443: connection refused".to_owned())
+            .into_api_error(crate::api::operation::Vendor::Libredesk);
+        let lines = logged(error);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let warn = &lines[0];
+        assert_eq!(warn["level"], "WARN");
+        assert_eq!(warn["message"], "vendor connection failed");
+        assert_eq!(warn["cause"], "refused");
+        assert_eq!(warn["connection"], "desk");
+        assert_eq!(warn["request_id"], "req-1");
+        assert!(!warn.to_string().contains("10.1.2.3"), "{warn}");
+    }
+
+    #[test]
+    fn other_causes_are_logged_once_at_debug_and_errors_without_one_not_at_all() {
+        let error = CallError::Timeout(Duration::from_millis(250))
+            .into_api_error(crate::api::operation::Vendor::Libredesk);
+        let lines = logged(error);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(lines[0]["level"], "DEBUG");
+        assert_eq!(lines[0]["message"], "vendor call failed");
+        assert!(logged(ApiError::not_found("no")).is_empty());
+    }
+
+    #[test]
+    fn building_an_api_error_from_a_call_error_logs_nothing() {
+        let capture = Capture::default();
+        let writer = capture.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let _ = CallError::Io("reset by 10.1.2.3".to_owned())
+                .into_api_error(crate::api::operation::Vendor::Caac);
+        });
+        assert!(capture.lines().is_empty());
     }
 }

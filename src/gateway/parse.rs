@@ -14,7 +14,7 @@ use crate::api::operation::Operation;
 use crate::api::request::{ContactFilters, ConversationFilters, OperationRequest, Page};
 use crate::api::ApiError;
 use crate::auth::Principal;
-use crate::config::{Connection, Snapshot};
+use crate::snapshot::{Connection, Snapshot};
 use crate::vendors::adapter_for;
 
 const DEFAULT_LIMIT: u32 = 20;
@@ -77,7 +77,7 @@ impl Query {
     }
 }
 
-/// Filters API.md defines for each list operation (what a vendor supports is a subset).
+/// Filters docs/api.md defines for each list operation (what a vendor supports is a subset).
 fn api_filters(op: Operation) -> &'static [&'static str] {
     match op {
         Operation::ContactsList => &["q", "email", "phone", "handle"],

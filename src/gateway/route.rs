@@ -18,11 +18,13 @@ pub enum Route<'a> {
 }
 
 /// Why no route matched.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NoRoute {
     /// No such path.
+    #[error("no such route")]
     NotFound,
     /// The path exists, with other methods.
+    #[error("method not allowed; allowed: {0}")]
     MethodNotAllowed(&'static str),
 }
 
@@ -123,6 +125,13 @@ pub fn match_route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, NoRo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_route_is_an_error_that_says_what_is_allowed() {
+        let e: Box<dyn std::error::Error> = Box::new(NoRoute::MethodNotAllowed("GET, POST"));
+        assert_eq!(e.to_string(), "method not allowed; allowed: GET, POST");
+        assert_eq!(NoRoute::NotFound.to_string(), "no such route");
+    }
 
     #[test]
     fn every_operation_has_a_route() {

@@ -1,5 +1,5 @@
 //! One vendor call through the edge: `pause → breaker → vendor budget → call ⟲ retry`
-//! (ARCHITECTURE.md, "Wave 2 seams"), as one function that `CallContext::call` wraps around
+//! (docs/architecture.md, "Wave 2 seams"), as one function that `CallContext::call` wraps around
 //! the pooled client.
 //!
 //! Per attempt:

@@ -1,7 +1,7 @@
 //! Retries of failed vendor calls: which failures may be retried, how long to back off, and
 //! a per-connection budget so retries cannot multiply the load on a struggling vendor.
 //!
-//! The rule (API.md, "Writes that are safe to repeat"): **reads** are retried on any
+//! The rule (docs/api.md, "Writes that are safe to repeat"): **reads** are retried on any
 //! transient failure; **any other call** is retried only when the request provably never
 //! reached the vendor (the connection could not be made, or a pooled connection turned out
 //! to be closed before the request was written). A `POST` that may have reached the vendor

@@ -64,11 +64,8 @@ use super::{
     json_bytes_response, json_response, lock, unix_now, Credentials, Sandbox, SandboxRequest,
     VendorSimulator, VendorState,
 };
-use crate::api::ids::Kind;
 use crate::api::operation::Vendor;
-use crate::config::routes::{AuthScheme, VendorRoutes};
-use crate::config::Connection;
-use crate::demo::{demo_id, DemoRequest};
+use crate::snapshot::routes::{AuthScheme, VendorRoutes};
 
 /// Constants for the seed data, for tests and the demo.
 pub mod seed {
@@ -1019,68 +1016,6 @@ impl Data {
         }
         data
     }
-}
-
-/// Example normalized-API requests that work against a demo connection served by this
-/// sandbox (seed IDs), printed by `switchboard demo` as curl lines.
-pub fn demo_requests(conn: &Connection) -> Vec<DemoRequest> {
-    let keys = |member: i64| [seed::CHANNEL_LINE_ID.to_string(), member.to_string()];
-    let weiting = keys(seed::MEMBER_WEITING_ID);
-    let weiting = [weiting[0].as_str(), weiting[1].as_str()];
-    let somchai = keys(seed::MEMBER_SOMCHAI_ID);
-    let somchai = [somchai[0].as_str(), somchai[1].as_str()];
-    let contact = demo_id(conn, Kind::Contact, &weiting);
-    let conversation = demo_id(conn, Kind::Conversation, &weiting);
-    let somchai_conversation = demo_id(conn, Kind::Conversation, &somchai);
-    let request =
-        |method: &'static str, path: String, body: Option<Value>, select: bool| DemoRequest {
-            method,
-            path,
-            body,
-            select,
-        };
-    vec![
-        request(
-            "GET",
-            format!("/v1/contacts?handle=line:{}", seed::MEMBER_WEITING_UID),
-            None,
-            true,
-        ),
-        request("GET", format!("/v1/contacts/{contact}"), None, false),
-        request(
-            "GET",
-            format!("/v1/conversations/{conversation}"),
-            None,
-            false,
-        ),
-        request(
-            "POST",
-            "/v1/messages".to_owned(),
-            Some(json!({
-                "conversation_id": conversation,
-                "text": "Your parcel left our warehouse this morning.",
-            })),
-            false,
-        ),
-        request(
-            "PATCH",
-            format!("/v1/conversations/{somchai_conversation}"),
-            Some(json!({ "assignee": { "user_id": seed::USER_PLOY_ID.to_string() } })),
-            false,
-        ),
-        request(
-            "PATCH",
-            format!("/v1/conversations/{conversation}"),
-            Some(json!({ "status": "resolved" })),
-            false,
-        ),
-        request(
-            "POST",
-            "/v1/contacts".to_owned(),
-            Some(json!({ "handles": [{ "channel": "line", "value": seed::UNUSED_LINE_UID }] })),
-            true,
-        ),
-    ]
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@
 //! - **Envelopes**: no wrapper; one named key per answer (`contacts`, `contact`, `results`,
 //!   `conversations`, `conversation`, `conversationId`, `messages`, `message`, `deleted`).
 //!   Errors are `{"error": "…"}`: 400 "Invalid input data." for any body or query the DTO
-//!   validation refuses, 403 as above, 404 "<Object> not found." for an unknown id (not in the
+//!   validation refuses, 403 as above, 404 `"<Object> not found."` for an unknown id (not in the
 //!   reference, which lists 400/403 only). Creates answer 201, everything else 200.
 //! - **Bodies** are JSON (`Content-Type: application/json`; anything else reads as `{}` and
 //!   fails validation). Unknown properties are refused (`forbidNonWhitelisted`), so a gateway
@@ -65,11 +65,8 @@ use super::{
     days_from_civil, js_iso_string, json_bytes_response, json_response, lock, unix_now,
     unix_seconds, Credentials, Query, Sandbox, SandboxRequest, VendorSimulator, VendorState,
 };
-use crate::api::ids::Kind;
 use crate::api::operation::Vendor;
-use crate::config::routes::{AuthScheme, VendorRoutes};
-use crate::config::Connection;
-use crate::demo::{demo_id, DemoRequest};
+use crate::snapshot::routes::{AuthScheme, VendorRoutes};
 
 /// Constants for the seed data, for tests and the demo.
 pub mod seed {
@@ -1345,52 +1342,6 @@ impl Data {
         }
         data
     }
-}
-
-/// Example normalized-API requests that work against a demo connection served by this
-/// sandbox (seed IDs), printed by `switchboard demo` as curl lines.
-pub fn demo_requests(conn: &Connection) -> Vec<DemoRequest> {
-    let contact = demo_id(conn, Kind::Contact, &[seed::CONTACT_ANNA_ID]);
-    let conversation = demo_id(conn, Kind::Conversation, &[seed::CONVERSATION_ANNA_ID]);
-    let request =
-        |method: &'static str, path: String, body: Option<Value>, select: bool| DemoRequest {
-            method,
-            path,
-            body,
-            select,
-        };
-    vec![
-        request("GET", "/v1/contacts?limit=10".to_owned(), None, true),
-        request("GET", "/v1/contacts?q=anna".to_owned(), None, true),
-        request("GET", format!("/v1/contacts/{contact}"), None, false),
-        request(
-            "GET",
-            "/v1/conversations?status=open".to_owned(),
-            None,
-            true,
-        ),
-        request(
-            "GET",
-            format!("/v1/conversations/{conversation}/messages"),
-            None,
-            false,
-        ),
-        request(
-            "POST",
-            "/v1/messages".to_owned(),
-            Some(json!({
-                "conversation_id": conversation,
-                "text": "Hallo Anna, die Sendungsnummer schicke ich Ihnen gleich."
-            })),
-            false,
-        ),
-        request(
-            "PATCH",
-            format!("/v1/conversations/{conversation}"),
-            Some(json!({ "status": "resolved" })),
-            false,
-        ),
-    ]
 }
 
 #[cfg(test)]

@@ -62,7 +62,7 @@
 //!   custom attribute plan=enterprise), 102 Charles Babbage `charles@example.com`,
 //!   103 Edsger Dijkstra `edsger@example.nl`, 104 Barbara Liskov `barbara@example.com`,
 //!   105 Linus Torvalds `linus@example.fi` (no phone), 106 Margaret Hamilton
-//!   `margaret@example.com`, 107–135 "Customer <id>" `customer<id>@example.org`.
+//!   `margaret@example.com`, 107–135 `"Customer <id>"` `customer<id>@example.org`.
 //! - Conversations (uuid `c0000000-0000-4000-8000-00000000000N`, reference `100N`):
 //!   1. Ada, **Open**, High, tags billing+vip, Grace + Support, "Invoice #1042 is missing";
 //!      messages 1 incoming, 2 outgoing (Grace), 3 private note (Grace), 4 incoming.
@@ -94,9 +94,6 @@ use super::{
     civil_from_days, json_response, lock, unix_now, unix_seconds, Credentials, Query,
     SandboxRequest, VendorSimulator,
 };
-use crate::api::ids::Kind;
-use crate::config::Connection;
-use crate::demo::{demo_id, DemoRequest};
 
 /// Constants for the seed data, for tests and the demo.
 pub mod seed {
@@ -1154,13 +1151,6 @@ impl LibredeskState {
         data.contacts.get(&id).map(|c| data.contact_json(c))
     }
 
-    pub fn contact_by_email(&self, email: &str) -> Option<Value> {
-        let data = lock(&self.data);
-        data.contact_id_by_email(email)
-            .and_then(|id| data.contacts.get(&id))
-            .map(|c| data.contact_json(c))
-    }
-
     pub fn contact_count(&self) -> usize {
         lock(&self.data).contacts.len()
     }
@@ -1185,15 +1175,6 @@ impl LibredeskState {
 
     pub fn conversation_count(&self) -> usize {
         lock(&self.data).conversations.len()
-    }
-
-    /// Every conversation uuid, oldest first.
-    pub fn conversation_uuids(&self) -> Vec<String> {
-        lock(&self.data)
-            .conversations
-            .values()
-            .map(|c| c.uuid.clone())
-            .collect()
     }
 
     /// A message as `GET /conversations/{cuuid}/messages/{uuid}` answers it.
@@ -2728,62 +2709,11 @@ impl Data {
     }
 }
 
-/// Example normalized-API requests that work against a demo connection served by this
-/// sandbox (seed IDs), printed by `switchboard demo` as curl lines.
-pub fn demo_requests(conn: &Connection) -> Vec<DemoRequest> {
-    let contact = demo_id(conn, Kind::Contact, &[&seed::CONTACT_ADA_ID.to_string()]);
-    let conversation = demo_id(conn, Kind::Conversation, &[seed::CONVERSATION_OPEN_UUID]);
-    let request =
-        |method: &'static str, path: String, body: Option<Value>, select: bool| DemoRequest {
-            method,
-            path,
-            body,
-            select,
-        };
-    vec![
-        request("GET", "/v1/contacts?limit=5".to_owned(), None, true),
-        request("GET", "/v1/contacts?q=ada".to_owned(), None, true),
-        request("GET", format!("/v1/contacts/{contact}"), None, false),
-        request(
-            "GET",
-            "/v1/conversations?status=open".to_owned(),
-            None,
-            true,
-        ),
-        request(
-            "GET",
-            format!("/v1/conversations/{conversation}"),
-            None,
-            false,
-        ),
-        request(
-            "GET",
-            format!("/v1/conversations/{conversation}/messages"),
-            None,
-            false,
-        ),
-        request(
-            "POST",
-            "/v1/messages".to_owned(),
-            Some(
-                json!({ "conversation_id": conversation, "text": "Thanks Ada, a corrected invoice is on its way." }),
-            ),
-            false,
-        ),
-        request(
-            "PATCH",
-            format!("/v1/conversations/{conversation}"),
-            Some(json!({ "status": "resolved" })),
-            false,
-        ),
-    ]
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::config::routes::VendorRoutes;
     use crate::sandbox::days_from_civil;
+    use crate::snapshot::routes::VendorRoutes;
     use http::HeaderValue;
 
     /// The repository's routes/libredesk.yaml, compiled.

@@ -74,11 +74,8 @@ use super::{
     js_iso_string, json_bytes_response, json_response, lock, unix_now, unix_seconds, Credentials,
     Query, Sandbox, SandboxRequest, VendorSimulator, VendorState,
 };
-use crate::api::ids::Kind;
 use crate::api::operation::Vendor;
-use crate::config::routes::{AuthScheme, VendorRoutes};
-use crate::config::Connection;
-use crate::demo::{demo_id, DemoRequest};
+use crate::snapshot::routes::{AuthScheme, VendorRoutes};
 
 /// Constants for the seed data, for tests and the demo.
 pub mod seed {
@@ -2491,83 +2488,6 @@ impl Data {
         }
         data
     }
-}
-
-/// Example normalized-API requests that work against a demo connection served by this
-/// sandbox (seed IDs), printed by `switchboard demo` as curl lines.
-pub fn demo_requests(conn: &Connection) -> Vec<DemoRequest> {
-    let valentina = seed::CONTACT_VALENTINA_ID.to_string();
-    let conversation_id = seed::CONVERSATION_VALENTINA_ID.to_string();
-    let contact = demo_id(conn, Kind::Contact, &[&valentina]);
-    let conversation = demo_id(
-        conn,
-        Kind::Conversation,
-        &[&conversation_id, seed::CONTACT_VALENTINA_WHATSAPP],
-    );
-    let message = demo_id(
-        conn,
-        Kind::Message,
-        &[
-            seed::MESSAGE_VALENTINA_IMAGE_ID,
-            &conversation_id,
-            seed::CONTACT_VALENTINA_WHATSAPP,
-        ],
-    );
-    let request =
-        |method: &'static str, path: String, body: Option<Value>, select: bool| DemoRequest {
-            method,
-            path,
-            body,
-            select,
-        };
-    let whatsapp = seed::CONTACT_VALENTINA_WHATSAPP.replace('+', "%2B");
-    vec![
-        request("GET", "/v1/contacts?limit=5".to_owned(), None, true),
-        request(
-            "GET",
-            format!("/v1/contacts?handle=whatsapp:{whatsapp}"),
-            None,
-            true,
-        ),
-        request("GET", "/v1/contacts?q=valentina".to_owned(), None, true),
-        request("GET", format!("/v1/contacts/{contact}"), None, false),
-        request("GET", format!("/v1/messages/{message}"), None, false),
-        request(
-            "POST",
-            "/v1/contacts".to_owned(),
-            Some(json!({
-                "name": "Lucía Herrera",
-                "emails": ["lucia@example.cl"],
-                "handles": [{"channel": "whatsapp", "value": "+56987654321"}],
-                "custom_fields": {"source": "demo"},
-            })),
-            true,
-        ),
-        request(
-            "POST",
-            "/v1/conversations".to_owned(),
-            Some(json!({ "contact_id": contact })),
-            true,
-        ),
-        request(
-            "POST",
-            "/v1/messages".to_owned(),
-            Some(json!({
-                "conversation_id": conversation,
-                "text": "¡Hola Valentina! Ya revisamos tu factura.",
-            })),
-            false,
-        ),
-        request(
-            "POST",
-            "/v1/messages".to_owned(),
-            Some(json!({
-                "conversation_id": conversation,
-                "template": {"name": seed::TEMPLATE_WELCOME, "language": "es", "variables": ["Valentina", "Ventas"]},
-            })),
-            false,
-        ),
-    ]
 }
 
 #[cfg(test)]

@@ -53,22 +53,11 @@ use tokio::task::{JoinHandle, JoinSet};
 use tower::ServiceExt;
 
 use crate::api::operation::Vendor;
-use crate::config::routes::VendorRoutes;
+use crate::snapshot::routes::VendorRoutes;
 pub use caac::CaacState;
 pub use libredesk::LibredeskState;
 pub use llamadapro::LlamadaProState;
 pub use tls::{SandboxTls, SandboxTlsBuilder};
-
-/// Example normalized-API requests for a demo connection, using the seed data of the
-/// vendor's sandbox (none for vendors without a sandbox yet).
-pub fn demo_requests(conn: &crate::config::Connection) -> Vec<crate::demo::DemoRequest> {
-    match conn.vendor {
-        Vendor::Libredesk => libredesk::demo_requests(conn),
-        Vendor::ChatCaptain => chatcaptain::demo_requests(conn),
-        Vendor::Caac => caac::demo_requests(conn),
-        Vendor::LlamadaPro => llamadapro::demo_requests(conn),
-    }
-}
 
 /// Request bodies above this size are refused with a vendor-shaped 413: the sandbox buffers
 /// bodies whole, and no vendor call the gateway makes comes near it.
@@ -1052,7 +1041,7 @@ pub(crate) mod tests {
         // Same shape as /api/v1/conversations/{uuid}, different placeholder name.
         let mut endpoint = routes.endpoints["contacts.get"].clone();
         endpoint.path =
-            crate::config::routes::PathTemplate::parse("/api/v1/conversations/{id}").unwrap();
+            crate::snapshot::routes::PathTemplate::parse("/api/v1/conversations/{id}").unwrap();
         routes.endpoints.insert("contacts.get", endpoint);
         assert!(build_router(&core, &routes).is_err());
 

@@ -1,4 +1,4 @@
-//! Idempotency records, as API.md "Writes that are safe to repeat" defines them: the values a
+//! Idempotency records, as docs/api.md "Writes that are safe to repeat" defines them: the values a
 //! backend stores and the rules every backend shares (what is a valid key, what identifies
 //! "the same request", which answers are stored).
 //!
@@ -20,7 +20,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use sha2::{Digest, Sha256};
 
-/// How long a completed record is kept (API.md: 24 h).
+/// How long a completed record is kept (docs/api.md: 24 h).
 pub const RECORD_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Longest accepted `Idempotency-Key`.
@@ -112,7 +112,7 @@ impl RecordKey {
     }
 }
 
-/// "The same request": SHA-256 of the method, path, connection and body (API.md), each
+/// "The same request": SHA-256 of the method, path, connection and body (docs/api.md), each
 /// length-prefixed so that moving bytes between fields changes the hash.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RequestFingerprint([u8; 32]);
@@ -198,7 +198,7 @@ pub fn is_replayed_header(name: &HeaderName) -> bool {
 
 /// Whether an answer with this status is stored for replay.
 ///
-/// API.md: "Answers below 500 are stored; a 5xx releases the key". One deliberate
+/// docs/api.md: "Answers below 500 are stored; a 5xx releases the key". One deliberate
 /// exception: a 429 (the vendor's, or the connection's budget or pause) means nothing was
 /// done yet and the client is told to come back later; storing it would replay "come back
 /// later" for 24 hours. So a 429 releases the key too.

@@ -53,11 +53,12 @@
 //!   and [`redis::store::RedisStore`], this trait on Redis (scripts in `redis/lua/`).
 //! - [`fallback`] — [`fallback::FallbackStore`], what a replica uses — Redis while it answers,
 //!   local state (limits at `local_share`, pauses) while it does not; idempotency stays shared.
-//! - [`bus`] — cross-replica cache invalidation ([`bus::InvalidationBus`]).
+//! - Cross-replica cache invalidation is `crate::cluster::bus::InvalidationBus`; what one
+//!   replica runs is assembled by `crate::cluster::Cluster` (above this module and
+//!   `crate::events`, so neither imports it).
 //! - The event outbox has its own seam: `crate::events::store::EventStore`, with
 //!   `crate::events::redis_store` and `crate::events::spill` for several replicas.
 
-pub mod bus;
 pub mod cluster;
 pub mod fallback;
 pub mod idempotency;

@@ -1031,7 +1031,7 @@ fn plan_conversation_update(
     Ok(plan)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "sandbox"))]
 // Tests may panic on a broken fixture; that is their job.
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -1041,9 +1041,9 @@ mod tests {
     use crate::api::model::{ContactPatch, NewContact};
     use crate::api::request::ConversationFilters;
     use crate::api::ErrorCode;
-    use crate::config::Connection;
     use crate::sandbox::caac::seed;
     use crate::sandbox::{Credentials, Sandbox};
+    use crate::snapshot::Connection;
     use crate::vendors::test_support::{self, list_json, object_json, response, run};
 
     const MEMBER: &str = include_str!("../../tests/fixtures/caac/member.json");

@@ -1596,7 +1596,7 @@ mod tests {
 
     use super::*;
     use crate::api::model::{Assignee, Priority, Template};
-    use crate::config::Connection;
+    use crate::snapshot::Connection;
     use crate::vendors::test_support::{self, list_json, object_json, response, run, seen, Script};
 
     const CONTACT: &str = include_str!("../../tests/fixtures/chatcaptain/contact.json");

@@ -1734,7 +1734,7 @@ mod tests {
     use super::*;
     use crate::api::ErrorCode;
     use crate::config::routes::RoutesFile;
-    use crate::config::Connection;
+    use crate::snapshot::Connection;
     use crate::vendors::test_support::{self, list_json, object_json, response, run, seen, Script};
 
     const CONTACT: &str = include_str!("../../tests/fixtures/llamadapro/contact.json");
@@ -2687,7 +2687,7 @@ mod tests {
         assert!(supported[0].1.is_empty());
         assert!(matches!(
             routes.auth,
-            crate::config::routes::AuthScheme::Header(_)
+            crate::snapshot::routes::AuthScheme::Header(_)
         ));
     }
 

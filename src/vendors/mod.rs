@@ -10,15 +10,13 @@
 
 pub mod bench_support;
 pub mod caac;
+mod call;
 pub mod chatcaptain;
-pub mod client;
 mod common;
 pub mod libredesk;
 pub mod llamadapro;
-pub mod redact;
 #[cfg(test)]
 pub(crate) mod test_support;
-pub mod tls;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
@@ -27,10 +25,11 @@ use crate::api::ids::{KeyGrammar, Kind};
 use crate::api::operation::{Operation, Vendor};
 use crate::api::request::{OperationRequest, Output};
 use crate::api::{ApiError, ErrorCode};
-use crate::config::Connection;
 use crate::metrics::Metrics;
-
-pub use client::{VendorBody, VendorCall, VendorClient, VendorResponse};
+use crate::snapshot::routes::VendorRoutes;
+use crate::snapshot::Connection;
+use crate::upstream::{outcome_for_status, VendorBody, VendorClient, VendorResponse};
+pub use call::VendorCall;
 
 /// A vendor call an adapter knows how to make, by the name it has in the routes file.
 /// `params` are the path placeholders the call needs (all must appear in the path).
@@ -106,7 +105,7 @@ pub fn adapter_for(vendor: Vendor) -> &'static dyn Adapter {
 /// `/v1/capabilities` both read.
 pub fn supported_operations(
     adapter: &dyn Adapter,
-    routes: &crate::config::routes::VendorRoutes,
+    routes: &VendorRoutes,
 ) -> Vec<(Operation, Vec<&'static str>)> {
     adapter
         .operations()
@@ -158,34 +157,30 @@ impl<'a> CallContext<'a> {
             ))
         })?;
         let started = std::time::Instant::now();
-        let result = self
-            .client
-            .send(self.connection, endpoint, call, self.request_id)
-            .await;
+        let result = match call::upstream_request(self.connection, endpoint, call, self.request_id)
+        {
+            Ok(request) => {
+                let connection = self.connection;
+                self.client
+                    .send(
+                        &connection.base_url,
+                        &connection.tls,
+                        request,
+                        endpoint.timeout,
+                    )
+                    .await
+            }
+            Err(e) => Err(e),
+        };
         let elapsed = started.elapsed();
         self.vendor_time += elapsed;
         self.vendor_calls += 1;
         let outcome = match &result {
-            Ok(r) => client::outcome_for_status(r.status),
+            Ok(r) => outcome_for_status(r.status),
             Err(e) => e.outcome(),
         };
         self.metrics
             .observe_vendor_call(vendor, self.operation, outcome, elapsed);
-        if let Err(e) = &result {
-            if e.is_connection_failure() {
-                // What an operator needs to fix it, and nothing else: no address, no host.
-                tracing::warn!(
-                    request_id = self.request_id,
-                    vendor = vendor.as_str(),
-                    connection = %self.connection.name,
-                    operation = self.operation.as_str(),
-                    outcome,
-                    cause = e.cause(),
-                    reason = %e.safe_reason(),
-                    "vendor connection failed"
-                );
-            }
-        }
         // Every byte of vendor text the adapter reads — error messages, objects, `raw` — has
         // the connection's credentials cut out first: a vendor that echoes the request's
         // credentials can never put them in a response or a log line.

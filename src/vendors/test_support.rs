@@ -11,9 +11,11 @@ use super::{adapter_for, CallContext, VendorClient, VendorResponse};
 use crate::api::operation::{Operation, Vendor};
 use crate::api::request::{OperationRequest, Output};
 use crate::api::ApiError;
-use crate::config::routes::{AuthScheme, RoutesFile, VendorRoutes};
-use crate::config::{BaseUrl, Connection};
+use crate::config::routes::RoutesFile;
 use crate::metrics::Metrics;
+use crate::snapshot::routes::{AuthScheme, VendorRoutes};
+use crate::snapshot::Connection;
+use crate::upstream::BaseUrl;
 
 /// The vendor's routes file, as shipped in `routes/`.
 pub(crate) fn routes_file(vendor: Vendor) -> RoutesFile {

@@ -29,6 +29,9 @@
 //!    gateway in the process. (`layout` fails for a file in `tests/` or `tests/it/` that
 //!    nothing builds.)
 
+// Test code fails loudly: a broken fixture or a wrong answer is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod harness;
 
 mod access_log;

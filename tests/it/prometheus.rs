@@ -392,7 +392,7 @@ fn connection_of(vendor: Vendor) -> &'static str {
 
 /// A read that calls the vendor: the first GET that reaches the vendor and answers 200 or
 /// 404 (a vendor 404 is a vendor call too), among the demo's example reads for the
-/// connection (seeded IDs; `switchboard::sandbox::demo_requests`), then by the connection's
+/// connection (seeded IDs; `switchboard::demo::demo_requests`), then by the connection's
 /// operations (GET /v1/capabilities): a list of contacts or conversations, a get of an ID that
 /// does not exist. Some vendors take no unfiltered list (CAAC looks contacts up by handle).
 async fn read_path(h: &Harness, vendor: Vendor, capabilities: &Value) -> String {
@@ -416,7 +416,7 @@ async fn read_path(h: &Harness, vendor: Vendor, capabilities: &Value) -> String 
         .tenant_connections("acme")
         .and_then(|c| c.get(connection))
         .unwrap_or_else(|| panic!("no connection acme.{connection}"));
-    let mut candidates: Vec<String> = switchboard::sandbox::demo_requests(conn)
+    let mut candidates: Vec<String> = switchboard::demo::demo_requests(conn)
         .into_iter()
         .filter(|r| r.method == "GET")
         .map(|r| r.path)

@@ -2,6 +2,11 @@
 //! endpoint, faults, call records, hot route swaps, and a contract check against Libredesk's
 //! published OpenAPI document.
 
+// Runs against the vendor sandboxes: needs the `sandbox` feature (on by default).
+#![cfg(feature = "sandbox")]
+// Test helpers fail loudly: a broken fixture is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,9 +16,10 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use switchboard::config::routes::{compile, RoutesFile, VendorRoutes};
+use switchboard::config::routes::{compile, RoutesFile};
 use switchboard::sandbox::libredesk::seed;
 use switchboard::sandbox::{CallRecord, Credentials, Fault, Sandbox};
+use switchboard::snapshot::routes::VendorRoutes;
 
 const KEY: &str = "sandbox-key";
 const SECRET: &str = "sandbox-secret";

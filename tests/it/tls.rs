@@ -861,7 +861,7 @@ fn any_change_to_the_tls_settings_changes_the_pool_group() {
         let snapshot = Loader::new(&config, Env::default()).load(1).expect("loads");
         let connection = snapshot.connection("t", "c").expect("connection").clone();
         let addr = "127.0.0.1:443".parse().expect("addr");
-        switchboard::vendors::tls::vendor_peer(addr, &connection.base_url, &connection.tls)
+        switchboard::upstream::tls::vendor_peer(addr, &connection.base_url, &connection.tls)
             .reuse_hash()
     };
     let variants = [

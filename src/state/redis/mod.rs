@@ -1,7 +1,7 @@
 //! The Redis side of the cluster (issue 15): one [`RedisHub`] per replica owns the client, the
 //! connection manager, the health of the link and the pub/sub subscription; the shared
 //! backends ([`store::RedisStore`], [`crate::events::redis_store::RedisEventStore`],
-//! [`crate::state::bus::RedisBus`]) all talk to Redis through it.
+//! [`crate::cluster::bus::RedisBus`]) all talk to Redis through it.
 //!
 //! # Never hang a request
 //!
@@ -13,7 +13,7 @@
 //!   response timeout, and an outer `tokio::time::timeout` that also covers a reconnect in
 //!   progress). A connection error or a timeout marks Redis down.
 //!
-//! Logs and reasons name no address (API.md: no internal address in a log line or an error
+//! Logs and reasons name no address (docs/api.md: no internal address in a log line or an error
 //! body); the URL appears only redacted, in the operator's own config views.
 //!
 //! A probe task PINGs every `health_interval` and marks Redis up again once it answers, so a

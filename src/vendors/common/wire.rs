@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::api::operation::Vendor;
 use crate::api::{ApiError, ErrorCode};
 // The upstream client's answer type, through the vendors module's re-export.
-use crate::vendors::VendorResponse;
+use crate::upstream::VendorResponse;
 
 /// Something a wire struct can be read from: the vendor's body as it came off the socket, or
 /// a JSON tree already parsed from one (an object inside an envelope, one item of a list).

@@ -1,6 +1,8 @@
 //! Test harness: a real switchboard server (pingora listeners on free loopback ports, see
 //! [`free_ports`]) in front of real vendor sandboxes, driven over HTTP like a client would.
 #![allow(dead_code)]
+// Harness helpers fail loudly: a broken fixture is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod tls;
 
@@ -11,11 +13,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use switchboard::api::operation::Vendor;
-use switchboard::config::routes::{compile, RoutesFile, VendorRoutes};
+use switchboard::config::routes::{compile, RoutesFile};
 use switchboard::config::{Env, Loader};
 use switchboard::gateway::App;
 use switchboard::sandbox::{Credentials, Sandbox};
 use switchboard::server::{build_server, run_until, ProcessOptions, ShutdownTrigger};
+use switchboard::snapshot::routes::VendorRoutes;
 
 pub const SECRET: &str = "test-secret-0123456789abcdef";
 pub const AUDIENCE: &str = "switchboard";

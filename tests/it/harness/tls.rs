@@ -1,6 +1,9 @@
 //! Certificates made by the tests themselves (OpenSSL, the library pingora links): a test CA,
 //! server certificates for a name, expired ones, client certificates for mTLS; written as PEM.
 
+// Test helpers fail loudly: a broken fixture is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 
 use openssl::asn1::Asn1Time;

@@ -7,8 +7,6 @@
 //! percent-encoded, inside the Authorization header value, and as the Basic
 //! `base64(key:secret)`.
 
-use std::borrow::Cow;
-
 use base64::Engine;
 use bytes::Bytes;
 use memchr::memmem::Finder;
@@ -81,19 +79,6 @@ impl Redactor {
         }
         Bytes::from(text)
     }
-
-    /// `text` with every credential form replaced by [`REDACTED`].
-    pub fn redact_str<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        if !self
-            .needles
-            .iter()
-            .any(|n| n.find(text.as_bytes()).is_some())
-        {
-            return Cow::Borrowed(text);
-        }
-        let redacted = self.redact_bytes(Bytes::copy_from_slice(text.as_bytes()));
-        Cow::Owned(String::from_utf8_lossy(&redacted).into_owned())
-    }
 }
 
 fn replace_all(haystack: &[u8], needle: &Finder<'_>) -> Vec<u8> {
@@ -142,8 +127,6 @@ mod tests {
         let body = Bytes::from_static(b"{\"status\":\"success\"}");
         let out = r.redact_bytes(body.clone());
         assert_eq!(out.as_ptr(), body.as_ptr());
-        assert!(matches!(r.redact_str("nothing here"), Cow::Borrowed(_)));
-        assert_eq!(r.redact_str("key ld-key-123!"), format!("key {REDACTED}!"));
     }
 
     #[test]

@@ -31,10 +31,10 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use super::redis::{HubEvent, RedisHub, BACKEND};
-use super::StateError;
 use crate::cache::{self, ResponseCache};
-use crate::config::Connection;
+use crate::snapshot::Connection;
+use crate::state::redis::{HubEvent, RedisHub, BACKEND};
+use crate::state::StateError;
 
 /// Wire format version (a receiver that cannot read a message flushes instead).
 const WIRE_VERSION: u32 = 1;

@@ -1,6 +1,8 @@
 //! `switchboard demo`: sandbox vendors and a gateway on loopback, a dev token, and curl lines
 //! that work when pasted. Also token minting for `switchboard token`.
 
+mod requests;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -11,62 +13,42 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::{background_service, BackgroundService};
 
-use crate::api::ids::{Kind, ObjectId};
 use crate::api::operation::Vendor;
-use crate::config::routes::VendorRoutes;
-use crate::config::{Connection, Env, Loader, Settings};
+use crate::config::{Env, Loader};
 use crate::gateway::App;
 use crate::sandbox::{Credentials, Fault, Sandbox};
 use crate::server::{build_server, ProcessOptions};
+use crate::snapshot::routes::VendorRoutes;
+use crate::snapshot::{Connection, Settings};
+pub use requests::{demo_id, demo_requests, DemoRequest};
 
 /// The tenant the demo config serves.
-pub const DEMO_TENANT: &str = "demo";
+const DEMO_TENANT: &str = "demo";
 
 /// Every scope, for the demo token.
 pub const ALL_SCOPES: &str = "contacts:read contacts:write conversations:read conversations:write messages:read messages:write raw:read";
 
 /// The demo files, embedded so `switchboard demo` works from any folder.
 const EMBEDDED: &[(&str, &str)] = &[
-    ("config/demo.yaml", include_str!("../config/demo.yaml")),
+    ("config/demo.yaml", include_str!("../../config/demo.yaml")),
     (
         "config/demo-connections.yaml",
-        include_str!("../config/demo-connections.yaml"),
+        include_str!("../../config/demo-connections.yaml"),
     ),
     (
         "routes/libredesk.yaml",
-        include_str!("../routes/libredesk.yaml"),
+        include_str!("../../routes/libredesk.yaml"),
     ),
-    ("routes/caac.yaml", include_str!("../routes/caac.yaml")),
+    ("routes/caac.yaml", include_str!("../../routes/caac.yaml")),
     (
         "routes/llamadapro.yaml",
-        include_str!("../routes/llamadapro.yaml"),
+        include_str!("../../routes/llamadapro.yaml"),
     ),
     (
         "routes/chatcaptain.yaml",
-        include_str!("../routes/chatcaptain.yaml"),
+        include_str!("../../routes/chatcaptain.yaml"),
     ),
 ];
-
-/// Mint an HS256 token with the config's secret, carrying its audience and issuer.
-pub fn mint(
-    settings: &Settings,
-    tenant: &str,
-    scope: &str,
-    ttl: Duration,
-) -> Result<String, String> {
-    let secret = settings.dev_secret.as_deref().ok_or(
-        "this config verifies tokens with a public key; mint them with your identity provider",
-    )?;
-    let mut extra = serde_json::Map::new();
-    if let Some(aud) = &settings.audience {
-        extra.insert("aud".to_owned(), aud.clone().into());
-    }
-    if let Some(iss) = &settings.issuer {
-        extra.insert("iss".to_owned(), iss.clone().into());
-    }
-    crate::auth::mint_hs256(secret, &settings.tenant_claim, tenant, scope, ttl, &extra)
-        .map_err(|e| format!("could not sign the token: {e}"))
-}
 
 /// Which vendors have a sandbox, and the env variable the demo config reads its URL from.
 fn sandbox_env(vendor: Vendor) -> Option<&'static str> {
@@ -214,18 +196,17 @@ pub fn run(config: Option<PathBuf>, api: &str, admin: &str, sandbox_latency: Dur
             },
         )));
     }
-    let token = match mint(
-        &snapshot.settings,
-        DEMO_TENANT,
-        ALL_SCOPES,
-        Duration::from_secs(12 * 3600),
-    ) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let token =
+        match snapshot
+            .settings
+            .mint(DEMO_TENANT, ALL_SCOPES, Duration::from_secs(12 * 3600))
+        {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
     print!(
         "{}",
         banner(&snapshot.settings, &path, &token, connections.values())
@@ -260,54 +241,11 @@ fn banner<'a>(
         "curl -s http://{api}/v1/capabilities -H \"Authorization: Bearer $TOKEN\""
     );
     for conn in connections {
-        for line in crate::sandbox::demo_requests(conn) {
+        for line in demo_requests(conn) {
             let _ = writeln!(out, "{}", line.to_curl(api, &conn.name));
         }
     }
     let _ = writeln!(out);
     let _ = writeln!(out, "Ctrl-C stops the demo.");
     out
-}
-
-/// An example request against a demo connection, printed as a curl line.
-#[derive(Debug, Clone)]
-pub struct DemoRequest {
-    pub method: &'static str,
-    /// Path and query, e.g. `/v1/conversations?status=open`.
-    pub path: String,
-    pub body: Option<serde_json::Value>,
-    /// Send `X-Connection` (list and create calls).
-    pub select: bool,
-}
-
-impl DemoRequest {
-    pub fn to_curl(&self, api: &str, connection: &str) -> String {
-        let mut line = String::from("curl -s");
-        if self.method != "GET" {
-            let _ = write!(line, " -X {}", self.method);
-        }
-        let _ = write!(
-            line,
-            " 'http://{api}{}' -H \"Authorization: Bearer $TOKEN\"",
-            self.path
-        );
-        if self.select {
-            let _ = write!(line, " -H 'X-Connection: {connection}'");
-        }
-        if let Some(body) = &self.body {
-            let _ = write!(line, " -H 'Content-Type: application/json' -d '{body}'");
-        }
-        line
-    }
-}
-
-/// An opaque ID of a demo object, for curl lines.
-pub fn demo_id(conn: &Connection, kind: Kind, keys: &[&str]) -> String {
-    ObjectId::new(
-        kind,
-        &conn.tenant,
-        &conn.name,
-        keys.iter().map(|k| (*k).to_owned()).collect(),
-    )
-    .encode()
 }

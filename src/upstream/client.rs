@@ -1,5 +1,5 @@
-//! The pooled vendor client: pingora's own `Connector` (keep-alive pool, TLS) with the
-//! connection's auth scheme injected and the endpoint's timeout around the whole call.
+//! The pooled client: pingora's own `Connector` (keep-alive pool, TLS) sending one request to
+//! one upstream within a timeout around the whole call.
 //!
 //! The connector is created lazily on first use, inside the service runtime, because pooled
 //! connections belong to the reactor that opened them (and daemon mode forks before any
@@ -15,13 +15,11 @@ use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::upstreams::peer::{HttpPeer, Peer};
 
+use super::tls::{self as vendor_tls, PoolIdentity, TlsError, TlsSettings};
+use super::BaseUrl;
 use crate::api::operation::Vendor;
 use crate::api::{ApiError, ErrorCode};
-use crate::config::routes::Endpoint;
-use crate::config::tls::TlsSettings;
-use crate::config::Connection;
 use crate::resilience::retry::Replay;
-use crate::vendors::tls::{self as vendor_tls, PoolIdentity, TlsError};
 
 /// Largest vendor body we read; anything bigger is a broken vendor, not a page of data.
 const MAX_VENDOR_BODY: usize = 16 * 1024 * 1024;
@@ -67,30 +65,15 @@ impl VendorBody {
     }
 }
 
-/// One vendor call: path placeholders, query string, body.
-#[derive(Debug, Clone, Default)]
-pub struct VendorCall {
-    pub params: Vec<(&'static str, String)>,
-    pub query: Vec<(&'static str, String)>,
+/// One request for an upstream, as the caller decides it: the client adds `Host`, `Accept`,
+/// `User-Agent`, `Content-Type` and `Content-Length`.
+pub struct UpstreamRequest {
+    pub method: http::Method,
+    /// Path and query as sent: percent-encoded, the base URL's path prefix included.
+    pub target: String,
+    /// Further headers, in order (the request id, the vendor's auth header).
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
     pub body: VendorBody,
-}
-
-impl VendorCall {
-    pub fn new() -> Self {
-        Self::default()
-    }
-    pub fn param(mut self, name: &'static str, value: impl Into<String>) -> Self {
-        self.params.push((name, value.into()));
-        self
-    }
-    pub fn query(mut self, name: &'static str, value: impl Into<String>) -> Self {
-        self.query.push((name, value.into()));
-        self
-    }
-    pub fn body(mut self, body: VendorBody) -> Self {
-        self.body = body;
-        self
-    }
 }
 
 /// A vendor's answer, any status.
@@ -179,6 +162,8 @@ impl CallError {
         }
     }
 
+    /// The API error this failure answers with, carrying the failure as its cause. No side
+    /// effects: the gateway's `logging` phase logs the cause once.
     pub fn into_api_error(self, vendor: Vendor) -> ApiError {
         let (code, detail) = match &self {
             CallError::Timeout(d) => (
@@ -214,9 +199,9 @@ impl CallError {
                 "the request cannot be expressed as a vendor call".to_owned(),
             ),
         };
-        // The underlying error text may contain internal addresses: log it, never return it.
-        tracing::debug!(vendor = %vendor, error = %self, "vendor call failed");
-        ApiError::vendor(code, vendor, detail).with_cause(self.cause())
+        // The call error's own text may name internal addresses: it travels as the cause (for
+        // the log), never in the detail.
+        ApiError::vendor(code, vendor, detail).with_cause(self)
     }
 }
 
@@ -319,7 +304,7 @@ impl VendorClient {
         error: &pingora::Error,
         peer: &HttpPeer,
         addr: SocketAddr,
-        base: &crate::config::BaseUrl,
+        base: &BaseUrl,
         tls: &TlsSettings,
     ) -> CallError {
         if error.etype() == &pingora::ErrorType::ConnectRefused {
@@ -381,7 +366,7 @@ impl VendorClient {
         // The query string goes into the request target; the base is scheme, host and port.
         parsed.set_query(None);
         parsed.set_fragment(None);
-        let base = crate::config::BaseUrl::parse(parsed.as_str()).map_err(CallError::Target)?;
+        let base = BaseUrl::parse(parsed.as_str()).map_err(CallError::Target)?;
         let request = async {
             let mut req = RequestHeader::build(http::Method::GET, target.as_bytes(), None)
                 .map_err(|e| CallError::Target(e.to_string()))?;
@@ -397,21 +382,16 @@ impl VendorClient {
             .unwrap_or(Err(CallError::Timeout(timeout)))
     }
 
-    /// Send one call to `endpoint` of `connection`, within the endpoint's timeout.
+    /// Send `request` to the upstream at `base` with `tls`, within `timeout` (resolving,
+    /// connecting, writing and reading the whole answer).
     pub async fn send(
         &self,
-        connection: &Connection,
-        endpoint: &Endpoint,
-        call: VendorCall,
-        request_id: &str,
+        base: &BaseUrl,
+        tls: &TlsSettings,
+        request: UpstreamRequest,
+        timeout: Duration,
     ) -> Result<VendorResponse, CallError> {
-        let timeout = endpoint.timeout;
-        match tokio::time::timeout(
-            timeout,
-            self.send_inner(connection, endpoint, call, request_id),
-        )
-        .await
-        {
+        match tokio::time::timeout(timeout, self.send_inner(base, tls, request)).await {
             Ok(result) => result,
             Err(_) => Err(CallError::Timeout(timeout)),
         }
@@ -419,33 +399,11 @@ impl VendorClient {
 
     async fn send_inner(
         &self,
-        connection: &Connection,
-        endpoint: &Endpoint,
-        call: VendorCall,
-        request_id: &str,
+        base: &BaseUrl,
+        tls: &TlsSettings,
+        request: UpstreamRequest,
     ) -> Result<VendorResponse, CallError> {
-        let base = &connection.base_url;
-        let path = endpoint
-            .path
-            .render(|name| {
-                call.params
-                    .iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| v.clone())
-                    .or_else(|| connection.default_string(name))
-            })
-            .map_err(CallError::Target)?;
-        let mut target = format!("{}{}", base.path_prefix, path);
-        if !call.query.is_empty() {
-            target.push('?');
-            let mut query = url::form_urlencoded::Serializer::new(String::new());
-            for (k, v) in &call.query {
-                query.append_pair(k, v);
-            }
-            target.push_str(&query.finish());
-        }
-
-        let (content_type, body) = match call.body {
+        let (content_type, body) = match request.body {
             VendorBody::None => (None, None),
             VendorBody::Json(b) => (Some("application/json".to_owned()), Some(b)),
             VendorBody::Multipart { boundary, body } => (
@@ -454,7 +412,7 @@ impl VendorClient {
             ),
         };
 
-        let mut req = RequestHeader::build(endpoint.method.clone(), target.as_bytes(), None)
+        let mut req = RequestHeader::build(request.method.clone(), request.target.as_bytes(), None)
             .map_err(|e| CallError::Target(e.to_string()))?;
         let header = |req: &mut RequestHeader, name: http::HeaderName, value: http::HeaderValue| {
             req.insert_header(name, value)
@@ -471,18 +429,16 @@ impl VendorClient {
             http::header::USER_AGENT,
             http::HeaderValue::from_static(concat!("switchboard/", env!("CARGO_PKG_VERSION"))),
         )?;
-        if let Ok(v) = http::HeaderValue::from_str(request_id) {
-            header(&mut req, http::HeaderName::from_static("x-request-id"), v)?;
+        for (name, value) in request.headers {
+            header(&mut req, name, value)?;
         }
-        let (auth_name, auth_value) = &connection.auth_header;
-        header(&mut req, auth_name.clone(), auth_value.clone())?;
         if let Some(ct) = content_type {
             let v =
                 http::HeaderValue::from_str(&ct).map_err(|e| CallError::Target(e.to_string()))?;
             header(&mut req, http::header::CONTENT_TYPE, v)?;
         }
         let body_len = body.as_ref().map_or(0, Vec::len);
-        if body.is_some() || endpoint.method != http::Method::GET {
+        if body.is_some() || request.method != http::Method::GET {
             header(
                 &mut req,
                 http::header::CONTENT_LENGTH,
@@ -490,7 +446,7 @@ impl VendorClient {
             )?;
         }
 
-        self.exchange(base, &connection.tls, req, body).await
+        self.exchange(base, tls, req, body).await
     }
 
     /// Write one request on a pooled connection and read the whole answer.
@@ -505,7 +461,7 @@ impl VendorClient {
     /// ([`crate::resilience::retry::Replay`]).
     async fn exchange(
         &self,
-        base: &crate::config::BaseUrl,
+        base: &BaseUrl,
         tls: &TlsSettings,
         req: RequestHeader,
         body: Option<Vec<u8>>,
@@ -679,7 +635,7 @@ async fn exchange_on(
 /// delay-seconds or as an HTTP date ([`crate::resilience::pause::parse_retry_after`]); a date
 /// in the past means "now" (0), anything unparsable is ignored. Rounded up: waiting a fraction
 /// of a second less than asked is still too early.
-pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<u64> {
+fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<u64> {
     let wait = crate::resilience::pause::parse_retry_after(value, now)?;
     Some(
         wait.as_secs()
@@ -739,5 +695,21 @@ mod header_tests {
         assert_eq!(parse_max_age("no-store"), Some(0));
         assert_eq!(parse_max_age("public"), None);
         assert_eq!(parse_max_age("max-age=soon"), None);
+    }
+
+    #[test]
+    fn an_api_error_keeps_the_call_error_as_its_cause_and_its_detail_names_no_address() {
+        let error = CallError::Refused("connect to 10.1.2.3:443 refused".to_owned())
+            .into_api_error(Vendor::Libredesk);
+        assert_eq!(error.code, ErrorCode::VendorUnavailable);
+        assert!(!error.detail.contains("10.1.2.3"), "{}", error.detail);
+        assert!(std::error::Error::source(&error).is_some());
+        let call = error
+            .cause
+            .as_deref()
+            .and_then(|cause| cause.downcast_ref::<CallError>())
+            .expect("the call error is the cause");
+        assert_eq!(call.cause(), "refused");
+        assert!(call.to_string().contains("10.1.2.3"));
     }
 }

@@ -9,24 +9,82 @@
 //! peer, so a vendor that keeps failing costs one extra handshake per [`DIAGNOSIS_TTL`], not
 //! one per request. Pingora's own handshake stays the one that decides.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 use openssl::x509::store::X509StoreBuilder;
+use openssl::x509::X509;
 use pingora::connectors::L4Connect;
 use pingora::protocols::l4::stream::Stream;
 use pingora::tls::ssl_sys;
 use pingora::upstreams::peer::HttpPeer;
+use pingora::utils::tls::CertKey;
 use pingora::ErrorType;
 
-use crate::config::tls::{TlsSettings, TlsVersion};
-use crate::config::{BaseUrl, Connection};
+use super::BaseUrl;
+
+/// A TLS protocol version floor.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TlsVersion {
+    #[default]
+    Tls12,
+    Tls13,
+}
+
+impl TlsVersion {
+    /// The version as config and logs write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsVersion::Tls12 => "1.2",
+            TlsVersion::Tls13 => "1.3",
+        }
+    }
+
+    /// The version of a negotiated session, from OpenSSL's name for it (`TLSv1.2`).
+    fn from_negotiated(name: &str) -> Option<Self> {
+        match name {
+            "TLSv1.2" => Some(TlsVersion::Tls12),
+            "TLSv1.3" => Some(TlsVersion::Tls13),
+            _ => None,
+        }
+    }
+}
+
+/// A connection's TLS, ready to apply to each new vendor session. The default is system roots,
+/// full verification, the base URL's host as the name, no client certificate, TLS 1.2 or newer.
+#[derive(Clone, Default)]
+pub struct TlsSettings {
+    /// The trust anchors; `None` = the system roots (pingora's default store).
+    pub ca: Option<Arc<Box<[X509]>>>,
+    /// The client certificate chain and key, for mTLS.
+    pub client_cert_key: Option<Arc<CertKey>>,
+    /// SNI and the name verified, instead of the base URL's host.
+    pub server_name: Option<String>,
+    pub min_version: TlsVersion,
+    /// Pingora's pool group: sessions made under other settings are never reused for these.
+    /// 0 for the default settings.
+    pub pool_key: u64,
+}
+
+impl fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsSettings")
+            .field("ca", &self.ca.as_ref().map(|c| c.len()))
+            .field("client_cert", &self.client_cert_key.is_some())
+            .field("server_name", &self.server_name)
+            .field("min_version", &self.min_version)
+            .field("pool_key", &self.pool_key)
+            .finish()
+    }
+}
 
 /// How long a diagnosis of a failed certificate check is reused for the same peer.
-pub const DIAGNOSIS_TTL: Duration = Duration::from_secs(10);
+pub(super) const DIAGNOSIS_TTL: Duration = Duration::from_secs(10);
 
 /// Why no usable TLS session could be made with a vendor. Each is the `cause` of the access
 /// log and the warn line; all count as outcome `tls_error`.
@@ -127,17 +185,13 @@ impl PoolIdentity {
             tls: base.tls,
         }
     }
-
-    pub fn of_connection(connection: &Connection) -> Self {
-        Self::of(&connection.base_url, &connection.tls)
-    }
 }
 
 /// `Err` when a new TLS session negotiated a version below the connection's `min_version`
 /// (`negotiated` is OpenSSL's name, `TLSv1.3`; `None` when the session reports none, which
 /// fails closed). Pingora's connector offers TLS 1.0–1.3 to every peer; the floor is enforced
 /// here, before a single byte of the request is written on the session.
-pub fn check_version(negotiated: Option<&str>, min: TlsVersion) -> Result<(), TlsError> {
+pub(super) fn check_version(negotiated: Option<&str>, min: TlsVersion) -> Result<(), TlsError> {
     let name = negotiated.unwrap_or("an unknown version");
     match TlsVersion::from_negotiated(name) {
         Some(version) if version >= min => Ok(()),
@@ -152,7 +206,7 @@ pub fn check_version(negotiated: Option<&str>, min: TlsVersion) -> Result<(), Tl
 }
 
 /// What a pingora connect error means. `None`: not TLS (refused, timeout, DNS …).
-pub fn classify_connect(error: &pingora::Error) -> Option<TlsError> {
+pub(super) fn classify_connect(error: &pingora::Error) -> Option<TlsError> {
     match error.etype() {
         // Diagnosed separately (the verify result is not in the error).
         ErrorType::InvalidCert => Some(TlsError::new(
@@ -170,7 +224,7 @@ pub fn classify_connect(error: &pingora::Error) -> Option<TlsError> {
 /// A read or write error on a session that was just made: with TLS 1.3 the vendor's verdict
 /// on our client certificate arrives as an alert after the client's side of the handshake has
 /// finished, on the first read. `None`: an ordinary I/O error (any other alert included).
-pub fn classify_io(error: &pingora::Error) -> Option<TlsError> {
+pub(super) fn classify_io(error: &pingora::Error) -> Option<TlsError> {
     let text = error.to_string();
     let alert = alert_number(&text)?;
     let classified = classify_alert(alert, &text);
@@ -254,7 +308,7 @@ fn openssl_reason(text: &str) -> Option<String> {
 }
 
 /// The failure an OpenSSL verify result stands for.
-pub fn classify_verify_result(code: i32, words: &str) -> TlsError {
+fn classify_verify_result(code: i32, words: &str) -> TlsError {
     let failure = match code {
         ssl_sys::X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT
         | ssl_sys::X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY
@@ -278,7 +332,7 @@ pub fn classify_verify_result(code: i32, words: &str) -> TlsError {
 /// Repeat a handshake whose certificate check failed in pingora, with the same trust store
 /// and name, to read OpenSSL's verify result. Bounded by `timeout`; any trouble on the way
 /// answers `certificate_rejected` (pingora did say the certificate failed).
-pub async fn diagnose(
+pub(super) async fn diagnose(
     addr: SocketAddr,
     base: &BaseUrl,
     tls: &TlsSettings,
@@ -320,7 +374,7 @@ pub async fn diagnose(
 /// An L4 connector that never connects: a peer carrying it takes a pooled session or fails at
 /// once, without opening a connection. Used to empty the pool of retired peers.
 #[derive(Debug)]
-pub struct NeverConnect;
+pub(super) struct NeverConnect;
 
 #[async_trait]
 impl L4Connect for NeverConnect {
