@@ -532,7 +532,9 @@ mod tests {
                 endpoints: BTreeMap::new(),
                 cache: [("contacts.get", Duration::from_secs(60))].into(),
                 negative_cache: None,
+                resilience: Default::default(),
             }),
+            resilience: Default::default(),
             capabilities: Vec::new(),
             fingerprint: 7,
         })

@@ -45,6 +45,8 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     pub config_generation: IntGauge,
     pub read_timeouts: IntCounterVec,
+    /// Retries, circuits, budgets, pauses, tenant limits, idempotency (issue 13).
+    pub resilience: crate::resilience::metrics::ResilienceMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -142,6 +144,7 @@ impl Metrics {
         for reason in AUTH_FAILURE_REASONS {
             auth_failures.with_label_values(&[reason]);
         }
+        let resilience = crate::resilience::metrics::ResilienceMetrics::register(&registry)?;
         Ok(Metrics {
             registry,
             http_requests,
@@ -154,6 +157,7 @@ impl Metrics {
             config_reloads,
             config_generation,
             read_timeouts,
+            resilience,
         })
     }
 

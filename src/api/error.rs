@@ -21,6 +21,9 @@ pub enum ErrorCode {
     RequestTimeout,
     HeaderTooLarge,
     UnsupportedOperation,
+    IdempotencyKeyReused,
+    IdempotencyInProgress,
+    IdempotencyUnavailable,
     RateLimited,
     VendorRateLimited,
     VendorAuthFailed,
@@ -45,6 +48,9 @@ impl ErrorCode {
         ErrorCode::RequestTimeout,
         ErrorCode::HeaderTooLarge,
         ErrorCode::UnsupportedOperation,
+        ErrorCode::IdempotencyKeyReused,
+        ErrorCode::IdempotencyInProgress,
+        ErrorCode::IdempotencyUnavailable,
         ErrorCode::RateLimited,
         ErrorCode::VendorRateLimited,
         ErrorCode::VendorAuthFailed,
@@ -68,6 +74,9 @@ impl ErrorCode {
             ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::HeaderTooLarge => "header_too_large",
             ErrorCode::UnsupportedOperation => "unsupported_operation",
+            ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
+            ErrorCode::IdempotencyInProgress => "idempotency_in_progress",
+            ErrorCode::IdempotencyUnavailable => "idempotency_unavailable",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::VendorRateLimited => "vendor_rate_limited",
             ErrorCode::VendorAuthFailed => "vendor_auth_failed",
@@ -91,6 +100,9 @@ impl ErrorCode {
             ErrorCode::RequestTimeout => 408,
             ErrorCode::HeaderTooLarge => 431,
             ErrorCode::UnsupportedOperation => 501,
+            ErrorCode::IdempotencyKeyReused => 422,
+            ErrorCode::IdempotencyInProgress => 409,
+            ErrorCode::IdempotencyUnavailable => 503,
             ErrorCode::RateLimited | ErrorCode::VendorRateLimited => 429,
             ErrorCode::VendorAuthFailed | ErrorCode::VendorError | ErrorCode::VendorBadResponse => {
                 502
@@ -114,6 +126,9 @@ impl ErrorCode {
             ErrorCode::RequestTimeout => "Request timeout",
             ErrorCode::HeaderTooLarge => "Request header too large",
             ErrorCode::UnsupportedOperation => "Unsupported operation",
+            ErrorCode::IdempotencyKeyReused => "Idempotency key reused",
+            ErrorCode::IdempotencyInProgress => "Idempotent request in progress",
+            ErrorCode::IdempotencyUnavailable => "Idempotency store unavailable",
             ErrorCode::RateLimited => "Rate limited",
             ErrorCode::VendorRateLimited => "Vendor rate limited",
             ErrorCode::VendorAuthFailed => "Vendor authentication failed",
@@ -296,6 +311,9 @@ mod completeness {
             | ErrorCode::RequestTimeout
             | ErrorCode::HeaderTooLarge
             | ErrorCode::UnsupportedOperation
+            | ErrorCode::IdempotencyKeyReused
+            | ErrorCode::IdempotencyInProgress
+            | ErrorCode::IdempotencyUnavailable
             | ErrorCode::RateLimited
             | ErrorCode::VendorRateLimited
             | ErrorCode::VendorAuthFailed
@@ -314,7 +332,7 @@ mod completeness {
         assert_eq!(words.len(), ErrorCode::ALL.len());
         assert_eq!(
             ErrorCode::ALL.len(),
-            19,
+            22,
             "a new code: add it to ALL and the docs"
         );
     }

@@ -24,6 +24,7 @@ use crate::api::cursor::CursorCodec;
 use crate::api::operation::Vendor;
 use crate::auth::{AuthSettings, Authenticator, JwksIntervals, JwksStore, KeySource};
 use crate::config_error::{ConfigError, ConfigWarning};
+use crate::resilience::settings::{Layer, RateLimitSettings, ResilienceFile, ResilienceSettings};
 use crate::snapshot::redact::Redactor;
 use crate::snapshot::routes::{AuthScheme, VendorRoutes};
 use crate::snapshot::{
@@ -231,6 +232,10 @@ fn default_log_filter() -> String {
 #[serde(deny_unknown_fields)]
 pub struct ConnectionsFile {
     pub tenants: BTreeMap<String, BTreeMap<String, ConnectionFile>>,
+    /// Each tenant's own request limit, `tenant: {requests_per_second, burst}`; a tenant
+    /// without an entry is not limited (docs/api.md, "Limits and circuits").
+    #[serde(default)]
+    pub rate_limits: BTreeMap<String, RateLimitSettings>,
 }
 
 /// One connection as written. `Debug` leaves the credentials out.
@@ -246,6 +251,27 @@ pub struct ConnectionFile {
     /// TLS toward the vendor (https base URLs): trust, server name, client certificate.
     #[serde(default)]
     pub tls: Option<tls::TlsFile>,
+    /// The vendor edge of this connection, key by key over its routes file's defaults
+    /// ([`crate::resilience::settings`]).
+    #[serde(default)]
+    pub retry: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pub circuit_breaker: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pub vendor_budget: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pub vendor_pause: Option<serde_yaml::Value>,
+}
+
+impl ConnectionFile {
+    fn resilience(&self) -> ResilienceFile {
+        ResilienceFile {
+            retry: self.retry.clone(),
+            circuit_breaker: self.circuit_breaker.clone(),
+            vendor_budget: self.vendor_budget.clone(),
+            vendor_pause: self.vendor_pause.clone(),
+        }
+    }
 }
 
 impl std::fmt::Debug for ConnectionFile {
@@ -256,6 +282,10 @@ impl std::fmt::Debug for ConnectionFile {
             .field("credentials", &"<redacted>")
             .field("defaults", &self.defaults)
             .field("tls", &self.tls)
+            .field("retry", &self.retry)
+            .field("circuit_breaker", &self.circuit_breaker)
+            .field("vendor_budget", &self.vendor_budget)
+            .field("vendor_pause", &self.vendor_pause)
             .finish()
     }
 }
@@ -357,6 +387,7 @@ impl Loader {
             &mut files,
             &mut warnings,
         )?;
+        let rate_limits = tenant_rate_limits(&connections_path, &connections)?;
 
         let cursors = match &gateway.cursor_secret {
             Some(s) if s.expose().len() >= 16 => CursorCodec::new(s.expose().as_bytes()),
@@ -407,6 +438,7 @@ impl Loader {
             files,
             routes_dir,
             warnings,
+            rate_limits,
         })
     }
 
@@ -698,6 +730,18 @@ fn build_connections(
             )?;
             let redactor = redactor(&conn.credentials, &auth_header.1);
             let capabilities = supported_operations(adapter, &vendor_routes);
+            let resilience =
+                ResilienceSettings::resolve(&vendor_routes.resilience, &conn.resilience())
+                    .map_err(|e| {
+                        let reason = match e.layer {
+                            Layer::Connection => e.error.reason,
+                            Layer::VendorDefaults => format!(
+                                "{} (merged with the defaults of routes/{vendor}.yaml)",
+                                e.error.reason
+                            ),
+                        };
+                        ConfigError::new(path, format!("{key}.{}", e.error.key), reason)
+                    })?;
             let fingerprint = fingerprint(tenant, name, conn, &vendor_routes);
             built.insert(
                 name.clone(),
@@ -718,12 +762,38 @@ fn build_connections(
                     routes: vendor_routes,
                     capabilities,
                     fingerprint,
+                    resilience,
                 }),
             );
         }
         tenants.insert(tenant.clone(), built);
     }
     Ok(tenants)
+}
+
+/// `rate_limits:` of the connections file: each entry names a configured tenant and is a
+/// valid limit (a typo in a tenant name would otherwise switch its limit off silently).
+fn tenant_rate_limits(
+    path: &Path,
+    file: &ConnectionsFile,
+) -> Result<HashMap<String, crate::state::Limit>, ConfigError> {
+    let mut limits = HashMap::new();
+    for (tenant, settings) in &file.rate_limits {
+        let key = format!("rate_limits.{tenant}");
+        if !file.tenants.contains_key(tenant) {
+            let known: Vec<&str> = file.tenants.keys().map(String::as_str).collect();
+            return Err(ConfigError::new(
+                path,
+                key,
+                format!("no such tenant; known: {}", known.join(", ")),
+            ));
+        }
+        settings
+            .validate()
+            .map_err(|e| ConfigError::new(path, format!("{key}.{}", e.key), e.reason))?;
+        limits.insert(tenant.clone(), settings.limit());
+    }
+    Ok(limits)
 }
 
 /// The credential forms to cut out of this connection's vendor answers: `api_key` and

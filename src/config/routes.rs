@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::api::operation::Vendor;
+use crate::resilience::settings::{ResilienceFile, ResilienceSettings};
 use crate::snapshot::routes::{AuthScheme, Endpoint, PathTemplate, VendorRoutes, CACHE_KEYS};
 use crate::vendors::{adapter_for, EndpointSpec};
 
@@ -34,6 +35,28 @@ pub struct RoutesFile {
     /// How long a vendor 404 for a cached operation is remembered (0 = never).
     #[serde(default)]
     pub negative_cache_seconds: u64,
+    /// Defaults of the vendor edge for every connection of this vendor (a connection's own
+    /// keys win, key by key): see [`crate::resilience::settings`].
+    #[serde(default)]
+    pub retry: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pub circuit_breaker: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pub vendor_budget: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pub vendor_pause: Option<serde_yaml::Value>,
+}
+
+impl RoutesFile {
+    /// The vendor-edge sections as written, for merging under each connection's.
+    pub fn resilience(&self) -> ResilienceFile {
+        ResilienceFile {
+            retry: self.retry.clone(),
+            circuit_breaker: self.circuit_breaker.clone(),
+            vendor_budget: self.vendor_budget.clone(),
+            vendor_pause: self.vendor_pause.clone(),
+        }
+    }
 }
 
 /// Longest accepted cache TTL (a day): vendor data older than that is a bug, not a cache.
@@ -215,6 +238,11 @@ pub fn compile(file: &RoutesFile) -> Result<VendorRoutes, RoutesError> {
             format!("over the {MAX_CACHE_SECONDS} s maximum"),
         ));
     }
+    // The defaults must be valid on their own: a connection that sets none of these keys
+    // gets exactly them.
+    let resilience = file.resilience();
+    ResilienceSettings::resolve(&resilience, &ResilienceFile::default())
+        .map_err(|e| err(e.error.key, e.error.reason))?;
     Ok(VendorRoutes {
         vendor,
         auth,
@@ -222,6 +250,7 @@ pub fn compile(file: &RoutesFile) -> Result<VendorRoutes, RoutesError> {
         cache,
         negative_cache: (file.negative_cache_seconds > 0)
             .then(|| Duration::from_secs(file.negative_cache_seconds)),
+        resilience,
     })
 }
 

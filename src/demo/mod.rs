@@ -1,6 +1,7 @@
 //! `switchboard demo`: sandbox vendors and a gateway on loopback, a dev token, and curl lines
 //! that work when pasted. Also token minting for `switchboard token`.
 
+pub mod faults;
 mod requests;
 
 use std::fmt::Write as _;
@@ -64,6 +65,9 @@ fn sandbox_env(vendor: Vendor) -> Option<&'static str> {
 /// starts (so the config can name its port) and served from inside the service runtime.
 struct SandboxService {
     vendor: Vendor,
+    /// The demo connection that calls this sandbox (the name fault injection uses).
+    connection: String,
+    faults: Arc<faults::DemoFaults>,
     listener: Mutex<Option<std::net::TcpListener>>,
     routes: Arc<VendorRoutes>,
     credentials: Credentials,
@@ -91,8 +95,10 @@ impl BackgroundService for SandboxService {
                 if !self.latency.is_zero() {
                     sandbox.inject(Fault::Latency(self.latency), None);
                 }
+                self.faults.register(&self.connection, Arc::new(sandbox));
                 let _ = shutdown.changed().await;
-                drop(sandbox);
+                // The last handle: dropping it stops the sandbox.
+                self.faults.unregister(&self.connection);
             }
             Err(e) => tracing::error!(vendor = %self.vendor, error = %e, "sandbox failed to start"),
         }
@@ -178,6 +184,8 @@ pub fn run(config: Option<PathBuf>, api: &str, admin: &str, sandbox_latency: Dur
         return ExitCode::FAILURE;
     };
     let mut services: Vec<Box<dyn pingora::services::ServiceWithDependents>> = Vec::new();
+    let demo_faults = Arc::new(faults::DemoFaults::default());
+    app.set_sandbox_faults(demo_faults.clone());
     for (vendor, listener) in listeners {
         let (Some(conn), Some(routes)) = (
             connections.values().find(|c| c.vendor == vendor),
@@ -189,6 +197,8 @@ pub fn run(config: Option<PathBuf>, api: &str, admin: &str, sandbox_latency: Dur
             &format!("{vendor} sandbox"),
             SandboxService {
                 vendor,
+                connection: conn.name.clone(),
+                faults: demo_faults.clone(),
                 listener: Mutex::new(Some(listener)),
                 routes: routes.clone(),
                 credentials: credentials_of(conn),

@@ -65,12 +65,28 @@ impl ServeHttp for AdminApp {
                     .cache_entries
                     .with_label_values(&[CACHE_NAME]);
                 self.app.cache.report_entries(&entries).await;
+                self.app.edge.report_circuits();
                 respond(
                     200,
                     "text/plain; version=0.0.4; charset=utf-8",
                     self.app.metrics.render(),
                 )
             }
+            ("POST", "/admin/sandbox/faults") => match self.app.sandbox_faults() {
+                Some(faults) => {
+                    let (status, value) = faults.inject(&body);
+                    json_response(status, &value)
+                }
+                None => not_demo(),
+            },
+            ("DELETE", "/admin/sandbox/faults") => match self.app.sandbox_faults() {
+                Some(faults) => {
+                    let (status, value) = faults.clear(&body);
+                    json_response(status, &value)
+                }
+                None => not_demo(),
+            },
+            ("GET", "/admin/circuits") => json_response(200, &circuits(&self.app)),
             ("GET", "/healthz") => json_response(200, &json!({"status": "ok"})),
             ("GET", "/readyz") => {
                 let snapshot = self.app.snapshot();
@@ -100,12 +116,46 @@ impl ServeHttp for AdminApp {
             },
             (
                 _,
-                "/metrics" | "/healthz" | "/readyz" | "/admin/config" | "/admin/reload"
-                | "/admin/cache/purge",
+                "/metrics"
+                | "/healthz"
+                | "/readyz"
+                | "/admin/config"
+                | "/admin/reload"
+                | "/admin/cache/purge"
+                | "/admin/sandbox/faults"
+                | "/admin/circuits",
             ) => json_response(405, &json!({"error": "method not allowed"})),
             _ => json_response(404, &json!({"error": "not found"})),
         }
     }
+}
+
+/// `/admin/sandbox/faults` outside `switchboard demo`: there are no sandboxes to break.
+fn not_demo() -> Response<Vec<u8>> {
+    json_response(
+        404,
+        &json!({"error": "fault injection exists only in demo mode (switchboard demo)"}),
+    )
+}
+
+/// Every connection's circuit on this replica (tenant and connection names: the admin
+/// listener is private; metrics carry only the vendor).
+fn circuits(app: &App) -> serde_json::Value {
+    let circuits: Vec<_> = app
+        .edge
+        .guards()
+        .circuits()
+        .into_iter()
+        .map(|(key, vendor, state)| {
+            json!({
+                "tenant": key.tenant,
+                "connection": key.connection,
+                "vendor": vendor.as_str(),
+                "state": state.as_str(),
+            })
+        })
+        .collect();
+    json!({ "data": circuits })
 }
 
 /// Reload on a blocking thread: the loader reads files (a slow disk, a network mount) and the

@@ -8,6 +8,8 @@
 //! the whole response and returns `Ok(true)`; `upstream_peer` is never reached.
 
 pub mod admin;
+pub mod idempotency;
+pub mod limits;
 pub mod listener;
 pub mod parse;
 pub mod route;
@@ -28,10 +30,13 @@ use crate::api::request::Output;
 use crate::api::{ApiError, ErrorCode};
 use crate::auth::Principal;
 use crate::cache::{self, Cacheable, Fetched, ResponseCache, Served};
+use crate::clock::SystemClock;
 use crate::config::Loader;
 use crate::config_error::ConfigError;
 use crate::metrics::Metrics;
+use crate::resilience::vendor_edge::VendorEdge;
 use crate::snapshot::{FileHash, Snapshot};
+use crate::state::{MemoryStore, StateStore};
 use crate::upstream::tls::PoolIdentity;
 use crate::upstream::{CallError, VendorClient};
 use crate::vendors::{adapter_for, CallContext};
@@ -55,11 +60,33 @@ pub struct App {
     /// The files of the last change the watcher tried and the loader rejected: the same bytes
     /// are not tried again until something changes.
     last_rejected: Mutex<Option<Vec<FileHash>>>,
+    /// Every vendor call's way out: the shared state store (tenant limits, vendor budgets,
+    /// pauses, idempotency records), this replica's circuit breakers and retry budgets.
+    pub edge: VendorEdge,
+    /// Fault injection into the demo's sandboxes (`POST /admin/sandbox/faults`); set only by
+    /// `switchboard demo`.
+    sandbox_faults: std::sync::OnceLock<Arc<dyn SandboxFaults>>,
+}
+
+/// What the admin listener's `/admin/sandbox/faults` drives (the demo's sandboxes). Both
+/// take the request body and answer a status and a JSON body.
+pub trait SandboxFaults: Send + Sync + 'static {
+    fn inject(&self, body: &[u8]) -> (u16, serde_json::Value);
+    fn clear(&self, body: &[u8]) -> (u16, serde_json::Value);
 }
 
 impl App {
-    /// Load generation 1. Fails with the first config error.
+    /// Load generation 1 with the in-process state store. Fails with the first config error.
     pub fn try_new(loader: Loader) -> Result<Arc<App>, ConfigError> {
+        Self::try_new_with_state(loader, Arc::new(MemoryStore::new()))
+    }
+
+    /// Load generation 1 with `state` as the shared state store (the in-process
+    /// [`MemoryStore`], or a Redis-backed store for several replicas).
+    pub fn try_new_with_state(
+        loader: Loader,
+        state: Arc<dyn StateStore>,
+    ) -> Result<Arc<App>, ConfigError> {
         let snapshot = loader.load(1)?;
         let metrics = Metrics::new().map_err(|e| ConfigError {
             file: loader.config_path().to_path_buf(),
@@ -68,7 +95,14 @@ impl App {
         })?;
         metrics.config_generation.set(1);
         let cache = ResponseCache::new(snapshot.settings.cache_max_entries);
+        let edge = VendorEdge::new(
+            state,
+            Arc::new(SystemClock::new()),
+            metrics.resilience.clone(),
+        );
         Ok(Arc::new(App {
+            edge,
+            sandbox_faults: std::sync::OnceLock::new(),
             cache,
             snapshot: ArcSwap::from_pointee(snapshot),
             loader,
@@ -86,6 +120,16 @@ impl App {
 
     pub fn loader(&self) -> &Loader {
         &self.loader
+    }
+
+    /// Hand the demo's sandboxes to the admin listener (once; later calls are ignored).
+    pub fn set_sandbox_faults(&self, faults: Arc<dyn SandboxFaults>) {
+        let _ = self.sandbox_faults.set(faults);
+    }
+
+    /// The demo's fault injection, when this is `switchboard demo`.
+    pub fn sandbox_faults(&self) -> Option<&Arc<dyn SandboxFaults>> {
+        self.sandbox_faults.get()
     }
 
     /// Build a new snapshot from the files and swap it in; on any error the old snapshot keeps
@@ -123,6 +167,11 @@ impl App {
                     .map(|c| (c.tenant.clone(), c.name.clone(), c.fingerprint))
                     .collect();
                 self.snapshot.store(Arc::new(next));
+                // Breakers and retry budgets of removed connections are dropped.
+                let snapshot = self.snapshot();
+                self.edge
+                    .guards()
+                    .retain(|key| snapshot.connection(&key.tenant, &key.connection).is_some());
                 // Entries of removed or changed connections are unreachable already (their
                 // keys carry the old fingerprint); drop them to free the memory.
                 self.cache.retain_connections(live);
@@ -228,6 +277,8 @@ pub struct RequestCtx {
     /// What failed underneath the request's error (the vendor call's [`CallError`]), logged
     /// once by `logging`.
     failure: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    /// `RateLimit-Policy` / `RateLimit` of a limited tenant, added to whatever is answered.
+    limit_headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 /// `{"data": [...], "next_cursor": "…" | null}`, serialized straight from the resources.
@@ -330,6 +381,12 @@ impl Gateway {
             return Ok(Reply::ok_json(Bytes::from_static(OPENAPI_JSON)));
         }
         let principal = self.authenticate(session, snapshot).await?;
+        let admission = self
+            .app
+            .admit_tenant(snapshot, &principal.tenant, ctx.operation)
+            .await;
+        ctx.limit_headers = admission.headers;
+        admission.result?;
         let (op, path_id) = match route {
             Route::Operation { op, id } => (op, id),
             _ => {
@@ -374,6 +431,20 @@ impl Gateway {
         let connection = parsed.connection.clone();
         ctx.vendor = connection.vendor.as_str();
         ctx.connection = Some(connection.name.clone());
+        let in_flight = match idempotency::begin(
+            &self.app,
+            session.req_header(),
+            &principal.tenant,
+            &connection,
+            op.as_str(),
+            &body,
+        )
+        .await?
+        {
+            Some(idempotency::Idempotent::Replay(reply)) => return Ok(reply),
+            Some(idempotency::Idempotent::Run(in_flight)) => Some(in_flight),
+            None => None,
+        };
         let plan = cache::Plan::new(
             &connection,
             &parsed.request,
@@ -392,7 +463,11 @@ impl Gateway {
                 }
             })
             .await;
-        self.cache_answer(ctx, op, served)
+        let result = self.cache_answer(ctx, op, served);
+        if let Some(in_flight) = in_flight {
+            in_flight.finish(&result, &ctx.request_id).await;
+        }
+        result
     }
 
     /// How the cache answered a cached read: counted, logged, and told in `X-Cache` (and `Age`
@@ -448,6 +523,7 @@ impl Gateway {
             want_raw,
             vendor_time: Duration::ZERO,
             vendor_calls: 0,
+            edge: Some(&self.app.edge),
         };
         let result = adapter_for(connection.vendor)
             .execute(&mut call, request)
@@ -719,6 +795,7 @@ impl ProxyHttp for Gateway {
             vendor_calls: 0,
             cache: "none",
             failure: None,
+            limit_headers: Vec::new(),
         }
     }
 
@@ -753,6 +830,8 @@ impl ProxyHttp for Gateway {
                 reply
             }
         };
+        let mut reply = reply;
+        reply.headers.append(&mut ctx.limit_headers);
         ctx.status = reply.status;
         write_reply(session, ctx, reply).await?;
         Ok(true)
@@ -927,6 +1006,7 @@ mod tests {
             vendor_calls: 1,
             cache: "none",
             failure: error.cause.clone(),
+            limit_headers: Vec::new(),
         };
         tracing::subscriber::with_default(subscriber, || {
             let failed_call = ctx

@@ -45,9 +45,11 @@
 
 pub mod breaker;
 pub mod edge;
+pub mod metrics;
 pub mod pause;
 pub mod retry;
 pub mod settings;
+pub mod vendor_edge;
 pub mod window;
 
 use std::collections::HashMap;

@@ -24,8 +24,12 @@ pub const MIN_ATTEMPT_TIME: Duration = Duration::from_millis(25);
 /// Why a vendor call produced no usable answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CallFailure {
-    /// No connection: DNS, TCP connect or TLS handshake failed. Never reached the vendor.
+    /// No connection: DNS or TCP connect failed. Never reached the vendor.
     Connect,
+    /// The TLS session could not be made (certificate check, handshake, the vendor refused
+    /// our client certificate). Never reached the vendor, and the same on every attempt:
+    /// not retried, but it counts against the circuit.
+    Tls,
     /// A pooled keep-alive connection was found closed before any byte of the request was
     /// written. Never reached the vendor.
     StaleConnection,
@@ -41,7 +45,10 @@ pub enum CallFailure {
 impl CallFailure {
     /// Whether the vendor may have seen the request.
     pub fn reached_vendor(self) -> bool {
-        !matches!(self, CallFailure::Connect | CallFailure::StaleConnection)
+        !matches!(
+            self,
+            CallFailure::Connect | CallFailure::StaleConnection | CallFailure::Tls
+        )
     }
 
     /// Whether trying again could help. 500/502/503/504 are; other 5xx (501 not
@@ -49,6 +56,7 @@ impl CallFailure {
     pub fn is_transient(self) -> bool {
         match self {
             CallFailure::Status(s) => matches!(s, 500 | 502 | 503 | 504),
+            CallFailure::Tls => false,
             _ => true,
         }
     }
@@ -65,6 +73,7 @@ impl CallFailure {
     pub fn reason(self) -> &'static str {
         match self {
             CallFailure::Connect => "connect_error",
+            CallFailure::Tls => "tls_error",
             CallFailure::StaleConnection => "stale_connection",
             CallFailure::Reset => "reset",
             CallFailure::Timeout => "timeout",
@@ -186,7 +195,7 @@ impl RetryPolicy {
         }
         let allowed = match replay {
             Replay::Safe => failure.is_transient(),
-            Replay::Unsafe => !failure.reached_vendor(),
+            Replay::Unsafe => !failure.reached_vendor() && failure.is_transient(),
         };
         if !allowed {
             return RetryDecision::Stop(StopReason::NotRetryable);
@@ -326,6 +335,19 @@ mod tests {
             p.decide(1, CallFailure::Status(501), Replay::Safe, PLENTY, 0.0),
             RetryDecision::Stop(StopReason::NotRetryable)
         );
+    }
+
+    #[test]
+    fn a_tls_failure_is_never_retried_but_counts_against_the_circuit() {
+        let p = policy();
+        for replay in [Replay::Safe, Replay::Unsafe] {
+            assert_eq!(
+                p.decide(1, CallFailure::Tls, replay, PLENTY, 0.0),
+                RetryDecision::Stop(StopReason::NotRetryable)
+            );
+        }
+        assert!(CallFailure::Tls.counts_against_circuit());
+        assert!(!CallFailure::Tls.reached_vendor());
     }
 
     #[test]

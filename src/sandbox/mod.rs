@@ -87,6 +87,8 @@ struct ActiveFault {
     fault: Fault,
     /// `None` = until cleared.
     remaining: Option<u32>,
+    /// Gone after this instant (`None` = no time limit).
+    expires: Option<std::time::Instant>,
 }
 
 /// One request the sandbox received. No header is recorded except the two below; in
@@ -226,6 +228,8 @@ impl SandboxCore {
     /// and the first terminal fault (later terminal faults wait for a later call).
     fn take_faults(&self) -> (Duration, Option<Fault>) {
         let mut faults = lock(&self.faults);
+        let now = std::time::Instant::now();
+        faults.retain(|f| f.expires.is_none_or(|at| now < at));
         let mut delay = Duration::ZERO;
         let mut terminal = None;
         for active in faults.iter_mut() {
@@ -600,6 +604,17 @@ impl Sandbox {
         lock(&self.core.faults).push(ActiveFault {
             fault,
             remaining: times,
+            expires: None,
+        });
+    }
+
+    /// Inject a fault for `duration` of wall time (then it is gone by itself), stacking like
+    /// [`Sandbox::inject`].
+    pub fn inject_for(&self, fault: Fault, duration: Duration) {
+        lock(&self.core.faults).push(ActiveFault {
+            fault,
+            remaining: None,
+            expires: Some(std::time::Instant::now() + duration),
         });
     }
 
@@ -609,8 +624,10 @@ impl Sandbox {
 
     /// Faults still active, with their remaining use counts.
     pub fn active_faults(&self) -> Vec<(Fault, Option<u32>)> {
+        let now = std::time::Instant::now();
         lock(&self.core.faults)
             .iter()
+            .filter(|f| f.expires.is_none_or(|at| now < at))
             .map(|f| (f.fault.clone(), f.remaining))
             .collect()
     }
@@ -1000,14 +1017,17 @@ pub(crate) mod tests {
         lock(&core.faults).push(ActiveFault {
             fault: Fault::Latency(Duration::from_millis(5)),
             remaining: None,
+            expires: None,
         });
         lock(&core.faults).push(ActiveFault {
             fault: Fault::Status(503),
             remaining: Some(2),
+            expires: None,
         });
         lock(&core.faults).push(ActiveFault {
             fault: Fault::Reset,
             remaining: Some(1),
+            expires: None,
         });
         assert_eq!(
             core.take_faults(),
@@ -1022,6 +1042,23 @@ pub(crate) mod tests {
             (Duration::from_millis(5), Some(Fault::Reset))
         );
         assert_eq!(core.take_faults(), (Duration::from_millis(5), None));
+        assert_eq!(lock(&core.faults).len(), 1);
+    }
+
+    #[test]
+    fn a_timed_fault_is_gone_once_it_expires() {
+        let core = core();
+        lock(&core.faults).push(ActiveFault {
+            fault: Fault::Status(503),
+            remaining: None,
+            expires: Some(std::time::Instant::now()),
+        });
+        lock(&core.faults).push(ActiveFault {
+            fault: Fault::Reset,
+            remaining: None,
+            expires: Some(std::time::Instant::now() + Duration::from_secs(3600)),
+        });
+        assert_eq!(core.take_faults(), (Duration::ZERO, Some(Fault::Reset)));
         assert_eq!(lock(&core.faults).len(), 1);
     }
 

@@ -67,6 +67,9 @@ pub struct Connection {
     pub capabilities: Vec<(Operation, Vec<&'static str>)>,
     /// Changes whenever anything about the connection changes (cache keys include it).
     pub fingerprint: u64,
+    /// The vendor edge of this connection: retries, circuit breaker, vendor budget, vendor
+    /// pause (its own keys merged over its vendor's routes-file defaults).
+    pub resilience: crate::resilience::settings::ResilienceSettings,
 }
 
 impl fmt::Debug for Connection {
@@ -217,6 +220,9 @@ pub struct Snapshot {
     pub routes_dir: PathBuf,
     /// What `switchboard check` warns about; the snapshot serves all the same.
     pub warnings: Vec<ConfigWarning>,
+    /// Each tenant's own request limit (`rate_limits:` in the connections file); a tenant
+    /// without an entry is not limited.
+    pub rate_limits: HashMap<String, crate::state::Limit>,
 }
 
 impl Snapshot {

@@ -161,6 +161,8 @@ pub struct VendorRoutes {
     pub cache: BTreeMap<&'static str, Duration>,
     /// TTL of a remembered vendor 404, when enabled.
     pub negative_cache: Option<Duration>,
+    /// The vendor-edge defaults of this vendor's connections, as written (validated).
+    pub resilience: crate::resilience::settings::ResilienceFile,
 }
 
 impl VendorRoutes {

@@ -18,6 +18,9 @@ pub mod llamadapro;
 #[cfg(test)]
 pub(crate) mod test_support;
 
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
@@ -26,9 +29,13 @@ use crate::api::operation::{Operation, Vendor};
 use crate::api::request::{OperationRequest, Output};
 use crate::api::{ApiError, ErrorCode};
 use crate::metrics::Metrics;
+use crate::resilience::edge::AttemptOutcome;
+use crate::resilience::retry::{CallFailure, Replay};
+use crate::resilience::vendor_edge::VendorEdge;
 use crate::snapshot::routes::VendorRoutes;
 use crate::snapshot::Connection;
-use crate::upstream::{outcome_for_status, VendorBody, VendorClient, VendorResponse};
+use crate::state::ConnectionKey;
+use crate::upstream::{outcome_for_status, CallError, VendorBody, VendorClient, VendorResponse};
 pub use call::VendorCall;
 
 /// A vendor call an adapter knows how to make, by the name it has in the routes file.
@@ -136,6 +143,30 @@ pub struct CallContext<'a> {
     pub vendor_time: std::time::Duration,
     /// Vendor calls made, for the access log and tests.
     pub vendor_calls: u32,
+    /// The vendor edge every call goes through; `None` calls the vendor directly (adapter
+    /// unit tests).
+    pub edge: Option<&'a VendorEdge>,
+}
+
+/// What one attempt's result means to the edge: a vendor 429 (with its `Retry-After`), a
+/// 5xx or a failed exchange (maybe retried, counted by the breaker), or a final answer.
+pub fn classify_attempt(result: &Result<VendorResponse, CallError>) -> AttemptOutcome {
+    match result {
+        Ok(r) if r.status == 429 => AttemptOutcome::RateLimited {
+            retry_after: r.retry_after.map(Duration::from_secs),
+        },
+        Ok(r) if r.status >= 500 => AttemptOutcome::Failed(CallFailure::Status(r.status)),
+        Ok(_) => AttemptOutcome::Answered,
+        Err(CallError::Timeout(_)) => AttemptOutcome::Failed(CallFailure::Timeout),
+        Err(CallError::Connect(_) | CallError::Refused(_)) => {
+            AttemptOutcome::Failed(CallFailure::Connect)
+        }
+        Err(CallError::Tls(_)) => AttemptOutcome::Failed(CallFailure::Tls),
+        Err(CallError::Io(_)) => AttemptOutcome::Failed(CallFailure::Reset),
+        // Our own request could not be built, or the vendor's body is absurdly large: the
+        // same every time, and no sign of an unhealthy vendor.
+        Err(CallError::Target(_) | CallError::TooLarge) => AttemptOutcome::Answered,
+    }
 }
 
 impl<'a> CallContext<'a> {
@@ -143,7 +174,10 @@ impl<'a> CallContext<'a> {
         self.connection.vendor
     }
 
-    /// Make one vendor call by its routes-file name.
+    /// Make one vendor call by its routes-file name, through the connection's vendor edge
+    /// (pause, circuit breaker, vendor budget, retries: [`VendorEdge::run`]) when the
+    /// context has one. A call the edge refuses answers its documented error with no vendor
+    /// call made.
     pub async fn call(
         &mut self,
         endpoint: &str,
@@ -156,35 +190,64 @@ impl<'a> CallContext<'a> {
                 self.connection.name
             ))
         })?;
-        let started = std::time::Instant::now();
-        let result = match call::upstream_request(self.connection, endpoint, call, self.request_id)
-        {
-            Ok(request) => {
-                let connection = self.connection;
-                self.client
-                    .send(
-                        &connection.base_url,
-                        &connection.tls,
-                        request,
-                        endpoint.timeout,
-                    )
-                    .await
+        let connection = self.connection;
+        let (client, metrics, operation, request_id) =
+            (self.client, self.metrics, self.operation, self.request_id);
+        // Attempts run inside the edge's future: they count into these, read after it.
+        let spent_nanos = AtomicU64::new(0);
+        let attempts = AtomicU32::new(0);
+        let attempt = |time_left: Duration| {
+            let call = call.clone();
+            let (spent_nanos, attempts) = (&spent_nanos, &attempts);
+            async move {
+                let started = std::time::Instant::now();
+                let result = match call::upstream_request(connection, endpoint, call, request_id) {
+                    Ok(request) => {
+                        client
+                            .send(&connection.base_url, &connection.tls, request, time_left)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                };
+                let elapsed = started.elapsed();
+                spent_nanos.fetch_add(
+                    u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
+                    Ordering::Relaxed,
+                );
+                attempts.fetch_add(1, Ordering::Relaxed);
+                let outcome = match &result {
+                    Ok(r) => outcome_for_status(r.status),
+                    Err(e) => e.outcome(),
+                };
+                metrics.observe_vendor_call(vendor, operation, outcome, elapsed);
+                result
             }
-            Err(e) => Err(e),
         };
-        let elapsed = started.elapsed();
-        self.vendor_time += elapsed;
-        self.vendor_calls += 1;
-        let outcome = match &result {
-            Ok(r) => outcome_for_status(r.status),
-            Err(e) => e.outcome(),
+        let result = match self.edge {
+            Some(edge) => {
+                let key = ConnectionKey::new(connection.tenant.as_str(), connection.name.as_str());
+                let (result, _report) = edge
+                    .run(
+                        &key,
+                        vendor,
+                        &connection.resilience,
+                        operation.as_str(),
+                        Replay::for_method(&endpoint.method),
+                        endpoint.timeout,
+                        attempt,
+                        classify_attempt,
+                    )
+                    .await;
+                result.map_err(|refusal| refusal.into_api_error(vendor, &connection.name))
+            }
+            None => Ok(attempt(endpoint.timeout).await),
         };
-        self.metrics
-            .observe_vendor_call(vendor, self.operation, outcome, elapsed);
+        self.vendor_time += Duration::from_nanos(spent_nanos.load(Ordering::Relaxed));
+        self.vendor_calls += attempts.load(Ordering::Relaxed);
         // Every byte of vendor text the adapter reads — error messages, objects, `raw` — has
         // the connection's credentials cut out first: a vendor that echoes the request's
         // credentials can never put them in a response or a log line.
-        result
+        result?
             .map(|mut response| {
                 response.body = self.connection.redactor.redact_bytes(response.body);
                 response

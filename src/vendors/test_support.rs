@@ -203,6 +203,7 @@ pub(crate) fn connection(
         routes: Arc::new(crate::config::routes::compile(&file).unwrap()),
         capabilities: Vec::new(),
         fingerprint: 0,
+        resilience: Default::default(),
     }
 }
 
@@ -223,6 +224,7 @@ pub(crate) async fn run(
         want_raw: false,
         vendor_time: Duration::ZERO,
         vendor_calls: 0,
+        edge: None,
     };
     let result = adapter_for(connection.vendor)
         .execute(&mut ctx, request)

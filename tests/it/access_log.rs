@@ -400,8 +400,8 @@ async fn json_access_log_has_one_line_per_request_and_no_secrets() {
     // 1. ok
     let (status, ok_id) = gw.get("/v1/contacts?limit=1", &good).await;
     assert_eq!(status, 200);
-    // 2. the vendor fails
-    sandbox.inject(Fault::Status(503), Some(1));
+    // 2. the vendor fails (every attempt: a read is tried 3 times by default)
+    sandbox.inject(Fault::Status(503), Some(3));
     let (status, vendor_error_id) = gw.get("/v1/contacts?limit=1", &good).await;
     assert_eq!(status, 502);
     // 3. a token signed with another secret
@@ -488,6 +488,10 @@ async fn json_access_log_has_one_line_per_request_and_no_secrets() {
     assert_eq!(
         failed["vendor_failure"], "-",
         "the vendor answered (5xx): {failed}"
+    );
+    assert_eq!(
+        failed["vendor_calls"], 3,
+        "the read and its 2 retries: {failed}"
     );
 
     let refused = line_for(&bad_token_id);
@@ -602,7 +606,8 @@ async fn trace_logging_never_prints_credentials_or_tokens() {
     let good = token(JWT_SECRET);
     let forged = token("not-the-gateway-secret-0123456789");
     assert_eq!(gw.get("/v1/contacts?limit=1", &good).await.0, 200);
-    sandbox.inject(Fault::Status(503), Some(1));
+    // Every attempt of the read (3 by default) fails.
+    sandbox.inject(Fault::Status(503), Some(3));
     assert_eq!(gw.get("/v1/contacts?limit=1", &good).await.0, 502);
     assert_eq!(gw.get("/v1/contacts?limit=1", &forged).await.0, 401);
     gw.wait_for_lines("3 access lines", |lines| access_count_json(lines) >= 3)

@@ -50,6 +50,7 @@ mod layout;
 mod prometheus;
 mod reload;
 mod requests;
+mod resilience;
 mod sandbox_libredesk;
 mod tls;
 mod tokens;

@@ -74,6 +74,45 @@ const CONTRACT: &[(&str, &str, &[&str])] = &[
         "counter",
         &["phase"],
     ),
+    // The vendor edge (issue 13): src/resilience/metrics.rs.
+    (
+        "switchboard_vendor_retries_total",
+        "counter",
+        &["vendor", "operation", "reason"],
+    ),
+    (
+        "switchboard_vendor_retries_denied_total",
+        "counter",
+        &["vendor", "reason"],
+    ),
+    (
+        "switchboard_circuit_breakers",
+        "gauge",
+        &["vendor", "state"],
+    ),
+    (
+        "switchboard_circuit_transitions_total",
+        "counter",
+        &["vendor", "to"],
+    ),
+    (
+        "switchboard_vendor_calls_refused_total",
+        "counter",
+        &["vendor", "reason"],
+    ),
+    (
+        "switchboard_vendor_budget_wait_seconds",
+        "histogram",
+        &["vendor"],
+    ),
+    ("switchboard_vendor_pauses_total", "counter", &["vendor"]),
+    ("switchboard_rate_limited_total", "counter", &["operation"]),
+    (
+        "switchboard_idempotency_requests_total",
+        "counter",
+        &["operation", "result"],
+    ),
+    ("switchboard_state_errors_total", "counter", &["backend"]),
 ];
 
 const OUTCOMES: &[&str] = &[
@@ -85,6 +124,13 @@ const OUTCOMES: &[&str] = &[
     "connect_error",
     "tls_error",
 ];
+
+/// The tenant whose connections keep the vendor edge on (their own keys override the
+/// harness's edge-off routes defaults): `flaky` (every call 503; its circuit opens) and
+/// `metered` (a vendor budget of 0.5 calls/s, burst 2).
+const EDGE_TENANT: &str = "edgeco";
+/// A tenant with a tiny `rate_limit` (burst 2), to trip `rate_limited`.
+const LIMITED_TENANT: &str = "limitco";
 
 /// The tenant and connection whose vendor serves HTTPS with a certificate from a CA the
 /// gateway does not trust: every call is a `tls_error`.
@@ -106,6 +152,9 @@ const CODES: &[&str] = &[
     "request_timeout",
     "header_too_large",
     "unsupported_operation",
+    "idempotency_key_reused",
+    "idempotency_in_progress",
+    "idempotency_unavailable",
     "rate_limited",
     "vendor_rate_limited",
     "vendor_auth_failed",
@@ -550,6 +599,87 @@ async fn burst(h: &Harness, vendors: &[Vendor], contact: &str) {
     assert_eq!(response.status(), 200);
 }
 
+/// The vendor edge's traffic, once: a read on `edgeco.flaky` (every call 503) is retried once,
+/// opens the circuit (2 failures) and the next read is refused without a call; on
+/// `edgeco.metered` a list and an idempotent send take the budget, the same send replays at
+/// no cost, and a read is refused by the budget; `limitco` runs into its `rate_limit`.
+async fn edge_traffic(h: &Harness, flaky: &switchboard::sandbox::Sandbox) {
+    let token = h.token(EDGE_TENANT, ALL_SCOPES);
+    let get = |connection: &'static str, path: &'static str| {
+        h.http
+            .get(h.url(path))
+            .bearer_auth(&token)
+            .header("X-Connection", connection)
+            .send()
+    };
+    flaky.inject(Fault::Status(503), None);
+    let before = flaky.call_count();
+    expect_problem(
+        get("flaky", "/v1/conversations?limit=1")
+            .await
+            .expect("request"),
+        502,
+        "vendor_error",
+    )
+    .await;
+    assert_eq!(flaky.call_count() - before, 2, "one read, retried once");
+    expect_problem(
+        get("flaky", "/v1/conversations?limit=1")
+            .await
+            .expect("request"),
+        503,
+        "vendor_unavailable",
+    )
+    .await;
+    assert_eq!(
+        flaky.call_count() - before,
+        2,
+        "no call while the circuit is open"
+    );
+
+    let list = expect_status(
+        get("metered", "/v1/conversations?limit=1")
+            .await
+            .expect("request"),
+        200,
+    )
+    .await;
+    let conversation = list["data"][0]["id"].as_str().expect("a conversation");
+    for replayed in [false, true] {
+        let sent = h
+            .http
+            .post(h.url("/v1/messages"))
+            .bearer_auth(&token)
+            .header("X-Connection", "metered")
+            .header("Idempotency-Key", "prometheus-1")
+            .json(&serde_json::json!({"conversation_id": conversation, "text": "once"}))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(sent.status(), 201);
+        assert_eq!(sent.headers().contains_key("idempotent-replayed"), replayed);
+    }
+    expect_problem(
+        get("metered", "/v1/conversations?limit=1")
+            .await
+            .expect("request"),
+        429,
+        "vendor_rate_limited",
+    )
+    .await;
+
+    let limited = h.token(LIMITED_TENANT, ALL_SCOPES);
+    for _ in 0..2 {
+        assert_eq!(h.get("/v1/capabilities", &limited).await.status(), 200);
+    }
+    expect_problem(
+        h.get("/v1/capabilities", &limited).await,
+        429,
+        "rate_limited",
+    )
+    .await;
+}
+
 /// A reload the gateway must reject (the previous config keeps serving), then the file
 /// restored and reloaded.
 async fn failed_reload(h: &Harness) {
@@ -737,6 +867,34 @@ fn check_exposition(text: &str, vendors: &[Vendor]) {
                 ("switchboard_auth_failures_total", "reason") => {
                     switchboard::metrics::AUTH_FAILURE_REASONS.contains(&value.as_str())
                 }
+                ("switchboard_vendor_retries_total", "reason") => [
+                    "connect_error",
+                    "stale_connection",
+                    "reset",
+                    "timeout",
+                    "server_error",
+                    "tls_error",
+                ]
+                .contains(&value.as_str()),
+                ("switchboard_vendor_retries_denied_total", "reason") => {
+                    switchboard::resilience::metrics::RETRY_DENIED_REASONS.contains(&value.as_str())
+                }
+                ("switchboard_circuit_breakers", "state")
+                | ("switchboard_circuit_transitions_total", "to") => {
+                    switchboard::resilience::metrics::CIRCUIT_STATES.contains(&value.as_str())
+                }
+                ("switchboard_vendor_calls_refused_total", "reason") => {
+                    switchboard::resilience::metrics::REFUSAL_REASONS.contains(&value.as_str())
+                }
+                ("switchboard_idempotency_requests_total", "result") => {
+                    switchboard::resilience::metrics::IDEMPOTENCY_RESULTS.contains(&value.as_str())
+                }
+                ("switchboard_state_errors_total", "backend") => {
+                    ["memory", "redis"].contains(&value.as_str())
+                }
+                ("switchboard_rate_limited_total", "operation") => {
+                    operations.contains(value.as_str()) || value == "capabilities"
+                }
                 ("switchboard_cache_entries", "cache") => {
                     !value.is_empty() && value.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
                 }
@@ -850,13 +1008,44 @@ async fn dashboards_and_alerts_against_a_real_prometheus() {
         )
         .expect("sandbox TLS"),
     );
+    // Two more Libredesk sandboxes behind tenant `edgeco`, whose connections keep the vendor
+    // edge on.
+    let edge_vendor = || {
+        switchboard::sandbox::Sandbox::start_libredesk(
+            load_routes("libredesk"),
+            switchboard::sandbox::Credentials::new(LD_KEY, LD_SECRET),
+        )
+    };
+    let flaky = edge_vendor().await.expect("flaky sandbox");
+    let metered = edge_vendor().await.expect("metered sandbox");
+    let edge_connection = |name: &str, base: String, edge: &str| {
+        format!(
+            "    {name}:\n      vendor: libredesk\n      base_url: {base}\n      \
+             credentials: {{api_key: {LD_KEY}, api_secret: {LD_SECRET}}}\n      \
+             defaults: {{inbox_id: 1}}\n{edge}"
+        )
+    };
     let h = Harness::start_with(Options {
         vendor_timeout_ms: VENDOR_TIMEOUT_MS,
         extra_connections: format!(
             "  {TLS_TENANT}:\n    {UNTRUSTED}:\n      vendor: libredesk\n      base_url: {}\n      \
              credentials: {{api_key: {LD_KEY}, api_secret: {LD_SECRET}}}\n      \
-             defaults: {{inbox_id: 1}}\n      tls: {{server_name: {LIBREDESK_TLS_NAME}}}\n",
-            https_vendor.base_url()
+             defaults: {{inbox_id: 1}}\n      tls: {{server_name: {LIBREDESK_TLS_NAME}}}\n\
+             \x20 {EDGE_TENANT}:\n{}{}\
+             \x20 {LIMITED_TENANT}: {{}}\n\
+             rate_limits:\n  {LIMITED_TENANT}: {{requests_per_second: 0.01, burst: 2}}\n",
+            https_vendor.base_url(),
+            edge_connection(
+                "flaky",
+                flaky.base_url(),
+                "      retry: {enabled: true, max_attempts: 2}\n      \
+                 circuit_breaker: {enabled: true, consecutive_failures: 2, open_seconds: 600}\n"
+            ),
+            edge_connection(
+                "metered",
+                metered.base_url(),
+                "      vendor_budget: {requests_per_second: 0.5, burst: 2, max_wait_ms: 0}\n"
+            ),
         ),
         ..Options::default()
     })
@@ -918,6 +1107,9 @@ scrape_configs:
     let contact = format!("/v1/contacts/{contact_id}");
     for round in 1..=2 {
         burst(&h, &vendors, &contact).await;
+        if round == 1 {
+            edge_traffic(&h, &flaky).await;
+        }
         if round == 2 {
             failed_reload(&h).await;
         }
@@ -1025,6 +1217,8 @@ scrape_configs:
     };
     println!("{} alert rules evaluate healthily", rules.len());
     for (alert, state) in [
+        ("SwitchboardCircuitOpen", "pending"),
+        ("SwitchboardVendorBudgetExhausted", "pending"),
         ("SwitchboardConfigReloadFailed", "firing"),
         ("SwitchboardVendorRateLimited", "pending"),
         ("SwitchboardVendorErrorRatioHigh", "pending"),
@@ -1033,7 +1227,9 @@ scrape_configs:
         let expr = format!(r#"ALERTS{{alertname="{alert}", alertstate="{state}"}}"#);
         // Per-vendor alerts cover every vendor; TLS errors only happen at the HTTPS Libredesk.
         let vendors: &[&str] = match alert {
-            "SwitchboardVendorTlsErrors" => &["libredesk"],
+            "SwitchboardVendorTlsErrors"
+            | "SwitchboardCircuitOpen"
+            | "SwitchboardVendorBudgetExhausted" => &["libredesk"],
             a if a.starts_with("SwitchboardVendor") => &vendor_names,
             _ => &[],
         };

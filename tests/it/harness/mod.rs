@@ -150,12 +150,21 @@ pub struct Options {
     pub jwt: Option<String>,
     /// Extra top-level YAML appended to the gateway config (e.g. an `http:` block).
     pub gateway_extra: String,
+    /// Appended to every copied routes file: the vendor edge's defaults for these tests. By
+    /// default retries, the circuit breaker and the vendor-429 pause are off, so one injected
+    /// fault answers one request (the suites that check error mapping rely on it);
+    /// `tests/it/resilience.rs` sets it empty and gets the shipped defaults.
+    pub vendor_edge: String,
     /// Serve the Libredesk sandbox over HTTPS with a certificate for [`LIBREDESK_TLS_NAME`]
     /// from a test CA; the Libredesk connections trust it through `tls.ca_file` and name it
     /// with `tls.server_name`. Off by default; `api_libredesk_tls` runs the whole
     /// `api_libredesk` suite with it on.
     pub libredesk_tls: bool,
 }
+
+/// [`Options::vendor_edge`] by default: retries, breaker and pause off.
+pub const EDGE_OFF: &str =
+    "retry: {enabled: false}\ncircuit_breaker: {enabled: false}\nvendor_pause: {enabled: false}\n";
 
 /// The name in the Libredesk sandbox's certificate when it serves HTTPS.
 pub const LIBREDESK_TLS_NAME: &str = "libredesk.test";
@@ -171,6 +180,7 @@ impl Default for Options {
             jwt: None,
             gateway_extra: String::new(),
             libredesk_tls: false,
+            vendor_edge: EDGE_OFF.to_owned(),
         }
     }
 }
@@ -241,6 +251,7 @@ impl Harness {
                 .expect("name")
                 .to_string_lossy()
                 .to_string();
+            let text = format!("{}\n{}", text.trim_end(), options.vendor_edge);
             let text = match options.routes_transform {
                 Some(transform) => transform(&name, text),
                 None => text,
