@@ -140,6 +140,67 @@ pub struct Conversation {
     pub raw: Option<Value>,
 }
 
+/// The conversation fields a vendor's answer does not carry, so the gateway does not know
+/// them (Libredesk's conversation list items have no contact id, assignee or tags).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UnknownFields {
+    pub contact_id: bool,
+    pub assignee: bool,
+    pub tags: bool,
+}
+
+impl UnknownFields {
+    pub fn any(self) -> bool {
+        self.contact_id || self.assignee || self.tags
+    }
+}
+
+/// A conversation as a vendor view that lacks some of its fields shows it (docs/api.md,
+/// "Partial objects"). The fields it does not know are left out of the JSON and
+/// `"partial": true` says so: `null` and `[]` would claim "no contact", "unassigned" and
+/// "no tags", which the vendor never said. `GET /v1/conversations/{id}` has them all.
+#[derive(Debug, Clone)]
+pub struct PartialConversation {
+    pub conversation: Conversation,
+    pub unknown: UnknownFields,
+}
+
+/// The fields of [`Conversation`] in its order, without the unknown ones, then `partial`.
+impl Serialize for PartialConversation {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let c = &self.conversation;
+        let unknown = self.unknown;
+        let mut s = serializer.serialize_struct("Conversation", 17)?;
+        s.serialize_field("id", &c.id)?;
+        s.serialize_field("connection", &c.connection)?;
+        s.serialize_field("vendor", &c.vendor)?;
+        s.serialize_field("remote_id", &c.remote_id)?;
+        s.serialize_field("created_at", &c.created_at)?;
+        s.serialize_field("updated_at", &c.updated_at)?;
+        if !unknown.contact_id {
+            s.serialize_field("contact_id", &c.contact_id)?;
+        }
+        s.serialize_field("channel", &c.channel)?;
+        s.serialize_field("status", &c.status)?;
+        s.serialize_field("vendor_status", &c.vendor_status)?;
+        s.serialize_field("subject", &c.subject)?;
+        if !unknown.assignee {
+            s.serialize_field("assignee", &c.assignee)?;
+        }
+        s.serialize_field("priority", &c.priority)?;
+        if !unknown.tags {
+            s.serialize_field("tags", &c.tags)?;
+        }
+        s.serialize_field("last_message_at", &c.last_message_at)?;
+        s.serialize_field("partial", &true)?;
+        if let Some(raw) = &c.raw {
+            s.serialize_field("raw", raw)?;
+        }
+        s.end()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {

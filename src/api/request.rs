@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::ids::ObjectId;
 use super::model::{
     Contact, ContactCreate, ContactPatch, Conversation, ConversationCreate, ConversationPatch,
-    ConversationStatus, Handle, Message, MessageSend,
+    ConversationStatus, Handle, Message, MessageSend, PartialConversation,
 };
 
 /// `limit` plus the decoded state of the caller's cursor (None = first page).
@@ -56,6 +56,8 @@ pub enum OperationRequest {
 pub enum Resource {
     Contact(Box<Contact>),
     Conversation(Box<Conversation>),
+    /// A conversation from a vendor view that lacks some fields ([`PartialConversation`]).
+    PartialConversation(Box<PartialConversation>),
     Message(Box<Message>),
 }
 
@@ -69,6 +71,17 @@ impl From<Contact> for Resource {
 impl From<Conversation> for Resource {
     fn from(conversation: Conversation) -> Self {
         Resource::Conversation(Box::new(conversation))
+    }
+}
+
+/// A conversation with nothing unknown is a whole one.
+impl From<PartialConversation> for Resource {
+    fn from(partial: PartialConversation) -> Self {
+        if partial.unknown.any() {
+            Resource::PartialConversation(Box::new(partial))
+        } else {
+            Resource::Conversation(Box::new(partial.conversation))
+        }
     }
 }
 

@@ -12,7 +12,9 @@ use serde::Deserialize;
 
 use crate::api::operation::Vendor;
 use crate::resilience::settings::{ResilienceFile, ResilienceSettings};
-use crate::snapshot::routes::{AuthScheme, Endpoint, PathTemplate, VendorRoutes, CACHE_KEYS};
+use crate::snapshot::routes::{
+    AuthScheme, BodyEnvelope, Endpoint, PathTemplate, VendorRoutes, CACHE_KEYS,
+};
 use crate::vendors::{adapter_for, EndpointSpec};
 
 const DEFAULT_TIMEOUT_MS: u64 = 10_000;
@@ -78,6 +80,12 @@ pub struct EndpointFile {
     pub path: String,
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+    /// The request body's envelope, for a call whose adapter lets it be configured
+    /// ([`EndpointSpec::body_envelope`]): `none` (the fields at the top level) or the one
+    /// key the fields are wrapped in (`conversation` → `{"conversation": {…}}`). Absent: the
+    /// adapter's default.
+    #[serde(default)]
+    pub body_envelope: Option<String>,
 }
 
 /// A validation failure inside one routes file: `key` is the dotted path, `reason` says
@@ -201,6 +209,19 @@ pub fn compile(file: &RoutesFile) -> Result<VendorRoutes, RoutesError> {
             Some(ms) => check_timeout(&format!("{key}.timeout_ms"), ms)?,
             None => default_timeout,
         };
+        let body_envelope = match &entry.body_envelope {
+            None => spec.body_envelope.map(BodyEnvelope::from_default),
+            Some(_) if spec.body_envelope.is_none() => {
+                return Err(err(
+                    format!("{key}.body_envelope"),
+                    format!("{vendor}'s {name} sends no body whose envelope can be configured"),
+                ))
+            }
+            Some(text) => Some(
+                BodyEnvelope::parse(text)
+                    .map_err(|reason| err(format!("{key}.body_envelope"), reason))?,
+            ),
+        };
         endpoints.insert(
             spec.name,
             Endpoint {
@@ -208,6 +229,7 @@ pub fn compile(file: &RoutesFile) -> Result<VendorRoutes, RoutesError> {
                 method,
                 path,
                 timeout,
+                body_envelope,
             },
         );
     }
@@ -278,6 +300,51 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "operations.contacts.get.path: must contain {id}"
+        );
+    }
+
+    fn chatcaptain(update: &str) -> Result<VendorRoutes, RoutesError> {
+        let yaml = format!(
+            "vendor: chatcaptain\nauth: {{scheme: header, header: x-chatcaptain-key}}\n\
+             operations:\n  conversations.update: {{method: PATCH, path: \"/c/{{conversation_id}}\"{update}}}\n"
+        );
+        compile(&serde_yaml::from_str(&yaml).unwrap())
+    }
+
+    #[test]
+    fn a_body_envelope_is_none_or_a_key_and_only_where_the_adapter_reads_one() {
+        let envelope = |routes: VendorRoutes| {
+            routes
+                .endpoint("conversations.update")
+                .unwrap()
+                .body_envelope
+                .clone()
+        };
+        assert_eq!(envelope(chatcaptain("").unwrap()), Some(BodyEnvelope::None));
+        assert_eq!(
+            envelope(chatcaptain(", body_envelope: none").unwrap()),
+            Some(BodyEnvelope::None)
+        );
+        assert_eq!(
+            envelope(chatcaptain(", body_envelope: updateConversation").unwrap()),
+            Some(BodyEnvelope::Wrap("updateConversation".into()))
+        );
+        let err = chatcaptain(", body_envelope: \"a b\"").unwrap_err();
+        assert_eq!(err.key, "operations.conversations.update.body_envelope");
+        assert!(
+            err.reason.contains("neither `none` nor a key name"),
+            "{}",
+            err.reason
+        );
+        let file: RoutesFile = serde_yaml::from_str(
+            "vendor: libredesk\nauth: {scheme: token}\noperations:\n  contacts.get: {method: GET, path: \"/c/{id}\", body_envelope: contact}\n",
+        )
+        .unwrap();
+        let err = compile(&file).unwrap_err();
+        assert_eq!(err.key, "operations.contacts.get.body_envelope");
+        assert_eq!(
+            err.reason,
+            "libredesk's contacts.get sends no body whose envelope can be configured"
         );
     }
 }

@@ -27,9 +27,9 @@
 //! | `contacts.list` | `limit` (1–100, default 25; else 400), `pageToken` (ISO date; records created strictly before it; unparsable → 400); newest first; `{contacts}` (no next token: the caller pages on the last `created`) |
 //! | `contacts.search` | `query`, `page` (≥1), `pageSize` (1–250) all required (else 400), optional `hiddenHits` (comma-separated ids to leave out); case-insensitive substring of name, email, phoneNumber, whatsappId, webId; newest first; `{results: {facetCounts, found, outOf, page, searchTimeMs, hits: [{document, highlights}]}}` |
 //! | `contacts.create` | flat `{language (required), name?, email? (an address), phoneNumber?, whatsappId? (digits), webId?, instagramId?, facebookId?, telegramId?, providerId?, avatar?}` → 201 `{contact}` |
-//! | `contacts.get` / `contacts.update` / `contacts.delete` | `{contact}`; PATCH `{contact: {…}}` with the create fields plus `variables` (object, replaces), `address`, `organizationIds`; `null` clears a field (not `language`) → `{contact}`; DELETE → `{deleted: true}` (the contact's conversations stay) |
+//! | `contacts.get` / `contacts.update` / `contacts.delete` | `{contact}`; PATCH with the create fields, flat or wrapped as `{contact: {…}}` or `{updateContact: {…}}` (the reference shows no body, so every plausible envelope is taken), plus `variables` (object, replaces), `address`, `organizationIds`; `null` clears a field (not `language`) → `{contact}`; DELETE → `{deleted: true}` (the contact's conversations stay) |
 //! | `conversations.list` | optional `contactId`, `channelId` filters; newest first; no paging; `{conversations}` |
-//! | `conversations.get` / `conversations.update` / `conversations.delete` | `{conversation}`; PATCH `{conversation: {archived?, name?}}` (a flat body is 400) → `{conversation}`; DELETE (messages too) → `{deleted: true}` |
+//! | `conversations.get` / `conversations.update` / `conversations.delete` | `{conversation}`; PATCH `{archived?, name?}`, flat or wrapped as `{conversation: {…}}` or `{updateConversation: {…}}` (the reference shows no body) → `{conversation}`; DELETE (messages too) → `{deleted: true}` |
 //! | `conversations.create` | inbox: `{name, channelId (a channel of the chatbot), email?, phone?}`; the contact is found by email or phone (phoneNumber or WhatsApp number) or created (language `de`; on a WhatsApp channel the phone is also its `whatsappId`) → 201 `{conversationId}` |
 //! | `messages.list` / `messages.get` | oldest first, no paging; `{messages}` / `{message}`; a message of another conversation is 404 |
 //! | `messages.send` | inbox: `{conversationId, text?, attachmentRef?}`, one of text/attachmentRef required; the ref must name an uploaded attachment ([`seed::ATTACHMENT_REF`]) → 201 `{message}` (`sender: agent`, `status: sent`) |
@@ -307,6 +307,25 @@ fn json_body(request: &SandboxRequest) -> CcResult<Map<String, Value>> {
 /// Validation of one DTO: every property known, each of the right type.
 struct Dto<'a> {
     map: &'a Map<String, Value>,
+}
+
+/// The fields of a PATCH body. ChatCaptain's reference shows no body for its updates, so the
+/// sandbox takes every plausible envelope: the fields at the top level, or inside exactly one
+/// of `wrappers` (the object's name, `{"conversation": {…}}`, or the `update<Object>` key of
+/// ChatCaptain's other update DTOs). A wrapper key beside other keys, or holding anything but
+/// an object, is 400 like any body the DTO validation refuses.
+fn update_fields<'b>(
+    body: &'b Map<String, Value>,
+    wrappers: &[&str],
+) -> CcResult<&'b Map<String, Value>> {
+    match wrappers.iter().find(|w| body.contains_key(**w)) {
+        None => Ok(body),
+        Some(wrapper) if body.len() == 1 => match body.get(*wrapper) {
+            Some(Value::Object(fields)) => Ok(fields),
+            _ => Err(invalid()),
+        },
+        Some(_) => Err(invalid()),
+    }
 }
 
 impl<'a> Dto<'a> {
@@ -845,10 +864,7 @@ impl Data {
     }
 
     fn update_contact(&mut self, id: &str, body: &Map<String, Value>) -> CcResult<Value> {
-        Dto::new(body, &["contact"])?;
-        let Some(Value::Object(fields)) = body.get("contact") else {
-            return Err(invalid());
-        };
+        let fields = update_fields(body, &["contact", "updateContact"])?;
         let mut allowed = CONTACT_CREATE_FIELDS.to_vec();
         allowed.extend(["variables", "address", "organizationIds"]);
         let dto = Dto::new(fields, &allowed)?;
@@ -1021,10 +1037,7 @@ impl Data {
     }
 
     fn update_conversation(&mut self, id: &str, body: &Map<String, Value>) -> CcResult<Value> {
-        Dto::new(body, &["conversation"])?;
-        let Some(Value::Object(fields)) = body.get("conversation") else {
-            return Err(invalid());
-        };
+        let fields = update_fields(body, &["conversation", "updateConversation"])?;
         let dto = Dto::new(fields, &["archived", "name"])?;
         let archived = dto.boolean("archived")?;
         let name = dto.string("name")?;
@@ -1493,13 +1506,19 @@ pub(crate) mod tests {
                 "contacts.update",
                 Call::new()
                     .param("contact_id", seed::CONTACT_ANNA_ID)
-                    .body(json!({"name": "flat"})),
+                    .body(json!({"contact": {"name": "wrapped"}, "name": "and flat"})),
             ),
             (
                 "conversations.update",
                 Call::new()
                     .param("conversation_id", seed::CONVERSATION_ANNA_ID)
-                    .body(json!({"archived": true})),
+                    .body(json!({"conversation": true})),
+            ),
+            (
+                "conversations.update",
+                Call::new()
+                    .param("conversation_id", seed::CONVERSATION_ANNA_ID)
+                    .body(json!({"data": {"archived": true}})),
             ),
             (
                 "conversations.create",
@@ -1533,6 +1552,47 @@ pub(crate) mod tests {
         // Nothing above changed the seed.
         assert_eq!(state.contact_count(), seed::CONTACT_COUNT);
         assert_eq!(state.messages(seed::CONVERSATION_ANNA_ID).len(), 4);
+    }
+
+    /// ChatCaptain's reference shows no body for its updates: every plausible envelope is
+    /// taken — flat, wrapped in the object's name, wrapped in `update<Object>`.
+    #[tokio::test]
+    async fn updates_take_every_plausible_body_envelope() {
+        let state = fresh();
+        for (archived, body) in [
+            (true, json!({"archived": true})),
+            (false, json!({"conversation": {"archived": false}})),
+            (true, json!({"updateConversation": {"archived": true}})),
+        ] {
+            let (status, answer) = call(
+                &state,
+                "conversations.update",
+                Call::new()
+                    .param("conversation_id", seed::CONVERSATION_ANNA_ID)
+                    .body(body.clone()),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{body}: {answer}");
+            assert_eq!(answer["conversation"]["archived"], archived, "{body}");
+            let stored = state.conversation(seed::CONVERSATION_ANNA_ID).unwrap();
+            assert_eq!(stored["archived"], archived, "{body}");
+        }
+        for (name, body) in [
+            ("Flat", json!({"name": "Flat"})),
+            ("Wrapped", json!({"contact": {"name": "Wrapped"}})),
+            ("Dto", json!({"updateContact": {"name": "Dto"}})),
+        ] {
+            let (status, answer) = call(
+                &state,
+                "contacts.update",
+                Call::new()
+                    .param("contact_id", seed::CONTACT_ANNA_ID)
+                    .body(body.clone()),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{body}: {answer}");
+            assert_eq!(answer["contact"]["name"], name, "{body}");
+        }
     }
 
     #[tokio::test]

@@ -14,8 +14,8 @@
 //!   GeneralException 401/5xx, PermissionException 403, NotFoundException 404,
 //!   ConflictException 409, DataException 422, RateLimitException 429, NetworkException 504.
 //!   Every success is 200 (sends and creates included: the document lists 200 only).
-//! - **Pagination**: `page` (1-based; <1 → 1), `page_size` (default 30, clamped to 500; the
-//!   conversations list clamps to 100 like `conversationsListMaxPageSize`); data =
+//! - **Pagination**: `page` (1-based; <1 → 1), `page_size` (default 30, clamped to 100, the
+//!   published maximum of every list); data =
 //!   `{results, total, per_page, total_pages, page}`. The sandbox is stricter than the real
 //!   server in one place: a non-numeric `page`/`page_size` is a 400 InputException (the real
 //!   server silently uses the default), so a gateway bug surfaces.
@@ -31,13 +31,13 @@
 //!
 //! | endpoint | behaviour |
 //! |---|---|
-//! | `contacts.list` | paged, id ascending (or `order_by` created_at/updated_at/first_name/last_name/email, `order` asc/desc); items have the `ContactList` shape (no phone) |
-//! | `contacts.search` | `query` ≥ 3 chars else 400; case-insensitive substring of email, first, last or full name, phone; plain array, at most 15 |
+//! | `contacts.list` | paged, id ascending (or `order_by` created_at/updated_at/first_name/last_name/email, `order` asc/desc); items have exactly the `ContactList` fields (no phone) |
+//! | `contacts.search` | `query` ≥ 3 chars else 400; case-insensitive substring of email, first, last or full name, phone; plain array, at most 15, of exactly the `ContactSearchResult` fields `{created_at, first_name, last_name, email}` — no `id` |
 //! | `contacts.get` | the full `Contact` shape |
 //! | `contacts.update` | PUT `multipart/form-data` only (anything else → 500 GeneralException "Error parsing request", as fasthttp's `MultipartForm()` fails); full replace: `first_name` and `email` required (400), `last_name`, `phone_number`, `phone_number_country_code`, `avatar_url` replaced by what is sent — an omitted (or `"null"`) `avatar_url` deletes the avatar; a `files` part sets a new one; answers the updated contact |
-//! | `conversations.list` | `GET …/all` paged (max 100), `order_by` (`conversations.`-prefixed or bare: last_message_at (default), created_at, updated_at, waiting_since, status_id, priority_id), `order` (default DESC, nulls last), `filters` = JSON array of `{model, field, operator, value}` (or a `{logic, rules}` group) exactly like `dbutil`: model `conversations` with fields `status_id`, `priority_id`, `assigned_team_id`, `assigned_user_id`, `inbox_id`, or model `conversation_statuses` with `id`, `name` — so by status name: `{"model":"conversation_statuses","field":"name","operator":"equals","value":"Open"}` (case-sensitive); operators `equals`, `not equals`, `greater than`, `less than`, `set`, `not set`, `in` (value = JSON array in a string), and `contains`/`ilike`/`not contains` on `name`; `value` is always a JSON *string* (`"1"`). Anything else (e.g. `conversations.status`) → 400 |
+//! | `conversations.list` | `GET …/all` paged (max 100); items have exactly the `ConversationListItem` fields (no contact id, assignee or tags; the contact a `ContactSummary`), `order_by` (`conversations.`-prefixed or bare: last_message_at (default), created_at, updated_at, waiting_since, status_id, priority_id), `order` (default DESC, nulls last), `filters` = JSON array of `{model, field, operator, value}` (or a `{logic, rules}` group) exactly like `dbutil`: model `conversations` with fields `status_id`, `priority_id`, `assigned_team_id`, `assigned_user_id`, `inbox_id`, or model `conversation_statuses` with `id`, `name` — so by status name: `{"model":"conversation_statuses","field":"name","operator":"equals","value":"Open"}` (case-sensitive); operators `equals`, `not equals`, `greater than`, `less than`, `set`, `not set`, `in` (value = JSON array in a string), and `contains`/`ilike`/`not contains` on `name`; `value` is always a JSON *string* (`"1"`). Anything else (e.g. `conversations.status`) → 400 |
 //! | `conversations.get` | the full `Conversation` shape, with `contact` and `previous_conversations` |
-//! | `conversations.create` | `{inbox_id, contact_email, first_name, last_name?, content, initiator, subject?, agent_id?, team_id?}`; inbox must exist (404) and be an email inbox (400); contact found by e-mail (reused unchanged) or created; status Open; first message outgoing (`agent`) or incoming (`contact`); answers the conversation |
+//! | `conversations.create` | `{inbox_id, contact_email, first_name, last_name, content, initiator, subject, agent_id?, team_id?}` (`subject` and `last_name` required as in the published document, empty allowed); inbox must exist (404) and be an email inbox (400); contact found by e-mail (reused unchanged) or created; status Open; first message outgoing (`agent`) or incoming (`contact`); answers the conversation |
 //! | `conversations.update_status` | `{status, snoozed_until?}`; statuses are the seeded names, case-sensitive (else 400); `Snoozed` needs `snoozed_until` as a **Go duration** (`"2h"`, `"1h30m"`), not a timestamp (400); answers `true` |
 //! | `conversations.assign_user` / `assign_team` | `{assignee_id:int}` (missing/≤0 → 400, unknown agent/team → 404); assigning a team clears the user assignee; answers `true` |
 //! | `conversations.unassign_user` / `unassign_team` | answers `true` |
@@ -152,7 +152,8 @@ pub mod seed {
 type Micros = i64;
 
 const DEFAULT_PAGE_SIZE: usize = 30;
-const MAX_PAGE_SIZE: usize = 500;
+/// The published maximum of every paged list (`page_size` "max 100").
+const MAX_PAGE_SIZE: usize = 100;
 const MAX_CONVERSATIONS_PAGE_SIZE: usize = 100;
 const MIN_SEARCH_QUERY_CHARS: usize = 3;
 const MAX_SEARCH_RESULTS: usize = 15;
@@ -1364,7 +1365,8 @@ impl Data {
         })
     }
 
-    /// `ContactList` items (the Go `UserCompact`): no phone, no custom attributes.
+    /// `ContactList` items, exactly the published schema's fields: no phone, no custom
+    /// attributes.
     fn contact_list_json(c: &Contact) -> Value {
         json!({
             "id": c.id,
@@ -1374,25 +1376,18 @@ impl Data {
             "email": c.email,
             "enabled": true,
             "avatar_url": c.avatar_url,
-            "external_user_id": null,
-            "availability_status": "offline",
-            "teams": [],
             "created_at": ts(c.created_at),
             "updated_at": ts(c.updated_at),
         })
     }
 
-    /// `ContactSearchResult` items, with the columns the search query selects.
+    /// `ContactSearchResult` items, exactly the published schema's fields — no `id`.
     fn contact_search_json(c: &Contact) -> Value {
         json!({
-            "id": c.id,
             "created_at": ts(c.created_at),
             "first_name": c.first_name,
             "last_name": c.last_name,
             "email": c.email,
-            "phone_number": c.phone_number,
-            "phone_number_country_code": c.phone_number_country_code,
-            "external_user_id": null,
         })
     }
 
@@ -1477,7 +1472,8 @@ impl Data {
         })
     }
 
-    /// `ConversationListItem`: no tags, no inbox id, and a contact without id or phone.
+    /// `ConversationListItem`, exactly the published schema's fields: no contact id, no
+    /// assignee, no tags, no inbox id, and a `ContactSummary` contact (no id, email or phone).
     fn conversation_list_json(&self, c: &Conversation) -> Value {
         let inbox = inbox(c.inbox_id);
         let contact = self.contacts.get(&c.contact_id);
@@ -1486,7 +1482,6 @@ impl Data {
             "created_at": ts(c.created_at),
             "updated_at": ts(c.updated_at),
             "uuid": c.uuid,
-            "reference_number": c.reference_number,
             "waiting_since": opt_ts(c.waiting_since),
             "assignee_last_seen_at": null,
             "contact": {
@@ -1494,7 +1489,6 @@ impl Data {
                 "updated_at": contact.map(|x| ts(x.updated_at)),
                 "first_name": contact.map(|x| x.first_name.as_str()),
                 "last_name": contact.map(|x| x.last_name.as_str()),
-                "email": contact.and_then(|x| x.email.as_deref()),
                 "avatar_url": contact.and_then(|x| x.avatar_url.as_deref()),
             },
             "inbox_channel": inbox.map(|i| i.channel),
@@ -1509,8 +1503,6 @@ impl Data {
             "last_message_sender": c.last_message_sender.map(SenderType::as_str),
             "next_sla_deadline_at": null,
             "priority_id": c.priority_id,
-            "assigned_user_id": c.assigned_user_id,
-            "assigned_team_id": c.assigned_team_id,
             "unread_message_count": 0,
             "status": status_by_id(c.status_id).0,
             "priority": c.priority_id.and_then(priority_name),
@@ -1972,6 +1964,12 @@ impl Data {
         }
         if first_name.is_empty() {
             return Err(bad_request("`first_name` is required"));
+        }
+        // The published CreateConversationRequest requires both (an empty string will do).
+        for key in ["subject", "last_name"] {
+            if !body.contains_key(key) {
+                return Err(bad_request(format!("`{key}` is required")));
+            }
         }
         if !valid_email(&email) {
             return Err(bad_request("Invalid email address"));

@@ -149,6 +149,59 @@ pub struct Endpoint {
     pub method: http::Method,
     pub path: PathTemplate,
     pub timeout: Duration,
+    /// The request body's envelope, for calls whose adapter reads one (`None` for the rest).
+    pub body_envelope: Option<BodyEnvelope>,
+}
+
+/// Where a request body's fields go, when a vendor's documents do not say (routes files:
+/// `body_envelope: none | <key>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyEnvelope {
+    /// The fields at the top level: `{"archived": true}`.
+    None,
+    /// The fields inside one key: `{"conversation": {"archived": true}}`.
+    Wrap(String),
+}
+
+impl BodyEnvelope {
+    /// `none`, or a wrapper key: letters, digits and `_`, starting with a letter.
+    pub fn parse(text: &str) -> Result<BodyEnvelope, String> {
+        let text = text.trim();
+        if text == "none" {
+            return Ok(BodyEnvelope::None);
+        }
+        let mut chars = text.chars();
+        let starts_with_letter = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
+        if starts_with_letter && chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            Ok(BodyEnvelope::Wrap(text.to_owned()))
+        } else {
+            Err(format!(
+                "{text:?} is neither `none` nor a key name (letters, digits and _, e.g. \
+                 `conversation`)"
+            ))
+        }
+    }
+
+    /// An adapter's default, as its endpoint table writes it (`""` = none).
+    pub fn from_default(key: &'static str) -> BodyEnvelope {
+        if key.is_empty() {
+            BodyEnvelope::None
+        } else {
+            BodyEnvelope::Wrap(key.to_owned())
+        }
+    }
+
+    /// `fields` in this envelope.
+    pub fn wrap(&self, fields: serde_json::Value) -> serde_json::Value {
+        match self {
+            BodyEnvelope::None => fields,
+            BodyEnvelope::Wrap(key) => {
+                let mut body = serde_json::Map::new();
+                body.insert(key.clone(), fields);
+                serde_json::Value::Object(body)
+            }
+        }
+    }
 }
 
 /// A vendor's compiled routes file.

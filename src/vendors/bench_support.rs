@@ -101,6 +101,7 @@ mod tests {
             .map(|r| match r {
                 Resource::Contact(c) => c.remote_id.clone(),
                 Resource::Conversation(c) => c.remote_id.clone(),
+                Resource::PartialConversation(c) => c.conversation.remote_id.clone(),
                 Resource::Message(m) => m.remote_id.clone(),
             })
             .collect()

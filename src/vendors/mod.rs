@@ -44,6 +44,10 @@ pub use call::VendorCall;
 pub struct EndpointSpec {
     pub name: &'static str,
     pub params: &'static [&'static str],
+    /// `Some(default)` when the routes file may set this call's `body_envelope` (a vendor
+    /// whose documents do not show the body's envelope): the default wrapper key, `""` for
+    /// none. `None`: the adapter builds the body itself.
+    pub body_envelope: Option<&'static str>,
 }
 
 /// A list filter, and the vendor call it needs when that call is not the operation's own.

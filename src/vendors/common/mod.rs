@@ -8,15 +8,17 @@
 //! adapter; the helpers here take that vocabulary as data. Two adapters that disagree on a
 //! shared question (how a phone number reads, which words mean "read") get one answer here.
 //!
-//! Typed, borrowed parsing (issue 11) is meant to land here too: [`wire::parse_wire`] already
-//! reads either a parsed tree or the vendor's bytes into any `Deserialize` type (borrowed
-//! fields included) and reports `vendor_bad_response` the same way for every vendor, and
+//! Typed, borrowed parsing (issue 11): [`wire::parse_wire`] reads either a parsed tree or the
+//! vendor's bytes into any `Deserialize` type (borrowed fields included) and reports
+//! `vendor_bad_response` the same way for every vendor; [`typed`] has the field helpers wire
+//! structs borrow their strings with and the `raw` trees built only on demand, and
 //! [`Mapper::raw_with`] builds `raw` only when the caller asked for it.
 
 pub(crate) mod input;
 pub(crate) mod mapper;
 pub(crate) mod phone;
 pub(crate) mod spec;
+pub(crate) mod typed;
 pub(crate) mod vocab;
 pub(crate) mod wire;
 

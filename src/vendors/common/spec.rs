@@ -13,7 +13,22 @@ use crate::vendors::{CallContext, EndpointSpec, FilterSpec, OperationSpec};
 
 /// A vendor call the routes file may configure, and the path placeholders it needs.
 pub(crate) const fn ep(name: &'static str, params: &'static [&'static str]) -> EndpointSpec {
-    EndpointSpec { name, params }
+    EndpointSpec {
+        name,
+        params,
+        body_envelope: None,
+    }
+}
+
+impl EndpointSpec {
+    /// The same call, with a body envelope the routes file may set (`body_envelope: none |
+    /// <key>`); `default` is the key used when it does not (`""` = none).
+    pub(crate) const fn body_envelope(self, default: &'static str) -> EndpointSpec {
+        EndpointSpec {
+            body_envelope: Some(default),
+            ..self
+        }
+    }
 }
 
 /// An operation the adapter serves when every vendor call in `needs` is configured (no
