@@ -110,6 +110,23 @@ impl Kind {
     }
 }
 
+/// The opaque ID [`ObjectId::encode`] answers, from borrowed parts: what an adapter mints for
+/// every object it translates, without copying the tenant and connection first.
+pub fn encode_id(kind: Kind, tenant: &str, connection: &str, keys: &[&str]) -> String {
+    let mut parts: Vec<&str> = Vec::with_capacity(2 + keys.len());
+    parts.push(tenant);
+    parts.push(connection);
+    parts.extend_from_slice(keys);
+    // Serializing a Vec<&str> to JSON cannot fail.
+    let json = serde_json::to_vec(&parts).unwrap_or_default();
+    let prefix = kind.prefix();
+    let mut id = String::with_capacity(prefix.len() + 1 + json.len().div_ceil(3) * 4);
+    id.push_str(prefix);
+    id.push('_');
+    URL_SAFE_NO_PAD.encode_string(json, &mut id);
+    id
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ObjectId {
     pub kind: Kind,
@@ -130,13 +147,8 @@ impl ObjectId {
     }
 
     pub fn encode(&self) -> String {
-        let mut parts: Vec<&str> = Vec::with_capacity(2 + self.keys.len());
-        parts.push(&self.tenant);
-        parts.push(&self.connection);
-        parts.extend(self.keys.iter().map(String::as_str));
-        // Serializing a Vec<&str> to JSON cannot fail.
-        let json = serde_json::to_vec(&parts).unwrap_or_default();
-        format!("{}_{}", self.kind.prefix(), URL_SAFE_NO_PAD.encode(json))
+        let keys: Vec<&str> = self.keys.iter().map(String::as_str).collect();
+        encode_id(self.kind, &self.tenant, &self.connection, &keys)
     }
 
     /// Decode an ID that must be of `kind`. `None` means malformed (answer 404).

@@ -1228,7 +1228,7 @@ fn contact_from_wire(
     let custom_fields = wire.variables;
     let remote_id = wire.id.into_owned();
     Ok(Contact {
-        id: mapper.id(Kind::Contact, vec![remote_id.clone()]),
+        id: mapper.id_of(Kind::Contact, &[&remote_id]),
         connection: mapper.connection.clone(),
         vendor: vendor_label(VENDOR),
         remote_id,
@@ -1265,14 +1265,14 @@ fn conversation_from_wire(
     let archived = wire.archived.unwrap_or(false);
     let remote_id = wire.id.into_owned();
     Ok(Conversation {
-        id: mapper.id(Kind::Conversation, vec![remote_id.clone()]),
+        id: mapper.id_of(Kind::Conversation, &[&remote_id]),
         connection: mapper.connection.clone(),
         vendor: vendor_label(VENDOR),
         remote_id,
         created_at: wire_time(wire.created.as_ref()),
         updated_at: wire_time(wire.updated.as_ref()),
-        contact_id: owned_non_empty(wire.contact_id.as_deref())
-            .map(|id| mapper.id(Kind::Contact, vec![id])),
+        contact_id: non_empty(wire.contact_id.as_deref())
+            .map(|id| mapper.id_of(Kind::Contact, &[id])),
         channel: channel_from_type(wire.channel_type.as_deref()),
         status: status_from_archived(archived),
         vendor_status: Some(if archived { ARCHIVED } else { ACTIVE }.to_owned()),
@@ -1326,9 +1326,7 @@ fn message_from_wire(
     if wire.id.trim().is_empty() {
         return Err(bad_response(VENDOR, "message has an empty id"));
     }
-    let conversation = non_empty(wire.conversation_id.as_deref())
-        .unwrap_or(conversation)
-        .to_owned();
+    let conversation = non_empty(wire.conversation_id.as_deref()).unwrap_or(conversation);
     let sender = wire.sender.as_deref().map(str::to_ascii_lowercase);
     let (direction, sender_type) = match sender.as_deref() {
         Some("user") | Some("contact") => (Direction::Inbound, SenderType::Contact),
@@ -1366,13 +1364,13 @@ fn message_from_wire(
     };
     let remote_id = wire.id.into_owned();
     Ok(Message {
-        id: mapper.id(Kind::Message, vec![conversation.clone(), remote_id.clone()]),
+        id: mapper.id_of(Kind::Message, &[conversation, &remote_id]),
         connection: mapper.connection.clone(),
         vendor: vendor_label(VENDOR),
         remote_id,
         created_at: wire_time(wire.created.as_ref()),
         updated_at: wire_time(wire.updated.as_ref()),
-        conversation_id: mapper.id(Kind::Conversation, vec![conversation]),
+        conversation_id: mapper.id_of(Kind::Conversation, &[conversation]),
         direction,
         sender: Sender {
             type_: sender_type,

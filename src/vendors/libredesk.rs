@@ -1019,7 +1019,7 @@ fn contact_from_wire(
         .collect();
     let remote_id = id.to_string();
     Ok(Contact {
-        id: mapper.id(Kind::Contact, vec![remote_id.clone()]),
+        id: mapper.id_of(Kind::Contact, &[&remote_id]),
         connection: mapper.connection.clone(),
         vendor: vendor_label(VENDOR),
         remote_id,
@@ -1066,7 +1066,7 @@ fn conversation_from_wire(
         .flatten()
         .filter(|id| *id > 0)
         .or_else(|| from_contact.flatten().filter(|id| *id > 0))
-        .map(|id| mapper.id(Kind::Contact, vec![id.to_string()]));
+        .map(|id| mapper.id_of(Kind::Contact, &[&id.to_string()]));
     let vendor_status = owned_non_empty(wire.status.as_deref());
     let user_id = wire.assigned_user_id.flatten().filter(|id| *id > 0);
     let team_id = wire.assigned_team_id.flatten().filter(|id| *id > 0);
@@ -1082,7 +1082,7 @@ fn conversation_from_wire(
         .collect();
     let uuid = wire.uuid.into_owned();
     let conversation = Conversation {
-        id: mapper.id(Kind::Conversation, vec![uuid.clone()]),
+        id: mapper.id_of(Kind::Conversation, &[&uuid]),
         connection: mapper.connection.clone(),
         vendor: vendor_label(VENDOR),
         remote_id: uuid,
@@ -1107,30 +1107,48 @@ fn conversation_from_wire(
 
 fn channel_from_inbox(channel: Option<&str>) -> Option<Channel> {
     let channel = non_empty(channel)?;
-    Some(match channel.to_ascii_lowercase().as_str() {
-        "email" => Channel::Email,
-        "livechat" | "web" => Channel::Web,
-        "whatsapp" => Channel::Whatsapp,
-        _ => Channel::Other,
+    let is = |word: &str| channel.eq_ignore_ascii_case(word);
+    Some(if is("email") {
+        Channel::Email
+    } else if is("livechat") || is("web") {
+        Channel::Web
+    } else if is("whatsapp") {
+        Channel::Whatsapp
+    } else {
+        Channel::Other
     })
 }
 
 /// Libredesk's status word → the normalized status. Custom statuses follow their category
 /// when the server sends one, else count as open.
 fn status_from_vendor(name: Option<&str>, category: Option<&str>) -> ConversationStatus {
-    let by_name = |s: &str| match s.to_ascii_lowercase().as_str() {
-        "open" => Some(ConversationStatus::Open),
-        "snoozed" => Some(ConversationStatus::Pending),
-        "resolved" => Some(ConversationStatus::Resolved),
-        "closed" => Some(ConversationStatus::Closed),
-        _ => None,
+    let lookup = |words: [(&str, ConversationStatus); 4], s: &str| {
+        words
+            .into_iter()
+            .find(|(w, _)| w.eq_ignore_ascii_case(s))
+            .map(|(_, status)| status)
     };
-    let by_category = |s: &str| match s.to_ascii_lowercase().as_str() {
-        "open" => Some(ConversationStatus::Open),
-        "waiting" => Some(ConversationStatus::Pending),
-        "resolved" => Some(ConversationStatus::Resolved),
-        "closed" => Some(ConversationStatus::Closed),
-        _ => None,
+    let by_name = |s: &str| {
+        lookup(
+            [
+                ("open", ConversationStatus::Open),
+                ("snoozed", ConversationStatus::Pending),
+                ("resolved", ConversationStatus::Resolved),
+                ("closed", ConversationStatus::Closed),
+            ],
+            s,
+        )
+    };
+    let by_category = |s: &str| {
+        lookup(
+            [
+                ("open", ConversationStatus::Open),
+                ("waiting", ConversationStatus::Pending),
+                ("resolved", ConversationStatus::Resolved),
+                ("closed", ConversationStatus::Closed),
+            ],
+            s,
+        )
     };
     name.and_then(by_name)
         .or_else(|| non_empty(category).and_then(by_category))
@@ -1147,13 +1165,16 @@ fn status_to_vendor(status: ConversationStatus) -> &'static str {
 }
 
 fn priority_from_vendor(priority: Option<&str>) -> Option<Priority> {
-    match non_empty(priority)?.to_ascii_lowercase().as_str() {
-        "low" => Some(Priority::Low),
-        "medium" => Some(Priority::Medium),
-        "high" => Some(Priority::High),
-        "urgent" => Some(Priority::Urgent),
-        _ => None,
-    }
+    let priority = non_empty(priority)?;
+    [
+        ("low", Priority::Low),
+        ("medium", Priority::Medium),
+        ("high", Priority::High),
+        ("urgent", Priority::Urgent),
+    ]
+    .into_iter()
+    .find(|(w, _)| w.eq_ignore_ascii_case(priority))
+    .map(|(_, p)| p)
 }
 
 /// A Libredesk message (as a tree) as a normalized message. `conversation_uuid` is the
@@ -1239,13 +1260,13 @@ fn message_from_wire(
     let uuid = wire.uuid.into_owned();
 
     Ok(Message {
-        id: mapper.id(Kind::Message, vec![conversation_uuid.clone(), uuid.clone()]),
+        id: mapper.id_of(Kind::Message, &[&conversation_uuid, &uuid]),
         connection: mapper.connection.clone(),
         vendor: vendor_label(VENDOR),
         remote_id: uuid,
         created_at: timestamp(wire.created_at.as_deref()),
         updated_at: timestamp(wire.updated_at.as_deref()),
-        conversation_id: mapper.id(Kind::Conversation, vec![conversation_uuid]),
+        conversation_id: mapper.id_of(Kind::Conversation, &[&conversation_uuid]),
         direction,
         sender: Sender {
             type_: sender_type,

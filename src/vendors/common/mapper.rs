@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::api::ids::{Kind, ObjectId};
+use crate::api::ids::{encode_id, Kind, ObjectId};
 use crate::vendors::CallContext;
 
 /// What a translation needs from the call context: who owns the IDs it mints, and whether the
@@ -26,6 +26,12 @@ impl Mapper {
     /// A new opaque ID of this connection.
     pub(crate) fn id(&self, kind: Kind, keys: Vec<String>) -> String {
         ObjectId::new(kind, &self.tenant, &self.connection, keys).encode()
+    }
+
+    /// Like [`Mapper::id`], from borrowed keys: no copies on the way to the encoded ID (a list
+    /// translation mints one or two per item).
+    pub(crate) fn id_of(&self, kind: Kind, keys: &[&str]) -> String {
+        encode_id(kind, &self.tenant, &self.connection, keys)
     }
 
     /// The untouched vendor object, only when the caller asked for it.
