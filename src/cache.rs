@@ -78,6 +78,9 @@ pub struct CachedResponse {
     pub value: Cached,
     pub stored_at: Instant,
     pub ttl: Duration,
+    /// How long past `ttl` the entry is kept to answer while the vendor fails
+    /// (`stale_if_error`).
+    pub stale_for: Duration,
 }
 
 impl CachedResponse {
@@ -86,7 +89,13 @@ impl CachedResponse {
             value,
             stored_at: Instant::now(),
             ttl,
+            stale_for: Duration::ZERO,
         }
+    }
+
+    /// Past its TTL: kept only to answer while the vendor fails.
+    pub fn is_stale(&self) -> bool {
+        self.stored_at.elapsed() >= self.ttl
     }
 
     /// Seconds since the vendor answered (the `Age` header).
@@ -101,6 +110,8 @@ pub enum CacheResult {
     Hit,
     Miss,
     Bypass,
+    /// An entry past its TTL, served because the vendor failed (`stale_if_error`).
+    Stale,
 }
 
 impl CacheResult {
@@ -109,6 +120,7 @@ impl CacheResult {
             CacheResult::Hit => "hit",
             CacheResult::Miss => "miss",
             CacheResult::Bypass => "bypass",
+            CacheResult::Stale => "stale",
         }
     }
 }
@@ -123,8 +135,22 @@ impl Expiry<CacheKey, Arc<CachedResponse>> for PerEntryTtl {
         value: &Arc<CachedResponse>,
         _now: Instant,
     ) -> Option<Duration> {
-        Some(value.ttl)
+        Some(value.ttl.saturating_add(value.stale_for))
     }
+}
+
+/// Vendor failures that a stale entry may answer for (RFC 5861's 500/502/503/504, and the
+/// edge's refusals: an open circuit, a pause or a spent budget).
+fn serves_stale(error: &ApiError) -> bool {
+    error.vendor.is_some()
+        && matches!(
+            error.code,
+            ErrorCode::VendorError
+                | ErrorCode::VendorTimeout
+                | ErrorCode::VendorUnavailable
+                | ErrorCode::VendorRateLimited
+                | ErrorCode::VendorBadResponse
+        )
 }
 
 pub struct ResponseCache {
@@ -140,6 +166,8 @@ pub enum Plan {
         ttl: Duration,
         negative: Option<Duration>,
         fresh: bool,
+        /// `stale_if_error` of the operation (zero: never served stale).
+        stale: Duration,
     },
     /// Anything else: fetched every time; what a write invalidates once it reached the vendor.
     Pass {
@@ -158,6 +186,12 @@ impl Plan {
     ) -> Plan {
         match plan(connection, request, want_raw, filters_key) {
             Some((key, ttl)) => Plan::Read {
+                stale: connection
+                    .routes
+                    .stale_if_error
+                    .get(key.operation)
+                    .copied()
+                    .unwrap_or_default(),
                 key,
                 ttl,
                 negative: connection.routes.negative_cache,
@@ -220,11 +254,22 @@ impl ResponseCache {
                 ttl,
                 negative,
                 fresh,
+                stale,
             } => {
+                // An entry past its TTL but inside `stale_if_error`: refetch, and answer from
+                // it only when the vendor fails.
+                let expired = if stale.is_zero() || fresh {
+                    None
+                } else {
+                    self.inner.get(&key).await.filter(|e| e.is_stale())
+                };
                 let fetch = async {
                     match fetch.await.result {
                         Ok(answer) => {
-                            Ok(CachedResponse::new(Cached::Body(answer.into_body()), ttl))
+                            let mut entry =
+                                CachedResponse::new(Cached::Body(answer.into_body()), ttl);
+                            entry.stale_for = stale;
+                            Ok(entry)
                         }
                         Err(e) if e.code == ErrorCode::NotFound && e.vendor.is_some() => {
                             match negative {
@@ -235,7 +280,21 @@ impl ResponseCache {
                         Err(e) => Err(e),
                     }
                 };
-                let (result, outcome) = if fresh {
+                let (result, outcome) = if let Some(old) = expired {
+                    match fetch.await {
+                        Ok(entry) => {
+                            let entry = Arc::new(entry);
+                            self.inner.insert(key, entry.clone()).await;
+                            (Ok(entry), CacheResult::Miss)
+                        }
+                        Err(e) if serves_stale(&e) => (Ok(old), CacheResult::Stale),
+                        Err(e) => {
+                            // The vendor answered (a 404, a 4xx): the old entry is no truth.
+                            self.inner.invalidate(&key).await;
+                            (Err(e), CacheResult::Miss)
+                        }
+                    }
+                } else if fresh {
                     match fetch.await {
                         Ok(entry) => {
                             let entry = Arc::new(entry);
@@ -248,7 +307,7 @@ impl ResponseCache {
                     self.get_or_fetch(key, fetch).await
                 };
                 let age = match (&result, outcome) {
-                    (Ok(entry), CacheResult::Hit) => Some(entry.age()),
+                    (Ok(entry), CacheResult::Hit | CacheResult::Stale) => Some(entry.age()),
                     _ => None,
                 };
                 Served {
@@ -532,6 +591,7 @@ mod tests {
                 endpoints: BTreeMap::new(),
                 cache: [("contacts.get", Duration::from_secs(60))].into(),
                 negative_cache: None,
+                stale_if_error: Default::default(),
                 resilience: Default::default(),
             }),
             resilience: Default::default(),

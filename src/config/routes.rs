@@ -37,6 +37,11 @@ pub struct RoutesFile {
     /// How long a vendor 404 for a cached operation is remembered (0 = never).
     #[serde(default)]
     pub negative_cache_seconds: u64,
+    /// By cache key (those of `cache`): how long past its TTL an entry may still answer, as
+    /// `X-Cache: stale`, while the vendor fails (5xx, timeout, unreachable, circuit open,
+    /// 429). 0 or absent = never.
+    #[serde(default)]
+    pub stale_if_error: BTreeMap<String, u64>,
     /// Defaults of the vendor edge for every connection of this vendor (a connection's own
     /// keys win, key by key): see [`crate::resilience::settings`].
     #[serde(default)]
@@ -254,6 +259,24 @@ pub fn compile(file: &RoutesFile) -> Result<VendorRoutes, RoutesError> {
             cache.insert(*known, Duration::from_secs(*seconds));
         }
     }
+    let mut stale_if_error = BTreeMap::new();
+    for (key, seconds) in &file.stale_if_error {
+        let known = cache.keys().find(|k| *k == key).ok_or_else(|| {
+            err(
+                format!("stale_if_error.{key}"),
+                "only a cached operation can be served stale; give it a TTL under `cache` first",
+            )
+        })?;
+        if *seconds > MAX_CACHE_SECONDS {
+            return Err(err(
+                format!("stale_if_error.{key}"),
+                format!("{seconds} is over the {MAX_CACHE_SECONDS} s maximum"),
+            ));
+        }
+        if *seconds > 0 {
+            stale_if_error.insert(*known, Duration::from_secs(*seconds));
+        }
+    }
     if file.negative_cache_seconds > MAX_CACHE_SECONDS {
         return Err(err(
             "negative_cache_seconds",
@@ -272,6 +295,7 @@ pub fn compile(file: &RoutesFile) -> Result<VendorRoutes, RoutesError> {
         cache,
         negative_cache: (file.negative_cache_seconds > 0)
             .then(|| Duration::from_secs(file.negative_cache_seconds)),
+        stale_if_error,
         resilience,
     })
 }

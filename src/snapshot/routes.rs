@@ -214,6 +214,8 @@ pub struct VendorRoutes {
     pub cache: BTreeMap<&'static str, Duration>,
     /// TTL of a remembered vendor 404, when enabled.
     pub negative_cache: Option<Duration>,
+    /// How long past its TTL an entry may answer while the vendor fails, per cache key.
+    pub stale_if_error: BTreeMap<&'static str, Duration>,
     /// The vendor-edge defaults of this vendor's connections, as written (validated).
     pub resilience: crate::resilience::settings::ResilienceFile,
 }

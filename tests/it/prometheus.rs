@@ -856,7 +856,7 @@ fn check_exposition(text: &str, vendors: &[Vendor]) {
                     OUTCOMES.contains(&value.as_str())
                 }
                 ("switchboard_cache_requests_total", "result") => {
-                    ["hit", "miss", "bypass"].contains(&value.as_str())
+                    ["hit", "miss", "bypass", "stale"].contains(&value.as_str())
                 }
                 ("switchboard_http_read_timeouts_total", "phase") => {
                     ["header", "body"].contains(&value.as_str())

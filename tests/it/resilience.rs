@@ -653,3 +653,68 @@ async fn the_demo_injects_faults_that_open_the_circuit_and_clears_them() {
         "three attempts, then nothing while the circuit is open"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_read_with_stale_if_error_is_served_stale_while_the_vendor_fails() {
+    fn stale_contacts(name: &str, text: String) -> String {
+        if name != "libredesk.yaml" {
+            return text;
+        }
+        let text = text.replace("  contacts.get: 60", "  contacts.get: 1");
+        format!(
+            "{}\nstale_if_error:\n  contacts.get: 300\n",
+            text.trim_end()
+        )
+    }
+    let h = Harness::start_with(Options {
+        routes_transform: Some(stale_contacts),
+        ..edge_on()
+    })
+    .await;
+    let list = h.get_json("/v1/contacts?limit=1", 200).await;
+    let path = format!("/v1/contacts/{}", list["data"][0]["id"].as_str().unwrap());
+    let first = h.get(&path, &h.acme()).await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["x-cache"], "miss");
+    let first: serde_json::Value = first.json().await.unwrap();
+
+    h.libredesk.inject(Fault::Status(503), None);
+    // Fresh for 1 s (hits), then past its TTL: the vendor fails, the old entry answers.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stale = loop {
+        let r = h.get(&path, &h.acme()).await;
+        assert_eq!(r.status(), 200, "a cached read never fails here");
+        if r.headers()["x-cache"] == "stale" {
+            break r;
+        }
+        assert_eq!(r.headers()["x-cache"], "hit");
+        assert!(Instant::now() < deadline, "never served stale");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let age: u64 = stale.headers()["age"].to_str().unwrap().parse().unwrap();
+    assert!(age >= 1, "Age {age}");
+    assert_eq!(stale.json::<serde_json::Value>().await.unwrap(), first);
+    // The failures open the circuit; the stale entry keeps answering without a vendor call.
+    for _ in 0..3 {
+        let r = h.get(&path, &h.acme()).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-cache"], "stale");
+    }
+    let circuits: serde_json::Value = h
+        .http
+        .get(format!("{}/admin/circuits", h.admin))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(circuits["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["connection"] == "support" && c["state"] == "open"));
+    // A read whose route sets no stale_if_error fails as usual.
+    let r = h.get_on("support", "/v1/contacts?limit=1").await;
+    expect_problem(r, 503, "vendor_unavailable").await;
+}
