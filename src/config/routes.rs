@@ -371,4 +371,41 @@ mod tests {
             "libredesk's contacts.get sends no body whose envelope can be configured"
         );
     }
+
+    fn libredesk(extra: &str) -> Result<VendorRoutes, RoutesError> {
+        let file: RoutesFile = serde_yaml::from_str(&format!(
+            "vendor: libredesk\nauth: {{scheme: token}}\noperations:\n  contacts.get: {{method: GET, path: \"/c/{{id}}\"}}\n{extra}"
+        ))
+        .unwrap();
+        compile(&file)
+    }
+
+    #[test]
+    fn stale_if_error_needs_a_cached_operation_and_a_bounded_time() {
+        let routes =
+            libredesk("cache: {contacts.get: 60}\nstale_if_error: {contacts.get: 600}\n").unwrap();
+        assert_eq!(
+            routes.stale_if_error.get("contacts.get"),
+            Some(&Duration::from_secs(600))
+        );
+        let e = libredesk("stale_if_error: {contacts.get: 600}\n").unwrap_err();
+        assert_eq!(e.key, "stale_if_error.contacts.get");
+        assert!(e.reason.contains("cache"), "{e}");
+        let e = libredesk("cache: {contacts.get: 60}\nstale_if_error: {contacts.get: 86401}\n")
+            .unwrap_err();
+        assert_eq!(e.key, "stale_if_error.contacts.get");
+    }
+
+    #[test]
+    fn vendor_edge_defaults_are_validated_in_the_routes_file() {
+        let routes = libredesk(
+            "circuit_breaker: {open_seconds: 5}\nvendor_budget: {requests_per_second: 2}\n",
+        )
+        .unwrap();
+        assert!(routes.resilience.circuit_breaker.is_some());
+        let e = libredesk("retry: {max_attempts: 0}\n").unwrap_err();
+        assert_eq!(e.key, "retry.max_attempts");
+        let e = libredesk("vendor_budget: {burst: 3}\n").unwrap_err();
+        assert_eq!(e.key, "vendor_budget");
+    }
 }

@@ -366,6 +366,10 @@ async fn a_vendor_429_with_retry_after_2_stops_every_call_of_the_connection_for_
         assert!(Instant::now() < deadline, "the pause never ended");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    println!(
+        "vendor 429 with Retry-After: 2 -> first vendor call again after {:?}, none before",
+        started.elapsed()
+    );
     assert!(
         started.elapsed() >= Duration::from_secs(2),
         "the pause ended after {:?}",
@@ -424,6 +428,10 @@ async fn a_vendor_budget_of_5_rps_holds_under_a_50_rps_client() {
         .iter()
         .filter(|(s, c)| *s == 429 && c == "vendor_rate_limited")
         .count();
+    println!(
+        "vendor budget 5 rps, burst 5: 50 requests in {elapsed:.2} s -> {calls} vendor calls, \
+         {refused} refused with 429 vendor_rate_limited"
+    );
     assert_eq!(ok + refused, 50, "{answers:?}");
     assert_eq!(ok, calls, "every success is one vendor call");
     // burst 5, then 5 per second over the run.
