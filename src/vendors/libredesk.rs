@@ -934,6 +934,8 @@ fn next_page(totals: Totals, requested: u64, returned: usize, limit: u32) -> Opt
 /// One search result, read: a contact already translated, or the email of one the answer
 /// gave no `id` (the published `ContactSearchResult`), to be found in the contact list.
 #[derive(Debug)]
+// A short-lived list of at most `limit` hits: boxing each contact would buy nothing.
+#[allow(clippy::large_enum_variant)]
 enum SearchHit {
     Found(Contact),
     ByEmail(String),
