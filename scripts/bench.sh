@@ -22,7 +22,10 @@
 # --quick: 2 s, 1 round (a smoke test of the script, not a measurement).
 # Environment: BENCH_DURATION, BENCH_ROUNDS, BENCH_CONNECTIONS, BENCH_SLOW_LATENCY_MS as the
 # flags; BENCH_PORT_BASE (default 18400; uses base+1, +2, +80, +81, +90, +91);
-# BENCH_KEEP=1 keeps the work folder (configs, logs, wrk outputs); NGINX, WRK: binaries.
+# BENCH_KEEP=1 keeps the work folder (configs, logs, wrk outputs); NGINX, WRK: binaries;
+# SWITCHBOARD_BIN: a release binary already built (else `cargo build --release` first);
+# BENCH_PERF=DIR: record a `perf record -g` profile of the gateway during each of its runs
+# into DIR/<path>-<round>.data (linux-perf; read with `perf report -i FILE`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COMMAND="scripts/bench.sh${*:+ $*}"
@@ -53,9 +56,13 @@ done
 scripts/ensure-system-packages.sh bench
 NGINX="${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}"
 WRK="${WRK:-$(command -v wrk)}"
-echo "building switchboard (release)..." >&2
-cargo build --release --quiet --bin switchboard
-BIN=target/release/switchboard
+if [ -n "${SWITCHBOARD_BIN:-}" ]; then
+  BIN="$SWITCHBOARD_BIN"
+else
+  echo "building switchboard (release)..." >&2
+  cargo build --release --quiet --bin switchboard
+  BIN="${CARGO_TARGET_DIR:-target}/release/switchboard"
+fi
 
 BASE="${BENCH_PORT_BASE:-18400}"
 VENDOR_PORT=$((BASE + 1))
@@ -192,7 +199,15 @@ run() { # key, server, url, extra header ("" = none)
   out="$WORK/wrk-$key-$server-$round.txt"
   : >"$GATEWAY_LOG"
   [ -f "$WORK/peer-access.log" ] && : >"$WORK/peer-access.log"
+  local perf_pid=
+  if [ -n "${BENCH_PERF:-}" ] && [ "$server" = switchboard ]; then
+    mkdir -p "$BENCH_PERF"
+    perf record -g -q -p "$GATEWAY_PID" -o "$BENCH_PERF/$key-$round.data" -- sleep "$DURATION" \
+      >/dev/null 2>&1 &
+    perf_pid=$!
+  fi
   "$WRK" -t1 -c"$CONNS" -d"${DURATION}s" --latency -H "$AUTH" ${header:+-H "$header"} "$url" >"$out"
+  [ -z "$perf_pid" ] || wait "$perf_pid" || true
   rps="$(awk '/^Requests\/sec/ { printf "%.0f", $2 }' "$out")"
   p99="$(ms "$(awk '$1 == "99%" { print $2 }' "$out")")"
   errors="$(awk '/Non-2xx|Socket errors/ { $1 = $1; printf "%s; ", $0 }' "$out")"
