@@ -94,7 +94,10 @@ impl App {
             reason: format!("metrics registry: {e}"),
         })?;
         metrics.config_generation.set(1);
-        let cache = ResponseCache::new(snapshot.settings.cache_max_entries);
+        let cache = ResponseCache::with_bounds(
+            snapshot.settings.cache_max_entries,
+            snapshot.settings.cache_max_bytes,
+        );
         let edge = VendorEdge::new(
             state,
             Arc::new(SystemClock::new()),
@@ -484,9 +487,7 @@ impl Gateway {
         ctx.cache = outcome.as_str();
         self.app
             .metrics
-            .cache_requests
-            .with_label_values(&[op.as_str(), outcome.as_str()])
-            .inc();
+            .count_cache_request(op.as_str(), outcome.as_str());
         let mut reply = served.result?;
         reply.headers.push((
             http::HeaderName::from_static("x-cache"),
