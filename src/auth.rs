@@ -191,7 +191,7 @@ const VERIFIED_REUSE: Duration = Duration::from_secs(300);
 /// included) in which it stays valid.
 #[derive(Debug, Clone)]
 struct VerifiedToken {
-    principal: Principal,
+    principal: Arc<Principal>,
     /// `nbf - leeway`: before it, the token is not valid yet (0 without `nbf`).
     not_before: u64,
     /// `exp + leeway`: after it, the token has expired.
@@ -295,12 +295,13 @@ impl Authenticator {
         }
     }
 
-    /// Verify the `Authorization` header value and return who is calling.
+    /// Verify the `Authorization` header value and return who is calling (shared with the
+    /// verified-token cache: a reused token costs no copy).
     pub async fn verify(
         &self,
         authorization: Option<&str>,
         client: &VendorClient,
-    ) -> Result<Principal, AuthFailure> {
+    ) -> Result<Arc<Principal>, AuthFailure> {
         self.verify_reusing(authorization, client)
             .await
             .map(|(principal, _)| principal)
@@ -311,7 +312,7 @@ impl Authenticator {
         &self,
         authorization: Option<&str>,
         client: &VendorClient,
-    ) -> Result<(Principal, Reuse), AuthFailure> {
+    ) -> Result<(Arc<Principal>, Reuse), AuthFailure> {
         let header = authorization.ok_or(AuthFailure::Missing)?;
         let token = bearer_token(header)?;
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
@@ -323,13 +324,14 @@ impl Authenticator {
                 && entry.not_before <= now
                 && now <= entry.not_after
             {
-                return Ok((entry.principal.clone(), Reuse::Reused));
+                return Ok((Arc::clone(&entry.principal), Reuse::Reused));
             }
         }
         let (principal, window) = self.verify_token(token, client).await?;
+        let principal = Arc::new(principal);
         if let Some((not_before, not_after)) = window {
             let entry = VerifiedToken {
-                principal: principal.clone(),
+                principal: Arc::clone(&principal),
                 not_before,
                 not_after,
                 key_generation,

@@ -562,7 +562,7 @@ impl Gateway {
         &self,
         session: &Session,
         snapshot: &Snapshot,
-    ) -> Result<Principal, ApiError> {
+    ) -> Result<Arc<Principal>, ApiError> {
         let verified = match crate::auth::authorization_value(&session.req_header().headers) {
             Ok(header) => snapshot.auth.verify(header, &self.app.client).await,
             Err(failure) => Err(failure),
