@@ -458,13 +458,17 @@ impl Gateway {
         let served = self
             .app
             .cache
-            .serve(plan, async {
-                let result = self.execute(ctx, snapshot, parsed).await;
-                Fetched {
-                    result,
-                    reached_vendor: ctx.vendor_calls > 0,
-                }
-            })
+            // Boxed: a cache hit never polls the fetch, but would move it through three futures.
+            .serve(
+                plan,
+                Box::pin(async {
+                    let result = self.execute(ctx, snapshot, parsed).await;
+                    Fetched {
+                        result,
+                        reached_vendor: ctx.vendor_calls > 0,
+                    }
+                }),
+            )
             .await;
         let result = self.cache_answer(ctx, op, served);
         if let Some(in_flight) = in_flight {
@@ -811,7 +815,9 @@ impl ProxyHttp for Gateway {
     ) -> pingora::Result<bool> {
         ctx.request_id = request_id(session);
         let snapshot = self.app.snapshot();
-        let reply = match self.handle(session, ctx, &snapshot).await {
+        // Boxed: the flow's future (vendor call included) is several KB, and pingora's phase
+        // futures around it are moved as they are polled; a pointer moves cheaper.
+        let reply = match Box::pin(self.handle(session, ctx, &snapshot)).await {
             Ok(reply) => reply,
             Err(error) => {
                 ctx.code = error.code.as_str();
