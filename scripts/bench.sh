@@ -15,7 +15,8 @@
 # Paths: GET one conversation uncached (`Cache-Control: no-cache`: every request calls the
 # vendor), the same from the cache (nginx has no cache: its figure is the uncached one), and
 # GET a page of 30 conversations (never cached). Then, unless --no-slow, a slow vendor:
-# `switchboard demo --sandbox-latency-ms MS` (nginx cannot answer late), one conversation
+# `switchboard demo --config bench/slow-demo.yaml --sandbox-latency-ms MS` (the demo without
+# its limits; nginx cannot answer late), one conversation
 # uncached, for p99. RSS of the switchboard process: idle after start, and after the runs.
 #
 # Defaults: 10 s per run, 3 rounds, 32 connections, 50 ms slow vendor (about 4 minutes).
@@ -241,13 +242,15 @@ NGINX_PID=
 # ----- the slow vendor ------------------------------------------------------------------------
 if [ "$SLOW" = 1 ]; then
   DEMO_LOG="$WORK/demo.log"
-  "$BIN" demo --api "$DEMO_API" --admin "$DEMO_ADMIN" --sandbox-latency-ms "$SLOW_MS" >"$DEMO_LOG" 2>&1 &
+  # the demo's sandboxes and seeds, without its tenant rate limit, vendor budgets and breaker
+  "$BIN" demo --config bench/slow-demo.yaml --api "$DEMO_API" --admin "$DEMO_ADMIN" \
+    --sandbox-latency-ms "$SLOW_MS" >"$DEMO_LOG" 2>&1 &
   DEMO_PID=$!
   wait_for "http://$DEMO_ADMIN/readyz" "switchboard demo" "$DEMO_LOG"
   # The demo prints a curl line per object; IDs of ["demo","libredesk",…] start with this.
   SLOW_ID="$(grep -o "/v1/conversations/cv_WyJkZW1vIiwibGlicmVkZXNr[A-Za-z0-9_-]*" "$DEMO_LOG" | head -1)"
   [ -n "$SLOW_ID" ] || { echo "no Libredesk conversation link in the demo output" >&2; exit 1; }
-  AUTH="Authorization: Bearer $("$BIN" token --config config/demo.yaml --tenant demo --scope conversations:read --ttl 2h)"
+  AUTH="Authorization: Bearer $("$BIN" token --config bench/slow-demo.yaml --tenant demo --scope conversations:read --ttl 2h)"
   check "demo, one conversation uncached" 200 bypass "http://$DEMO_API$SLOW_ID" -H "$AUTH" -H "Cache-Control: no-cache"
   echo "slow vendor: the demo's sandboxes answer ${SLOW_MS} ms late" >&2
   for round in $(seq 1 "$ROUNDS"); do
