@@ -16,6 +16,9 @@
 //! translates 30 lookup answers, one after the other (the same per-item work).
 //!
 //! Under `cargo test --all-targets` every case runs once, as a smoke test.
+//!
+//! The bench runs on mimalloc, the allocator of the `switchboard` binary (`src/main.rs`), so
+//! its figures are the shipped gateway's.
 
 // Test helpers fail loudly: a broken fixture is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -30,6 +33,9 @@ use switchboard::api::model::{Handle, HandleChannel};
 use switchboard::api::request::{Output, Resource};
 use switchboard::api::ApiError;
 use switchboard::vendors::bench_support as vendors;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Items per list answer.
 const ITEMS: usize = 30;

@@ -15,14 +15,18 @@
 # Paths: GET one conversation uncached (`Cache-Control: no-cache`: every request calls the
 # vendor), the same from the cache (nginx has no cache: its figure is the uncached one), and
 # GET a page of 30 conversations (never cached). Then, unless --no-slow, a slow vendor:
-# `switchboard demo --sandbox-latency-ms MS` (nginx cannot answer late), one conversation
+# `switchboard demo --config bench/slow-demo.yaml --sandbox-latency-ms MS` (the demo without
+# its limits; nginx cannot answer late), one conversation
 # uncached, for p99. RSS of the switchboard process: idle after start, and after the runs.
 #
 # Defaults: 10 s per run, 3 rounds, 32 connections, 50 ms slow vendor (about 4 minutes).
 # --quick: 2 s, 1 round (a smoke test of the script, not a measurement).
 # Environment: BENCH_DURATION, BENCH_ROUNDS, BENCH_CONNECTIONS, BENCH_SLOW_LATENCY_MS as the
 # flags; BENCH_PORT_BASE (default 18400; uses base+1, +2, +80, +81, +90, +91);
-# BENCH_KEEP=1 keeps the work folder (configs, logs, wrk outputs); NGINX, WRK: binaries.
+# BENCH_KEEP=1 keeps the work folder (configs, logs, wrk outputs); NGINX, WRK: binaries;
+# SWITCHBOARD_BIN: a release binary already built (else `cargo build --release` first);
+# BENCH_PERF=DIR: record a `perf record -g` profile of the gateway during each of its runs
+# into DIR/<path>-<round>.data (linux-perf; read with `perf report -i FILE`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COMMAND="scripts/bench.sh${*:+ $*}"
@@ -53,9 +57,13 @@ done
 scripts/ensure-system-packages.sh bench
 NGINX="${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}"
 WRK="${WRK:-$(command -v wrk)}"
-echo "building switchboard (release)..." >&2
-cargo build --release --quiet --bin switchboard
-BIN=target/release/switchboard
+if [ -n "${SWITCHBOARD_BIN:-}" ]; then
+  BIN="$SWITCHBOARD_BIN"
+else
+  echo "building switchboard (release)..." >&2
+  cargo build --release --quiet --bin switchboard
+  BIN="${CARGO_TARGET_DIR:-target}/release/switchboard"
+fi
 
 BASE="${BENCH_PORT_BASE:-18400}"
 VENDOR_PORT=$((BASE + 1))
@@ -192,7 +200,15 @@ run() { # key, server, url, extra header ("" = none)
   out="$WORK/wrk-$key-$server-$round.txt"
   : >"$GATEWAY_LOG"
   [ -f "$WORK/peer-access.log" ] && : >"$WORK/peer-access.log"
+  local perf_pid=
+  if [ -n "${BENCH_PERF:-}" ] && [ "$server" = switchboard ]; then
+    mkdir -p "$BENCH_PERF"
+    perf record -g -q -p "$GATEWAY_PID" -o "$BENCH_PERF/$key-$round.data" -- sleep "$DURATION" \
+      >/dev/null 2>&1 &
+    perf_pid=$!
+  fi
   "$WRK" -t1 -c"$CONNS" -d"${DURATION}s" --latency -H "$AUTH" ${header:+-H "$header"} "$url" >"$out"
+  [ -z "$perf_pid" ] || wait "$perf_pid" || true
   rps="$(awk '/^Requests\/sec/ { printf "%.0f", $2 }' "$out")"
   p99="$(ms "$(awk '$1 == "99%" { print $2 }' "$out")")"
   errors="$(awk '/Non-2xx|Socket errors/ { $1 = $1; printf "%s; ", $0 }' "$out")"
@@ -226,13 +242,15 @@ NGINX_PID=
 # ----- the slow vendor ------------------------------------------------------------------------
 if [ "$SLOW" = 1 ]; then
   DEMO_LOG="$WORK/demo.log"
-  "$BIN" demo --api "$DEMO_API" --admin "$DEMO_ADMIN" --sandbox-latency-ms "$SLOW_MS" >"$DEMO_LOG" 2>&1 &
+  # the demo's sandboxes and seeds, without its tenant rate limit, vendor budgets and breaker
+  "$BIN" demo --config bench/slow-demo.yaml --api "$DEMO_API" --admin "$DEMO_ADMIN" \
+    --sandbox-latency-ms "$SLOW_MS" >"$DEMO_LOG" 2>&1 &
   DEMO_PID=$!
   wait_for "http://$DEMO_ADMIN/readyz" "switchboard demo" "$DEMO_LOG"
   # The demo prints a curl line per object; IDs of ["demo","libredesk",…] start with this.
   SLOW_ID="$(grep -o "/v1/conversations/cv_WyJkZW1vIiwibGlicmVkZXNr[A-Za-z0-9_-]*" "$DEMO_LOG" | head -1)"
   [ -n "$SLOW_ID" ] || { echo "no Libredesk conversation link in the demo output" >&2; exit 1; }
-  AUTH="Authorization: Bearer $("$BIN" token --config config/demo.yaml --tenant demo --scope conversations:read --ttl 2h)"
+  AUTH="Authorization: Bearer $("$BIN" token --config bench/slow-demo.yaml --tenant demo --scope conversations:read --ttl 2h)"
   check "demo, one conversation uncached" 200 bypass "http://$DEMO_API$SLOW_ID" -H "$AUTH" -H "Cache-Control: no-cache"
   echo "slow vendor: the demo's sandboxes answer ${SLOW_MS} ms late" >&2
   for round in $(seq 1 "$ROUNDS"); do

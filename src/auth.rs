@@ -10,6 +10,13 @@
 //! can't turn the gateway into a JWKS load generator — and periodically in the background
 //! ([`JwksStore::refresh_if_due`]), so a key the identity provider removed stops being trusted.
 //! Requests that need keys while a fetch is running wait for that one fetch (single flight).
+//!
+//! A verified token is reused ([`VerifiedTokens`]): the next request with the very same token
+//! skips decoding and the signature check. An entry is keyed by the token's SHA-256, lives
+//! in the [`Authenticator`] of one config generation (a reload starts empty), is never used
+//! past the token's `exp` or before its `nbf` (leeway included), and is ignored once the JWKS
+//! keys it was checked with were replaced (a JWKS fetch bumps [`JwksStore`]'s key generation).
+//! Refusals are never cached: each one is counted in `switchboard_auth_failures_total`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +29,7 @@ use base64::Engine;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use crate::upstream::VendorClient;
 
@@ -173,12 +181,55 @@ pub enum KeySource {
     Jwks(Arc<JwksStore>),
 }
 
+/// Verified tokens reused per config generation, at most this many (LRU beyond).
+const VERIFIED_TOKENS: u64 = 10_000;
+
+/// The longest a verified token is reused before it is checked again, whatever its `exp`.
+const VERIFIED_REUSE: Duration = Duration::from_secs(300);
+
+/// A token that verified: who it names and the wall-clock window (unix seconds, leeway
+/// included) in which it stays valid.
+#[derive(Debug, Clone)]
+struct VerifiedToken {
+    principal: Arc<Principal>,
+    /// `nbf - leeway`: before it, the token is not valid yet (0 without `nbf`).
+    not_before: u64,
+    /// `exp + leeway`: after it, the token has expired.
+    not_after: u64,
+    /// The JWKS key generation its signature was checked against (0 for a static key).
+    key_generation: u64,
+}
+
+/// Each entry lives until its token expires, [`VERIFIED_REUSE`] at most.
+struct UntilExpiry {
+    wall_clock: fn() -> u64,
+}
+
+impl moka::Expiry<[u8; 32], Arc<VerifiedToken>> for UntilExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &[u8; 32],
+        value: &Arc<VerifiedToken>,
+        _now: Instant,
+    ) -> Option<Duration> {
+        let left = value.not_after.saturating_sub((self.wall_clock)());
+        Some(Duration::from_secs(left).min(VERIFIED_REUSE))
+    }
+}
+
+/// The verified-token cache of one [`Authenticator`], keyed by the token's SHA-256.
+type VerifiedTokens = moka::future::Cache<[u8; 32], Arc<VerifiedToken>>;
+
 /// Verifies tokens for one config generation.
 pub struct Authenticator {
     algorithm: Algorithm,
     keys: KeySource,
     validation: Validation,
     tenant_claim: String,
+    leeway: u64,
+    verified: VerifiedTokens,
+    /// Unix seconds now; tests move it.
+    wall_clock: fn() -> u64,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -221,11 +272,18 @@ impl Authenticator {
             required.push("iss");
         }
         validation.set_required_spec_claims(&required);
+        let wall_clock = jsonwebtoken::get_current_timestamp;
         Authenticator {
             algorithm: settings.algorithm,
             keys: settings.keys,
             validation,
             tenant_claim: settings.tenant_claim,
+            leeway: settings.leeway_seconds,
+            verified: moka::future::Cache::builder()
+                .max_capacity(VERIFIED_TOKENS)
+                .expire_after(UntilExpiry { wall_clock })
+                .build(),
+            wall_clock,
         }
     }
 
@@ -237,14 +295,67 @@ impl Authenticator {
         }
     }
 
-    /// Verify the `Authorization` header value and return who is calling.
+    /// Verify the `Authorization` header value and return who is calling (shared with the
+    /// verified-token cache: a reused token costs no copy).
     pub async fn verify(
         &self,
         authorization: Option<&str>,
         client: &VendorClient,
-    ) -> Result<Principal, AuthFailure> {
+    ) -> Result<Arc<Principal>, AuthFailure> {
+        self.verify_reusing(authorization, client)
+            .await
+            .map(|(principal, _)| principal)
+    }
+
+    /// [`Self::verify`], saying whether a verified token was reused.
+    async fn verify_reusing(
+        &self,
+        authorization: Option<&str>,
+        client: &VendorClient,
+    ) -> Result<(Arc<Principal>, Reuse), AuthFailure> {
         let header = authorization.ok_or(AuthFailure::Missing)?;
         let token = bearer_token(header)?;
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        // Read before the key is: an entry tagged with it is stale once the keys change.
+        let key_generation = self.key_generation();
+        if let Some(entry) = self.verified.get(&digest).await {
+            let now = (self.wall_clock)();
+            if entry.key_generation == key_generation
+                && entry.not_before <= now
+                && now <= entry.not_after
+            {
+                return Ok((Arc::clone(&entry.principal), Reuse::Reused));
+            }
+        }
+        let (principal, window) = self.verify_token(token, client).await?;
+        let principal = Arc::new(principal);
+        if let Some((not_before, not_after)) = window {
+            let entry = VerifiedToken {
+                principal: Arc::clone(&principal),
+                not_before,
+                not_after,
+                key_generation,
+            };
+            self.verified.insert(digest, Arc::new(entry)).await;
+        }
+        Ok((principal, Reuse::Verified))
+    }
+
+    /// The JWKS key generation (0 for a static key, which only a reload changes).
+    fn key_generation(&self) -> u64 {
+        match &self.keys {
+            KeySource::Static(_) => 0,
+            KeySource::Jwks(store) => store.key_generation(),
+        }
+    }
+
+    /// Decode and check one token; with who it names, the wall-clock window in which it may be
+    /// reused (`None`: not reusable, its `exp` or `nbf` not plain seconds).
+    async fn verify_token(
+        &self,
+        token: &str,
+        client: &VendorClient,
+    ) -> Result<(Principal, Option<(u64, u64)>), AuthFailure> {
         let jose = jose_header(token)?;
         let alg = jose
             .alg
@@ -260,7 +371,18 @@ impl Authenticator {
                 self.decode(token, &key)?
             }
         };
-        self.principal(claims)
+        let window = self.reuse_window(&claims);
+        Ok((self.principal(claims)?, window))
+    }
+
+    /// `(nbf - leeway, exp + leeway)` in unix seconds, the bounds jsonwebtoken checked.
+    fn reuse_window(&self, claims: &Value) -> Option<(u64, u64)> {
+        let not_after = claims.get("exp")?.as_u64()?.saturating_add(self.leeway);
+        let not_before = match claims.get("nbf") {
+            None => 0,
+            Some(nbf) => nbf.as_u64()?.saturating_sub(self.leeway),
+        };
+        Some((not_before, not_after))
     }
 
     fn decode(&self, token: &str, key: &DecodingKey) -> Result<Value, AuthFailure> {
@@ -297,6 +419,13 @@ impl Authenticator {
         };
         Ok(Principal { tenant, scopes })
     }
+}
+
+/// Whether [`Authenticator::verify_reusing`] checked the token or reused an earlier check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reuse {
+    Verified,
+    Reused,
 }
 
 /// How often a JWKS is fetched.
@@ -343,6 +472,9 @@ pub struct JwksStore {
     /// Completed fetches (successful or not): a waiter that sees it change knows a fetch
     /// finished while it waited.
     completed: AtomicU64,
+    /// +1 each time `keys` is replaced (after the store): a verified token remembered under an
+    /// older generation is checked again.
+    key_generation: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -361,7 +493,20 @@ impl JwksStore {
             state: Mutex::new(FetchState::default()),
             in_flight: tokio::sync::Mutex::new(()),
             completed: AtomicU64::new(0),
+            key_generation: AtomicU64::new(0),
         }
+    }
+
+    /// Which set of keys is current; changes whenever a fetch replaced them.
+    pub fn key_generation(&self) -> u64 {
+        self.key_generation.load(Ordering::Acquire)
+    }
+
+    /// Replace the keys, then bump the key generation (in this order: a reader that sees the
+    /// new generation sees the new keys).
+    fn replace_keys(&self, keys: HashMap<String, Arc<DecodingKey>>) {
+        self.keys.store(Arc::new(keys));
+        self.key_generation.fetch_add(1, Ordering::Release);
     }
 
     pub fn url(&self) -> &str {
@@ -443,7 +588,7 @@ impl JwksStore {
         let next = match outcome {
             Some((keys, max_age)) => {
                 tracing::info!(keys = keys.len(), "JWKS refreshed");
-                self.keys.store(Arc::new(keys));
+                self.replace_keys(keys);
                 intervals.next_interval(max_age)
             }
             None => intervals.min_refresh,
@@ -510,6 +655,34 @@ pub fn mint_hs256(
         &claims,
         &jsonwebtoken::EncodingKey::from_secret(secret),
     )
+}
+
+#[cfg(test)]
+impl Authenticator {
+    /// The same authenticator reading the time from `wall_clock` when it reuses a token.
+    fn with_wall_clock(mut self, wall_clock: fn() -> u64) -> Self {
+        self.wall_clock = wall_clock;
+        self
+    }
+}
+
+#[cfg(test)]
+impl JwksStore {
+    /// Install keys as a fetch would, and mark a fetch as just attempted (so an unknown `kid`
+    /// does not fetch from the URL).
+    fn install_keys(&self, keys: &[(&str, &[u8])]) {
+        lock(&self.state).last_attempt = Some(Instant::now());
+        self.replace_keys(
+            keys.iter()
+                .map(|(kid, secret)| {
+                    (
+                        (*kid).to_owned(),
+                        Arc::new(DecodingKey::from_secret(secret)),
+                    )
+                })
+                .collect(),
+        );
+    }
 }
 
 #[cfg(test)]
@@ -820,6 +993,166 @@ mod tests {
             intervals.next_interval(Some(86_400)),
             Duration::from_secs(300)
         );
+    }
+
+    fn claims_with(exp: u64, extra: Value) -> Value {
+        let mut c =
+            serde_json::json!({"exp": exp, "tenant": "acme", "scope": "x", "aud": "switchboard"});
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        c
+    }
+
+    #[tokio::test]
+    async fn a_verified_token_is_reused_and_a_refusal_is_not() {
+        let client = VendorClient::new();
+        let auth = hs(b"s");
+        let bearer = format!(
+            "Bearer {}",
+            token(b"s", claims_with(future(), serde_json::json!({})))
+        );
+        let first = auth.verify_reusing(Some(&bearer), &client).await.unwrap();
+        assert_eq!(first.1, Reuse::Verified);
+        let again = auth.verify_reusing(Some(&bearer), &client).await.unwrap();
+        assert_eq!(again.1, Reuse::Reused);
+        assert_eq!(again.0.tenant, "acme");
+        // another token is its own entry: same claims but another tenant
+        let other = format!(
+            "Bearer {}",
+            token(
+                b"s",
+                claims_with(future(), serde_json::json!({"tenant": "globex"}))
+            )
+        );
+        let (principal, reuse) = auth.verify_reusing(Some(&other), &client).await.unwrap();
+        assert_eq!(
+            (principal.tenant.as_str(), reuse),
+            ("globex", Reuse::Verified)
+        );
+        // a refusal is checked (and counted) every time
+        let forged = format!(
+            "Bearer {}",
+            token(b"other", claims_with(future(), serde_json::json!({})))
+        );
+        for _ in 0..2 {
+            assert_eq!(
+                auth.verify_reusing(Some(&forged), &client)
+                    .await
+                    .unwrap_err(),
+                AuthFailure::BadSignature
+            );
+        }
+    }
+
+    /// The wall clock of the reuse tests: real time plus an offset each test sets.
+    static LATE: AtomicU64 = AtomicU64::new(0);
+    static EARLY: AtomicU64 = AtomicU64::new(0);
+
+    fn late_clock() -> u64 {
+        jsonwebtoken::get_current_timestamp() + LATE.load(Ordering::SeqCst)
+    }
+
+    fn early_clock() -> u64 {
+        jsonwebtoken::get_current_timestamp() - EARLY.load(Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn a_verified_token_is_never_reused_past_exp_plus_leeway() {
+        let client = VendorClient::new();
+        let auth = hs(b"s").with_wall_clock(late_clock);
+        let now = jsonwebtoken::get_current_timestamp();
+        // valid for 100 s more in real time (jsonwebtoken checks real time)
+        let bearer = format!(
+            "Bearer {}",
+            token(b"s", claims_with(now + 100, serde_json::json!({})))
+        );
+        auth.verify_reusing(Some(&bearer), &client).await.unwrap();
+        LATE.store(90, Ordering::SeqCst);
+        let (_, reuse) = auth.verify_reusing(Some(&bearer), &client).await.unwrap();
+        assert_eq!(reuse, Reuse::Reused, "before exp");
+        // the reuse clock is past exp: the token is checked again, not served from memory
+        LATE.store(200, Ordering::SeqCst);
+        let (_, reuse) = auth.verify_reusing(Some(&bearer), &client).await.unwrap();
+        assert_eq!(reuse, Reuse::Verified, "past exp");
+    }
+
+    #[tokio::test]
+    async fn a_verified_token_is_never_reused_before_nbf_minus_leeway() {
+        let client = VendorClient::new();
+        let auth = hs(b"s").with_wall_clock(early_clock);
+        let now = jsonwebtoken::get_current_timestamp();
+        let bearer = format!(
+            "Bearer {}",
+            token(
+                b"s",
+                claims_with(future(), serde_json::json!({"nbf": now - 50}))
+            )
+        );
+        auth.verify_reusing(Some(&bearer), &client).await.unwrap();
+        EARLY.store(10, Ordering::SeqCst);
+        let (_, reuse) = auth.verify_reusing(Some(&bearer), &client).await.unwrap();
+        assert_eq!(reuse, Reuse::Reused, "after nbf");
+        // the reuse clock went back before nbf (a stepped clock): checked again
+        EARLY.store(500, Ordering::SeqCst);
+        let (_, reuse) = auth.verify_reusing(Some(&bearer), &client).await.unwrap();
+        assert_eq!(reuse, Reuse::Verified, "before nbf");
+    }
+
+    #[tokio::test]
+    async fn a_verified_token_is_checked_again_after_the_jwks_keys_change() {
+        let client = VendorClient::new();
+        let store = Arc::new(JwksStore::new(
+            "http://127.0.0.1:9/jwks".into(),
+            JwksIntervals {
+                min_refresh: Duration::from_secs(600),
+                refresh: Duration::from_secs(600),
+            },
+        ));
+        store.install_keys(&[("k1", b"first")]);
+        let auth = Authenticator::new(AuthSettings {
+            algorithm: Algorithm::HS256,
+            keys: KeySource::Jwks(store.clone()),
+            issuer: None,
+            audience: Some(vec!["switchboard".into()]),
+            tenant_claim: "tenant".into(),
+            leeway_seconds: 0,
+        });
+        let signed = |kid: &str, secret: &[u8]| {
+            let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
+            header.kid = Some(kid.to_owned());
+            let t = jsonwebtoken::encode(
+                &header,
+                &claims_with(future(), serde_json::json!({})),
+                &jsonwebtoken::EncodingKey::from_secret(secret),
+            )
+            .unwrap();
+            format!("Bearer {t}")
+        };
+        let bearer = signed("k1", b"first");
+        auth.verify_reusing(Some(&bearer), &client).await.unwrap();
+        let (_, reuse) = auth.verify_reusing(Some(&bearer), &client).await.unwrap();
+        assert_eq!(reuse, Reuse::Reused);
+        // the identity provider rotated k1 out
+        store.install_keys(&[("k2", b"second")]);
+        assert_eq!(
+            auth.verify_reusing(Some(&bearer), &client)
+                .await
+                .unwrap_err(),
+            AuthFailure::UnknownKey
+        );
+        // … or kept the kid with new key material
+        store.install_keys(&[("k1", b"rotated")]);
+        assert_eq!(
+            auth.verify_reusing(Some(&bearer), &client)
+                .await
+                .unwrap_err(),
+            AuthFailure::BadSignature
+        );
+        let fresh = signed("k1", b"rotated");
+        auth.verify_reusing(Some(&fresh), &client).await.unwrap();
+        let (_, reuse) = auth.verify_reusing(Some(&fresh), &client).await.unwrap();
+        assert_eq!(reuse, Reuse::Reused);
     }
 
     #[tokio::test]

@@ -13,8 +13,13 @@
 //! [`Plan`] and the fetch that would answer it: the plan says whether the request is a cached
 //! read (served from an entry, or fetched once per key, or — `Cache-Control: no-cache` —
 //! fetched and stored) or anything else (fetched; a write that reached the vendor invalidates
-//! what it touched). The `switchboard_cache_entries` gauge is set in one place: each scrape
-//! of `/metrics` calls [`ResponseCache::report_entries`].
+//! what it touched). The `switchboard_cache_entries` and `switchboard_cache_bytes` gauges are
+//! set in one place: each scrape of `/metrics` calls [`ResponseCache::report_entries`].
+//!
+//! Two bounds, `cache.max_entries` and `cache.max_bytes`: moka bounds one total weight, so the
+//! capacity is `max_bytes` and each entry weighs its size ([`entry_bytes`]: body, key, fixed
+//! overhead) but at least `ceil(max_bytes / max_entries)` — the bytes stay under `max_bytes`,
+//! and the entries under `max_entries`. Beyond either, moka evicts (TinyLFU admission, LRU).
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -157,6 +162,27 @@ pub struct ResponseCache {
     inner: Cache<CacheKey, Arc<CachedResponse>>,
 }
 
+/// `cache.max_bytes` when the config does not say: 32 MiB.
+pub const DEFAULT_MAX_BYTES: u64 = 32 * 1024 * 1024;
+
+/// What an entry costs besides its strings and body: the key and value structs, the `Arc`, and
+/// moka's own bookkeeping (measured roughly; the bound is on memory, not an exact count).
+const ENTRY_OVERHEAD: usize = 256;
+
+/// The bytes one entry holds: its body (or remembered error), its key's strings and
+/// [`ENTRY_OVERHEAD`].
+pub fn entry_bytes(key: &CacheKey, value: &CachedResponse) -> u64 {
+    let value_bytes = match &value.value {
+        Cached::Body(body) => body.len(),
+        Cached::NotFound(error) => error.detail.len(),
+    };
+    let key_bytes = key.tenant.len()
+        + key.connection.len()
+        + key.params.len()
+        + key.parent.as_ref().map_or(0, String::len);
+    (ENTRY_OVERHEAD + key_bytes + value_bytes) as u64
+}
+
 /// What the cache does with one request, decided from the request before it runs.
 pub enum Plan {
     /// A read the connection's routes cache: its key and TTL, how long a vendor 404 is
@@ -229,10 +255,22 @@ pub struct Served<T> {
 }
 
 impl ResponseCache {
+    /// A cache of at most `max_entries` entries and [`DEFAULT_MAX_BYTES`] bytes.
     pub fn new(max_entries: u64) -> Self {
+        Self::with_bounds(max_entries, DEFAULT_MAX_BYTES)
+    }
+
+    /// A cache of at most `max_entries` entries and `max_bytes` bytes (see the module doc).
+    pub fn with_bounds(max_entries: u64, max_bytes: u64) -> Self {
+        let max_entries = max_entries.max(1);
+        let least_weight = max_bytes.div_ceil(max_entries);
         ResponseCache {
             inner: Cache::builder()
-                .max_capacity(max_entries)
+                .max_capacity(max_bytes)
+                .weigher(move |key, value: &Arc<CachedResponse>| {
+                    let weight = entry_bytes(key, value).max(least_weight);
+                    u32::try_from(weight).unwrap_or(u32::MAX)
+                })
                 .expire_after(PerEntryTtl)
                 .support_invalidation_closures()
                 .build(),
@@ -444,11 +482,21 @@ impl ResponseCache {
         self.inner.entry_count()
     }
 
-    /// Apply pending work, then set `gauge` (`switchboard_cache_entries`) to the number of
-    /// entries. The one place the gauge is set: each scrape of `/metrics` calls it.
-    pub async fn report_entries(&self, gauge: &IntGauge) {
+    /// The bytes held ([`entry_bytes`] summed over the entries): one pass over the cache.
+    pub fn bytes(&self) -> u64 {
+        self.inner
+            .iter()
+            .map(|(key, value)| entry_bytes(&key, &value))
+            .sum()
+    }
+
+    /// Apply pending work, then set `entries` (`switchboard_cache_entries`) to the number of
+    /// entries and `bytes` (`switchboard_cache_bytes`) to the bytes they hold. The one place the
+    /// gauges are set: each scrape of `/metrics` calls it.
+    pub async fn report_entries(&self, entries: &IntGauge, bytes: &IntGauge) {
         self.sync().await;
-        gauge.set(i64::try_from(self.entry_count()).unwrap_or(i64::MAX));
+        entries.set(i64::try_from(self.entry_count()).unwrap_or(i64::MAX));
+        bytes.set(i64::try_from(self.bytes()).unwrap_or(i64::MAX));
     }
 }
 
@@ -662,12 +710,55 @@ mod tests {
         assert_eq!(read(false).await.outcome, Some(CacheResult::Miss));
         assert_eq!(fetches.load(Ordering::SeqCst), 3);
 
-        // The gauge is set from the cache when asked (each scrape).
+        // The gauges are set from the cache when asked (each scrape).
         let gauge = IntGauge::new("entries", "entries").unwrap();
-        cache.report_entries(&gauge).await;
+        let bytes = IntGauge::new("bytes", "bytes").unwrap();
+        cache.report_entries(&gauge, &bytes).await;
         assert_eq!(gauge.get(), 1);
+        let key = CacheKey::new(&conn, "contacts.get", "42".into(), false);
+        let body = CachedResponse::new(Cached::Body(Bytes::from("v2")), Duration::from_secs(1));
+        assert_eq!(bytes.get() as u64, entry_bytes(&key, &body));
         cache.invalidate_all();
-        cache.report_entries(&gauge).await;
-        assert_eq!(gauge.get(), 0);
+        cache.report_entries(&gauge, &bytes).await;
+        assert_eq!((gauge.get(), bytes.get()), (0, 0));
+    }
+
+    /// Fill `cache` with `n` distinct entries whose bodies have `body_len` bytes.
+    async fn fill(cache: &ResponseCache, conn: &Connection, n: usize, body_len: usize) {
+        for i in 0..n {
+            let key = CacheKey::new(conn, "contacts.get", format!("{i:04}"), false);
+            let body = Bytes::from(vec![b'x'; body_len]);
+            let entry = CachedResponse::new(Cached::Body(body), Duration::from_secs(60));
+            cache.store(key, entry).await;
+            cache.sync().await;
+        }
+        cache.sync().await;
+    }
+
+    #[tokio::test]
+    async fn max_bytes_bounds_the_bytes_held() {
+        let conn = connection();
+        // 100 entries would be allowed, but 40 bodies of 1000 bytes need more than 10 000 bytes
+        let cache = ResponseCache::with_bounds(100, 10_000);
+        fill(&cache, &conn, 40, 1000).await;
+        let (entries, bytes) = (cache.entry_count(), cache.bytes());
+        assert!(bytes <= 10_000, "{bytes} bytes held under max_bytes 10000");
+        assert!(
+            (1..=8).contains(&entries),
+            "{entries} entries of ~1.3 kB each"
+        );
+    }
+
+    #[tokio::test]
+    async fn max_entries_still_bounds_small_entries() {
+        let conn = connection();
+        // 1 MiB would hold thousands of 10-byte bodies; 5 entries is the bound
+        let cache = ResponseCache::with_bounds(5, 1 << 20);
+        fill(&cache, &conn, 40, 10).await;
+        let entries = cache.entry_count();
+        assert!(
+            (1..=5).contains(&entries),
+            "{entries} entries under max_entries 5"
+        );
     }
 }

@@ -5,10 +5,16 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use pingora::server::RunArgs;
 
 use switchboard::config::{Env, Loader};
 use switchboard::gateway::App;
 use switchboard::server::{build_server, ProcessOptions};
+
+/// mimalloc, as pingora deployments use a production allocator: glibc malloc/free was a
+/// quarter of the CPU on the list path (issue 11; README, Performance).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(
@@ -87,7 +93,16 @@ fn main() -> ExitCode {
                 Ok(app) => app,
                 Err(e) => return fail(&e),
             };
-            switchboard::logging::init(&app.snapshot().settings.log);
+            // The daemon's fork would leave the log writer thread behind in the parent: a daemon
+            // writes from the request threads.
+            let log_guard = if daemon {
+                switchboard::logging::init(&app.snapshot().settings.log);
+                None
+            } else {
+                Some(switchboard::logging::init_non_blocking(
+                    &app.snapshot().settings.log,
+                ))
+            };
             for warning in &app.snapshot().warnings {
                 tracing::warn!(
                     file = %warning.file.display(),
@@ -107,7 +122,10 @@ fn main() -> ExitCode {
                 admin = %app.snapshot().settings.listen.admin,
                 "switchboard starting"
             );
-            build_server(app, &options, Vec::new()).run_forever()
+            build_server(app, &options, Vec::new()).run(RunArgs::default());
+            // Write the lines still queued (the last requests', shutdown's) before exiting.
+            drop(log_guard);
+            ExitCode::SUCCESS
         }
         Command::Check { config } => match Loader::new(&config, Env::process()).load(0) {
             Ok(snapshot) => {

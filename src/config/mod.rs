@@ -188,14 +188,22 @@ impl OneOrMany {
 pub struct CacheFile {
     #[serde(default = "default_cache_entries")]
     pub max_entries: u64,
+    /// Bytes the response cache may hold (bodies, keys, per-entry overhead).
+    #[serde(default = "default_cache_bytes")]
+    pub max_bytes: u64,
 }
 
 impl Default for CacheFile {
     fn default() -> Self {
         CacheFile {
             max_entries: default_cache_entries(),
+            max_bytes: default_cache_bytes(),
         }
     }
+}
+
+fn default_cache_bytes() -> u64 {
+    crate::cache::DEFAULT_MAX_BYTES
 }
 
 fn default_cache_entries() -> u64 {
@@ -332,6 +340,13 @@ impl Loader {
             ));
         }
         let http = http_limits(path, &gateway.http)?;
+        if gateway.cache.max_bytes == 0 {
+            return Err(ConfigError::new(
+                path,
+                "cache.max_bytes",
+                "must be greater than 0 (32 MiB when left out)",
+            ));
+        }
         if !matches!(gateway.log.format.as_str(), "text" | "json") {
             return Err(ConfigError::new(path, "log.format", "use `text` or `json`"));
         }
@@ -414,6 +429,7 @@ impl Loader {
                 body_limit_bytes: gateway.body_limit_bytes,
                 http,
                 cache_max_entries: gateway.cache.max_entries,
+                cache_max_bytes: gateway.cache.max_bytes,
                 log: LogSettings {
                     format: gateway.log.format.clone(),
                     filter: gateway.log.filter.clone(),
@@ -950,6 +966,33 @@ mod tests {
         )
         .unwrap();
         assert!(!format!("{file:?}").contains("TOPSECRET"));
+    }
+
+    #[test]
+    fn cache_max_bytes_defaults_to_32_mib_and_must_be_positive() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("routes")).unwrap();
+        std::fs::write(dir.path().join("connections.yaml"), "tenants: {}\n").unwrap();
+        let load = |cache: &str| {
+            std::fs::write(
+                dir.path().join("switchboard.yaml"),
+                format!(
+                    "listen: {{api: 127.0.0.1:1, admin: 127.0.0.1:2}}\nroutes_dir: routes\n\
+                     connections: connections.yaml\n\
+                     jwt: {{algorithm: HS256, secret: a-secret-of-some-length}}\n{cache}"
+                ),
+            )
+            .unwrap();
+            Loader::new(dir.path().join("switchboard.yaml"), Env::default()).load(1)
+        };
+        let defaults = load("").unwrap();
+        assert_eq!(defaults.settings.cache_max_bytes, 32 * 1024 * 1024);
+        let set = load("cache: {max_entries: 50, max_bytes: 1048576}\n").unwrap();
+        assert_eq!(set.settings.cache_max_bytes, 1_048_576);
+        let zero = load("cache: {max_bytes: 0}\n").unwrap_err();
+        assert_eq!(zero.key, "cache.max_bytes");
+        let text = load("cache: {max_bytes: lots}\n").unwrap_err();
+        assert_eq!(text.key, "cache.max_bytes");
     }
 
     #[test]

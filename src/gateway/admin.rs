@@ -59,12 +59,11 @@ impl ServeHttp for AdminApp {
         match (method.as_str(), path.as_str()) {
             ("POST", "/admin/cache/purge") => purge(&self.app, &body).await,
             ("GET", "/metrics") => {
-                let entries = self
-                    .app
-                    .metrics
-                    .cache_entries
-                    .with_label_values(&[CACHE_NAME]);
-                self.app.cache.report_entries(&entries).await;
+                let metrics = &self.app.metrics;
+                let entries = metrics.cache_entries.with_label_values(&[CACHE_NAME]);
+                let bytes = metrics.cache_bytes.with_label_values(&[CACHE_NAME]);
+                self.app.cache.report_entries(&entries, &bytes).await;
+                metrics.count_dropped_log_lines(crate::logging::dropped_lines());
                 self.app.edge.report_circuits();
                 respond(
                     200,

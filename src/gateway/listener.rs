@@ -180,6 +180,93 @@ async fn check_head(head: &[u8]) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// Header fields of a plain request, at most: more take the full check.
+const PLAIN_MAX_HEADERS: usize = 32;
+
+/// Whether `head` is a plain request that pingora's parser and checks, and [`check_head`], are
+/// sure to accept — found in one pass without copying it or building a pingora session (the
+/// header is parsed again by pingora anyway). Plain: httparse's strict parse (the one pingora
+/// runs) completes at the end of `head`; HTTP/1.1; a common method (never CONNECT); an
+/// origin-form target of unreserved, sub-delimiter, `:@/?%` characters; exactly one `Host`
+/// without userinfo; at most one all-digit `Content-Length`; no `Transfer-Encoding`; visible
+/// ASCII values; at most [`PLAIN_MAX_HEADERS`] fields. Anything else, refused or merely
+/// unusual, returns false and takes [`check_head`].
+fn plainly_valid(head: &[u8]) -> bool {
+    let mut headers = [httparse::EMPTY_HEADER; PLAIN_MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    match request.parse(head) {
+        Ok(httparse::Status::Complete(len)) if len == head.len() => {}
+        _ => return false,
+    }
+    if request.version != Some(1)
+        || !matches!(
+            request.method,
+            Some("GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS")
+        )
+    {
+        return false;
+    }
+    let plain_target = |path: &str| {
+        path.starts_with('/')
+            && !path.starts_with("//")
+            && path.bytes().all(|b| {
+                b.is_ascii_alphanumeric()
+                    || matches!(
+                        b,
+                        b'-' | b'.'
+                            | b'_'
+                            | b'~'
+                            | b'!'
+                            | b'$'
+                            | b'&'
+                            | b'\''
+                            | b'('
+                            | b')'
+                            | b'*'
+                            | b'+'
+                            | b','
+                            | b';'
+                            | b'='
+                            | b':'
+                            | b'@'
+                            | b'/'
+                            | b'?'
+                            | b'%'
+                    )
+            })
+    };
+    if !request.path.is_some_and(plain_target) {
+        return false;
+    }
+    let (mut hosts, mut lengths) = (0, 0);
+    for field in request.headers.iter() {
+        if !field
+            .value
+            .iter()
+            .all(|b| (0x20..0x7f).contains(b) || *b == b'\t')
+        {
+            return false;
+        }
+        if field.name.eq_ignore_ascii_case("host") {
+            hosts += 1;
+            if field.value.contains(&b'@') {
+                return false;
+            }
+        } else if field.name.eq_ignore_ascii_case("content-length") {
+            lengths += 1;
+            if field.value.is_empty()
+                || field.value.len() > 18
+                || !field.value.iter().all(u8::is_ascii_digit)
+            {
+                return false;
+            }
+        } else if field.name.eq_ignore_ascii_case("transfer-encoding") {
+            return false;
+        }
+    }
+    hosts == 1 && lengths <= 1
+}
+
 fn refusal(error: ApiError, request_id: Option<String>) -> Refusal {
     Refusal {
         error,
@@ -311,9 +398,11 @@ impl ServerApp for ApiListener {
                     return None;
                 }
             };
-            if let Err(refused) = check_head(&buf[..end]).await {
-                self.refuse(stream, refused, started).await;
-                return None;
+            if !plainly_valid(&buf[..end]) {
+                if let Err(refused) = check_head(&buf[..end]).await {
+                    self.refuse(stream, refused, started).await;
+                    return None;
+                }
             }
             let mut session = ServerSession::new_http1(stream);
             if *shutdown.borrow() {
@@ -395,6 +484,7 @@ mod tests {
             ),
         ];
         for (head, code) in cases {
+            assert!(!plainly_valid(head), "{}", String::from_utf8_lossy(head));
             let refused = check_head(head).await.err();
             assert_eq!(
                 refused.map(|r| r.error.code),
@@ -410,6 +500,7 @@ mod tests {
         many.extend_from_slice(b"\r\n");
         let refused = check_head(&many).await.err().map(|r| r.error.code);
         assert_eq!(refused, Some(ErrorCode::HeaderTooLarge));
+        assert!(!plainly_valid(&many));
         for ok in [
             &b"GET /v1/contacts HTTP/1.1\r\nHost: x\r\n\r\n"[..],
             b"GET /v1/contacts HTTP/1.0\r\n\r\n",
@@ -421,6 +512,44 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(ok)
             );
+        }
+    }
+
+    /// The fast path only ever says yes to what the full check accepts; the unusual but valid
+    /// takes the full check.
+    #[tokio::test]
+    async fn plain_requests_skip_the_second_parse_and_the_full_check_accepts_them() {
+        let plain: &[&[u8]] = &[
+            b"GET /v1/contacts HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /v1/conversations/cv_WyJhY21lIl0?include=raw&limit=30 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\
+              Authorization: Bearer a.b.c\r\nCache-Control: no-cache\r\nX-Request-Id: r-1\r\n\r\n",
+            b"POST /v1/contacts HTTP/1.1\r\nhost: x\r\ncontent-length: 12\r\n\
+              Content-Type: application/json\r\n\r\n",
+            b"DELETE /v1/contacts/ct_x HTTP/1.1\nHost: x\n\n",
+            b"GET /v1/contacts?q=a%20b HTTP/1.1\r\nHost: x\r\nX-Empty:\r\n\r\n",
+        ];
+        for head in plain {
+            assert!(plainly_valid(head), "{}", String::from_utf8_lossy(head));
+            assert!(
+                check_head(head).await.is_ok(),
+                "{}",
+                String::from_utf8_lossy(head)
+            );
+        }
+        let unusual: &[&[u8]] = &[
+            b"GET /v1/contacts HTTP/1.0\r\n\r\n",
+            b"POST /v1/contacts HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET /v1/contacts HTTP/1.1\r\nHost: x\r\nX-Name: caf\xc3\xa9\r\n\r\n",
+            b"GET http://x/v1/contacts HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET //v1/contacts HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /v1/{contacts} HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: u@x\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2, 2\r\n\r\n",
+            b"PROPFIND / HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET",
+        ];
+        for head in unusual {
+            assert!(!plainly_valid(head), "{}", String::from_utf8_lossy(head));
         }
     }
 

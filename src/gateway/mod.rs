@@ -94,7 +94,10 @@ impl App {
             reason: format!("metrics registry: {e}"),
         })?;
         metrics.config_generation.set(1);
-        let cache = ResponseCache::new(snapshot.settings.cache_max_entries);
+        let cache = ResponseCache::with_bounds(
+            snapshot.settings.cache_max_entries,
+            snapshot.settings.cache_max_bytes,
+        );
         let edge = VendorEdge::new(
             state,
             Arc::new(SystemClock::new()),
@@ -455,13 +458,17 @@ impl Gateway {
         let served = self
             .app
             .cache
-            .serve(plan, async {
-                let result = self.execute(ctx, snapshot, parsed).await;
-                Fetched {
-                    result,
-                    reached_vendor: ctx.vendor_calls > 0,
-                }
-            })
+            // Boxed: a cache hit never polls the fetch, but would move it through three futures.
+            .serve(
+                plan,
+                Box::pin(async {
+                    let result = self.execute(ctx, snapshot, parsed).await;
+                    Fetched {
+                        result,
+                        reached_vendor: ctx.vendor_calls > 0,
+                    }
+                }),
+            )
             .await;
         let result = self.cache_answer(ctx, op, served);
         if let Some(in_flight) = in_flight {
@@ -484,9 +491,7 @@ impl Gateway {
         ctx.cache = outcome.as_str();
         self.app
             .metrics
-            .cache_requests
-            .with_label_values(&[op.as_str(), outcome.as_str()])
-            .inc();
+            .count_cache_request(op.as_str(), outcome.as_str());
         let mut reply = served.result?;
         reply.headers.push((
             http::HeaderName::from_static("x-cache"),
@@ -561,7 +566,7 @@ impl Gateway {
         &self,
         session: &Session,
         snapshot: &Snapshot,
-    ) -> Result<Principal, ApiError> {
+    ) -> Result<Arc<Principal>, ApiError> {
         let verified = match crate::auth::authorization_value(&session.req_header().headers) {
             Ok(header) => snapshot.auth.verify(header, &self.app.client).await,
             Err(failure) => Err(failure),
@@ -810,7 +815,9 @@ impl ProxyHttp for Gateway {
     ) -> pingora::Result<bool> {
         ctx.request_id = request_id(session);
         let snapshot = self.app.snapshot();
-        let reply = match self.handle(session, ctx, &snapshot).await {
+        // Boxed: the flow's future (vendor call included) is several KB, and pingora's phase
+        // futures around it are moved as they are polled; a pointer moves cheaper.
+        let reply = match Box::pin(self.handle(session, ctx, &snapshot)).await {
             Ok(reply) => reply,
             Err(error) => {
                 ctx.code = error.code.as_str();

@@ -135,6 +135,7 @@ pub struct Settings {
     pub body_limit_bytes: usize,
     pub http: HttpLimits,
     pub cache_max_entries: u64,
+    pub cache_max_bytes: u64,
     pub log: LogSettings,
     /// The HS256 secret, when configured: `switchboard token` and the demo mint with it.
     pub dev_secret: Option<Secret>,
@@ -192,6 +193,10 @@ impl Settings {
         check(
             self.cache_max_entries != next.cache_max_entries,
             "cache.max_entries",
+        );
+        check(
+            self.cache_max_bytes != next.cache_max_bytes,
+            "cache.max_bytes",
         );
         check(self.log != next.log, "log");
         keys

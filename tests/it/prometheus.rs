@@ -66,6 +66,8 @@ const CONTRACT: &[(&str, &str, &[&str])] = &[
         &["operation", "result"],
     ),
     ("switchboard_cache_entries", "gauge", &["cache"]),
+    ("switchboard_cache_bytes", "gauge", &["cache"]),
+    ("switchboard_log_lines_dropped_total", "counter", &[]),
     ("switchboard_auth_failures_total", "counter", &["reason"]),
     ("switchboard_config_reloads_total", "counter", &["result"]),
     ("switchboard_config_generation", "gauge", &[]),
@@ -895,7 +897,7 @@ fn check_exposition(text: &str, vendors: &[Vendor]) {
                 ("switchboard_rate_limited_total", "operation") => {
                     operations.contains(value.as_str()) || value == "capabilities"
                 }
-                ("switchboard_cache_entries", "cache") => {
+                ("switchboard_cache_entries" | "switchboard_cache_bytes", "cache") => {
                     !value.is_empty() && value.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
                 }
                 (f, "vendor") if f.starts_with("switchboard_http_") => {
