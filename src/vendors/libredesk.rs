@@ -477,7 +477,7 @@ async fn search_contacts(
     Ok(hits
         .into_iter()
         .filter_map(|hit| match hit {
-            SearchHit::Found(contact) => Some(Resource::Contact(contact)),
+            SearchHit::Found(contact) => Some(contact.into()),
             SearchHit::ByEmail(email) => found
                 .iter()
                 .find(|(e, _)| *e == email)
@@ -937,7 +937,7 @@ fn next_page(totals: Totals, requested: u64, returned: usize, limit: u32) -> Opt
 // A short-lived list of at most `limit` hits: boxing each contact would buy nothing.
 #[allow(clippy::large_enum_variant)]
 enum SearchHit {
-    Found(Box<Contact>),
+    Found(Contact),
     ByEmail(String),
 }
 
@@ -977,7 +977,7 @@ fn search_hits(
         .map(|(i, wire)| {
             if wire.id.is_some() {
                 return contact_from_wire(mapper, wire, typed::take_raw(&mut raws, i))
-                    .map(|contact| SearchHit::Found(Box::new(contact)));
+                    .map(SearchHit::Found);
             }
             match non_empty(wire.email.as_deref()) {
                 Some(email) => Ok(SearchHit::ByEmail(email.to_ascii_lowercase())),
@@ -3282,7 +3282,7 @@ mod golden {
         let data: Vec<Resource> = hits
             .into_iter()
             .map(|hit| match hit {
-                SearchHit::Found(contact) => Resource::Contact(contact),
+                SearchHit::Found(contact) => Resource::from(contact),
                 SearchHit::ByEmail(email) => panic!("the captured results have ids: {email}"),
             })
             .collect();
