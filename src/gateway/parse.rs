@@ -195,7 +195,11 @@ pub fn parse(
             }
         }
         Operation::MessagesSend => {
-            let body: crate::api::model::MessageSend = json_body(raw.body)?;
+            let mut body: crate::api::model::MessageSend = json_body(raw.body)?;
+            body.files = crate::vendors::prepare_attachments(
+                &body.attachments,
+                snapshot.settings.attachment_max_bytes,
+            )?;
             if body.text.as_deref().is_none_or(str::is_empty)
                 && body.attachments.is_empty()
                 && body.template.is_none()
