@@ -330,7 +330,7 @@ mod tests {
         prepare(&[attachment], 16).map(|mut v| v.remove(0))
     }
 
-    fn detail(json: serde_json::Value) -> (ErrorCode, String) {
+    fn problem(json: serde_json::Value) -> (ErrorCode, String) {
         let e = one(json).unwrap_err();
         (e.code, e.detail)
     }
@@ -402,7 +402,7 @@ mod tests {
                 "credentials",
             ),
         ] {
-            let (code, detail) = detail(json.clone());
+            let (code, detail) = problem(json.clone());
             assert_eq!(code, ErrorCode::InvalidRequest, "{json}");
             assert!(detail.contains(field), "{json}: {detail}");
         }
@@ -424,7 +424,7 @@ mod tests {
             "https://intranet/a",
         ] {
             let (code, detail) =
-                detail(serde_json::json!({"url": url, "name": "a", "type": "image/png"}));
+                problem(serde_json::json!({"url": url, "name": "a", "type": "image/png"}));
             assert_eq!(code, ErrorCode::InvalidRequest, "{url}");
             assert!(detail.contains("public host"), "{url}: {detail}");
         }
@@ -445,14 +445,14 @@ mod tests {
         assert!(one(serde_json::json!({"data": at_cap, "name": "a", "type": "image/png"})).is_ok());
         let over = base64(&[7u8; 17]);
         let (code, detail) =
-            detail(serde_json::json!({"data": over, "name": "a", "type": "image/png"}));
+            problem(serde_json::json!({"data": over, "name": "a", "type": "image/png"}));
         assert_eq!(code, ErrorCode::PayloadTooLarge);
         assert!(
             detail.contains("attachments[0].data is 17 bytes"),
             "{detail}"
         );
         let huge = "A".repeat(4000);
-        let (code, _) = detail(serde_json::json!({"data": huge, "name": "a", "type": "image/png"}));
+        let (code, _) = problem(serde_json::json!({"data": huge, "name": "a", "type": "image/png"}));
         assert_eq!(code, ErrorCode::PayloadTooLarge);
     }
 
