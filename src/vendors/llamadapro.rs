@@ -389,9 +389,9 @@ async fn send_message(
     let from = ctx
         .vendor_field("fromPhoneNumber", &body.vendor_fields)
         .cloned();
+    let files = attachment::data_only(VENDOR, &body.files, 1)?;
     let mut planned = plan_message(body, &conversation, from.as_ref())?;
     let endpoint = planned.endpoint();
-    let files = attachment::data_only(VENDOR, &body.files, 1)?;
     match (files.first(), &mut planned) {
         (Some((file, bytes)), PlannedMessage::FreeForm(message, _)) => {
             ctx.require_routes(["media.upload", endpoint], "send this attachment")?;
@@ -588,6 +588,8 @@ struct WireAttachment {
     kind: Option<String>,
     url: Option<String>,
     unsigned_url: Option<String>,
+    /// Open dictionary; a file uploaded with UploadMedia may be described here (name, size).
+    metadata: Option<Map<String, Value>>,
 }
 
 /// The vendor's error text from a non-2xx body (`{code, error, message, details}`): `message`
@@ -1008,8 +1010,8 @@ fn translate_message(
                 .unwrap_or(MessageType::File),
             url: owned_non_empty(a.url.as_deref())
                 .or_else(|| owned_non_empty(a.unsigned_url.as_deref())),
-            name: None,
-            size: None,
+            name: attachment_name(a.metadata.as_ref()),
+            size: attachment_size(a.metadata.as_ref()),
         })
         .collect();
     let type_ = sent_as
@@ -1532,6 +1534,26 @@ impl PlannedMessage {
             PlannedMessage::Template(_) => MessageType::Template,
         }
     }
+}
+
+/// An attachment's file name from its `metadata`, when the vendor put one there (the
+/// document leaves `metadata` open: `fileName`, `filename` and `name` are read).
+fn attachment_name(metadata: Option<&Map<String, Value>>) -> Option<String> {
+    let metadata = metadata?;
+    ["fileName", "filename", "name"]
+        .iter()
+        .find_map(|k| owned_non_empty(metadata.get(*k).and_then(Value::as_str)))
+}
+
+/// An attachment's size in bytes from its `metadata` (`size` or `fileSize`), when present.
+fn attachment_size(metadata: Option<&Map<String, Value>>) -> Option<u64> {
+    let metadata = metadata?;
+    ["size", "fileSize"]
+        .iter()
+        .find_map(|k| metadata.get(*k).and_then(Value::as_f64))
+        .filter(|n| *n >= 0.0 && n.fract() == 0.0 && *n <= MAX_SAFE_INTEGER)
+        // ok: a non-negative integral double within 2^53 converts exactly
+        .map(|n| n as u64)
 }
 
 /// UploadMedia in direct-upload mode: the file's name, MIME type and bytes (base64), for the

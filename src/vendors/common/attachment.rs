@@ -452,7 +452,8 @@ mod tests {
             "{detail}"
         );
         let huge = "A".repeat(4000);
-        let (code, _) = problem(serde_json::json!({"data": huge, "name": "a", "type": "image/png"}));
+        let (code, _) =
+            problem(serde_json::json!({"data": huge, "name": "a", "type": "image/png"}));
         assert_eq!(code, ErrorCode::PayloadTooLarge);
     }
 
