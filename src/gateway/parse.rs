@@ -200,9 +200,12 @@ pub fn parse(
                 &body.attachments,
                 snapshot.settings.attachment_max_bytes,
             )?;
+            // A file the vendor already holds (`vendor_fields`: ChatCaptain's
+            // `attachment_ref`, LlamadaPro's `fileId`) is content too; the adapter checks it.
             if body.text.as_deref().is_none_or(str::is_empty)
                 && body.attachments.is_empty()
                 && body.template.is_none()
+                && body.vendor_fields.is_empty()
             {
                 return Err(ApiError::invalid(
                     "a message needs text, attachments or a template",
