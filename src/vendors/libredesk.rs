@@ -510,8 +510,11 @@ async fn send_message(
     let uuid = conversation_key(conversation_id)?;
     let files = attachment::data_only(VENDOR, &body.files, attachment::MAX_ATTACHMENTS)?;
     let mut request = message_send_body(body)?;
-    if !files.is_empty() {
-        ctx.require_routes(["media.upload", "messages.send"], "send attachments")?;
+    if !files.is_empty() && !ctx.connection.routes.has("media.upload") {
+        return Err(attachment::refused(
+            VENDOR,
+            "this connection's routes have no media.upload call",
+        ));
     }
     // Upload first, one file per call; a failed upload stops here and sends no message.
     let mut media = Vec::with_capacity(files.len());

@@ -394,7 +394,13 @@ async fn send_message(
     let endpoint = planned.endpoint();
     match (files.first(), &mut planned) {
         (Some((file, bytes)), PlannedMessage::FreeForm(message, _)) => {
-            ctx.require_routes(["media.upload", endpoint], "send this attachment")?;
+            if !ctx.connection.routes.has("media.upload") {
+                return Err(attachment::refused(
+                    VENDOR,
+                    "this connection's routes have no media.upload call",
+                ));
+            }
+            ctx.require_routes([endpoint], "send this message")?;
             // Upload first; a failed upload ends the send here, so no message goes out.
             let upload = upload_body(file, bytes, &message.from_phone_number);
             let uploaded = fetch(

@@ -489,3 +489,46 @@ async fn a_failed_upload_sends_no_message() {
     assert_eq!(lp_state.message_count(), count);
     assert!(lp_state.uploads().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_upload_route_a_connection_takes_no_attachments() {
+    fn drop_media_upload(_: &str, text: String) -> String {
+        text.lines()
+            .filter(|l| !l.trim_start().starts_with("media.upload:"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+    let h = Harness::start_with(Options {
+        routes_transform: Some(drop_media_upload),
+        ..Options::default()
+    })
+    .await;
+    let caps = h.get_json("/v1/capabilities", 200).await;
+    let support = caps["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .find(|c| c["connection"] == "support")
+        .expect("support")
+        .clone();
+    assert_eq!(support["attachments"], Value::Null, "{support}");
+    assert!(support["operations"]
+        .as_array()
+        .expect("operations")
+        .contains(&json!("messages.send")));
+    let ld = sandbox(&h, Vendor::Libredesk);
+    let response = post_message(
+        &h,
+        "support",
+        json!({"conversation_id": libredesk_conversation(), "text": "x", "attachments": [
+            {"data": b64(PDF), "name": "a.pdf", "type": "application/pdf"}
+        ]}),
+    )
+    .await;
+    let problem = expect_problem(response, 400, "invalid_request").await;
+    assert!(
+        detail(&problem).contains("no media.upload call"),
+        "{problem}"
+    );
+    assert_eq!(ld.call_count(), 0);
+}
