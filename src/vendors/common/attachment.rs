@@ -250,11 +250,11 @@ fn is_public(ip: IpAddr) -> bool {
 /// The files of a vendor that stores attachments itself and so needs their bytes: each file
 /// with its data, or a 400 naming the first attachment given as a `url` (the gateway does not
 /// fetch URLs), or one beyond `max_count`.
-pub fn data_only<'f>(
+pub fn data_only(
     vendor: Vendor,
-    files: &'f [AttachmentFile],
+    files: &[AttachmentFile],
     max_count: usize,
-) -> Result<Vec<(&'f AttachmentFile, &'f [u8])>, ApiError> {
+) -> Result<Vec<(&AttachmentFile, &[u8])>, ApiError> {
     if files.len() > max_count {
         return Err(ApiError::invalid(format!(
             "attachments: {vendor} takes at most {max_count} per message"
