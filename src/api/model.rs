@@ -422,14 +422,55 @@ pub struct MessageSend {
     pub conversation_id: String,
     #[serde(default)]
     pub text: Option<String>,
+    /// What the caller sent; checked and decoded into [`MessageSend::files`] before any
+    /// vendor call (`vendors::prepare_attachments`).
     #[serde(default)]
-    pub attachments: Vec<Attachment>,
+    pub attachments: Vec<NewAttachment>,
     #[serde(default)]
     pub template: Option<Template>,
     #[serde(default)]
     pub private: bool,
     #[serde(default)]
     pub vendor_fields: VendorFields,
+    /// `attachments`, validated and decoded (filled by the gateway while parsing, so an
+    /// adapter only ever sees files that passed every check).
+    #[serde(skip)]
+    pub files: Vec<AttachmentFile>,
+}
+
+/// One attachment of `POST /v1/messages`, as the caller sends it: exactly one of `url` (a
+/// public `https` address, passed to vendors that fetch it themselves) or `data` (the file's
+/// bytes in base64), with the file's `name` and MIME `type`. Distinct from the output
+/// [`Attachment`], which describes what a vendor stored.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewAttachment {
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub data: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The MIME type, e.g. `image/png`.
+    #[serde(default, rename = "type")]
+    pub type_: Option<String>,
+}
+
+/// A [`NewAttachment`] that passed validation: its name, MIME type (lower case, no
+/// parameters), the normalized kind that type maps to, and its content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachmentFile {
+    pub name: String,
+    pub mime: String,
+    pub kind: MessageType,
+    pub content: AttachmentContent,
+}
+
+/// Where an attachment's bytes are: given inline, or at a URL the vendor fetches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttachmentContent {
+    Data(Vec<u8>),
+    Url(String),
 }
 
 #[cfg(test)]

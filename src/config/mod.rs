@@ -49,6 +49,9 @@ pub struct GatewayFile {
     pub graceful_shutdown_timeout_seconds: u64,
     #[serde(default = "default_body_limit")]
     pub body_limit_bytes: usize,
+    /// Largest attachment of `POST /v1/messages`, decoded (the body limit applies first).
+    #[serde(default = "default_attachment_max")]
+    pub attachment_max_bytes: usize,
     /// Folder of `<vendor>.yaml` routes files, relative to this file.
     pub routes_dir: String,
     /// The connections file, relative to this file.
@@ -119,6 +122,9 @@ fn default_shutdown_timeout() -> u64 {
 }
 fn default_body_limit() -> usize {
     1024 * 1024
+}
+fn default_attachment_max() -> usize {
+    crate::vendors::DEFAULT_ATTACHMENT_MAX_BYTES
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -339,6 +345,13 @@ impl Loader {
                 "must be greater than 0",
             ));
         }
+        if gateway.attachment_max_bytes == 0 {
+            return Err(ConfigError::new(
+                path,
+                "attachment_max_bytes",
+                "must be greater than 0",
+            ));
+        }
         let http = http_limits(path, &gateway.http)?;
         if gateway.cache.max_bytes == 0 {
             return Err(ConfigError::new(
@@ -427,6 +440,7 @@ impl Loader {
                 grace_period_seconds: gateway.grace_period_seconds,
                 graceful_shutdown_timeout_seconds: gateway.graceful_shutdown_timeout_seconds,
                 body_limit_bytes: gateway.body_limit_bytes,
+                attachment_max_bytes: gateway.attachment_max_bytes,
                 http,
                 cache_max_entries: gateway.cache.max_entries,
                 cache_max_bytes: gateway.cache.max_bytes,

@@ -646,11 +646,26 @@ fn capabilities(snapshot: &Snapshot, principal: &Principal) -> serde_json::Value
                 })
                 .map(|(op, f)| (op.as_str().to_owned(), serde_json::json!(f)))
                 .collect();
+            // Which form of attachment `messages.send` takes here, if any.
+            let attachments = conn
+                .capabilities
+                .iter()
+                .any(|(op, _)| *op == Operation::MessagesSend)
+                .then(|| crate::vendors::adapter_for(conn.vendor).attachments(&conn.routes))
+                .flatten()
+                .map(|a| {
+                    serde_json::json!({
+                        "sources": a.sources,
+                        "max_count": a.max_count,
+                        "max_bytes": snapshot.settings.attachment_max_bytes,
+                    })
+                });
             serde_json::json!({
                 "connection": conn.name,
                 "vendor": conn.vendor.as_str(),
                 "operations": operations,
                 "filters": filters,
+                "attachments": attachments,
             })
         })
         .collect();

@@ -195,10 +195,17 @@ pub fn parse(
             }
         }
         Operation::MessagesSend => {
-            let body: crate::api::model::MessageSend = json_body(raw.body)?;
+            let mut body: crate::api::model::MessageSend = json_body(raw.body)?;
+            body.files = crate::vendors::prepare_attachments(
+                &body.attachments,
+                snapshot.settings.attachment_max_bytes,
+            )?;
+            // A file the vendor already holds (`vendor_fields`: ChatCaptain's
+            // `attachment_ref`, LlamadaPro's `fileId`) is content too; the adapter checks it.
             if body.text.as_deref().is_none_or(str::is_empty)
                 && body.attachments.is_empty()
                 && body.template.is_none()
+                && body.vendor_fields.is_empty()
             {
                 return Err(ApiError::invalid(
                     "a message needs text, attachments or a template",

@@ -45,7 +45,8 @@
 //! | `conversations.update_tags` | `{tags:[…], action?: "set"\|"add"\|"remove"}` (default set = replace); answers `true` |
 //! | `messages.list` | paged, **newest first** (`ORDER BY m.created_at DESC` in the Go query); `private=true\|false` and repeated `type=incoming\|outgoing\|activity` filters |
 //! | `messages.get` | the `Message` shape; a message of another conversation → 403 "Permission denied" |
-//! | `messages.send` | `{message (required), sender_type ("agent"\|"contact", required: missing → 400 "sender_type required"), private?, attachments?, to?, cc?, bcc?}`; answers 200 with the message: an agent reply is `type: outgoing, status: pending` (queued; stored as `sent` right after), a private note `outgoing/sent/private`, a contact message `incoming/received`; unknown attachment ids → 400 |
+//! | `media.upload` | `POST /api/v1/media` `multipart/form-data` with the file in part `files` (no file → 400 "File not found", over 20 MB → 400, not multipart → 500); stores it unattached and answers the `Media` object `{id, uuid, filename, content_type, size, url: <root>/uploads/<uuid>, model_id: null, …}` |
+//! | `messages.send` | `{message (required), sender_type ("agent"\|"contact", required: missing → 400 "sender_type required"), private?, attachments?, to?, cc?, bcc?}` (`message` may be empty when `attachments` names media); answers 200 with the message: an agent reply is `type: outgoing, status: pending` (queued; stored as `sent` right after), a private note `outgoing/sent/private`, a contact message `incoming/received`; `attachments` must be uploaded media not yet on a message (else 400 "Attachment N not found"); the message's `attachments` then list them `{name, content_type, uuid, size, content_id, disposition, url}` |
 //!
 //! Like the real server, changes of status, priority, assignee and tags append an `activity`
 //! message (private, `content_type: text`) to the conversation, so message lists show them
@@ -673,6 +674,16 @@ struct Form {
     /// First value of each text field, like Go's `form.Value[name][0]`.
     values: HashMap<String, String>,
     has_files: bool,
+    /// The file parts named `files`, like Go's `form.File["files"]`.
+    files: Vec<FilePart>,
+}
+
+/// One uploaded file part: its file name, declared type and bytes.
+#[derive(Debug)]
+struct FilePart {
+    filename: String,
+    content_type: String,
+    bytes: Bytes,
 }
 
 impl Form {
@@ -696,10 +707,20 @@ async fn read_form(request: &SandboxRequest) -> LdResult<Form> {
     let mut form = Form::default();
     while let Some(field) = multipart.next_field().await.map_err(|_| parse_error())? {
         let name = field.name().unwrap_or_default().to_owned();
-        let is_file = field.file_name().is_some() || name == "files";
+        let file_name = field.file_name().map(str::to_owned);
+        let content_type = field.content_type().map(|m| m.essence_str().to_owned());
+        let is_file = file_name.is_some() || name == "files";
         let bytes = field.bytes().await.map_err(|_| parse_error())?;
         if is_file {
             form.has_files = true;
+            if let (Some(filename), "files") = (file_name, name.as_str()) {
+                form.files.push(FilePart {
+                    filename,
+                    content_type: content_type
+                        .unwrap_or_else(|| "application/octet-stream".to_owned()),
+                    bytes,
+                });
+            }
         } else {
             form.values
                 .entry(name)
@@ -1084,6 +1105,47 @@ struct Message {
     meta: Value,
 }
 
+/// An uploaded file (`POST /api/v1/media`): the `Media` shape of the OpenAPI document.
+struct Media {
+    id: i64,
+    uuid: String,
+    created_at: Micros,
+    filename: String,
+    content_type: String,
+    size: usize,
+    /// Where the file is served (the server's root URL + `/uploads/<uuid>`).
+    url: String,
+    /// The message that carries it (`model_type: messages`, `model_id`), once sent.
+    message_id: Option<i64>,
+}
+
+/// A `Media` object as `POST /api/v1/media` answers it.
+fn media_json(m: &Media) -> Value {
+    json!({
+        "id": m.id,
+        "created_at": ts(m.created_at),
+        "updated_at": ts(m.created_at),
+        "uuid": m.uuid,
+        "store": "fs",
+        "filename": m.filename,
+        "content_type": m.content_type,
+        "content_id": "",
+        "model_id": m.message_id,
+        "model_type": m.message_id.map(|_| "messages"),
+        "disposition": "attachment",
+        "size": m.size,
+        "meta": {},
+        "url": m.url,
+    })
+}
+
+fn media_uuid(id: i64) -> String {
+    format!("f0000000-0000-4000-8000-{id:012x}")
+}
+
+/// The most one upload may carry (the server's default `app.max_file_upload_size`, 20 MB).
+const MAX_UPLOAD_BYTES: usize = 20 * 1024 * 1024;
+
 /// What a new message is; [`Data::add_message`] fills in ids and conversation bookkeeping.
 struct NewMessage {
     conversation_id: i64,
@@ -1101,6 +1163,8 @@ struct Data {
     contacts: BTreeMap<i64, Contact>,
     conversations: BTreeMap<i64, Conversation>,
     messages: BTreeMap<i64, Message>,
+    /// Uploaded media by id; `message_id` is set once a message carries it.
+    media: BTreeMap<i64, Media>,
     next_contact_id: i64,
     next_conversation_id: i64,
     next_message_id: i64,
@@ -1185,6 +1249,12 @@ impl LibredeskState {
         data.messages.get(&id).map(|m| data.message_json(m))
     }
 
+    /// Every uploaded media object (`POST /api/v1/media`), oldest first, as that call answers
+    /// it now (`model_id` set once a message carries it).
+    pub fn media(&self) -> Vec<Value> {
+        lock(&self.data).media.values().map(media_json).collect()
+    }
+
     /// Every message of a conversation (activities included), oldest first.
     pub fn messages(&self, conversation_uuid: &str) -> Vec<Value> {
         let data = lock(&self.data);
@@ -1243,6 +1313,7 @@ impl LibredeskState {
             "messages.list" => data.list_messages(uuid, &query),
             "messages.get" => data.get_message(uuid, request.param("message_uuid")),
             "messages.send" => data.send_message(uuid, request),
+            "media.upload" => data.upload_media(request, form),
             other => Err(not_found(format!("the sandbox does not simulate {other}"))),
         }
     }
@@ -1259,7 +1330,7 @@ impl VendorSimulator for LibredeskState {
                 return error.into_response();
             }
             // Multipart parsing is async; do it before taking the state lock.
-            let form = if endpoint == "contacts.update" {
+            let form = if matches!(endpoint, "contacts.update" | "media.upload") {
                 Some(read_form(&request).await)
             } else {
                 None
@@ -1563,7 +1634,7 @@ impl Data {
             "sender_id": m.sender_id,
             "sender_type": m.sender_type.as_str(),
             "meta": m.meta,
-            "attachments": [],
+            "attachments": self.message_attachments(m.id),
             "author": author,
         })
     }
@@ -2296,6 +2367,70 @@ impl Data {
         Ok(self.message_json(message))
     }
 
+    /// `handleMediaUpload`: the first file of the multipart part `files` (none → 400 "File not
+    /// found"; over [`MAX_UPLOAD_BYTES`] → 400) is stored and answered as a `Media` object,
+    /// not yet attached to anything. A body that is not multipart is the 500 of
+    /// [`read_form`].
+    fn upload_media(
+        &mut self,
+        request: &SandboxRequest,
+        form: Option<LdResult<Form>>,
+    ) -> LdResult<Value> {
+        let form = form.unwrap_or_else(|| {
+            Err(fail(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Error parsing request",
+            ))
+        })?;
+        let Some(file) = form.files.into_iter().next() else {
+            return Err(bad_request("File not found"));
+        };
+        if file.bytes.len() > MAX_UPLOAD_BYTES {
+            return Err(bad_request("File size exceeds the maximum allowed size"));
+        }
+        let id = self.media.keys().next_back().map_or(1, |last| last + 1);
+        let uuid = media_uuid(id);
+        // The server's root URL: the address the request came to.
+        let root = request
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(|host| format!("http://{host}"))
+            .unwrap_or_default();
+        let media = Media {
+            id,
+            url: format!("{root}/uploads/{uuid}"),
+            uuid,
+            created_at: self.tick(),
+            filename: file.filename,
+            content_type: file.content_type,
+            size: file.bytes.len(),
+            message_id: None,
+        };
+        let answer = media_json(&media);
+        self.media.insert(id, media);
+        Ok(answer)
+    }
+
+    /// The media a message carries, in the shape of a message's `attachments`.
+    fn message_attachments(&self, message_id: i64) -> Value {
+        self.media
+            .values()
+            .filter(|m| m.message_id == Some(message_id))
+            .map(|m| {
+                json!({
+                    "name": m.filename,
+                    "content_type": m.content_type,
+                    "uuid": m.uuid,
+                    "size": m.size,
+                    "content_id": "",
+                    "disposition": "attachment",
+                    "url": m.url,
+                })
+            })
+            .collect()
+    }
+
     /// `handleSendMessage`. A decode failure is answered 500 + InputException, as the Go
     /// handler does.
     fn send_message(&mut self, uuid: &str, request: &SandboxRequest) -> LdResult<Value> {
@@ -2325,10 +2460,13 @@ impl Data {
         if sender_type == SenderType::Contact && private {
             return Err(bad_request("Contacts cannot send private messages"));
         }
-        if content.trim().is_empty() {
+        if content.trim().is_empty() && attachments.is_empty() {
             return Err(bad_request("`message` is required"));
         }
-        if let Some(attachment) = attachments.first() {
+        if let Some(attachment) = attachments
+            .iter()
+            .find(|id| self.media.get(id).is_none_or(|m| m.message_id.is_some()))
+        {
             return Err(bad_request(format!("Attachment {attachment} not found")));
         }
         let contact_id = self
@@ -2390,6 +2528,11 @@ impl Data {
             ),
         };
         let message_id = self.add_message(new);
+        for id in &attachments {
+            if let Some(media) = self.media.get_mut(id) {
+                media.message_id = Some(message_id);
+            }
+        }
         let message = self
             .messages
             .get(&message_id)
@@ -2408,6 +2551,7 @@ impl Data {
             contacts: BTreeMap::new(),
             conversations: BTreeMap::new(),
             messages: BTreeMap::new(),
+            media: BTreeMap::new(),
             next_contact_id: seed::FIRST_CONTACT_ID,
             next_conversation_id: 1,
             next_message_id: 1,

@@ -35,7 +35,8 @@
 //! | `contacts.update` | `PUT`, partial: only the fields sent change; `addresses` replaces the whole list; `customFields` merges key by key (`null` removes a key); `null` clears a nullable field; `id`, `tenantId`, `createdAt`, `updatedAt` are accepted and ignored |
 //! | `conversations.create` | `{funnelId (required), contactId \| contact{firstName, lastName, phones, emails, nationalId, companyPosition, customFields, userId}, userId?, funnelStatusId?, archivedAt?, createdAt?, customFields?}`: unknown funnel or a status of another funnel → 400; unknown contactId → 404; neither → 400; `contact` is matched to an existing contact by any of its phones or emails (names updated, new addresses added) or created with PHONE/EMAIL addresses; the conversation gets a WHATSAPP channel session on the contact's WhatsApp address (else its phone address) from the funnel's number; answers the conversation with `channelSessions` and `contacts` |
 //! | `messages.get` | by string id; unknown → 404 |
-//! | `messages.send` | `{fromPhoneNumber, toPhoneNumber, content, type, userId?, fileId?, customFields?}`: `fromPhoneNumber` must be one of the tenant's WhatsApp numbers (a funnel's); `type` one of WhatsApp's; text needs non-empty `content`; media types need the `fileId` of an uploaded file; filed under the contact's newest open conversation in that funnel (contact and conversation created when there is none); answers the message, `status: pending` |
+//! | `messages.send` | `{fromPhoneNumber, toPhoneNumber, content, type, userId?, fileId?, customFields?}`: `fromPhoneNumber` must be one of the tenant's WhatsApp numbers (a funnel's); `type` one of WhatsApp's; text needs non-empty `content`; media types need the `fileId` of a stored file (seeded, or from `media.upload`); filed under the contact's newest open conversation in that funnel (contact and conversation created when there is none); answers the message, `status: pending` |
+//! | `media.upload` | UploadMedia `{fromPhoneNumber (required, a tenant number), fileId?, fileName?, contentType?, content?, tags?}`: with `fileId`, that stored file (unknown → 400); else direct mode, `fileName`, `contentType` and `content` (the file in base64 — the document types it as a string) all required (400 naming the field), over 100 MB → 400; answers `{url, size, fileName, contentType, fileId, mediaId, tags}`. A media message with that `fileId` then carries the attachment with `metadata: {fileName, contentType, size, mediaId}` (the document leaves `metadata` open; this is the sandbox's reading) |
 //! | `messages.send_template` | `{fromPhoneNumber, toPhoneNumber, templateName, languageCode, variables?:[{value}] \| components?, userId?, customFields?}`: the template must exist in that language and get exactly its number of variables; `variables` and `components` together → 400; the message content is the rendered template |
 //!
 //! # Seed data (deterministic; [`seed`] has the constants)
@@ -782,10 +783,24 @@ struct Message {
     direction: &'static str,
     sender: Party,
     recipient: Party,
-    /// (id, type, url) of each attachment.
-    attachments: Vec<(String, String, String)>,
+    /// (id, type, url, metadata) of each attachment.
+    attachments: Vec<(String, String, String, Value)>,
     custom_fields: Map<String, Value>,
 }
+
+/// A file UploadMedia stored (direct-upload mode).
+#[derive(Debug, Clone)]
+struct Upload {
+    file_id: String,
+    media_id: String,
+    file_name: String,
+    content_type: String,
+    size: usize,
+    url: String,
+}
+
+/// The most UploadMedia takes in one file (WhatsApp's largest media, a 100 MB document).
+const MAX_UPLOAD_BYTES: usize = 100 * 1024 * 1024;
 
 struct Data {
     contacts: BTreeMap<i64, Contact>,
@@ -797,6 +812,8 @@ struct Data {
     next_session_id: i64,
     next_message: u64,
     next_attachment: u64,
+    /// Files UploadMedia stored, by `fileId`.
+    uploads: BTreeMap<String, Upload>,
     /// Last timestamp handed out: new objects are strictly ordered.
     clock: Millis,
 }
@@ -922,6 +939,15 @@ impl LlamadaProState {
         lock(&self.data).messages.len()
     }
 
+    /// Every file UploadMedia stored, by `fileId`, as UploadMedia answered it.
+    pub fn uploads(&self) -> Vec<Value> {
+        lock(&self.data)
+            .uploads
+            .values()
+            .map(|u| upload_json(u, json!({})))
+            .collect()
+    }
+
     /// Every message filed under a conversation, oldest first.
     pub fn messages(&self, conversation_id: i64) -> Vec<Value> {
         let data = lock(&self.data);
@@ -976,6 +1002,7 @@ impl LlamadaProState {
             }
             "messages.send" => data.send_message(&json_body(request)?),
             "messages.send_template" => data.send_template(&json_body(request)?),
+            "media.upload" => data.upload_media(&json_body(request)?),
             other => Err(not_found(format!("the sandbox does not simulate {other}"))),
         }
     }
@@ -1081,17 +1108,29 @@ fn party_json(p: &Party) -> Value {
     })
 }
 
+fn upload_json(u: &Upload, tags: Value) -> Value {
+    json!({
+        "url": format!("{}?signature=sandbox", u.url),
+        "size": u.size,
+        "fileName": u.file_name,
+        "contentType": u.content_type,
+        "fileId": u.file_id,
+        "mediaId": u.media_id,
+        "tags": tags,
+    })
+}
+
 fn message_json(m: &Message) -> Value {
     let attachments: Vec<Value> = m
         .attachments
         .iter()
-        .map(|(id, kind, url)| {
+        .map(|(id, kind, url, metadata)| {
             json!({
                 "id": id,
                 "type": kind,
                 "url": format!("{url}?signature=sandbox"),
                 "unsignedUrl": url,
-                "metadata": {},
+                "metadata": metadata,
                 "mediaProcessing": null,
                 "isCacheable": true,
             })
@@ -2000,7 +2039,7 @@ impl Data {
         &mut self,
         body: &Map<String, Value>,
         content: String,
-        attachments: Vec<(String, String, String)>,
+        attachments: Vec<(String, String, String, Value)>,
     ) -> Value {
         let now = self.tick();
         let from = text(body, "fromPhoneNumber").unwrap_or_default().to_owned();
@@ -2103,21 +2142,19 @@ impl Data {
                     None,
                 )
             })?;
-            let (_, _, url) = FILES
-                .iter()
-                .find(|(id, _, _)| *id == file_id)
-                .ok_or_else(|| {
-                    invalid_field(
-                        "body.fileId",
-                        format!("File {file_id} not found"),
-                        body.get("fileId"),
-                    )
-                })?;
+            let (url, metadata) = self.file(file_id).ok_or_else(|| {
+                invalid_field(
+                    "body.fileId",
+                    format!("File {file_id} not found"),
+                    body.get("fileId"),
+                )
+            })?;
             self.next_attachment += 1;
             vec![(
                 format!("att_{:04}", self.next_attachment),
                 kind.to_owned(),
-                (*url).to_owned(),
+                url,
+                metadata,
             )]
         } else if kind == "text" {
             if content.trim().is_empty() {
@@ -2143,6 +2180,93 @@ impl Data {
             ));
         };
         Ok(self.add_outbound(body, content.to_owned(), attachments))
+    }
+
+    /// A file of the files service (seeded) or one UploadMedia stored: its url and the
+    /// metadata a message attachment carries for it.
+    fn file(&self, file_id: &str) -> Option<(String, Value)> {
+        if let Some(upload) = self.uploads.get(file_id) {
+            return Some((
+                upload.url.clone(),
+                json!({
+                    "fileName": upload.file_name,
+                    "contentType": upload.content_type,
+                    "size": upload.size,
+                    "mediaId": upload.media_id,
+                }),
+            ));
+        }
+        FILES
+            .iter()
+            .find(|(id, _, _)| *id == file_id)
+            .map(|(_, _, url)| ((*url).to_owned(), json!({})))
+    }
+
+    /// UploadMedia: `{fromPhoneNumber, fileId?, fileName?, contentType?, content?, tags?}`.
+    /// File ID mode (`fileId` of a stored file) or direct mode (`fileName`, `contentType`
+    /// and `content`, the file in base64, all required); answers `{url, size, fileName,
+    /// contentType, fileId, mediaId, tags}`.
+    fn upload_media(&mut self, body: &Map<String, Value>) -> LpResult<Value> {
+        let mut report = Validation::default();
+        report.check(
+            "body",
+            body,
+            &[
+                required("fromPhoneNumber", Shape::Text),
+                prop("fileName", Shape::Text),
+                prop("contentType", Shape::Text),
+                prop("fileId", Shape::Text),
+                prop("content", Shape::Text),
+                prop("tags", Shape::Dictionary),
+            ],
+        );
+        Self::check_numbers(&mut report, body);
+        report.finish()?;
+        let tags = body.get("tags").cloned().unwrap_or_else(|| json!({}));
+        if let Some(file_id) = text(body, "fileId") {
+            let upload = self.uploads.get(file_id).cloned().ok_or_else(|| {
+                invalid_field(
+                    "body.fileId",
+                    format!("File {file_id} not found"),
+                    body.get("fileId"),
+                )
+            })?;
+            return Ok(upload_json(&upload, tags));
+        }
+        let mut missing = Validation::default();
+        for key in ["fileName", "contentType", "content"] {
+            if text(body, key).is_none_or(|v| v.trim().is_empty()) {
+                missing.fail(
+                    &format!("body.{key}"),
+                    "is required in direct-upload mode (or give fileId)",
+                    body.get(key),
+                );
+            }
+        }
+        missing.finish()?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text(body, "content").unwrap_or_default())
+            .map_err(|_| invalid_field("body.content", "must be the file in base64", None))?;
+        if bytes.len() > MAX_UPLOAD_BYTES {
+            return Err(invalid_field("body.content", "the file is too large", None));
+        }
+        self.next_attachment += 1;
+        let file_id = format!("file_up_{:04}", self.next_attachment);
+        let file_name = text(body, "fileName").unwrap_or_default().to_owned();
+        let upload = Upload {
+            url: format!(
+                "https://files.llamadapro.example/{}/{file_id}/{file_name}",
+                seed::TENANT_ID
+            ),
+            media_id: format!("wamedia_{:04}", self.next_attachment),
+            file_id: file_id.clone(),
+            file_name,
+            content_type: text(body, "contentType").unwrap_or_default().to_owned(),
+            size: bytes.len(),
+        };
+        let answer = upload_json(&upload, tags);
+        self.uploads.insert(file_id, upload);
+        Ok(answer)
     }
 
     fn send_template(&mut self, body: &Map<String, Value>) -> LpResult<Value> {
@@ -2221,6 +2345,7 @@ impl Data {
             next_session_id: 9001,
             next_message: 0,
             next_attachment: 0,
+            uploads: BTreeMap::new(),
             clock: 0,
         };
         let start = at(2025, 3, 1, 12, 0);
@@ -2456,6 +2581,7 @@ impl Data {
                         format!("att_{:04}", data.next_attachment),
                         (*kind).to_owned(),
                         (*url).to_owned(),
+                        json!({}),
                     )]
                 })
                 .unwrap_or_default();

@@ -133,6 +133,8 @@ pub struct Settings {
     pub grace_period_seconds: u64,
     pub graceful_shutdown_timeout_seconds: u64,
     pub body_limit_bytes: usize,
+    /// Largest decoded attachment of a message send (`attachment_max_bytes`).
+    pub attachment_max_bytes: usize,
     pub http: HttpLimits,
     pub cache_max_entries: u64,
     pub cache_max_bytes: u64,

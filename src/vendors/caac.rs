@@ -31,7 +31,8 @@
 //!   come from the connection's `defaults`, overridable per request with `vendor_fields`.
 //! - **Messages**: Create Message from User sends `{type: "text", user_id, text}`. CAAC
 //!   documents no other message type's values, no template call (only raw LINE Flex JSON) and
-//!   no internal notes, so templates, attachments and `private` answer 501. Message IDs carry
+//!   no internal notes, so templates and `private` answer 501; attachments are a 400 (no upload
+//!   call gives an `attachment_id`, and no media `type` value is published). Message IDs carry
 //!   `[channel_id, member_id, message_id]`; CAAC has no call to read one back or list them.
 //! - **Pagination**: CAAC pages its channel, team and user lists (`limit` + `cursor`/`after`,
 //!   answering `cursor: {after, before}`), but none of those is a normalized resource, so no
@@ -43,6 +44,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::common::attachment;
 use super::common::{
     assignee_id, bad_response, check_status, ep, error_text, filter, int_field, int_key, keys,
     missing_field, non_empty, not_served, op, owned_non_empty, parse_json, parse_wire, phone,
@@ -889,8 +891,10 @@ fn check_message_send(body: &MessageSend) -> Result<&str, ApiError> {
         ));
     }
     if !body.attachments.is_empty() {
-        return Err(ApiError::unsupported_operation(
-            "caac documents text messages only; attachments cannot be sent",
+        return Err(attachment::refused(
+            VENDOR,
+            "CAAC publishes no media upload call to get an attachment_id from, and no media \
+             values for a message's type",
         ));
     }
     if body.private {
@@ -1726,12 +1730,24 @@ mod tests {
         );
         for body in [
             json!({"conversation_id": "x", "template": {"name": "welcome"}}),
-            json!({"conversation_id": "x", "text": "hi", "attachments": [{"type": "image", "url": "https://x/a.png"}]}),
             json!({"conversation_id": "x", "text": "hi", "private": true}),
         ] {
             let err = check_message_send(&send(body.clone())).unwrap_err();
             assert_eq!(err.code, ErrorCode::UnsupportedOperation, "{body}");
         }
+        // Attachments are a bad request for CAAC (400), not a missing operation.
+        let err = check_message_send(&send(json!({
+            "conversation_id": "x", "text": "hi",
+            "attachments": [{"url": "https://cdn.example.com/a.png", "name": "a.png", "type": "image/png"}]
+        })))
+        .unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidRequest);
+        assert!(
+            err.detail
+                .starts_with("attachments: caac cannot send attachments"),
+            "{}",
+            err.detail
+        );
         let err =
             check_message_send(&send(json!({"conversation_id": "x", "text": " "}))).unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidRequest);

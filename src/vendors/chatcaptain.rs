@@ -71,6 +71,7 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use super::common::attachment;
 use super::common::typed::{self, opt_text, Text};
 use super::common::wire::credentials_rejected;
 use super::common::{
@@ -1860,15 +1861,11 @@ fn message_send_body(conversation_id: &str, body: &MessageSend) -> Result<Value,
     }
     check_vendor_fields(VENDOR, &body.vendor_fields, &["attachment_ref"], "messages")?;
     let reference = text_field("attachment_ref", body.vendor_fields.get("attachment_ref"))?;
-    if !body.attachments.is_empty() && reference.is_none() {
-        return Err(ApiError::invalid(
-            "chatcaptain sends an attachment uploaded beforehand: pass its reference in \
-             vendor_fields.attachment_ref",
-        ));
-    }
-    if body.attachments.len() > 1 {
-        return Err(ApiError::invalid(
-            "chatcaptain sends one attachment per message",
+    if !body.attachments.is_empty() {
+        return Err(attachment::refused(
+            VENDOR,
+            "ChatCaptain publishes no upload call; send a file already uploaded to ChatCaptain \
+             by its reference in vendor_fields.attachment_ref",
         ));
     }
     let text = non_empty(body.text.as_deref());
@@ -2754,7 +2751,6 @@ mod tests {
                 CONV_ID,
                 &send(json!({
                     "conversation_id": "x",
-                    "attachments": [{"type": "file", "url": "https://x/y.pdf"}],
                     "vendor_fields": {"attachment_ref": "z5AV6Eu3aBBdbu4sdjEa"}
                 }))
             )
@@ -2776,7 +2772,15 @@ mod tests {
                 ErrorCode::InvalidRequest,
             ),
             (
-                json!({"conversation_id": "x", "attachments": [{"type": "file", "url": "u"}]}),
+                json!({"conversation_id": "x", "attachments": [{"data": "aGk=", "name": "a.pdf", "type": "application/pdf"}]}),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                json!({
+                    "conversation_id": "x",
+                    "attachments": [{"data": "aGk=", "name": "a.pdf", "type": "application/pdf"}],
+                    "vendor_fields": {"attachment_ref": "r"}
+                }),
                 ErrorCode::InvalidRequest,
             ),
             (

@@ -18,7 +18,12 @@
 //! - **Messages are sent as HTML with `sender_type: "agent"`.** The OpenAPI omits
 //!   `sender_type`, but the server refuses a message without it. Plain text is escaped and
 //!   wrapped in `<p>…</p>` (newlines become `<br>`); on the way back `text` is derived from the
-//!   stored HTML. Attachments must be media ids uploaded beforehand (`vendor_fields.attachments`).
+//!   stored HTML.
+//! - **Attachments are uploaded first.** Each file of `attachments` (bytes only: `data`) goes
+//!   to `POST /api/v1/media` as the multipart part `files`; the message then carries the
+//!   returned media ids (after any ids given in `vendor_fields.attachments`). A failed upload
+//!   ends the send before the message call, so no message goes out; files uploaded before it
+//!   stay in Libredesk's media store, unattached (Libredesk publishes no media delete).
 //! - **Status names are words, not codes.** `Open`, `Snoozed`, `Resolved`, `Closed` map to
 //!   open, pending, resolved, closed; a custom status maps through its `status_category` when
 //!   the server sends one, else to open, and `vendor_status` always carries the vendor's word.
@@ -40,6 +45,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::common::attachment::{self, AttachmentSupport};
 use super::common::typed::{self, lenient_strings, opt_text, parse_body, present, Text};
 use super::common::{
     assignee_id, attachment_type, bad_response, check_status, cursor_number, ep, error_text,
@@ -47,6 +53,7 @@ use super::common::{
     op, owned_non_empty, parse_wire, phone, required_int, split_name, split_names, Mapper,
 };
 use super::{Adapter, CallContext, EndpointSpec, OperationSpec};
+use crate::snapshot::routes::VendorRoutes;
 // The upstream client's types.
 use super::{VendorBody, VendorCall, VendorResponse};
 use crate::api::ids::{KeyGrammar, Kind, ObjectId};
@@ -91,6 +98,7 @@ static ENDPOINTS: &[EndpointSpec] = &[
     ep("messages.list", &["uuid"]),
     ep("messages.get", &["uuid", "message_uuid"]),
     ep("messages.send", &["uuid"]),
+    ep("media.upload", &[]),
 ];
 
 /// What the adapter serves, and the calls each operation needs. contacts.create and
@@ -134,6 +142,14 @@ impl Adapter for Libredesk {
     }
     fn required_defaults(&self) -> &'static [&'static str] {
         &["inbox_id"]
+    }
+    /// Files are uploaded to `POST /api/v1/media` (the bytes: the gateway fetches no URL),
+    /// then sent as the message's media ids.
+    fn attachments(&self, routes: &VendorRoutes) -> Option<AttachmentSupport> {
+        routes.has("media.upload").then_some(AttachmentSupport {
+            sources: &["data"],
+            max_count: attachment::MAX_ATTACHMENTS,
+        })
     }
 
     /// One arm per operation; each arm only sequences vendor calls; building requests and
@@ -492,7 +508,24 @@ async fn send_message(
     body: &MessageSend,
 ) -> Result<Output, ApiError> {
     let uuid = conversation_key(conversation_id)?;
-    let request = message_send_body(body)?;
+    let files = attachment::data_only(VENDOR, &body.files, attachment::MAX_ATTACHMENTS)?;
+    let mut request = message_send_body(body)?;
+    if !files.is_empty() && !ctx.connection.routes.has("media.upload") {
+        return Err(attachment::refused(
+            VENDOR,
+            "this connection's routes have no media.upload call",
+        ));
+    }
+    // Upload first, one file per call; a failed upload stops here and sends no message.
+    let mut media = Vec::with_capacity(files.len());
+    for (file, bytes) in files {
+        let call = VendorCall::new().body(attachment::multipart_file("files", file, bytes, &[]));
+        let uploaded = fetch(ctx, "media.upload", call).await?;
+        media.push(uploaded_media_id(&uploaded)?);
+    }
+    if let Some(Value::Array(ids)) = request.get_mut("attachments") {
+        ids.extend(media.into_iter().map(Value::from));
+    }
     let data = fetch(
         ctx,
         "messages.send",
@@ -512,6 +545,14 @@ async fn send_message(
         get_message(ctx, uuid, &message_uuid).await?
     };
     Ok(Output::Created(message.into()))
+}
+
+/// The media id of a `POST /api/v1/media` answer (`data` is the `Media` object).
+fn uploaded_media_id(data: &Value) -> Result<i64, ApiError> {
+    data.get("id")
+        .and_then(Value::as_i64)
+        .filter(|id| *id > 0)
+        .ok_or_else(|| bad_response(VENDOR, "uploaded media has no integer id"))
 }
 
 // ----- IDs and cursors -----------------------------------------------------------------------
@@ -1698,15 +1739,11 @@ fn message_send_body(body: &MessageSend) -> Result<Value, ApiError> {
             "libredesk has no message templates",
         ));
     }
-    let media = body.vendor_fields.get("attachments");
-    if !body.attachments.is_empty() && media.is_none() {
-        return Err(ApiError::invalid(
-            "libredesk needs uploaded media ids; pass vendor_fields.attachments",
-        ));
-    }
-    let media = media_ids(media)?;
+    // Media ids uploaded beforehand (`vendor_fields.attachments`) go with the files the
+    // gateway uploads from `attachments`.
+    let media = media_ids(body.vendor_fields.get("attachments"))?;
     let text = non_empty(body.text.as_deref());
-    if text.is_none() && media.is_empty() {
+    if text.is_none() && media.is_empty() && body.files.is_empty() {
         return Err(ApiError::invalid("a message needs text or attachments"));
     }
     Ok(json!({
@@ -2719,7 +2756,6 @@ mod tests {
         );
         let body = message_send_body(&send(json!({
             "conversation_id": "x",
-            "attachments": [{"type": "image", "url": "https://x/a.png"}],
             "vendor_fields": {"attachments": [12, 13]}
         })))
         .unwrap();
@@ -2735,12 +2771,6 @@ mod tests {
         })))
         .unwrap_err();
         assert_eq!(err.code, ErrorCode::UnsupportedOperation);
-        let err = message_send_body(&send(json!({
-            "conversation_id": "x", "text": "hi", "attachments": [{"type": "file", "url": "https://x/a.pdf"}]
-        })))
-        .unwrap_err();
-        assert_eq!(err.code, ErrorCode::InvalidRequest);
-        assert!(err.detail.contains("vendor_fields.attachments"));
         for body in [
             json!({"conversation_id": "x"}),
             json!({"conversation_id": "x", "text": "  "}),

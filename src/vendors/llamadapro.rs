@@ -36,9 +36,14 @@
 //!   toPhoneNumber]`: the message's conversation is whatever conversation its ID was minted
 //!   in. The vendor files a sent message under its current conversation with that number.
 //! - **Sending** is free-form (`{fromPhoneNumber, toPhoneNumber, content, type}`, media by a
-//!   `fileId` of LlamadaPro's files service) or a template (`{…, templateName, languageCode,
+//!   `fileId`) or a template (`{…, templateName, languageCode,
 //!   variables:[{value}]}`). `fromPhoneNumber` is the connection's WhatsApp business number
 //!   (`defaults.fromPhoneNumber`, overridable by `vendor_fields`). There are no internal notes.
+//!   The one file a WhatsApp message may carry (`attachments[0].data`) is uploaded first with
+//!   UploadMedia's direct mode (`{fileName, contentType, content: base64, fromPhoneNumber}` →
+//!   `{fileId, …}`), then sent as `{type: image|audio|video|document, fileId, content}`; a
+//!   failed upload sends nothing. A file already in LlamadaPro goes by `vendor_fields.fileId`
+//!   and `vendor_fields.type`.
 //!
 //! `vendor_fields` are checked against a short list per operation; an unknown one is a 400,
 //! never silently dropped.
@@ -47,6 +52,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use super::common::attachment::{self, AttachmentSupport};
 use super::common::input::MAX_SAFE_INTEGER;
 use super::common::{
     bad_response, check_status, check_vendor_fields, cursor_text, ep, error_text, filter_via,
@@ -55,13 +61,15 @@ use super::common::{
     split_names, text_field, Mapper,
 };
 use super::{Adapter, CallContext, EndpointSpec, OperationSpec};
+use crate::snapshot::routes::VendorRoutes;
 // The upstream client's types.
 use super::{VendorBody, VendorCall, VendorResponse};
 use crate::api::ids::{KeyGrammar, Kind, ObjectId};
 use crate::api::model::{
-    vendor_label, Assignee, Attachment, Channel, Contact, ContactCreate, ContactPatch,
-    Conversation, ConversationCreate, ConversationStatus, Direction, Handle, HandleChannel,
-    Message, MessageSend, MessageStatus, MessageType, NewContact, Sender, SenderType,
+    vendor_label, Assignee, Attachment, AttachmentFile, Channel, Contact, ContactCreate,
+    ContactPatch, Conversation, ConversationCreate, ConversationStatus, Direction, Handle,
+    HandleChannel, Message, MessageSend, MessageStatus, MessageType, NewContact, Sender,
+    SenderType,
 };
 use crate::api::operation::{Operation::*, Vendor};
 use crate::api::request::{ContactFilters, OperationRequest, Output, Page, Resource};
@@ -95,6 +103,7 @@ static ENDPOINTS: &[EndpointSpec] = &[
     ep("messages.get", &["message_id"]),
     ep("messages.send", &[]),
     ep("messages.send_template", &[]),
+    ep("media.upload", &[]),
 ];
 
 /// What the adapter serves, and the calls each operation needs. LlamadaPro publishes no way
@@ -138,6 +147,14 @@ impl Adapter for LlamadaPro {
     }
     fn operations(&self) -> &'static [OperationSpec] {
         OPERATIONS
+    }
+    /// One file per WhatsApp message, uploaded by UploadMedia's direct mode (the bytes: the
+    /// gateway fetches no URL), then sent with the `fileId` it answers.
+    fn attachments(&self, routes: &VendorRoutes) -> Option<AttachmentSupport> {
+        routes.has("media.upload").then_some(AttachmentSupport {
+            sources: &["data"],
+            max_count: 1,
+        })
     }
     /// A conversation cannot be created without a funnel, nor a WhatsApp message sent without
     /// the business number it leaves from.
@@ -372,9 +389,30 @@ async fn send_message(
     let from = ctx
         .vendor_field("fromPhoneNumber", &body.vendor_fields)
         .cloned();
-    let planned = plan_message(body, &conversation, from.as_ref())?;
+    let files = attachment::data_only(VENDOR, &body.files, 1)?;
+    let mut planned = plan_message(body, &conversation, from.as_ref())?;
     let endpoint = planned.endpoint();
-    ctx.require_routes([endpoint], "send this message")?;
+    match (files.first(), &mut planned) {
+        (Some((file, bytes)), PlannedMessage::FreeForm(message, _)) => {
+            if !ctx.connection.routes.has("media.upload") {
+                return Err(attachment::refused(
+                    VENDOR,
+                    "this connection's routes have no media.upload call",
+                ));
+            }
+            ctx.require_routes([endpoint], "send this message")?;
+            // Upload first; a failed upload ends the send here, so no message goes out.
+            let upload = upload_body(file, bytes, &message.from_phone_number);
+            let uploaded = fetch(
+                ctx,
+                "media.upload",
+                VendorCall::new().body(VendorBody::json(&upload)),
+            )
+            .await?;
+            message.file_id = Some(uploaded_file_id(&uploaded)?);
+        }
+        _ => ctx.require_routes([endpoint], "send this message")?,
+    }
     let data = fetch(
         ctx,
         endpoint,
@@ -556,6 +594,8 @@ struct WireAttachment {
     kind: Option<String>,
     url: Option<String>,
     unsigned_url: Option<String>,
+    /// Open dictionary; a file uploaded with UploadMedia may be described here (name, size).
+    metadata: Option<Map<String, Value>>,
 }
 
 /// The vendor's error text from a non-2xx body (`{code, error, message, details}`): `message`
@@ -976,8 +1016,8 @@ fn translate_message(
                 .unwrap_or(MessageType::File),
             url: owned_non_empty(a.url.as_deref())
                 .or_else(|| owned_non_empty(a.unsigned_url.as_deref())),
-            name: None,
-            size: None,
+            name: attachment_name(a.metadata.as_ref()),
+            size: attachment_size(a.metadata.as_ref()),
         })
         .collect();
     let type_ = sent_as
@@ -1502,6 +1542,43 @@ impl PlannedMessage {
     }
 }
 
+/// An attachment's file name from its `metadata`, when the vendor put one there (the
+/// document leaves `metadata` open: `fileName`, `filename` and `name` are read).
+fn attachment_name(metadata: Option<&Map<String, Value>>) -> Option<String> {
+    let metadata = metadata?;
+    ["fileName", "filename", "name"]
+        .iter()
+        .find_map(|k| owned_non_empty(metadata.get(*k).and_then(Value::as_str)))
+}
+
+/// An attachment's size in bytes from its `metadata` (`size` or `fileSize`), when present.
+fn attachment_size(metadata: Option<&Map<String, Value>>) -> Option<u64> {
+    let metadata = metadata?;
+    ["size", "fileSize"]
+        .iter()
+        .find_map(|k| metadata.get(*k).and_then(Value::as_f64))
+        .filter(|n| *n >= 0.0 && n.fract() == 0.0 && *n <= MAX_SAFE_INTEGER)
+        // ok: a non-negative integral double within 2^53 converts exactly
+        .map(|n| n as u64)
+}
+
+/// UploadMedia in direct-upload mode: the file's name, MIME type and bytes (base64), for the
+/// business number that will send it.
+fn upload_body(file: &AttachmentFile, bytes: &[u8], from_phone_number: &str) -> Value {
+    json!({
+        "fileName": file.name,
+        "contentType": file.mime,
+        "content": attachment::base64(bytes),
+        "fromPhoneNumber": from_phone_number,
+    })
+}
+
+/// The `fileId` of an UploadMedia answer, which the media message names.
+fn uploaded_file_id(data: &Value) -> Result<String, ApiError> {
+    owned_non_empty(data.get("fileId").and_then(Value::as_str))
+        .ok_or_else(|| bad_response(VENDOR, "UploadMedia answered no fileId"))
+}
+
 /// The WhatsApp type of a media attachment.
 fn whatsapp_media_type(kind: MessageType) -> Option<&'static str> {
     match kind {
@@ -1549,8 +1626,10 @@ fn template_variables(variables: &Value) -> Result<Vec<TemplateVariable>, ApiErr
         .collect()
 }
 
-/// The vendor call a message send makes: a template, a media message (a `fileId` uploaded to
-/// LlamadaPro beforehand, with the normalized attachment's type), or text.
+/// The vendor call a message send makes: a template, a media message, or text. A media
+/// message is either the one file of `attachments` (its `fileId` is filled in after the
+/// upload) or a file uploaded to LlamadaPro beforehand (`vendor_fields.fileId` with
+/// `vendor_fields.type`).
 fn plan_message(
     body: &MessageSend,
     conversation: &ConversationKeys,
@@ -1589,7 +1668,7 @@ fn plan_message(
     let text = body.text.as_deref().filter(|t| !t.trim().is_empty());
 
     if let Some(template) = &body.template {
-        if text.is_some() || !body.attachments.is_empty() || file_id.is_some() {
+        if text.is_some() || !body.files.is_empty() || file_id.is_some() {
             return Err(ApiError::invalid(
                 "a template message carries no text or attachments of its own",
             ));
@@ -1619,57 +1698,52 @@ fn plan_message(
         ));
     }
 
-    let (kind, message_type) = match (body.attachments.as_slice(), &file_id) {
-        ([], None) => {
-            if media_type.is_some() {
-                return Err(ApiError::invalid(
-                    "vendor_fields.type goes with an attachment",
-                ));
-            }
-            if text.is_none() {
-                return Err(ApiError::invalid(
-                    "a message needs text, an attachment or a template",
-                ));
-            }
-            ("text".to_owned(), MessageType::Text)
+    let media_kind = |default: Option<MessageType>| -> Result<String, ApiError> {
+        match (&media_type, default) {
+            (Some(t), _) if MEDIA_TYPES.contains(&t.as_str()) => Ok(t.clone()),
+            (Some(t), _) => Err(ApiError::invalid(format!(
+                "vendor_fields.type {t:?} is not a WhatsApp media type; use one of {}",
+                MEDIA_TYPES.join(", ")
+            ))),
+            (None, Some(kind)) => whatsapp_media_type(kind)
+                .map(str::to_owned)
+                .ok_or_else(|| ApiError::invalid("attachments[0].type is not a media type")),
+            (None, None) => Err(ApiError::invalid(format!(
+                "vendor_fields.fileId needs vendor_fields.type: one of {}",
+                MEDIA_TYPES.join(", ")
+            ))),
         }
-        ([], Some(_)) => {
-            return Err(ApiError::invalid(
-                "vendor_fields.fileId goes with an attachment: describe it in attachments",
-            ))
-        }
-        ([_], None) => {
-            return Err(ApiError::invalid(
-                "llamadapro sends media by file id: upload the file to llamadapro and pass \
-                 vendor_fields.fileId",
-            ))
-        }
-        ([attachment], Some(_)) => {
-            let kind = match media_type {
-                Some(t) if MEDIA_TYPES.contains(&t.as_str()) => t,
-                Some(t) => {
-                    return Err(ApiError::invalid(format!(
-                        "vendor_fields.type {t:?} is not a WhatsApp media type; use one of {}",
-                        MEDIA_TYPES.join(", ")
-                    )))
+    };
+    let kind =
+        match (body.files.as_slice(), &file_id) {
+            ([], None) => {
+                if media_type.is_some() {
+                    return Err(ApiError::invalid(
+                        "vendor_fields.type goes with an attachment",
+                    ));
                 }
-                None => whatsapp_media_type(attachment.type_)
-                    .ok_or_else(|| {
-                        ApiError::invalid(
-                            "attachments[0].type must be image, audio, video or file for a \
-                             WhatsApp media message",
-                        )
-                    })?
-                    .to_owned(),
-            };
-            let message_type = type_from_vendor(&kind);
-            (kind, message_type)
-        }
-        _ => {
-            return Err(ApiError::invalid(
-                "a WhatsApp message carries one attachment",
-            ))
-        }
+                if text.is_none() {
+                    return Err(ApiError::invalid(
+                        "a message needs text, an attachment or a template",
+                    ));
+                }
+                "text".to_owned()
+            }
+            ([], Some(_)) => media_kind(None)?,
+            ([file], None) => media_kind(Some(file.kind))?,
+            ([_], Some(_)) => return Err(ApiError::invalid(
+                "give the file in attachments or an uploaded one in vendor_fields.fileId, not both",
+            )),
+            _ => {
+                return Err(ApiError::invalid(
+                    "attachments: a WhatsApp message carries one attachment",
+                ))
+            }
+        };
+    let message_type = if kind == "text" {
+        MessageType::Text
+    } else {
+        type_from_vendor(&kind)
     };
     Ok(PlannedMessage::FreeForm(
         FreeFormMessage {
@@ -2396,7 +2470,9 @@ mod tests {
     fn send(value: Value) -> MessageSend {
         let mut value = value;
         value["conversation_id"] = json!("x");
-        serde_json::from_value(value).unwrap()
+        let mut body: MessageSend = serde_json::from_value(value).unwrap();
+        body.files = attachment::prepare(&body.attachments, 1 << 20).unwrap();
+        body
     }
 
     fn plan(value: Value) -> Result<PlannedMessage, ApiError> {
@@ -2414,8 +2490,7 @@ mod tests {
         );
         let media = plan(json!({
             "text": "La cotización",
-            "attachments": [{"type": "file", "url": null}],
-            "vendor_fields": {"fileId": "file_0002", "userId": 11},
+            "vendor_fields": {"fileId": "file_0002", "type": "document", "userId": 11},
         }))
         .unwrap();
         assert_eq!(media.message_type(), MessageType::File);
@@ -2424,13 +2499,43 @@ mod tests {
             json!({"fromPhoneNumber": FROM, "toPhoneNumber": PHONE, "content": "La cotización", "type": "document", "fileId": "file_0002", "userId": "11"})
         );
         let sticker = plan(json!({
-            "attachments": [{"type": "image", "url": null}],
             "vendor_fields": {"fileId": "f1", "type": "sticker"},
         }))
         .unwrap();
         assert_eq!(
             serde_json::from_slice::<Value>(&sticker.body()).unwrap()["type"],
             "sticker"
+        );
+        // A file of `attachments`: typed by its MIME type; its fileId comes from the upload.
+        let pdf = plan(json!({
+            "attachments": [{"data": "JVBERi0=", "name": "cotizacion.pdf", "type": "application/pdf"}],
+        }))
+        .unwrap();
+        assert_eq!(pdf.message_type(), MessageType::File);
+        assert_eq!(
+            serde_json::from_slice::<Value>(&pdf.body()).unwrap(),
+            json!({"fromPhoneNumber": FROM, "toPhoneNumber": PHONE, "content": "", "type": "document"})
+        );
+        let photo = plan(json!({
+            "attachments": [{"data": "aGk=", "name": "a.jpg", "type": "image/jpeg"}],
+        }))
+        .unwrap();
+        assert_eq!(photo.message_type(), MessageType::Image);
+        let files = send(json!({
+            "attachments": [{"data": "aGk=", "name": "a.jpg", "type": "image/jpeg"}],
+        }))
+        .files;
+        assert_eq!(
+            upload_body(&files[0], b"hi", FROM),
+            json!({"fileName": "a.jpg", "contentType": "image/jpeg", "content": "aGk=", "fromPhoneNumber": FROM})
+        );
+        assert_eq!(
+            uploaded_file_id(&json!({"fileId": "file_9", "mediaId": "m"})).unwrap(),
+            "file_9"
+        );
+        assert_eq!(
+            uploaded_file_id(&json!({"mediaId": "m"})).unwrap_err().code,
+            ErrorCode::VendorBadResponse
         );
         let template = plan(json!({
             "template": {"name": "bienvenida", "language": "es", "variables": ["Vale", {"value": "Ventas"}, 3]},
@@ -2481,19 +2586,22 @@ mod tests {
                 ErrorCode::InvalidRequest,
             ),
             (
-                json!({"attachments": [{"type": "image", "url": "https://x/y.png"}]}),
+                json!({"attachments": [
+                    {"data": "aGk=", "name": "a.png", "type": "image/png"},
+                    {"data": "aGk=", "name": "b.png", "type": "image/png"},
+                ]}),
                 ErrorCode::InvalidRequest,
             ),
             (
-                json!({"attachments": [{"type": "image", "url": null}, {"type": "image", "url": null}], "vendor_fields": {"fileId": "f"}}),
+                json!({"attachments": [{"data": "aGk=", "name": "a.png", "type": "image/png"}], "vendor_fields": {"fileId": "f"}}),
                 ErrorCode::InvalidRequest,
             ),
             (
-                json!({"attachments": [{"type": "location", "url": null}], "vendor_fields": {"fileId": "f"}}),
+                json!({"attachments": [{"data": "aGk=", "name": "a.png", "type": "image/png"}], "vendor_fields": {"type": "gif"}}),
                 ErrorCode::InvalidRequest,
             ),
             (
-                json!({"attachments": [{"type": "image", "url": null}], "vendor_fields": {"fileId": "f", "type": "gif"}}),
+                json!({"vendor_fields": {"fileId": "f"}}),
                 ErrorCode::InvalidRequest,
             ),
             (

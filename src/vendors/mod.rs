@@ -37,6 +37,10 @@ use crate::snapshot::Connection;
 use crate::state::ConnectionKey;
 use crate::upstream::{outcome_for_status, CallError, VendorBody, VendorClient, VendorResponse};
 pub use call::VendorCall;
+pub use common::attachment::{
+    prepare as prepare_attachments, AttachmentSupport,
+    DEFAULT_MAX_BYTES as DEFAULT_ATTACHMENT_MAX_BYTES,
+};
 
 /// A vendor call an adapter knows how to make, by the name it has in the routes file.
 /// `params` are the path placeholders the call needs (all must appear in the path).
@@ -87,6 +91,13 @@ pub trait Adapter: Send + Sync + 'static {
     /// Connection `defaults` this vendor cannot work without, for config validation.
     fn required_defaults(&self) -> &'static [&'static str] {
         &[]
+    }
+
+    /// Whether `messages.send` takes `attachments` on a connection with these routes, and
+    /// in which form (for `GET /v1/capabilities`). `None`: the vendor cannot, or the routes
+    /// lack the calls it needs; a send with attachments is then a 400.
+    fn attachments(&self, _routes: &VendorRoutes) -> Option<AttachmentSupport> {
+        None
     }
 
     /// Serve one operation. Only called for operations the connection's routes support.

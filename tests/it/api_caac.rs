@@ -476,11 +476,10 @@ async fn messages_are_sent_as_text_from_the_default_agent() {
     assert_eq!(stored.len(), 4);
     assert_eq!(stored[3]["text"], "Your parcel left our warehouse.");
 
-    // Templates, attachments and internal notes: 501 before any call.
+    // Templates and internal notes: 501 before any call (attachments: 400, tests/it/attachments.rs).
     let before = caac(&h).call_count();
     for extra in [
         json!({"template": {"name": "shipping_update", "language": "zh_TW"}}),
-        json!({"text": "see file", "attachments": [{"type": "file", "url": "https://x/a.pdf"}]}),
         json!({"text": "internal", "private": true}),
     ] {
         let mut body = json!({"conversation_id": weiting});

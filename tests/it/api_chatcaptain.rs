@@ -569,7 +569,6 @@ async fn messages_list_get_and_send() {
         "/v1/messages",
         json!({
             "conversation_id": conversation,
-            "attachments": [{"type": "file", "name": "lieferschein.pdf"}],
             "vendor_fields": {"attachment_ref": seed::ATTACHMENT_REF}
         }),
     )

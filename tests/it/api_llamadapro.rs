@@ -512,7 +512,7 @@ async fn messages_send_text_and_templates_and_read_back() {
         &h,
         Method::POST,
         "/v1/messages",
-        json!({"conversation_id": conversation, "text": "La cotización", "attachments": [{"type": "image", "url": null}], "vendor_fields": {"fileId": seed::FILE_IMAGE_ID}}),
+        json!({"conversation_id": conversation, "text": "La cotización", "vendor_fields": {"fileId": seed::FILE_IMAGE_ID, "type": "image"}}),
         201,
     )
     .await;
@@ -568,7 +568,7 @@ async fn messages_send_text_and_templates_and_read_back() {
             "invalid_request",
         ),
         (
-            json!({"conversation_id": conversation, "attachments": [{"type": "image", "url": "https://x/y.png"}]}),
+            json!({"conversation_id": conversation, "attachments": [{"type": "image/png", "name": "y.png", "url": "https://cdn.example.com/y.png"}]}),
             400,
             "invalid_request",
         ),

@@ -40,6 +40,7 @@ mod api_chatcaptain;
 mod api_libredesk;
 mod api_libredesk_tls;
 mod api_llamadapro;
+mod attachments;
 mod cache;
 mod cli;
 mod cross_vendor;

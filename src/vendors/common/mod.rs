@@ -14,6 +14,7 @@
 //! structs borrow their strings with and the `raw` trees built only on demand, and
 //! [`Mapper::raw_with`] builds `raw` only when the caller asked for it.
 
+pub(crate) mod attachment;
 pub(crate) mod input;
 pub(crate) mod mapper;
 pub(crate) mod phone;
