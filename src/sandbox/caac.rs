@@ -65,6 +65,9 @@ use super::{
     VendorSimulator, VendorState,
 };
 use crate::api::operation::Vendor;
+
+mod agent;
+pub use agent::AgentAnswer;
 use crate::snapshot::routes::{AuthScheme, VendorRoutes};
 
 /// Constants for the seed data, for tests and the demo.
