@@ -536,7 +536,10 @@ impl EventsSettings {
             return Err(err("delivery.max_in_flight", "use 1 to 1024"));
         }
         if !(100..=3_600_000).contains(&d.first_retry_ms) {
-            return Err(err("delivery.first_retry_ms", "use 100 to 3600000 (an hour)"));
+            return Err(err(
+                "delivery.first_retry_ms",
+                "use 100 to 3600000 (an hour)",
+            ));
         }
         if !(1..=300).contains(&raw.stream_heartbeat_seconds) {
             return Err(err("stream_heartbeat_seconds", "use 1 to 300"));

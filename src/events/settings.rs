@@ -175,8 +175,7 @@ impl EventsConfig {
     }
 
     pub fn connection(&self, tenant: &str, name: &str) -> Option<&Arc<ConnectionEvents>> {
-        self.connections
-            .get(&(tenant.to_owned(), name.to_owned()))
+        self.connections.get(&(tenant.to_owned(), name.to_owned()))
     }
 
     /// Every polled connection: `(tenant, connection, settings)`.

@@ -57,7 +57,9 @@ impl ServeHttp for AdminApp {
             Err(response) => return response,
         };
         let query = session.req_header().uri.query().map(str::to_owned);
-        if let Some(r) = super::event_admin::serve(&self.app, &method, &path, query.as_deref()).await {
+        if let Some(r) =
+            super::event_admin::serve(&self.app, &method, &path, query.as_deref()).await
+        {
             return r;
         }
         match (method.as_str(), path.as_str()) {

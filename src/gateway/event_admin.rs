@@ -34,7 +34,10 @@ pub(super) async fn serve(
     let method_not_allowed = || Some(json_response(405, &json!({"error": "method not allowed"})));
     let failed = |e: crate::events::store::StoreError| {
         tracing::error!(error = %e, "event store failed under an admin call");
-        json_response(503, &json!({"error": "the event store could not be reached"}))
+        json_response(
+            503,
+            &json!({"error": "the event store could not be reached"}),
+        )
     };
     if rest == "dead" {
         if method != http::Method::GET {

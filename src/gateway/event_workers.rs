@@ -157,12 +157,15 @@ impl Normalizer for GatewayNormalizer {
         )
         .await
         .map_err(|e| NormalizeError::Retry(e.to_string()))?;
-        let conversation = subject.conversation_uuid().map(str::to_owned).ok_or_else(|| {
-            NormalizeError::Retry(
-                "the message names only its conversation's number, not yet seen with its uuid"
-                    .to_owned(),
-            )
-        })?;
+        let conversation = subject
+            .conversation_uuid()
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                NormalizeError::Retry(
+                    "the message names only its conversation's number, not yet seen with its uuid"
+                        .to_owned(),
+                )
+            })?;
         let (tenant, name) = (item.tenant.as_str(), item.connection.as_str());
         let translated = event
             .object
@@ -234,10 +237,9 @@ impl Normalizer for GatewayNormalizer {
         }
         // The vendor changed again since intake invalidated: a read in between may have cached
         // the state this event reports as old.
-        if let (Ok(connection), Ok(Parsed::Event(event))) = (
-            self.connection(item),
-            libredesk::parse_webhook(&item.body),
-        ) {
+        if let (Ok(connection), Ok(Parsed::Event(event))) =
+            (self.connection(item), libredesk::parse_webhook(&item.body))
+        {
             for invalidation in touches(&event.touches, &event.subject) {
                 self.app.cache.apply(&connection, invalidation).await;
             }

@@ -86,12 +86,13 @@ impl EventsRuntime {
         let Some(settings) = snapshot.events.settings.clone() else {
             return Ok(None);
         };
-        let store = match store {
-            Some(store) => store,
-            None => Arc::new(SqliteStore::open(&settings.data_dir).map_err(|e| {
-                ConfigError::new(gateway_file, "events.data_dir", e.to_string())
-            })?),
-        };
+        let store =
+            match store {
+                Some(store) => store,
+                None => Arc::new(SqliteStore::open(&settings.data_dir).map_err(|e| {
+                    ConfigError::new(gateway_file, "events.data_dir", e.to_string())
+                })?),
+            };
         let event_metrics = EventMetrics::new()
             .and_then(|m| m.register(metrics.registry()).map(|()| m))
             .map_err(|e| {
@@ -109,16 +110,15 @@ impl EventsRuntime {
     /// A reload was applied: new subscriptions take effect for events stored from now on (and
     /// for pending deliveries at their next attempt). Settings read at start say so.
     pub fn reloaded(&self, next: &Snapshot) {
-        self.subscriptions
-            .store(next.events.subscriptions.clone());
+        self.subscriptions.store(next.events.subscriptions.clone());
         match &next.events.settings {
             Some(s) if s != &self.settings => tracing::warn!(
                 "`events:` settings changed; they take effect after a restart (the store and \
                  the delivery worker are set up at start)"
             ),
-            None => tracing::warn!(
-                "`events:` was removed; events keep running until the next restart"
-            ),
+            None => {
+                tracing::warn!("`events:` was removed; events keep running until the next restart")
+            }
             _ => {}
         }
     }
@@ -237,7 +237,10 @@ impl Gateway {
         if name.contains('/') {
             return Err(unknown());
         }
-        let connection = snapshot.connection(tenant, name).ok_or_else(unknown)?.clone();
+        let connection = snapshot
+            .connection(tenant, name)
+            .ok_or_else(unknown)?
+            .clone();
         let events = snapshot
             .events
             .connection(tenant, name)
@@ -321,7 +324,9 @@ impl Gateway {
                 store_failed(e)
             })?;
         let data = match (&event.object, subject.conversation_uuid()) {
-            (Some(object), Some(conversation)) => translate(connection, &subject, object, conversation),
+            (Some(object), Some(conversation)) => {
+                translate(connection, &subject, object, conversation)
+            }
             _ => None,
         };
         let touched = touches(&event.touches, &subject);
@@ -600,7 +605,11 @@ impl Gateway {
             }
             if !out.is_empty() {
                 let chunk = Bytes::from(std::mem::take(&mut out));
-                if session.write_response_body(Some(chunk), false).await.is_err() {
+                if session
+                    .write_response_body(Some(chunk), false)
+                    .await
+                    .is_err()
+                {
                     return Ok(());
                 }
             }
@@ -688,7 +697,13 @@ fn types_key(types: &[EventType]) -> String {
 
 /// The conversation's gateway ID for a Libredesk conversation uuid.
 fn conversation_id(tenant: &str, connection: &str, uuid: &str) -> String {
-    ObjectId::new(Kind::Conversation, tenant, connection, vec![uuid.to_owned()]).encode()
+    ObjectId::new(
+        Kind::Conversation,
+        tenant,
+        connection,
+        vec![uuid.to_owned()],
+    )
+    .encode()
 }
 
 /// A message whose payload only names the conversation's number: the uuid from what earlier
@@ -795,10 +810,7 @@ mod tests {
         .unwrap();
         assert_eq!(q.limit, 5);
         assert_eq!(q.cursor.as_deref(), Some("abc"));
-        assert_eq!(
-            types_key(&q.types),
-            "conversation.updated,message.received"
-        );
+        assert_eq!(types_key(&q.types), "conversation.updated,message.received");
         for bad in ["limit=0", "limit=101", "types=message.deleted", "since=1"] {
             assert!(EventsQuery::parse(Some(bad), true).is_err(), "{bad}");
         }

@@ -67,8 +67,8 @@ use super::{
 use crate::api::operation::Vendor;
 
 mod agent;
-pub use agent::AgentAnswer;
 use crate::snapshot::routes::{AuthScheme, VendorRoutes};
+pub use agent::AgentAnswer;
 
 /// Constants for the seed data, for tests and the demo.
 pub mod seed {

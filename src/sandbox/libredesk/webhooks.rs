@@ -137,7 +137,11 @@ impl Webhooks {
                     ));
                 }
             }
-            for m in data.messages.range(before.last_message + 1..).map(|(_, m)| m) {
+            for m in data
+                .messages
+                .range(before.last_message + 1..)
+                .map(|(_, m)| m)
+            {
                 if m.kind != MessageType::Activity {
                     hooks.push(("message.created", data.message_json(m)));
                 }
@@ -226,6 +230,27 @@ impl LibredeskState {
     /// Webhooks sent so far, oldest first, with the receiver's answer.
     pub fn webhooks_sent(&self) -> Vec<SentWebhook> {
         lock(&self.webhooks.sent).clone()
+    }
+
+    /// Play an agent changing a conversation's status in the Libredesk UI (`status_id`: see
+    /// [`super::seed`]): with a webhook configured, announced as `conversation.status_changed`.
+    /// `false` for an unknown conversation.
+    pub fn agent_sets_status(&self, conversation_uuid: &str, status_id: i64) -> bool {
+        let before = Marks::take(self);
+        {
+            let mut data = lock(&self.data);
+            let Ok(id) = data.conversation_id(conversation_uuid) else {
+                return false;
+            };
+            let at = data.tick();
+            let Ok(conversation) = data.conversation_mut(id) else {
+                return false;
+            };
+            conversation.status_id = status_id;
+            conversation.updated_at = at;
+        }
+        self.webhooks.emit_since(self, before);
+        true
     }
 
     /// Play the customer of a conversation writing `text` (an incoming email or chat message):
