@@ -141,6 +141,7 @@ struct Events {
     h: Harness,
     desk: Sandbox,
     caac: Sandbox,
+    captain: Sandbox,
     subscriber: Subscriber,
     agent: Agent,
 }
@@ -260,6 +261,13 @@ async fn start_events() -> Events {
     )
     .await
     .unwrap();
+    let captain = Sandbox::start_vendor(
+        Vendor::ChatCaptain,
+        load_routes("chatcaptain"),
+        Credentials::new("chatcaptain-key", "chatcaptain-secret"),
+    )
+    .await
+    .unwrap();
     let subscriber = Subscriber::start().await;
     let agent = start_agent().await;
     let extra = format!(
@@ -277,6 +285,12 @@ async fn start_events() -> Events {
       defaults: {{channel_id: 1201, user_id: 501, org_id: 8801}}
       webhook_token: {CAAC_TOKEN}
       agent: {{url: "{agent}", secret: "{AGENT_SECRET}", timeout_ms: 700}}
+    captain:
+      vendor: chatcaptain
+      base_url: {captain}
+      credentials: {{api_key: chatcaptain-key}}
+      defaults: {{chatbot_id: bot_demo_captain, channel_id: chn_web, language: de}}
+      poll: {{interval_seconds: 1}}
 subscriptions:
   hooked:
     crm:
@@ -286,6 +300,7 @@ subscriptions:
 "#,
         ld = desk.base_url(),
         caac = caac.base_url(),
+        captain = captain.base_url(),
         agent = agent.url,
         sub = subscriber.url,
     );
@@ -299,6 +314,7 @@ subscriptions:
         h,
         desk,
         caac,
+        captain,
         subscriber,
         agent,
     }
@@ -424,10 +440,60 @@ async fn a_libredesk_message_becomes_one_signed_message_received_whose_id_works(
             .unwrap();
     let message = expect_status(r, 200).await;
     assert_eq!(message, event["data"]);
-    // Pulled, it is the same event, byte for byte.
+    // Pulled, it is the same event, byte for byte; the cursor continues after it.
     let page = e.events("?types=message.received").await;
     assert_eq!(page["data"], json!([event]));
-    assert!(page["next_cursor"].is_string());
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let next = e
+        .events(&format!("?types=message.received&cursor={cursor}"))
+        .await;
+    assert_eq!(next["data"], json!([]));
+    // A cursor is bound to its filter.
+    let r =
+        e.h.http
+            .get(e.h.url(&format!("/v1/events?cursor={cursor}")))
+            .bearer_auth(e.token())
+            .send()
+            .await
+            .unwrap();
+    expect_problem(r, 400, "invalid_request").await;
+    dashboards_name_exported_metrics(&e).await;
+}
+
+/// Every metric the events dashboard and alert rules query is one the gateway exports.
+async fn dashboards_name_exported_metrics(e: &Events) {
+    let metrics =
+        e.h.http
+            .get(format!("{}/metrics", e.h.admin))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+    let texts = [
+        std::fs::read_to_string(repo_path("dashboards/switchboard-events.json")).unwrap(),
+        std::fs::read_to_string(repo_path("dashboards/alerts.yml")).unwrap(),
+    ];
+    let mut named = 0;
+    for text in &texts {
+        for (i, _) in text.match_indices("switchboard_event") {
+            let name: String = text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let base = name
+                .trim_end_matches("_bucket")
+                .trim_end_matches("_count")
+                .trim_end_matches("_sum");
+            assert!(
+                metrics.contains(&format!("# TYPE {base} ")),
+                "{base} is queried but not exported"
+            );
+            named += 1;
+        }
+    }
+    assert!(named >= 10, "{named}");
 }
 
 #[tokio::test]
@@ -858,4 +924,69 @@ async fn a_gateway_killed_with_events_pending_delivers_them_after_restart() {
     .await;
     assert_eq!(delivered[0]["id"], event_id.as_str());
     assert_eq!(delivered[0]["data"]["text"], "kept");
+}
+
+#[tokio::test]
+async fn the_poller_turns_chatcaptain_list_differences_into_events() {
+    let e = start_events().await;
+    // The first poll only records what exists: nothing is announced.
+    eventually(20, "the baseline poll", || async {
+        (e.captain.calls_to("conversations.list") >= 1).then_some(())
+    })
+    .await;
+    let list =
+        e.h.http
+            .get(e.h.url("/v1/conversations?limit=5"))
+            .bearer_auth(e.h.token(
+                "hooked",
+                "conversations:read conversations:write messages:write events:read",
+            ))
+            .header("X-Connection", "captain")
+            .send()
+            .await
+            .unwrap();
+    let list = expect_status(list, 200).await;
+    let conversation = list["data"][0].clone();
+    let id = conversation["id"].as_str().unwrap().to_owned();
+    let status = if conversation["status"] == "resolved" {
+        "open"
+    } else {
+        "resolved"
+    };
+    let r =
+        e.h.http
+            .patch(e.h.url(&format!("/v1/conversations/{id}")))
+            .bearer_auth(e.h.token("hooked", "conversations:write"))
+            .json(&json!({"status": status}))
+            .send()
+            .await
+            .unwrap();
+    expect_status(r, 200).await;
+    let updated = eventually(20, "conversation.updated from the poller", || async {
+        let page = e.events("?types=conversation.updated").await;
+        page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|ev| ev["data"]["id"] == id.as_str())
+            .cloned()
+    })
+    .await;
+    assert_eq!(updated["connection"], "captain");
+    assert_eq!(updated["vendor"], "chatcaptain");
+    assert_eq!(updated["data"]["status"], status);
+    // Polled again with nothing new: no second event for the same change.
+    let calls = e.captain.calls_to("conversations.list");
+    eventually(20, "two more polls", || async {
+        (e.captain.calls_to("conversations.list") >= calls + 2).then_some(())
+    })
+    .await;
+    let page = e.events("?types=conversation.updated").await;
+    let same: Vec<_> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|ev| ev["data"]["id"] == id.as_str())
+        .collect();
+    assert_eq!(same.len(), 1, "{same:?}");
 }
