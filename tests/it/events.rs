@@ -961,7 +961,7 @@ async fn the_poller_turns_chatcaptain_list_differences_into_events() {
             .send()
             .await
             .unwrap();
-    expect_status(r, 200).await;
+    let patched = expect_status(r, 200).await;
     let updated = eventually(20, "conversation.updated from the poller", || async {
         let page = e.events("?types=conversation.updated").await;
         page["data"]
@@ -974,7 +974,8 @@ async fn the_poller_turns_chatcaptain_list_differences_into_events() {
     .await;
     assert_eq!(updated["connection"], "captain");
     assert_eq!(updated["vendor"], "chatcaptain");
-    assert_eq!(updated["data"]["status"], status);
+    assert_eq!(updated["data"]["status"], patched["status"], "{updated}");
+    assert_ne!(updated["data"]["status"], conversation["status"]);
     // Polled again with nothing new: no second event for the same change.
     let calls = e.captain.calls_to("conversations.list");
     eventually(20, "two more polls", || async {
