@@ -87,6 +87,8 @@ async fn call(
         want_raw: false,
         vendor_time: Duration::ZERO,
         vendor_calls: 0,
+        // Through the connection's vendor budget, breaker and pauses, like API calls.
+        edge: Some(&app.edge),
     };
     adapter_for(connection.vendor)
         .execute(&mut ctx, request)

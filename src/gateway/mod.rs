@@ -8,11 +8,11 @@
 //! the whole response and returns `Ok(true)`; `upstream_peer` is never reached.
 
 pub mod admin;
-pub mod idempotency;
-pub mod limits;
 mod event_admin;
 pub mod event_workers;
 pub mod events;
+pub mod idempotency;
+pub mod limits;
 pub mod listener;
 pub mod parse;
 pub mod route;
