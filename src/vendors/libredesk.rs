@@ -936,6 +936,8 @@ fn next_page(totals: Totals, requested: u64, returned: usize, limit: u32) -> Opt
 /// One search result, read: a contact already translated, or the email of one the answer
 /// gave no `id` (the published `ContactSearchResult`), to be found in the contact list.
 #[derive(Debug)]
+// Short-lived (one per search result, consumed at once): boxing would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
 enum SearchHit {
     Found(Contact),
     ByEmail(String),
