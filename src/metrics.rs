@@ -254,6 +254,11 @@ impl Metrics {
         }
     }
 
+    /// The registry `/metrics` renders: parts with metrics of their own (events) add to it.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     pub fn observe_vendor_call(
         &self,
         vendor: Vendor,

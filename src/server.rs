@@ -81,10 +81,13 @@ pub fn build_server(
     server.add_service(background_service(
         "jwks refresher",
         JwksRefresher {
-            app,
+            app: app.clone(),
             client: VendorClient::new(),
         },
     ));
+    for service in crate::gateway::event_workers::services(&app) {
+        server.add_boxed_service(service);
+    }
     for service in extra {
         server.add_boxed_service(service);
     }

@@ -66,6 +66,9 @@ pub struct GatewayFile {
     pub log: LogFile,
     #[serde(default)]
     pub http: HttpFile,
+    /// Events (issue 14): the durable store's folder, retention, delivery. Absent: events off.
+    #[serde(default)]
+    pub events: Option<crate::events::model::EventsFile>,
 }
 
 /// How long and how much a client may take to send a request (`http:` in the gateway file).
@@ -246,6 +249,9 @@ fn default_log_filter() -> String {
 #[serde(deny_unknown_fields)]
 pub struct ConnectionsFile {
     pub tenants: BTreeMap<String, BTreeMap<String, ConnectionFile>>,
+    /// Per tenant, where events are pushed: `{url, secret, events[]}` by subscription name.
+    #[serde(default)]
+    pub subscriptions: crate::events::model::SubscriptionsFile,
     /// Each tenant's own request limit, `tenant: {requests_per_second, burst}`; a tenant
     /// without an entry is not limited (docs/api.md, "Limits and circuits").
     #[serde(default)]
@@ -265,6 +271,18 @@ pub struct ConnectionFile {
     /// TLS toward the vendor (https base URLs): trust, server name, client certificate.
     #[serde(default)]
     pub tls: Option<tls::TlsFile>,
+    /// Libredesk: the secret its webhooks are signed with (`${ENV}`).
+    #[serde(default)]
+    pub webhook_secret: Option<Secret>,
+    /// CAAC: the bearer token its AI-agent call carries (`${ENV}`).
+    #[serde(default)]
+    pub webhook_token: Option<Secret>,
+    /// CAAC: the app's agent the AI-agent call is bridged to.
+    #[serde(default)]
+    pub agent: Option<crate::events::caac::AgentFile>,
+    /// Vendors without push: list differences become events every `interval_seconds`.
+    #[serde(default)]
+    pub poll: Option<crate::events::settings::PollFile>,
     /// The vendor edge of this connection, key by key over its routes file's defaults
     /// ([`crate::resilience::settings`]).
     #[serde(default)]
@@ -417,6 +435,8 @@ impl Loader {
         )?;
         let rate_limits = tenant_rate_limits(&connections_path, &connections)?;
 
+        let events = events_config(path, &gateway, &connections_path, &connections, &tenants)?;
+
         let cursors = match &gateway.cursor_secret {
             Some(s) if s.expose().len() >= 16 => CursorCodec::new(s.expose().as_bytes()),
             Some(_) => {
@@ -468,6 +488,7 @@ impl Loader {
             files,
             routes_dir,
             warnings,
+            events: Arc::new(events),
             rate_limits,
         })
     }
@@ -676,6 +697,43 @@ fn check_listen(path: &Path, listen: &ListenFile) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
+}
+
+/// The event settings of this generation (see [`crate::events::settings`]).
+fn events_config(
+    path: &Path,
+    gateway: &GatewayFile,
+    connections_path: &Path,
+    file: &ConnectionsFile,
+    tenants: &HashMap<String, BTreeMap<String, Arc<Connection>>>,
+) -> Result<crate::events::settings::EventsConfig, ConfigError> {
+    use crate::api::operation::Operation;
+    use crate::events::settings::{ConnectionEventsRaw, ConnectionInput, EventsConfig};
+    let inputs = file.tenants.iter().flat_map(|(tenant, conns)| {
+        conns.iter().filter_map(move |(name, conn)| {
+            let built = tenants.get(tenant)?.get(name)?;
+            Some(ConnectionInput {
+                tenant,
+                name,
+                vendor: built.vendor,
+                can_list_conversations: built.supports(Operation::ConversationsList).is_some(),
+                raw: ConnectionEventsRaw {
+                    webhook_secret: conn.webhook_secret.as_ref().map(Secret::expose),
+                    webhook_token: conn.webhook_token.as_ref().map(Secret::expose),
+                    agent: conn.agent.as_ref(),
+                    poll: conn.poll.as_ref(),
+                },
+            })
+        })
+    });
+    EventsConfig::try_build(
+        path,
+        gateway.events.as_ref(),
+        connections_path,
+        &file.subscriptions,
+        |t| tenants.contains_key(t),
+        inputs,
+    )
 }
 
 fn build_connections(

@@ -16,6 +16,9 @@ use pingora::services::background::{background_service, BackgroundService};
 
 use crate::api::operation::Vendor;
 use crate::config::{Env, Loader};
+use crate::events::clock::SystemWallClock;
+use crate::events::receiver::DemoReceiver;
+use crate::events::signing::SigningSecret;
 use crate::gateway::App;
 use crate::sandbox::{Credentials, Fault, Sandbox};
 use crate::server::{build_server, ProcessOptions};
@@ -27,7 +30,7 @@ pub use requests::{demo_id, demo_requests, DemoRequest};
 const DEMO_TENANT: &str = "demo";
 
 /// Every scope, for the demo token.
-pub const ALL_SCOPES: &str = "contacts:read contacts:write conversations:read conversations:write messages:read messages:write raw:read";
+pub const ALL_SCOPES: &str = "contacts:read contacts:write conversations:read conversations:write messages:read messages:write raw:read events:read";
 
 /// The demo files, embedded so `switchboard demo` works from any folder.
 const EMBEDDED: &[(&str, &str)] = &[
@@ -73,6 +76,8 @@ struct SandboxService {
     credentials: Credentials,
     /// Added to every sandbox answer (simulates a real vendor's latency).
     latency: Duration,
+    /// Where the sandbox sends its webhooks, and the secret it signs them with (Libredesk).
+    webhook: Option<(url::Url, String)>,
 }
 
 #[async_trait]
@@ -94,6 +99,11 @@ impl BackgroundService for SandboxService {
             Ok(sandbox) => {
                 if !self.latency.is_zero() {
                     sandbox.inject(Fault::Latency(self.latency), None);
+                }
+                if let (Some(desk), Some((url, secret))) = (sandbox.libredesk(), &self.webhook) {
+                    if let Err(e) = desk.set_webhook(Some((url.clone(), secret))) {
+                        tracing::error!(error = e, "the Libredesk sandbox's webhook is not set");
+                    }
                 }
                 self.faults.register(&self.connection, Arc::new(sandbox));
                 let _ = shutdown.changed().await;
@@ -151,6 +161,30 @@ pub fn run(config: Option<PathBuf>, api: &str, admin: &str, sandbox_latency: Dur
     let mut env = Env::process()
         .with("SWITCHBOARD_DEMO_API", api)
         .with("SWITCHBOARD_DEMO_ADMIN", admin);
+    // Events: a fresh store, the demo receiver's port and secret, the sandbox's webhook secret.
+    let data_dir =
+        std::env::temp_dir().join(format!("switchboard-demo-data-{}", std::process::id()));
+    let receiver = match std::net::TcpListener::bind("127.0.0.1:0") {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot bind a loopback port for the demo receiver: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let receiver_url = match receiver.local_addr() {
+        Ok(addr) => format!("http://{addr}/events"),
+        Err(e) => {
+            eprintln!("error: the demo receiver's port: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (receiver_secret, receiver_secret_text) = SigningSecret::generate();
+    let webhook_secret = format!("demo-webhook-{:032x}", rand::random::<u128>());
+    env = env
+        .with("SWITCHBOARD_DEMO_DATA_DIR", data_dir.display().to_string())
+        .with("SWITCHBOARD_DEMO_RECEIVER_URL", &receiver_url)
+        .with("SWITCHBOARD_DEMO_RECEIVER_SECRET", &receiver_secret_text)
+        .with("DEMO_LIBREDESK_WEBHOOK_SECRET", &webhook_secret);
     let mut listeners = Vec::new();
     for vendor in Vendor::ALL {
         let Some(var) = sandbox_env(vendor) else {
@@ -193,6 +227,17 @@ pub fn run(config: Option<PathBuf>, api: &str, admin: &str, sandbox_latency: Dur
         ) else {
             continue;
         };
+        let webhook = (vendor == Vendor::Libredesk)
+            .then(|| {
+                format!(
+                    "http://{}/hooks/{DEMO_TENANT}/{}",
+                    snapshot.settings.listen.api, conn.name
+                )
+                .parse::<url::Url>()
+                .ok()
+            })
+            .flatten()
+            .map(|url| (url, webhook_secret.clone()));
         services.push(Box::new(background_service(
             &format!("{vendor} sandbox"),
             SandboxService {
@@ -203,9 +248,17 @@ pub fn run(config: Option<PathBuf>, api: &str, admin: &str, sandbox_latency: Dur
                 routes: routes.clone(),
                 credentials: credentials_of(conn),
                 latency: sandbox_latency,
+                webhook,
             },
         )));
     }
+    services.push(Box::new(background_service(
+        "demo receiver",
+        ReceiverService {
+            listener: Mutex::new(Some(receiver)),
+            secret: receiver_secret,
+        },
+    )));
     let token =
         match snapshot
             .settings
@@ -222,6 +275,48 @@ pub fn run(config: Option<PathBuf>, api: &str, admin: &str, sandbox_latency: Dur
         banner(&snapshot.settings, &path, &token, connections.values())
     );
     build_server(app.clone(), &ProcessOptions::default(), services).run_forever()
+}
+
+/// The demo's webhook receiver ([`DemoReceiver`]): prints every event delivered to the demo
+/// tenant's subscription, after checking its signature.
+struct ReceiverService {
+    listener: Mutex<Option<std::net::TcpListener>>,
+    secret: SigningSecret,
+}
+
+#[async_trait]
+impl BackgroundService for ReceiverService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let listener = match self.listener.lock() {
+            Ok(mut l) => l.take(),
+            Err(p) => p.into_inner().take(),
+        };
+        let Some(listener) = listener else { return };
+        let listener = match listener
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::TcpListener::from_std(listener))
+        {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "the demo receiver failed to start");
+                return;
+            }
+        };
+        let receiver = DemoReceiver::new(
+            self.secret.clone(),
+            Arc::new(SystemWallClock),
+            Arc::new(|line: String| println!("{line}")),
+        );
+        let server = axum::serve(listener, receiver.router());
+        tokio::select! {
+            result = server => {
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "the demo receiver stopped");
+                }
+            }
+            _ = shutdown.changed() => {}
+        }
+    }
 }
 
 /// The text the demo prints: where things listen, the token, and curl lines per connection.
@@ -255,6 +350,26 @@ fn banner<'a>(
             let _ = writeln!(out, "{}", line.to_curl(api, &conn.name));
         }
     }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "# Events: the sandboxes push (Libredesk webhooks) or are polled (ChatCaptain); the\n\
+         # receiver below prints each delivery. Change something, then pull or stream:"
+    );
+    let _ = writeln!(
+        out,
+        "curl -s http://{api}/v1/events -H \"Authorization: Bearer $TOKEN\""
+    );
+    // Indented: a stream never ends, and the admin line is no API call (the demo test runs
+    // every line that starts with `curl `).
+    let _ = writeln!(
+        out,
+        "  curl -sN http://{api}/v1/events/stream -H \"Authorization: Bearer $TOKEN\""
+    );
+    let _ = writeln!(
+        out,
+        "  curl -s http://{admin}/admin/events/dead    # dead letters; POST /admin/events/<id>/replay"
+    );
     let _ = writeln!(out);
     let _ = writeln!(out, "Ctrl-C stops the demo.");
     out

@@ -214,7 +214,10 @@ impl DeliveryWorker {
             subscriptions,
             sender,
             clock: Arc::new(SystemWallClock),
-            policy: Backoff::with_window(settings.retry_window),
+            policy: Backoff {
+                first_delay: settings.first_retry,
+                ..Backoff::with_window(settings.retry_window)
+            },
             timeout: settings.delivery_timeout,
             max_in_flight: settings.max_in_flight,
             retention: settings.retention,
@@ -690,6 +693,8 @@ mod tests {
             delivery_timeout: Duration::from_secs(5),
             retry_window: Duration::from_secs(24 * 3600),
             max_in_flight: 8,
+            first_retry: Duration::from_secs(5),
+            heartbeat: Duration::from_secs(15),
         }
     }
 

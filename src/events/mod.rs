@@ -18,6 +18,8 @@
 //! - [`redis_store`]: [`redis_store::RedisEventStore`], the store several replicas share (issue
 //!   15); [`spill`]: [`spill::SpillStore`], a replica's view of it that keeps accepting events
 //!   into a local durable spill while Redis is unreachable.
+//! - [`settings`]: one config generation's event settings (per connection intake, agent,
+//!   poller; subscriptions; the `events:` block), validated.
 //! - [`signing`]: Standard Webhooks signatures out; Libredesk HMAC and CAAC bearer in.
 //! - [`delivery`]: backoff schedule and the delivery worker; [`sender`]: the HTTP POST seam and
 //!   its pingora implementation.
@@ -42,6 +44,7 @@ pub mod pull;
 pub mod receiver;
 pub mod redis_store;
 pub mod sender;
+pub mod settings;
 pub mod signing;
 pub mod spill;
 pub mod store;

@@ -429,6 +429,8 @@ fn valid_name(s: &str) -> bool {
 ///     timeout_ms: 15000          # one POST to a subscriber, connect to last byte
 ///     retry_window_hours: 24     # then the delivery is dead-lettered
 ///     max_in_flight: 16          # concurrent POSTs of the worker
+///     first_retry_ms: 5000       # delay after the first failure; ×3 after each further one
+///   stream_heartbeat_seconds: 15 # comment frames on an idle `GET /v1/events/stream`
 /// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -438,6 +440,12 @@ pub struct EventsFile {
     pub retention_hours: u64,
     #[serde(default)]
     pub delivery: DeliveryFile,
+    #[serde(default = "default_heartbeat_seconds")]
+    pub stream_heartbeat_seconds: u64,
+}
+
+fn default_heartbeat_seconds() -> u64 {
+    15
 }
 
 fn default_retention_hours() -> u64 {
@@ -453,6 +461,12 @@ pub struct DeliveryFile {
     pub retry_window_hours: u64,
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
+    #[serde(default = "default_first_retry_ms")]
+    pub first_retry_ms: u64,
+}
+
+fn default_first_retry_ms() -> u64 {
+    5_000
 }
 
 impl Default for DeliveryFile {
@@ -461,6 +475,7 @@ impl Default for DeliveryFile {
             timeout_ms: default_timeout_ms(),
             retry_window_hours: default_retry_window_hours(),
             max_in_flight: default_max_in_flight(),
+            first_retry_ms: default_first_retry_ms(),
         }
     }
 }
@@ -484,6 +499,10 @@ pub struct EventsSettings {
     pub delivery_timeout: Duration,
     pub retry_window: Duration,
     pub max_in_flight: usize,
+    /// Delay after a delivery's first failure (each further one is three times longer).
+    pub first_retry: Duration,
+    /// How often an idle event stream gets a comment frame.
+    pub heartbeat: Duration,
 }
 
 impl EventsSettings {
@@ -516,6 +535,15 @@ impl EventsSettings {
         if !(1..=1024).contains(&d.max_in_flight) {
             return Err(err("delivery.max_in_flight", "use 1 to 1024"));
         }
+        if !(100..=3_600_000).contains(&d.first_retry_ms) {
+            return Err(err(
+                "delivery.first_retry_ms",
+                "use 100 to 3600000 (an hour)",
+            ));
+        }
+        if !(1..=300).contains(&raw.stream_heartbeat_seconds) {
+            return Err(err("stream_heartbeat_seconds", "use 1 to 300"));
+        }
         let base = file.parent().unwrap_or(Path::new("."));
         Ok(EventsSettings {
             data_dir: base.join(&raw.data_dir),
@@ -523,6 +551,8 @@ impl EventsSettings {
             delivery_timeout: Duration::from_millis(d.timeout_ms),
             retry_window: Duration::from_secs(d.retry_window_hours * 3600),
             max_in_flight: d.max_in_flight,
+            first_retry: Duration::from_millis(d.first_retry_ms),
+            heartbeat: Duration::from_secs(raw.stream_heartbeat_seconds),
         })
     }
 

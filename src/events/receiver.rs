@@ -226,6 +226,8 @@ mod tests {
             delivery_timeout: Duration::from_secs(5),
             retry_window: Duration::from_secs(3600),
             max_in_flight: 4,
+            first_retry: Duration::from_secs(5),
+            heartbeat: Duration::from_secs(15),
         };
         let worker = DeliveryWorker::new(
             store.clone(),

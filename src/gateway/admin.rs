@@ -39,7 +39,7 @@ fn respond(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> 
     response
 }
 
-fn json_response(status: u16, value: &serde_json::Value) -> Response<Vec<u8>> {
+pub(super) fn json_response(status: u16, value: &serde_json::Value) -> Response<Vec<u8>> {
     respond(
         status,
         "application/json",
@@ -56,6 +56,12 @@ impl ServeHttp for AdminApp {
             Ok(body) => body,
             Err(response) => return response,
         };
+        let query = session.req_header().uri.query().map(str::to_owned);
+        if let Some(r) =
+            super::event_admin::serve(&self.app, &method, &path, query.as_deref()).await
+        {
+            return r;
+        }
         match (method.as_str(), path.as_str()) {
             ("POST", "/admin/cache/purge") => purge(&self.app, &body).await,
             ("GET", "/metrics") => {

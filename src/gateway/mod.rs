@@ -8,6 +8,9 @@
 //! the whole response and returns `Ok(true)`; `upstream_peer` is never reached.
 
 pub mod admin;
+mod event_admin;
+pub mod event_workers;
+pub mod events;
 pub mod idempotency;
 pub mod limits;
 pub mod listener;
@@ -60,6 +63,8 @@ pub struct App {
     /// The files of the last change the watcher tried and the loader rejected: the same bytes
     /// are not tried again until something changes.
     last_rejected: Mutex<Option<Vec<FileHash>>>,
+    /// Events (store, subscriptions, metrics); `None` without `events:` in the gateway file.
+    pub events: Option<Arc<events::EventsRuntime>>,
     /// Every vendor call's way out: the shared state store (tenant limits, vendor budgets,
     /// pauses, idempotency records), this replica's circuit breakers and retry budgets.
     pub edge: VendorEdge,
@@ -78,7 +83,7 @@ pub trait SandboxFaults: Send + Sync + 'static {
 impl App {
     /// Load generation 1 with the in-process state store. Fails with the first config error.
     pub fn try_new(loader: Loader) -> Result<Arc<App>, ConfigError> {
-        Self::try_new_with_state(loader, Arc::new(MemoryStore::new()))
+        Self::try_new_with_stores(loader, Arc::new(MemoryStore::new()), None)
     }
 
     /// Load generation 1 with `state` as the shared state store (the in-process
@@ -86,6 +91,25 @@ impl App {
     pub fn try_new_with_state(
         loader: Loader,
         state: Arc<dyn StateStore>,
+    ) -> Result<Arc<App>, ConfigError> {
+        Self::try_new_with_stores(loader, state, None)
+    }
+
+    /// [`App::try_new`] with the event store given (a shared backend for several replicas);
+    /// `None` opens the embedded store under `events.data_dir`.
+    pub fn try_new_with_events(
+        loader: Loader,
+        event_store: Option<Arc<dyn crate::events::store::EventStore>>,
+    ) -> Result<Arc<App>, ConfigError> {
+        Self::try_new_with_stores(loader, Arc::new(MemoryStore::new()), event_store)
+    }
+
+    /// Load generation 1 with both seams given: the state store and the event store (`None`:
+    /// the embedded one under `events.data_dir`, when `events:` is configured).
+    pub fn try_new_with_stores(
+        loader: Loader,
+        state: Arc<dyn StateStore>,
+        event_store: Option<Arc<dyn crate::events::store::EventStore>>,
     ) -> Result<Arc<App>, ConfigError> {
         let snapshot = loader.load(1)?;
         let metrics = Metrics::new().map_err(|e| ConfigError {
@@ -103,8 +127,11 @@ impl App {
             Arc::new(SystemClock::new()),
             metrics.resilience.clone(),
         );
+        let events =
+            events::EventsRuntime::start(&snapshot, &metrics, event_store, loader.config_path())?;
         Ok(Arc::new(App {
             edge,
+            events,
             sandbox_faults: std::sync::OnceLock::new(),
             cache,
             snapshot: ArcSwap::from_pointee(snapshot),
@@ -175,6 +202,9 @@ impl App {
                 self.edge
                     .guards()
                     .retain(|key| snapshot.connection(&key.tenant, &key.connection).is_some());
+                if let Some(events) = &self.events {
+                    events.reloaded(&self.snapshot());
+                }
                 // Entries of removed or changed connections are unreachable already (their
                 // keys carry the old fingerprint); drop them to free the memory.
                 self.cache.retain_connections(live);
@@ -830,6 +860,9 @@ impl ProxyHttp for Gateway {
     ) -> pingora::Result<bool> {
         ctx.request_id = request_id(session);
         let snapshot = self.app.snapshot();
+        if let Some(answered) = self.serve_events(session, ctx, &snapshot).await {
+            return answered;
+        }
         // Boxed: the flow's future (vendor call included) is several KB, and pingora's phase
         // futures around it are moved as they are polled; a pointer moves cheaper.
         let reply = match Box::pin(self.handle(session, ctx, &snapshot)).await {

@@ -65,7 +65,10 @@ use super::{
     VendorSimulator, VendorState,
 };
 use crate::api::operation::Vendor;
+
+mod agent;
 use crate::snapshot::routes::{AuthScheme, VendorRoutes};
+pub use agent::AgentAnswer;
 
 /// Constants for the seed data, for tests and the demo.
 pub mod seed {

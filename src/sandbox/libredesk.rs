@@ -96,6 +96,9 @@ use super::{
     SandboxRequest, VendorSimulator,
 };
 
+mod webhooks;
+pub use webhooks::SentWebhook;
+
 /// Constants for the seed data, for tests and the demo.
 pub mod seed {
     /// The email inbox every created conversation must use.
@@ -1186,6 +1189,7 @@ fn message_uuid(id: i64) -> String {
 pub struct LibredeskState {
     credentials: Credentials,
     data: Mutex<Data>,
+    webhooks: webhooks::Webhooks,
 }
 
 impl std::fmt::Debug for LibredeskState {
@@ -1202,6 +1206,7 @@ impl LibredeskState {
         LibredeskState {
             credentials,
             data: Mutex::new(Data::seeded()),
+            webhooks: Default::default(),
         }
     }
 
@@ -1335,8 +1340,12 @@ impl VendorSimulator for LibredeskState {
             } else {
                 None
             };
+            let before = webhooks::Marks::take(&self);
             match self.dispatch(endpoint, &request, form) {
-                Ok(data) => success(data),
+                Ok(data) => {
+                    self.webhooks.emit_since(&self, before);
+                    success(data)
+                }
                 Err(error) => error.into_response(),
             }
         })

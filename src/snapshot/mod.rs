@@ -230,6 +230,8 @@ pub struct Snapshot {
     /// Each tenant's own request limit (`rate_limits:` in the connections file); a tenant
     /// without an entry is not limited.
     pub rate_limits: HashMap<String, crate::state::Limit>,
+    /// Event settings: `events:`, subscriptions, each connection's webhook, agent and poller.
+    pub events: Arc<crate::events::settings::EventsConfig>,
 }
 
 impl Snapshot {

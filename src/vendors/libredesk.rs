@@ -69,6 +69,8 @@ use crate::api::request::{
 };
 use crate::api::ApiError;
 
+pub mod webhook;
+
 pub struct Libredesk;
 
 const VENDOR: Vendor = Vendor::Libredesk;

@@ -45,6 +45,7 @@ mod cache;
 mod cli;
 mod cross_vendor;
 mod docs;
+mod events;
 mod http_protocol;
 mod jwt_keys;
 mod layout;

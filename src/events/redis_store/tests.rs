@@ -283,6 +283,8 @@ async fn an_event_is_delivered_once_although_three_replicas_run() {
         delivery_timeout: Duration::from_secs(5),
         retry_window: Duration::from_secs(24 * 3600),
         max_in_flight: 4,
+        first_retry: Duration::from_secs(5),
+        heartbeat: Duration::from_secs(15),
     };
     let (stop, shutdown) = watch::channel(false);
     let mut workers = Vec::new();
