@@ -47,6 +47,7 @@ mod docs;
 mod http_protocol;
 mod jwt_keys;
 mod layout;
+mod passthrough;
 mod prometheus;
 mod reload;
 mod requests;
