@@ -984,6 +984,9 @@ impl ProxyHttp for Gateway {
         ctx.failure = error.cause.clone();
         ctx.code = error.code.as_str();
         ctx.status = error.status();
+        // The connection is not reused (below): say so, so the client does not send its next
+        // request on it.
+        session.set_keepalive(None);
         let reply = Reply::problem(&error, &ctx.request_id);
         if let Err(write_error) = write_reply(session, ctx, reply).await {
             tracing::debug!(error = %write_error, "could not write the error response");

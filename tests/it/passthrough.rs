@@ -688,15 +688,17 @@ async fn a_50_mb_download_streams_through_the_binary_with_flat_memory() {
             "listen:\n  api: 127.0.0.1:{api}\n  admin: 127.0.0.1:{admin}\nthreads: 2\ngrace_period_seconds: 0\n\
              graceful_shutdown_timeout_seconds: 1\nbody_limit_bytes: 65536\nroutes_dir: routes\n\
              connections: connections.yaml\njwt:\n  algorithm: HS256\n  secret: {SECRET}\n  audience: {AUDIENCE}\n\
-             cursor_secret: test-cursor-secret-0123456789\nlog:\n  format: text\n  filter: warn\n"
+             cursor_secret: test-cursor-secret-0123456789\nlog:\n  format: json\n  filter: info\n"
         ),
     )
     .unwrap();
+    let log_path = dir.path().join("switchboard.log");
+    let log = std::fs::File::create(&log_path).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .args(["run", "--config"])
         .arg(dir.path().join("switchboard.yaml"))
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("switchboard starts");
     let pid = child.id();
@@ -733,7 +735,13 @@ async fn a_50_mb_download_streams_through_the_binary_with_flat_memory() {
     }
     drop(warm);
     let baseline = rss_kib(pid);
-    let mut response = http.get(&url).bearer_auth(&token).send().await.unwrap();
+    let mut response = http
+        .get(&url)
+        .bearer_auth(&token)
+        .header("X-Request-Id", "pt-big-1")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(
         response.headers()["content-length"],
@@ -759,6 +767,35 @@ async fn a_50_mb_download_streams_through_the_binary_with_flat_memory() {
     assert!(
         growth_mib < 16.0,
         "RSS grew {growth_mib:.1} MiB while streaming {BIG} bytes (baseline {baseline} KiB, peak {peak} KiB)"
+    );
+
+    // The access log line of the download (written once the response is done).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        let text = std::fs::read_to_string(&log_path).unwrap();
+        let found = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|l| l["request_id"] == "pt-big-1" && l["message"] == "request");
+        if let Some(line) = found {
+            break line;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no access log line for pt-big-1:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(line["operation"], "passthrough", "{line}");
+    assert_eq!(line["vendor"], "libredesk", "{line}");
+    assert_eq!(line["connection"], "bulk", "{line}");
+    assert_eq!(line["status"], 200, "{line}");
+    assert_eq!(line["code"], "ok", "{line}");
+    assert_eq!(line["vendor_calls"], 1, "{line}");
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        !text.contains("raw-secret") && !text.contains("token k:s"),
+        "{text}"
     );
 }
 
