@@ -931,6 +931,7 @@ impl ProxyHttp for Gateway {
                 &mut ctx.status,
                 &mut ctx.code,
                 &ctx.request_id,
+                &ctx.limit_headers,
                 upstream_response,
             ),
             None => Ok(()),

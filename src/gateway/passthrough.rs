@@ -7,7 +7,8 @@
 //! to translate and no reason to buffer.
 //!
 //! ```text
-//! request_filter          admit: token → scope `passthrough` → the tenant's connection (404)
+//! request_filter          admit: token → tenant limit (429) → scope `passthrough` → the
+//!                         tenant's connection (404)
 //!                         → allow-list (403) → declared body size (413) → Plan in the ctx,
 //!                         Ok(false): proxy it. A refusal is problem+json, no vendor call.
 //! upstream_peer           the connection's peer (DNS cache, TLS settings, pool group)
@@ -106,6 +107,12 @@ impl Gateway {
     ) -> Result<(), ApiError> {
         ctx.operation = OPERATION;
         let principal = self.authenticate(session, snapshot).await?;
+        let admission = self
+            .app
+            .admit_tenant(snapshot, &principal.tenant, OPERATION)
+            .await;
+        ctx.limit_headers = admission.headers;
+        admission.result?;
         if !principal.has_scope(SCOPE) {
             self.app
                 .metrics
@@ -317,6 +324,7 @@ pub fn downstream_response(
     ctx_status: &mut u16,
     ctx_code: &mut &'static str,
     request_id: &str,
+    limit_headers: &[(http::HeaderName, http::HeaderValue)],
     response: &mut ResponseHeader,
 ) -> pingora::Result<()> {
     let named: Vec<String> = response
@@ -341,6 +349,10 @@ pub fn downstream_response(
         response.remove_header(name);
     }
     response.insert_header("x-request-id", request_id)?;
+    // A limited tenant's `RateLimit-Policy` / `RateLimit`, as on every other answer.
+    for (name, value) in limit_headers {
+        response.insert_header(name.clone(), value.clone())?;
+    }
     let status = response.status.as_u16();
     plan.vendor_status = Some(status);
     *ctx_status = status;

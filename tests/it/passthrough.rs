@@ -871,3 +871,42 @@ async fn a_vendor_that_cannot_be_reached_or_stays_silent_is_a_problem() {
         .unwrap();
     expect_problem(silent, 504, "vendor_timeout").await;
 }
+
+#[tokio::test]
+async fn the_tenant_limit_applies_to_passthrough_calls() {
+    let h = Harness::start_with(Options {
+        extra_connections: "rate_limits:\n  acme: {requests_per_second: 0.01, burst: 2}\n".into(),
+        ..Options::default()
+    })
+    .await;
+    h.libredesk.reset_calls();
+    let token = h.token("acme", "passthrough");
+    for _ in 0..2 {
+        let allowed = h
+            .http
+            .get(h.url("/v1/passthrough/support/api/v1/agents"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(allowed.status(), 200);
+        assert!(
+            allowed.headers().contains_key("ratelimit-policy"),
+            "{allowed:?}"
+        );
+    }
+    let limited = h
+        .http
+        .get(h.url("/v1/passthrough/support/api/v1/agents"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert!(limited.headers().contains_key("retry-after"), "{limited:?}");
+    expect_problem(limited, 429, "rate_limited").await;
+    assert_eq!(
+        h.libredesk.call_count(),
+        2,
+        "the limited call reached the vendor"
+    );
+}
