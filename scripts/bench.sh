@@ -14,7 +14,9 @@
 #     switchboard, nginx, ...), then medians.
 # Paths: GET one conversation uncached (`Cache-Control: no-cache`: every request calls the
 # vendor), the same from the cache (nginx has no cache: its figure is the uncached one), and
-# GET a page of 30 conversations (never cached). Then, unless --no-slow, a slow vendor:
+# GET a page of 30 conversations (never cached), and the uncached conversation's very vendor
+# call through /v1/passthrough/ (compared with nginx's figure for that call). Then, unless
+# --no-slow, a slow vendor:
 # `switchboard demo --config bench/slow-demo.yaml --sandbox-latency-ms MS` (the demo without
 # its limits; nginx cannot answer late), one conversation
 # uncached, for p99. RSS of the switchboard process: idle after start, and after the runs.
@@ -139,7 +141,7 @@ wait_for "$PEER$VENDOR_ONE" "nginx" "$WORK/nginx-error.log"
 export SWITCHBOARD_BENCH_API="$API" SWITCHBOARD_BENCH_ADMIN="$ADMIN" \
   SWITCHBOARD_BENCH_VENDOR_URL="$VENDOR"
 "$BIN" check --config bench/switchboard.yaml >/dev/null
-TOKEN="$("$BIN" token --config bench/switchboard.yaml --tenant bench --scope conversations:read --ttl 2h)"
+TOKEN="$("$BIN" token --config bench/switchboard.yaml --tenant bench --scope "conversations:read passthrough" --ttl 2h)"
 GATEWAY_LOG="$WORK/switchboard.log"
 "$BIN" run --config bench/switchboard.yaml --pid-file "$WORK/switchboard.pid" \
   --upgrade-sock "$WORK/upgrade.sock" >>"$GATEWAY_LOG" 2>&1 &
@@ -183,6 +185,10 @@ grep -q "\"id\":\"$ID\"" "$WORK/check.body" \
   || { echo "check failed: switchboard's conversation is not $ID:" >&2; head -c 600 "$WORK/check.body" >&2; exit 1; }
 check "switchboard, one conversation from the cache" 200 hit "$SB_ONE" -H "$AUTH"
 check "switchboard, page of 30" 200 "" "$SB_PAGE" -H "$AUTH"
+SB_PASS="http://$API/v1/passthrough/libredesk$VENDOR_ONE" # the very call nginx proxies
+check "switchboard, passthrough of one conversation" 200 "" "$SB_PASS" -H "$AUTH"
+cmp -s "$WORK/check.body" bench/bodies/libredesk/conversation.json \
+  || { echo "check failed: switchboard's passthrough is not the vendor's body" >&2; exit 1; }
 [ "$(grep -o '"id":"cv_' "$WORK/check.body" | wc -l)" = 30 ] \
   || { echo "check failed: switchboard's page does not hold 30 conversations" >&2; exit 1; }
 
@@ -227,6 +233,7 @@ for round in $(seq 1 "$ROUNDS"); do
   run hit switchboard "$SB_ONE" ""
   run page switchboard "$SB_PAGE" ""
   run page nginx "$PEER$VENDOR_PAGE" ""
+  run pass switchboard "$SB_PASS" ""
 done
 RSS_AFTER="$(rss_mb "$GATEWAY_PID" VmRSS)"
 RSS_PEAK="$(rss_mb "$GATEWAY_PID" VmHWM)"
@@ -293,6 +300,7 @@ echo "|---|---|---|---|---|"
 echo "| GET one conversation, uncached (\`Cache-Control: no-cache\`) | $(figure one switchboard) | $(figure one nginx) | $(ratio one one) | ≥ 1.0×, p99 ≤ nginx |"
 echo "| GET one conversation, cache hit | $(figure hit switchboard) | (no cache: row above) | $(ratio hit one) | ≥ 1.5× |"
 echo "| GET a page of 30 conversations | $(figure page switchboard) | $(figure page nginx) | $(ratio page page) | ≥ 0.5× |"
+echo "| passthrough GET of one vendor conversation (streamed as is) | $(figure pass switchboard) | (same call: first row) | $(ratio pass one) | ≥ 0.9× |"
 if [ "$SLOW" = 1 ]; then
   echo "| slow vendor (${SLOW_MS} ms): GET one conversation, uncached | $(figure slow switchboard) | — | — | p99 no worse than before |"
 fi

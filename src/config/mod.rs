@@ -6,6 +6,7 @@
 //! half-built is ever visible: the caller swaps the finished snapshot in atomically.
 
 pub mod env;
+pub mod passthrough;
 pub mod routes;
 pub mod tls;
 

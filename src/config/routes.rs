@@ -52,6 +52,9 @@ pub struct RoutesFile {
     pub vendor_budget: Option<serde_yaml::Value>,
     #[serde(default)]
     pub vendor_pause: Option<serde_yaml::Value>,
+    /// The vendor calls apps may make through `/v1/passthrough/…` (absent: none).
+    #[serde(default)]
+    pub passthrough: Option<super::passthrough::PassthroughFile>,
 }
 
 impl RoutesFile {
@@ -288,9 +291,16 @@ pub fn compile(file: &RoutesFile) -> Result<VendorRoutes, RoutesError> {
     let resilience = file.resilience();
     ResilienceSettings::resolve(&resilience, &ResilienceFile::default())
         .map_err(|e| err(e.error.key, e.error.reason))?;
+    let auth_header = match &auth {
+        AuthScheme::Header(name) => name.clone(),
+        _ => http::header::AUTHORIZATION,
+    };
+    let passthrough =
+        super::passthrough::compile(file.passthrough.as_ref(), default_timeout, &auth_header)?;
     Ok(VendorRoutes {
         vendor,
         auth,
+        passthrough,
         endpoints,
         cache,
         negative_cache: (file.negative_cache_seconds > 0)

@@ -30,7 +30,7 @@ pub use requests::{demo_id, demo_requests, DemoRequest};
 const DEMO_TENANT: &str = "demo";
 
 /// Every scope, for the demo token.
-pub const ALL_SCOPES: &str = "contacts:read contacts:write conversations:read conversations:write messages:read messages:write raw:read events:read";
+pub const ALL_SCOPES: &str = "contacts:read contacts:write conversations:read conversations:write messages:read messages:write raw:read events:read passthrough";
 
 /// The demo files, embedded so `switchboard demo` works from any folder.
 const EMBEDDED: &[(&str, &str)] = &[

@@ -98,6 +98,13 @@ fn libredesk(conn: &Connection) -> Vec<DemoRequest> {
             None,
             false,
         ),
+        // A vendor call the normalized API does not cover, with the connection's credentials.
+        request(
+            "GET",
+            format!("/v1/passthrough/{}/api/v1/agents", conn.name),
+            None,
+            false,
+        ),
         request(
             "POST",
             "/v1/messages".to_owned(),

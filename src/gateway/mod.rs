@@ -15,6 +15,7 @@ pub mod idempotency;
 pub mod limits;
 pub mod listener;
 pub mod parse;
+pub mod passthrough;
 pub mod route;
 
 use std::sync::{Arc, Mutex};
@@ -312,6 +313,8 @@ pub struct RequestCtx {
     failure: Option<Arc<dyn std::error::Error + Send + Sync>>,
     /// `RateLimit-Policy` / `RateLimit` of a limited tenant, added to whatever is answered.
     limit_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// A passthrough call admitted for proxying ([`passthrough`]); `None` for everything else.
+    passthrough: Option<passthrough::Plan>,
 }
 
 /// `{"data": [...], "next_cursor": "…" | null}`, serialized straight from the resources.
@@ -696,6 +699,7 @@ fn capabilities(snapshot: &Snapshot, principal: &Principal) -> serde_json::Value
                 "operations": operations,
                 "filters": filters,
                 "attachments": attachments,
+                "passthrough": passthrough::capability(conn),
             })
         })
         .collect();
@@ -846,6 +850,7 @@ impl ProxyHttp for Gateway {
             cache: "none",
             failure: None,
             limit_headers: Vec::new(),
+            passthrough: None,
         }
     }
 
@@ -863,10 +868,21 @@ impl ProxyHttp for Gateway {
         if let Some(answered) = self.serve_events(session, ctx, &snapshot).await {
             return answered;
         }
-        // Boxed: the flow's future (vendor call included) is several KB, and pingora's phase
-        // futures around it are moved as they are polled; a pointer moves cheaper.
-        let reply = match Box::pin(self.handle(session, ctx, &snapshot)).await {
-            Ok(reply) => reply,
+        let handled = if passthrough::is_passthrough(session) {
+            // Admitted: pingora's proxy phases stream it (see `passthrough`).
+            self.admit_passthrough(session, ctx, &snapshot)
+                .await
+                .map(|()| None)
+        } else {
+            // Boxed: the flow's future (vendor call included) is several KB, and pingora's
+            // phase futures around it are moved as they are polled; a pointer moves cheaper.
+            Box::pin(self.handle(session, ctx, &snapshot))
+                .await
+                .map(Some)
+        };
+        let reply = match handled {
+            Ok(Some(reply)) => reply,
+            Ok(None) => return Ok(false),
             Err(error) => {
                 ctx.code = error.code.as_str();
                 ctx.failure = error.cause.clone();
@@ -892,16 +908,82 @@ impl ProxyHttp for Gateway {
         Ok(true)
     }
 
-    /// Never reached: `request_filter` answers every request.
+    /// Reached only by passthrough calls: `request_filter` answers every other request.
     async fn upstream_peer(
         &self,
         _session: &mut Session,
-        _ctx: &mut Self::CTX,
+        ctx: &mut Self::CTX,
     ) -> pingora::Result<Box<HttpPeer>> {
-        Err(pingora::Error::explain(
-            pingora::ErrorType::InternalError,
-            "switchboard answers every request in request_filter",
-        ))
+        match ctx.passthrough.as_mut() {
+            Some(plan) => passthrough::upstream_peer(self, plan).await,
+            None => Err(pingora::Error::explain(
+                pingora::ErrorType::InternalError,
+                "switchboard answers every request in request_filter",
+            )),
+        }
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        reused: bool,
+        _peer: &HttpPeer,
+        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut Self::CTX,
+    ) -> pingora::Result<()> {
+        let negotiated = digest
+            .and_then(|d| d.ssl_digest.as_ref())
+            .map(|d| d.version.to_string());
+        match ctx.passthrough.as_mut() {
+            Some(plan) => passthrough::check_session(plan, reused, negotiated),
+            None => Ok(()),
+        }
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut pingora::http::RequestHeader,
+        ctx: &mut Self::CTX,
+    ) -> pingora::Result<()> {
+        match &ctx.passthrough {
+            Some(plan) => passthrough::upstream_request(plan, &ctx.request_id, upstream_request),
+            None => Ok(()),
+        }
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> pingora::Result<()> {
+        match ctx.passthrough.as_mut() {
+            Some(plan) => passthrough::count_body(plan, body.as_ref()),
+            None => Ok(()),
+        }
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> pingora::Result<()> {
+        match ctx.passthrough.as_mut() {
+            Some(plan) => passthrough::downstream_response(
+                plan,
+                &mut ctx.status,
+                &mut ctx.code,
+                &ctx.request_id,
+                &ctx.limit_headers,
+                upstream_response,
+            ),
+            None => Ok(()),
+        }
     }
 
     /// Pingora's own failures (a malformed request line, a body read error) still answer with
@@ -915,25 +997,45 @@ impl ProxyHttp for Gateway {
     where
         Self::CTX: Send + Sync,
     {
-        let error = match e.etype() {
-            pingora::ErrorType::HTTPStatus(400) | pingora::ErrorType::InvalidHTTPHeader => {
+        let passthrough_error = match ctx.passthrough.as_mut() {
+            Some(plan) => passthrough::failure(self, plan, e).await,
+            None => None,
+        };
+        if session.response_written().is_some() {
+            // A streamed vendor answer broke off: its status is on the wire already.
+            ctx.failure = passthrough_error.and_then(|error| error.cause);
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        }
+        let error = match (passthrough_error, e.etype()) {
+            (Some(error), _) => error,
+            (None, pingora::ErrorType::HTTPStatus(400) | pingora::ErrorType::InvalidHTTPHeader) => {
                 ApiError::invalid("malformed HTTP request")
             }
-            pingora::ErrorType::ReadError
-            | pingora::ErrorType::WriteError
-            | pingora::ErrorType::ConnectionClosed => {
+            (
+                None,
+                pingora::ErrorType::ReadError
+                | pingora::ErrorType::WriteError
+                | pingora::ErrorType::ConnectionClosed,
+            ) => {
                 return FailToProxy {
                     error_code: 0,
                     can_reuse_downstream: false,
                 }
             }
-            _ => ApiError::internal("the gateway failed to answer this request"),
+            (None, _) => ApiError::internal("the gateway failed to answer this request"),
         };
         if ctx.request_id.is_empty() {
             ctx.request_id = request_id(session);
         }
+        ctx.failure = error.cause.clone();
         ctx.code = error.code.as_str();
         ctx.status = error.status();
+        // The connection is not reused (below): say so, so the client does not send its next
+        // request on it.
+        session.set_keepalive(None);
         let reply = Reply::problem(&error, &ctx.request_id);
         if let Err(write_error) = write_reply(session, ctx, reply).await {
             tracing::debug!(error = %write_error, "could not write the error response");
@@ -952,6 +1054,10 @@ impl ProxyHttp for Gateway {
         ctx: &mut Self::CTX,
     ) {
         let elapsed = ctx.started.elapsed();
+        if let Some(plan) = &ctx.passthrough {
+            passthrough::observe(self, plan, ctx.vendor);
+            (ctx.vendor_time, ctx.vendor_calls) = passthrough::vendor_time(plan);
+        }
         if ctx.status == 0 {
             // The client went away before any response was written.
             ctx.code = "client_closed";
@@ -1062,6 +1168,7 @@ mod tests {
             cache: "none",
             failure: error.cause.clone(),
             limit_headers: Vec::new(),
+            passthrough: None,
         };
         tracing::subscriber::with_default(subscriber, || {
             let failed_call = ctx

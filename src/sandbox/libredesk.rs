@@ -1319,6 +1319,8 @@ impl LibredeskState {
             "messages.get" => data.get_message(uuid, request.param("message_uuid")),
             "messages.send" => data.send_message(uuid, request),
             "media.upload" => data.upload_media(request, form),
+            "agents.list" => Ok(agents_json()),
+            "teams.list" => Ok(teams_json()),
             other => Err(not_found(format!("the sandbox does not simulate {other}"))),
         }
     }
@@ -1354,6 +1356,43 @@ impl VendorSimulator for LibredeskState {
     fn error(&self, status: StatusCode, message: &str) -> Response {
         error_response(status, message)
     }
+
+    /// Calls no adapter makes, for passthrough (`routes/libredesk.yaml`, `passthrough:`).
+    fn passthrough_endpoints(&self) -> &'static [(&'static str, Method, &'static str)] {
+        &[
+            ("agents.list", Method::GET, "/api/v1/agents"),
+            ("teams.list", Method::GET, "/api/v1/teams"),
+        ]
+    }
+}
+
+/// `GET /api/v1/agents`: the seeded agents (AgentListResponse).
+fn agents_json() -> Value {
+    Value::Array(
+        AGENTS
+            .iter()
+            .map(|a| {
+                json!({
+                    "id": a.id,
+                    "first_name": a.first_name,
+                    "last_name": a.last_name,
+                    "email": a.email,
+                    "enabled": true,
+                    "type": "agent",
+                })
+            })
+            .collect(),
+    )
+}
+
+/// `GET /api/v1/teams`: the seeded teams (TeamListResponse).
+fn teams_json() -> Value {
+    Value::Array(
+        TEAMS
+            .iter()
+            .map(|(id, name)| json!({"id": id, "name": name}))
+            .collect(),
+    )
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -91,8 +91,8 @@ struct ActiveFault {
     expires: Option<std::time::Instant>,
 }
 
-/// One request the sandbox received. No header is recorded except the two below; in
-/// particular never an `Authorization` value.
+/// One request the sandbox received. No header is recorded except the two below and the
+/// scheme words of `Authorization`; in particular never an `Authorization` credential.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallRecord {
     pub method: String,
@@ -103,6 +103,9 @@ pub struct CallRecord {
     pub content_type: Option<String>,
     /// The `X-Request-Id` the caller sent (the gateway forwards its request id).
     pub request_id: Option<String>,
+    /// The first word of each `Authorization` header that arrived (`token`, `Bearer`, …),
+    /// never what follows it: shows whose credentials reached the vendor.
+    pub authorization_schemes: Vec<String>,
 }
 
 /// The API credentials a sandbox accepts. `Debug` never prints them.
@@ -176,6 +179,13 @@ pub(crate) trait VendorSimulator: Send + Sync + 'static {
     /// The vendor's error response for `status` (faults, unknown paths, unreadable requests).
     fn error(&self, status: StatusCode, message: &str) -> Response;
 
+    /// Vendor calls the simulator serves beyond the routes file's endpoints — calls no adapter
+    /// makes, which apps reach through `/v1/passthrough/…`: (name, method, path), dispatched to
+    /// [`VendorSimulator::handle`] by name like any endpoint.
+    fn passthrough_endpoints(&self) -> &'static [(&'static str, Method, &'static str)] {
+        &[]
+    }
+
     /// The vendor's 429, with `Retry-After`.
     fn rate_limited(&self, retry_after_secs: u64) -> Response {
         let mut response = self.error(StatusCode::TOO_MANY_REQUESTS, "Too many requests");
@@ -220,6 +230,18 @@ impl SandboxCore {
             endpoint: endpoint.map(str::to_owned),
             content_type: header(http::header::CONTENT_TYPE.as_str()),
             request_id: header("x-request-id"),
+            authorization_schemes: parts
+                .headers
+                .get_all(http::header::AUTHORIZATION)
+                .iter()
+                .map(|v| {
+                    String::from_utf8_lossy(v.as_bytes())
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned()
+                })
+                .collect(),
         };
         lock(&self.calls).push(record);
     }
@@ -733,6 +755,14 @@ fn build_router(core: &Arc<SandboxCore>, routes: &VendorRoutes) -> std::io::Resu
             .entry(endpoint.path.source())
             .or_default()
             .push((endpoint.name, &endpoint.method));
+    }
+    for (name, method, path) in core.simulator.passthrough_endpoints() {
+        let taken = by_path
+            .get(*path)
+            .is_some_and(|e| e.iter().any(|(_, m)| *m == method));
+        if !taken {
+            by_path.entry(*path).or_default().push((*name, method));
+        }
     }
     // axum panics on conflicting paths; the same matchit version tells us first.
     let mut check = matchit::Router::new();

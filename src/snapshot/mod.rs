@@ -5,6 +5,7 @@
 //! A request loads the current snapshot once at its start and uses it to its end, so a reload
 //! mid-request can't mix two configurations.
 
+pub mod passthrough;
 pub mod redact;
 pub mod routes;
 

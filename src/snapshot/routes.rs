@@ -218,6 +218,8 @@ pub struct VendorRoutes {
     pub stale_if_error: BTreeMap<&'static str, Duration>,
     /// The vendor-edge defaults of this vendor's connections, as written (validated).
     pub resilience: crate::resilience::settings::ResilienceFile,
+    /// The vendor calls apps may make through `/v1/passthrough/…`.
+    pub passthrough: super::passthrough::PassthroughRules,
 }
 
 impl VendorRoutes {

@@ -24,9 +24,9 @@ use crate::resilience::retry::Replay;
 /// Largest vendor body we read; anything bigger is a broken vendor, not a page of data.
 const MAX_VENDOR_BODY: usize = 16 * 1024 * 1024;
 /// How long an idle pooled connection is kept.
-const POOL_IDLE: Duration = Duration::from_secs(60);
+pub(super) const POOL_IDLE: Duration = Duration::from_secs(60);
 /// How long to wait for a TCP (and TLS) connect, within the endpoint timeout.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a DNS answer is reused.
 const DNS_TTL: Duration = Duration::from_secs(30);
 
@@ -299,7 +299,7 @@ impl VendorClient {
 
     /// Turn pingora's connect error into a named failure; a failed certificate check is
     /// diagnosed (cached per peer for [`vendor_tls::DIAGNOSIS_TTL`]).
-    async fn connect_error(
+    pub(super) async fn connect_error(
         &self,
         error: &pingora::Error,
         peer: &HttpPeer,
@@ -331,7 +331,7 @@ impl VendorClient {
         CallError::Tls(diagnosis)
     }
 
-    async fn resolve(&self, host: &str, port: u16) -> Result<SocketAddr, CallError> {
+    pub(super) async fn resolve(&self, host: &str, port: u16) -> Result<SocketAddr, CallError> {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(SocketAddr::new(ip, port));
         }

@@ -5,6 +5,7 @@
 
 mod base_url;
 mod client;
+pub mod proxy;
 pub mod tls;
 
 pub use base_url::BaseUrl;

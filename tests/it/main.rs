@@ -49,6 +49,7 @@ mod events;
 mod http_protocol;
 mod jwt_keys;
 mod layout;
+mod passthrough;
 mod prometheus;
 mod reload;
 mod requests;

@@ -1106,6 +1106,7 @@ async fn calls_are_recorded_without_credentials() {
             endpoint: Some("contacts.list".into()),
             content_type: None,
             request_id: Some("req-1".into()),
+            authorization_schemes: vec!["token".into()],
         }
     );
     assert_eq!(

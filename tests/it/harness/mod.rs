@@ -23,7 +23,7 @@ use switchboard::snapshot::routes::VendorRoutes;
 pub const SECRET: &str = "test-secret-0123456789abcdef";
 pub const AUDIENCE: &str = "switchboard";
 pub const ALL_SCOPES: &str =
-    "contacts:read contacts:write conversations:read conversations:write messages:read messages:write raw:read";
+    "contacts:read contacts:write conversations:read conversations:write messages:read messages:write raw:read passthrough";
 pub const LD_KEY: &str = "ld-key";
 pub const LD_SECRET: &str = "ld-secret";
 
