@@ -641,6 +641,7 @@ mod tests {
                 negative_cache: None,
                 stale_if_error: Default::default(),
                 resilience: Default::default(),
+                settings: BTreeMap::new(),
             }),
             resilience: Default::default(),
             capabilities: Vec::new(),

@@ -218,6 +218,8 @@ pub struct VendorRoutes {
     pub stale_if_error: BTreeMap<&'static str, Duration>,
     /// The vendor-edge defaults of this vendor's connections, as written (validated).
     pub resilience: crate::resilience::settings::ResilienceFile,
+    /// The routes file's `settings`, as checked by the vendor's adapter.
+    pub settings: BTreeMap<String, serde_json::Value>,
 }
 
 impl VendorRoutes {

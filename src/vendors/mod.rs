@@ -89,6 +89,22 @@ pub trait Adapter: Send + Sync + 'static {
         &[]
     }
 
+    /// Check the routes file's `settings` (vendor facts kept as data) when it is loaded, so a
+    /// bad one is a named config error and the old config keeps serving. By default a vendor
+    /// has none, and any key is refused.
+    fn check_settings(
+        &self,
+        settings: &std::collections::BTreeMap<String, Value>,
+    ) -> Result<(), crate::config::routes::RoutesError> {
+        match settings.keys().next() {
+            None => Ok(()),
+            Some(key) => Err(crate::config::routes::RoutesError {
+                key: format!("settings.{key}"),
+                reason: format!("{} has no settings", self.vendor()),
+            }),
+        }
+    }
+
     /// Serve one operation. Only called for operations the connection's routes support.
     async fn execute(
         &self,
@@ -350,7 +366,9 @@ mod tests {
             }),
             (Vendor::Caac, {
                 let value = json!({"id": 1, "mobile": number, "country": country});
-                caac::translate_contact(&m, 1201, &value).unwrap().phones
+                caac::translate_contact(&m, &caac::MemberTypes::default(), 1201, &value)
+                    .unwrap()
+                    .phones
             }),
         ];
         if country.is_none() {
