@@ -65,6 +65,19 @@ impl Str<'_> {
     }
 }
 
+impl<'a> From<&'a str> for Str<'a> {
+    fn from(s: &'a str) -> Self {
+        Str(Cow::Borrowed(s))
+    }
+}
+
+impl std::ops::Deref for Str<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
 impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct StrVisitor;
@@ -84,6 +97,20 @@ impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
             }
         }
         deserializer.deserialize_str(StrVisitor)
+    }
+}
+
+/// An optional string field as it came (untrimmed; blank included).
+pub(crate) fn opt_str<'s>(field: &'s Option<Str<'_>>) -> Option<&'s str> {
+    field.as_ref().map(Str::as_str)
+}
+
+/// A 2xx body that must be one JSON object, checked by its first byte only: the wire struct
+/// read next checks the rest. (A derived struct would also accept an array of its fields.)
+pub(crate) fn object_body(vendor: Vendor, body: &[u8]) -> Result<&[u8], ApiError> {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => Ok(body),
+        _ => Err(bad_response(vendor, "the answer is not a JSON object")),
     }
 }
 
