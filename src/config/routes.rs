@@ -294,7 +294,9 @@ pub fn compile(file: &RoutesFile) -> Result<VendorRoutes, RoutesError> {
     let resilience = file.resilience();
     ResilienceSettings::resolve(&resilience, &ResilienceFile::default())
         .map_err(|e| err(e.error.key, e.error.reason))?;
-    adapter.check_settings(&file.settings)?;
+    adapter
+        .check_settings(&file.settings)
+        .map_err(|e| err(e.key, e.reason))?;
     Ok(VendorRoutes {
         vendor,
         auth,

@@ -52,7 +52,7 @@ use super::common::{
     assignee_id, bad_response, check_status, ep, error_text, filter, int_field, int_key, keys,
     missing_field, non_empty, not_served, op, phone, required_int, Mapper,
 };
-use super::{Adapter, CallContext, EndpointSpec, OperationSpec};
+use super::{Adapter, CallContext, EndpointSpec, OperationSpec, SettingError};
 // The upstream client's types.
 use super::{VendorBody, VendorCall, VendorResponse};
 use crate::api::ids::{KeyGrammar, Kind, ObjectId};
@@ -64,7 +64,6 @@ use crate::api::model::{
 use crate::api::operation::{Operation::*, Vendor};
 use crate::api::request::{ContactFilters, OperationRequest, Output, Page};
 use crate::api::{ApiError, ErrorCode};
-use crate::config::routes::RoutesError;
 
 pub struct Caac;
 
@@ -123,7 +122,7 @@ impl Adapter for Caac {
         &["channel_id", "user_id", "org_id"]
     }
     /// `member_types`: what a member's `type` word means (see [`MemberTypes`]).
-    fn check_settings(&self, settings: &BTreeMap<String, Value>) -> Result<(), RoutesError> {
+    fn check_settings(&self, settings: &BTreeMap<String, Value>) -> Result<(), SettingError> {
         check_settings(settings)
     }
 
@@ -751,16 +750,16 @@ impl MemberTypes {
 }
 
 /// Check a routes file's `settings`: CAAC knows `member_types` only.
-pub(crate) fn check_settings(settings: &BTreeMap<String, Value>) -> Result<(), RoutesError> {
+pub(crate) fn check_settings(settings: &BTreeMap<String, Value>) -> Result<(), SettingError> {
     if let Some(key) = settings.keys().find(|k| *k != MEMBER_TYPES) {
-        return Err(RoutesError {
+        return Err(SettingError {
             key: format!("settings.{key}"),
             reason: format!("unknown setting for caac; known: {MEMBER_TYPES}"),
         });
     }
     MemberTypes::from_settings(settings)
         .map(|_| ())
-        .map_err(|reason| RoutesError {
+        .map_err(|reason| SettingError {
             key: format!("settings.{MEMBER_TYPES}"),
             reason,
         })

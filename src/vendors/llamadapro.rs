@@ -52,8 +52,9 @@ use super::common::input::MAX_SAFE_INTEGER;
 use super::common::typed_lookup::{object_body, opt_str, owned_text, text, Loose, Str, VendorJson};
 use super::common::{
     bad_response, check_status, check_vendor_fields, cursor_text, ep, error_text, filter_via,
-    int_field, join_name, keys, message_status, missing_field, no_such, non_empty, not_served, op,
-    owned_non_empty, phone, required_int, split_name, split_names, text_field, Mapper,
+    int_field, join_name, keys, message_status, missing_field, no_such, non_empty, not_served,
+    object_or_empty, op, owned_non_empty, phone, required_int, split_name, split_names, text_field,
+    Mapper,
 };
 use super::{Adapter, CallContext, EndpointSpec, OperationSpec};
 // The upstream client's types.
@@ -849,10 +850,7 @@ fn contact_from_wire(
         phones,
         handles,
     } = channels_of(&wire);
-    let custom_fields = match wire.custom_fields {
-        Some(Value::Object(map)) => map,
-        _ => Map::new(),
-    };
+    let custom_fields = object_or_empty(wire.custom_fields.as_ref());
     Ok(Contact {
         id: mapper.id(Kind::Contact, vec![remote_id.clone()]),
         connection: mapper.connection.clone(),

@@ -57,6 +57,14 @@ pub struct FilterSpec {
     pub needs: Option<&'static str>,
 }
 
+/// A routes-file `settings` entry an adapter refuses: its dotted key and why (the config
+/// loader reports it as a routes error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingError {
+    pub key: String,
+    pub reason: String,
+}
+
 /// An operation the adapter can serve when every endpoint in `needs` is configured.
 #[derive(Debug)]
 pub struct OperationSpec {
@@ -95,10 +103,10 @@ pub trait Adapter: Send + Sync + 'static {
     fn check_settings(
         &self,
         settings: &std::collections::BTreeMap<String, Value>,
-    ) -> Result<(), crate::config::routes::RoutesError> {
+    ) -> Result<(), SettingError> {
         match settings.keys().next() {
             None => Ok(()),
-            Some(key) => Err(crate::config::routes::RoutesError {
+            Some(key) => Err(SettingError {
                 key: format!("settings.{key}"),
                 reason: format!("{} has no settings", self.vendor()),
             }),
