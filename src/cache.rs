@@ -642,6 +642,7 @@ mod tests {
                 stale_if_error: Default::default(),
                 resilience: Default::default(),
                 passthrough: Default::default(),
+                settings: BTreeMap::new(),
             }),
             resilience: Default::default(),
             capabilities: Vec::new(),

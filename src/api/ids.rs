@@ -35,6 +35,10 @@ pub enum KeyGrammar {
     /// id the vendors document or return (Firestore-style ids, hex object ids, `ctc_0001`)
     /// fits it, and it can never change the shape of a vendor path.
     Opaque,
+    /// An E.164 number an ID carries only when it is known: allowed as the last keys of a
+    /// grammar only, and then the ID may end before it (LlamadaPro: the business number a
+    /// conversation runs on).
+    OptionalE164,
 }
 
 impl KeyGrammar {
@@ -51,7 +55,7 @@ impl KeyGrammar {
                         _ => c.is_ascii_hexdigit(),
                     })
             }
-            KeyGrammar::E164 => match b.split_first() {
+            KeyGrammar::E164 | KeyGrammar::OptionalE164 => match b.split_first() {
                 Some((b'+', digits)) => {
                     (7..=15).contains(&digits.len())
                         && digits[0] != b'0'
@@ -70,9 +74,16 @@ impl KeyGrammar {
     }
 }
 
-/// Whether `keys` are exactly the keys `grammar` describes, in order.
+/// Whether `keys` are exactly the keys `grammar` describes, in order (the optional keys at
+/// its end may be left out).
 pub fn keys_match(grammar: &[KeyGrammar], keys: &[String]) -> bool {
-    grammar.len() == keys.len() && grammar.iter().zip(keys).all(|(g, k)| g.accepts(k))
+    let optional = grammar
+        .iter()
+        .rev()
+        .take_while(|g| **g == KeyGrammar::OptionalE164)
+        .count();
+    (grammar.len() - optional..=grammar.len()).contains(&keys.len())
+        && grammar.iter().zip(keys).all(|(g, k)| g.accepts(k))
 }
 
 /// What no vendor key may be, whatever the vendor: empty, too long, a dot segment, or
@@ -291,5 +302,19 @@ mod tests {
             &["8a2b3c4d-1111-4222-8333-944455556666".into()]
         ));
         assert!(!keys_match(&[Uuid], &["1".into()]));
+        // Optional keys at the end may be left out, but must fit when they are there.
+        let grammar = [PositiveInteger, E164, OptionalE164];
+        let keys = |k: &[&str]| k.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+        assert!(keys_match(&grammar, &keys(&["7", "+56912345671"])));
+        assert!(keys_match(
+            &grammar,
+            &keys(&["7", "+56912345671", "+56229145001"])
+        ));
+        assert!(!keys_match(&grammar, &keys(&["7", "+56912345671", "x"])));
+        assert!(!keys_match(&grammar, &keys(&["7"])));
+        assert!(!keys_match(
+            &grammar,
+            &keys(&["7", "+56912345671", "+56229145001", "+1555000000"])
+        ));
     }
 }

@@ -42,6 +42,12 @@ pub struct RoutesFile {
     /// 429). 0 or absent = never.
     #[serde(default)]
     pub stale_if_error: BTreeMap<String, u64>,
+    /// Vendor facts the adapter reads as data rather than code (provisional ones, so ops can
+    /// correct a guess with one line and a reload), by name. Each adapter checks its own
+    /// ([`Adapter::check_settings`](crate::vendors::Adapter::check_settings)); each routes
+    /// file documents the ones it sets.
+    #[serde(default)]
+    pub settings: BTreeMap<String, serde_json::Value>,
     /// Defaults of the vendor edge for every connection of this vendor (a connection's own
     /// keys win, key by key): see [`crate::resilience::settings`].
     #[serde(default)]
@@ -297,6 +303,9 @@ pub fn compile(file: &RoutesFile) -> Result<VendorRoutes, RoutesError> {
     };
     let passthrough =
         super::passthrough::compile(file.passthrough.as_ref(), default_timeout, &auth_header)?;
+    adapter
+        .check_settings(&file.settings)
+        .map_err(|e| err(e.key, e.reason))?;
     Ok(VendorRoutes {
         vendor,
         auth,
@@ -307,6 +316,7 @@ pub fn compile(file: &RoutesFile) -> Result<VendorRoutes, RoutesError> {
             .then(|| Duration::from_secs(file.negative_cache_seconds)),
         stale_if_error,
         resilience,
+        settings: file.settings.clone(),
     })
 }
 

@@ -220,6 +220,8 @@ pub struct VendorRoutes {
     pub resilience: crate::resilience::settings::ResilienceFile,
     /// The vendor calls apps may make through `/v1/passthrough/…`.
     pub passthrough: super::passthrough::PassthroughRules,
+    /// The routes file's `settings`, as checked by the vendor's adapter.
+    pub settings: BTreeMap<String, serde_json::Value>,
 }
 
 impl VendorRoutes {

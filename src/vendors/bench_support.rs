@@ -65,13 +65,19 @@ pub fn llamadapro_contacts(body: &Bytes) -> Result<Output, ApiError> {
 
 /// CAAC has no list call: its `contacts.list` is a lookup by handle answering one member.
 /// One lookup answer (a member of channel `channel_id`) → a list of that member when it
-/// carries `handle`, else an empty list.
+/// carries `handle`, else an empty list. No `settings.member_types` table: a member's channel
+/// comes from its LINE UID.
 pub fn caac_contact_lookup(
     body: &Bytes,
     channel_id: i64,
     handle: &Handle,
 ) -> Result<Output, ApiError> {
-    caac::lookup_answer(&mapper(), &ok(body), channel_id, handle)
+    let lookup = caac::Lookup {
+        channel_id,
+        handle,
+        path: "/openapi/v1/channels/{channel_id}/members/external/{external_member_id}",
+    };
+    caac::lookup_answer(&mapper(), &caac::MemberTypes::default(), &ok(body), lookup)
 }
 
 #[cfg(test)]

@@ -40,17 +40,21 @@
 //! - **Errors**: the error body is not published. Any non-2xx is mapped by status; a message is
 //!   read from `{"error": {"message"}}`, `{"error": "…"}`, `{"message"}` or `{"detail"}`.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
+use bytes::Bytes;
+use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::common::attachment;
+use super::common::typed_lookup::{owned_text, text, Loose, Str, VendorJson};
 use super::common::{
     assignee_id, bad_response, check_status, ep, error_text, filter, int_field, int_key, keys,
-    missing_field, non_empty, not_served, op, owned_non_empty, parse_json, parse_wire, phone,
-    required_int, Mapper,
+    missing_field, non_empty, not_served, op, phone, required_int, Mapper,
 };
-use super::{Adapter, CallContext, EndpointSpec, OperationSpec};
+use super::{Adapter, CallContext, EndpointSpec, OperationSpec, SettingError};
 // The upstream client's types.
 use super::{VendorBody, VendorCall, VendorResponse};
 use crate::api::ids::{KeyGrammar, Kind, ObjectId};
@@ -61,7 +65,7 @@ use crate::api::model::{
 };
 use crate::api::operation::{Operation::*, Vendor};
 use crate::api::request::{ContactFilters, OperationRequest, Output, Page};
-use crate::api::ApiError;
+use crate::api::{ApiError, ErrorCode};
 
 pub struct Caac;
 
@@ -119,6 +123,10 @@ impl Adapter for Caac {
     fn required_defaults(&self) -> &'static [&'static str] {
         &["channel_id", "user_id", "org_id"]
     }
+    /// `member_types`: what a member's `type` word means (see [`MemberTypes`]).
+    fn check_settings(&self, settings: &BTreeMap<String, Value>) -> Result<(), SettingError> {
+        check_settings(settings)
+    }
 
     /// One arm per operation; each arm only sequences vendor calls; building requests and
     /// mapping answers is done by the pure functions below.
@@ -135,7 +143,9 @@ impl Adapter for Caac {
             OperationRequest::ContactsGet(id) => {
                 let keys = member_keys(&id)?;
                 let member = fetch(ctx, "contacts.get", keys.call()).await?;
-                let contact = translate_contact(&Mapper::new(ctx), keys.channel_id, &member)?;
+                let types = member_types(ctx)?;
+                let contact =
+                    translate_contact(&Mapper::new(ctx), &types, keys.channel_id, &member[..])?;
                 Ok(Output::Found(contact.into()))
             }
             OperationRequest::ConversationsGet(id) => {
@@ -159,14 +169,24 @@ impl Adapter for Caac {
 
 // ----- operations: call sequencing only ------------------------------------------------------
 
-/// Make one call and read its JSON answer.
+/// Make one call and check its answer: the body of a 2xx, for a wire struct to read from.
 async fn fetch(
     ctx: &mut CallContext<'_>,
     endpoint: &'static str,
     call: VendorCall,
-) -> Result<Value, ApiError> {
+) -> Result<Bytes, ApiError> {
     let response = ctx.call(endpoint, call).await?;
-    read_body(&response)
+    checked(&response)?;
+    Ok(response.body)
+}
+
+/// What a member's `type` means on this connection: the routes file's provisional
+/// `settings.member_types` (see [`MemberTypes`]).
+fn member_types(ctx: &CallContext<'_>) -> Result<MemberTypes, ApiError> {
+    MemberTypes::from_settings(&ctx.connection.routes.settings).map_err(|reason| {
+        // The routes file was checked when it was loaded; this only keeps the read total.
+        ApiError::internal(format!("routes settings.member_types: {reason}"))
+    })
 }
 
 async fn lookup_contacts(
@@ -181,32 +201,124 @@ async fn lookup_contacts(
         .param("channel_id", channel_id.to_string())
         .param("external_member_id", handle.value.clone());
     let response = ctx.call("contacts.lookup", call).await?;
-    lookup_answer(&Mapper::new(ctx), &response, channel_id, handle)
+    let types = member_types(ctx)?;
+    let path = ctx
+        .connection
+        .routes
+        .endpoint("contacts.lookup")
+        .map(|e| e.path.source().to_owned())
+        .unwrap_or_default();
+    lookup_answer(
+        &Mapper::new(ctx),
+        &types,
+        &response,
+        Lookup {
+            channel_id,
+            handle,
+            path: &path,
+        },
+    )
 }
 
-/// The answer of `contacts.lookup` for `handle` in channel `channel_id`: a list of the one
-/// member that carries the handle, or none. Also the entry point of `vendors::bench_support`.
+/// What a `contacts.lookup` asked for: the member carrying `handle` in channel `channel_id`,
+/// at the routes file's `path` (a template, named in errors).
+pub(super) struct Lookup<'l> {
+    pub(super) channel_id: i64,
+    pub(super) handle: &'l Handle,
+    pub(super) path: &'l str,
+}
+
+/// The answer of `contacts.lookup`: a list of the one member that carries the handle, or
+/// none. Also the entry point of `vendors::bench_support`.
+///
+/// A 404 means "no such member" only when its body says so ([`says_member_not_found`]): the
+/// lookup path is provisional, and a wrong path — the likeliest failure — answers 404 too.
+/// Any other 404 is `vendor_error` naming the path, so it shows in the error metrics instead
+/// of looking like an empty result forever.
 pub(super) fn lookup_answer(
     mapper: &Mapper,
+    types: &MemberTypes,
     response: &VendorResponse,
-    channel_id: i64,
-    handle: &Handle,
+    lookup: Lookup<'_>,
 ) -> Result<Output, ApiError> {
-    // CAAC answers 404 when no member of the channel has that external id: nothing matches.
     if response.status == 404 {
-        return Ok(Output::List {
-            data: Vec::new(),
-            next: None,
-        });
+        if says_member_not_found(&response.body) {
+            return Ok(Output::List {
+                data: Vec::new(),
+                next: None,
+            });
+        }
+        return Err(ApiError::vendor(
+            ErrorCode::VendorError,
+            VENDOR,
+            format!(
+                "caac answered 404 without saying that no member has this id: the                  contacts.lookup path {:?} (provisional, routes/caac.yaml) may be wrong",
+                lookup.path
+            ),
+        )
+        .with_vendor_status(404));
     }
-    let member = read_body(response)?;
-    let contact = translate_contact(mapper, channel_id, &member)?;
-    let data = if handle_matches(&contact.handles, handle) {
+    checked(response)?;
+    let contact = translate_contact(mapper, types, lookup.channel_id, &response.body[..])?;
+    let data = if handle_matches(&contact.handles, lookup.handle) {
         vec![contact.into()]
     } else {
         Vec::new()
     };
     Ok(Output::List { data, next: None })
+}
+
+/// Whether a 404 body is CAAC saying that no member has the id asked for. CAAC's error body
+/// is not published, so this reads every common shape (as [`error_message`] does) and asks
+/// for the one thing a "no such member" answer must say: a `member_not_found` code, or a
+/// message that names a member and says it was not found (`member not found`, `Member does
+/// not exist`). A 404 with no body, an HTML page, a bare `Not Found` or a channel that is not
+/// found is something else: a wrong path or a wrong `channel_id`.
+fn says_member_not_found(body: &[u8]) -> bool {
+    let code = error_code_word(body);
+    if code.as_deref().is_some_and(|c| {
+        let c = c.to_ascii_lowercase().replace(['-', ' '], "_");
+        c == "member_not_found" || c == "channel_member_not_found"
+    }) {
+        return true;
+    }
+    let Some(message) = error_message(body) else {
+        return false;
+    };
+    let message = message.to_ascii_lowercase();
+    message.contains("member")
+        && (message.contains("not found")
+            || message.contains("not exist")
+            || message.contains("no such"))
+}
+
+/// The machine-readable code of an error body, when it has one: `{"error": {"code"}}` or
+/// `{"code"}` (a string).
+fn error_code_word(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Inner<'a> {
+        #[serde(borrow)]
+        code: Option<Str<'a>>,
+    }
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ErrorField<'a> {
+        #[serde(borrow)]
+        Object(Inner<'a>),
+        Other(IgnoredAny),
+    }
+    #[derive(Deserialize)]
+    struct Body<'a> {
+        #[serde(borrow)]
+        error: Option<ErrorField<'a>>,
+        #[serde(borrow)]
+        code: Option<Loose<'a>>,
+    }
+    let body: Body<'_> = serde_json::from_slice(body).ok()?;
+    match body.error {
+        Some(ErrorField::Object(Inner { code: Some(code) })) => Some(code.as_str().to_owned()),
+        _ => body.code.as_ref().and_then(Loose::text).map(str::to_owned),
+    }
 }
 
 async fn create_contact(
@@ -224,14 +336,15 @@ async fn create_contact(
             .body(VendorBody::json(&request)),
     )
     .await?;
-    let created: WireCreated = parse_wire(VENDOR, "created member", &created)?;
+    let created: WireCreated = created[..].wire(VENDOR, "created member")?;
     let keys = MemberKeys {
         channel_id,
         member_id: positive(created.member_id)
             .ok_or_else(|| bad_response(VENDOR, "created member has no positive member_id"))?,
     };
     let member = fetch(ctx, "contacts.get", keys.call()).await?;
-    let contact = translate_contact(&Mapper::new(ctx), channel_id, &member)?;
+    let types = member_types(ctx)?;
+    let contact = translate_contact(&Mapper::new(ctx), &types, channel_id, &member[..])?;
     Ok(Output::Created(contact.into()))
 }
 
@@ -242,7 +355,14 @@ async fn get_conversation(
 ) -> Result<Conversation, ApiError> {
     let member = fetch(ctx, "contacts.get", keys.call()).await?;
     let assignment = fetch(ctx, "conversations.assignment", keys.call()).await?;
-    translate_conversation(&Mapper::new(ctx), keys.channel_id, &member, &assignment)
+    let types = member_types(ctx)?;
+    translate_conversation(
+        &Mapper::new(ctx),
+        &types,
+        keys.channel_id,
+        &member[..],
+        &assignment[..],
+    )
 }
 
 async fn create_conversation(
@@ -330,7 +450,7 @@ async fn send_message(
         keys.call().body(VendorBody::json(&request)),
     )
     .await?;
-    let message = translate_message(&Mapper::new(ctx), keys, &data, Some(user_id))?;
+    let message = translate_message(&Mapper::new(ctx), keys, &data[..], Some(user_id))?;
     Ok(Output::Created(message.into()))
 }
 
@@ -419,58 +539,110 @@ fn handle_matches(handles: &[Handle], wanted: &Handle) -> bool {
 }
 
 // ----- the wire format -----------------------------------------------------------------------
+//
+// Wire structs are read straight from the vendor's bytes and borrow their text from them
+// (`Str`, see `common::typed_lookup`); `raw` is built only when asked for.
 
 /// A member, as Get Member By ID answers it, or as Get Member By Channel ID And External ID
 /// does (which adds `channel_id`, names the e-mail and mobile `display_*` and has no
-/// timestamps). Profile fields that have no normalized home are read from the raw object into
-/// `custom_fields` (see [`PROFILE_FIELDS`]).
+/// timestamps). The profile fields that have no normalized home are passed through as
+/// `custom_fields` (see [`WireMember::custom_fields`]).
 #[derive(Debug, Deserialize)]
-struct WireMember {
+struct WireMember<'a> {
     id: i64,
-    /// The channel type (`line`, …).
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    external_member_id: Option<String>,
-    display_name: Option<String>,
-    name: Option<String>,
-    original_name: Option<String>,
-    email: Option<String>,
-    display_email: Option<String>,
-    original_email: Option<String>,
-    mobile: Option<String>,
-    display_mobile: Option<String>,
-    original_mobile: Option<String>,
-    avatar: Option<String>,
-    company: Option<String>,
-    country: Option<String>,
-    processing_state: Option<String>,
-    created_at: Option<String>,
-    updated_at: Option<String>,
-    last_message_at: Option<String>,
+    /// Documented only as `"type": "string"`: what it means is provisional data
+    /// ([`MemberTypes`]), never assumed here.
+    #[serde(rename = "type", borrow)]
+    kind: Option<Str<'a>>,
+    #[serde(borrow)]
+    external_member_id: Option<Str<'a>>,
+    #[serde(borrow)]
+    display_name: Option<Str<'a>>,
+    #[serde(borrow)]
+    name: Option<Str<'a>>,
+    #[serde(borrow)]
+    original_name: Option<Str<'a>>,
+    #[serde(borrow)]
+    email: Option<Str<'a>>,
+    #[serde(borrow)]
+    display_email: Option<Str<'a>>,
+    #[serde(borrow)]
+    original_email: Option<Str<'a>>,
+    #[serde(borrow)]
+    mobile: Option<Str<'a>>,
+    #[serde(borrow)]
+    display_mobile: Option<Str<'a>>,
+    #[serde(borrow)]
+    original_mobile: Option<Str<'a>>,
+    #[serde(borrow)]
+    avatar: Option<Str<'a>>,
+    #[serde(borrow)]
+    company: Option<Str<'a>>,
+    #[serde(borrow)]
+    country: Option<Str<'a>>,
+    #[serde(borrow)]
+    processing_state: Option<Str<'a>>,
+    #[serde(borrow)]
+    created_at: Option<Str<'a>>,
+    #[serde(borrow)]
+    updated_at: Option<Str<'a>>,
+    #[serde(borrow)]
+    last_message_at: Option<Str<'a>>,
+    // Profile fields passed through as `custom_fields` (when set), as the vendor wrote them.
+    account_manager: Option<Value>,
+    birthday: Option<Value>,
+    city: Option<Value>,
+    connect_id: Option<Value>,
+    custom_id: Option<Value>,
+    customer_id: Option<Value>,
+    engagement_level: Option<Value>,
+    gender: Option<Value>,
+    location: Option<Value>,
+    member_level: Option<Value>,
+    note: Option<Value>,
+    star_mark: Option<Value>,
+    status: Option<Value>,
 }
 
-/// Member profile fields passed through as `custom_fields` (when set).
-const PROFILE_FIELDS: &[&str] = &[
-    "account_manager",
-    "birthday",
-    "city",
-    "connect_id",
-    "country",
-    "custom_id",
-    "customer_id",
-    "engagement_level",
-    "gender",
-    "location",
-    "member_level",
-    "note",
-    "star_mark",
-    "status",
-];
+impl WireMember<'_> {
+    /// The profile fields that are set (not `null`, not blank text), by their CAAC names.
+    fn custom_fields(&self) -> Map<String, Value> {
+        let country = self.country.as_ref().map(|c| Value::from(c.as_str()));
+        [
+            ("account_manager", self.account_manager.as_ref()),
+            ("birthday", self.birthday.as_ref()),
+            ("city", self.city.as_ref()),
+            ("connect_id", self.connect_id.as_ref()),
+            ("country", country.as_ref()),
+            ("custom_id", self.custom_id.as_ref()),
+            ("customer_id", self.customer_id.as_ref()),
+            ("engagement_level", self.engagement_level.as_ref()),
+            ("gender", self.gender.as_ref()),
+            ("location", self.location.as_ref()),
+            ("member_level", self.member_level.as_ref()),
+            ("note", self.note.as_ref()),
+            ("star_mark", self.star_mark.as_ref()),
+            ("status", self.status.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(key, field)| {
+            let field = field?;
+            let set = match field {
+                Value::Null => false,
+                Value::String(s) => !s.trim().is_empty(),
+                _ => true,
+            };
+            set.then(|| (key.to_owned(), field.clone()))
+        })
+        .collect()
+    }
+}
 
 /// Get Member Assignment Relationship (and the Manual assignment answer).
 #[derive(Debug, Deserialize)]
-struct WireAssignment {
-    assign_type: Option<String>,
+struct WireAssignment<'a> {
+    #[serde(borrow)]
+    assign_type: Option<Str<'a>>,
     assignment_relationship: Option<WireRelationship>,
 }
 
@@ -488,23 +660,31 @@ struct WireCreated {
 
 /// A message, as Create Message from User answers it.
 #[derive(Debug, Deserialize)]
-struct WireMessage {
+struct WireMessage<'a> {
     id: i64,
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    sender_type: Option<String>,
-    text: Option<String>,
+    #[serde(rename = "type", borrow)]
+    kind: Option<Str<'a>>,
+    #[serde(borrow)]
+    sender_type: Option<Str<'a>>,
+    #[serde(borrow)]
+    text: Option<Str<'a>>,
     read: Option<bool>,
-    origin_url: Option<String>,
-    member_display_name: Option<String>,
-    metadata: Option<WireMetadata>,
-    created_at: Option<String>,
-    updated_at: Option<String>,
+    #[serde(borrow)]
+    origin_url: Option<Str<'a>>,
+    #[serde(borrow)]
+    member_display_name: Option<Str<'a>>,
+    #[serde(borrow)]
+    metadata: Option<WireMetadata<'a>>,
+    #[serde(borrow)]
+    created_at: Option<Str<'a>>,
+    #[serde(borrow)]
+    updated_at: Option<Str<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
-struct WireMetadata {
-    filename: Option<String>,
+struct WireMetadata<'a> {
+    #[serde(borrow)]
+    filename: Option<Str<'a>>,
     filesize_bytes: Option<i64>,
 }
 
@@ -514,26 +694,90 @@ fn error_message(body: &[u8]) -> Option<String> {
     error_text(body, &["error", "message", "detail"])
 }
 
-/// Read a vendor answer: non-2xx → the error table; 2xx → its JSON (an empty body is `null`,
-/// which only answers that need no content accept).
-fn read_body(response: &VendorResponse) -> Result<Value, ApiError> {
-    check_status(VENDOR, response, error_message)?;
-    if response.body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Value::Null);
-    }
-    parse_json(VENDOR, &response.body)
+/// Check a vendor answer: non-2xx → the error table. A 2xx's body is then read by the wire
+/// struct of the call (an empty body fits none, so only answers nobody reads may be empty).
+fn checked(response: &VendorResponse) -> Result<(), ApiError> {
+    check_status(VENDOR, response, error_message)
 }
 
 // ----- vendor → normalized -------------------------------------------------------------------
 
-/// A channel type word as a normalized channel (`None` when CAAC does not say).
-fn channel_from_type(kind: Option<&str>) -> Option<Channel> {
-    Some(match non_empty(kind)?.to_ascii_lowercase().as_str() {
-        "line" => Channel::Line,
-        "whatsapp" => Channel::Whatsapp,
-        "web" | "webchat" | "livechat" => Channel::Web,
-        "email" => Channel::Email,
-        _ => Channel::Other,
+/// What a member's `type` word means, from the routes file's `settings.member_types`: a table
+/// of type word (case-insensitive) → normalized channel. The seed documents the field only as
+/// `"type": "string"`, so the table is provisional data, not code. The safe default — no
+/// table, or a word the table does not list — is that `type` says nothing: the member's
+/// channel is then read only from what is confirmed (a LINE UID's shape), else left unknown.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct MemberTypes(Vec<(String, Channel)>);
+
+/// The routes-file key of the table.
+const MEMBER_TYPES: &str = "member_types";
+
+impl MemberTypes {
+    /// The table in a routes file's `settings` (none: the empty table). A table that is not a
+    /// map of words to normalized channel names is refused with the reason.
+    pub(crate) fn from_settings(settings: &BTreeMap<String, Value>) -> Result<Self, String> {
+        let Some(table) = settings.get(MEMBER_TYPES) else {
+            return Ok(MemberTypes::default());
+        };
+        let table = match table {
+            Value::Null => return Ok(MemberTypes::default()),
+            Value::Object(table) => table,
+            _ => return Err("must be a map of member type words to channels".to_owned()),
+        };
+        let mut types = Vec::with_capacity(table.len());
+        for (word, channel) in table {
+            let channel = Channel::deserialize(channel).map_err(|_| {
+                format!(
+                    "{word}: {channel} is not a channel; use email, line, whatsapp, web, voice \
+                     or other"
+                )
+            })?;
+            if word.trim().is_empty() {
+                return Err("a member type word must not be empty".to_owned());
+            }
+            types.push((word.trim().to_ascii_lowercase(), channel));
+        }
+        Ok(MemberTypes(types))
+    }
+
+    /// The channel a member type word means, if the table lists it.
+    fn channel(&self, word: Option<&str>) -> Option<Channel> {
+        let word = non_empty(word)?;
+        self.0
+            .iter()
+            .find(|(w, _)| w.eq_ignore_ascii_case(word))
+            .map(|(_, channel)| *channel)
+    }
+}
+
+/// Check a routes file's `settings`: CAAC knows `member_types` only.
+pub(crate) fn check_settings(settings: &BTreeMap<String, Value>) -> Result<(), SettingError> {
+    if let Some(key) = settings.keys().find(|k| *k != MEMBER_TYPES) {
+        return Err(SettingError {
+            key: format!("settings.{key}"),
+            reason: format!("unknown setting for caac; known: {MEMBER_TYPES}"),
+        });
+    }
+    MemberTypes::from_settings(settings)
+        .map(|_| ())
+        .map_err(|reason| SettingError {
+            key: format!("settings.{MEMBER_TYPES}"),
+            reason,
+        })
+}
+
+/// The channel of a member: what the routes file says its `type` means, else LINE when its
+/// external id has the shape of a LINE UID (a confirmed LINE fact), else unknown.
+fn member_channel(
+    types: &MemberTypes,
+    kind: Option<&str>,
+    external_id: Option<&str>,
+) -> Option<Channel> {
+    types.channel(kind).or_else(|| {
+        external_id
+            .filter(|id| is_line_uid(id))
+            .map(|_| Channel::Line)
     })
 }
 
@@ -557,18 +801,16 @@ fn is_line_uid(value: &str) -> bool {
             .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
 }
 
-/// The member's channel identity as a handle: its channel comes from the member's channel
-/// type, or, when CAAC does not say, from the shape of a LINE UID.
-fn member_handle(kind: Option<&str>, external_id: &str) -> Handle {
-    let channel = match channel_from_type(kind) {
+/// The member's channel identity as a handle, on the member's channel ([`member_channel`]);
+/// `other` when that is unknown.
+fn member_handle(types: &MemberTypes, kind: Option<&str>, external_id: &str) -> Handle {
+    let channel = match member_channel(types, kind, Some(external_id)) {
         Some(Channel::Line) => HandleChannel::Line,
         Some(Channel::Whatsapp) => HandleChannel::Whatsapp,
         Some(Channel::Web) => HandleChannel::Web,
         Some(Channel::Email) => HandleChannel::Email,
         Some(Channel::Voice) => HandleChannel::Phone,
-        Some(Channel::Other) => HandleChannel::Other,
-        None if is_line_uid(external_id) => HandleChannel::Line,
-        None => HandleChannel::Other,
+        Some(Channel::Other) | None => HandleChannel::Other,
     };
     Handle {
         channel,
@@ -588,44 +830,33 @@ fn distinct(values: impl IntoIterator<Item = String>) -> Vec<String> {
 }
 
 /// A CAAC member (either shape) as a normalized contact of channel `channel_id`.
-pub(super) fn translate_contact(
+pub(super) fn translate_contact<'a>(
     mapper: &Mapper,
+    types: &MemberTypes,
     channel_id: i64,
-    value: &Value,
+    source: impl VendorJson<'a>,
 ) -> Result<Contact, ApiError> {
-    let wire: WireMember = parse_wire(VENDOR, "member", value)?;
+    let wire: WireMember<'_> = source.wire(VENDOR, "member")?;
     let member_id =
         positive(wire.id).ok_or_else(|| bad_response(VENDOR, "member id is not positive"))?;
     let name = [&wire.display_name, &wire.name, &wire.original_name]
         .into_iter()
-        .find_map(|n| owned_non_empty(n.as_deref()));
+        .find_map(owned_text);
     let emails = distinct(
         [&wire.email, &wire.display_email, &wire.original_email]
             .into_iter()
-            .filter_map(|e| owned_non_empty(e.as_deref())),
+            .filter_map(owned_text),
     );
-    let country = non_empty(wire.country.as_deref());
+    let country = text(&wire.country);
     let phones = distinct(
         [&wire.mobile, &wire.display_mobile, &wire.original_mobile]
             .into_iter()
-            .filter_map(|m| non_empty(m.as_deref()))
+            .filter_map(text)
             .map(|m| phone::normalize(m, country)),
     );
-    let handles = non_empty(wire.external_member_id.as_deref())
-        .map(|external| vec![member_handle(wire.kind.as_deref(), external)])
+    let handles = text(&wire.external_member_id)
+        .map(|external| vec![member_handle(types, text(&wire.kind), external)])
         .unwrap_or_default();
-    let custom_fields = PROFILE_FIELDS
-        .iter()
-        .filter_map(|key| {
-            let field = value.get(*key)?;
-            let set = match field {
-                Value::Null => false,
-                Value::String(s) => !s.trim().is_empty(),
-                _ => true,
-            };
-            set.then(|| ((*key).to_owned(), field.clone()))
-        })
-        .collect();
     let keys = MemberKeys {
         channel_id,
         member_id,
@@ -635,18 +866,18 @@ pub(super) fn translate_contact(
         connection: mapper.connection.clone(),
         vendor: vendor_label(VENDOR),
         remote_id: member_id.to_string(),
-        created_at: owned_non_empty(wire.created_at.as_deref()),
-        updated_at: owned_non_empty(wire.updated_at.as_deref()),
+        created_at: owned_text(&wire.created_at),
+        updated_at: owned_text(&wire.updated_at),
         name,
         first_name: None,
         last_name: None,
         emails,
         phones,
         handles,
-        company: owned_non_empty(wire.company.as_deref()),
-        avatar_url: owned_non_empty(wire.avatar.as_deref()),
-        custom_fields,
-        raw: mapper.raw_with(|| value.clone()),
+        company: owned_text(&wire.company),
+        avatar_url: owned_text(&wire.avatar),
+        custom_fields: wire.custom_fields(),
+        raw: mapper.raw_with(|| source.tree()),
     })
 }
 
@@ -662,12 +893,8 @@ fn status_from_processing_state(state: Option<&str>) -> ConversationStatus {
 }
 
 /// The assignee of an assignment relationship; `unassigned`, or no positive id, is none.
-fn assignee_from(assignment: &WireAssignment) -> Option<Assignee> {
-    if assignment
-        .assign_type
-        .as_deref()
-        .is_some_and(|t| t.eq_ignore_ascii_case("unassigned"))
-    {
+fn assignee_from(assignment: &WireAssignment<'_>) -> Option<Assignee> {
+    if text(&assignment.assign_type).is_some_and(|t| t.eq_ignore_ascii_case("unassigned")) {
         return None;
     }
     let relationship = assignment.assignment_relationship.as_ref()?;
@@ -680,38 +907,40 @@ fn assignee_from(assignment: &WireAssignment) -> Option<Assignee> {
 }
 
 /// A member and its assignment relationship as the member's implicit conversation.
-fn translate_conversation(
+fn translate_conversation<'a>(
     mapper: &Mapper,
+    types: &MemberTypes,
     channel_id: i64,
-    member: &Value,
-    assignment: &Value,
+    member: impl VendorJson<'a>,
+    assignment: impl VendorJson<'a>,
 ) -> Result<Conversation, ApiError> {
-    let wire: WireMember = parse_wire(VENDOR, "member", member)?;
-    let relationship: WireAssignment = parse_wire(VENDOR, "assignment relationship", assignment)?;
+    let wire: WireMember<'_> = member.wire(VENDOR, "member")?;
+    let relationship: WireAssignment<'_> = assignment.wire(VENDOR, "assignment relationship")?;
     let member_id =
         positive(wire.id).ok_or_else(|| bad_response(VENDOR, "member id is not positive"))?;
     let keys = MemberKeys {
         channel_id,
         member_id,
     };
-    let vendor_status = owned_non_empty(wire.processing_state.as_deref());
+    let vendor_status = owned_text(&wire.processing_state);
     Ok(Conversation {
         id: mapper.id(Kind::Conversation, keys.keys()),
         connection: mapper.connection.clone(),
         vendor: vendor_label(VENDOR),
         remote_id: member_id.to_string(),
-        created_at: owned_non_empty(wire.created_at.as_deref()),
-        updated_at: owned_non_empty(wire.updated_at.as_deref()),
+        created_at: owned_text(&wire.created_at),
+        updated_at: owned_text(&wire.updated_at),
         contact_id: Some(mapper.id(Kind::Contact, keys.keys())),
-        channel: channel_from_type(wire.kind.as_deref()),
+        channel: member_channel(types, text(&wire.kind), text(&wire.external_member_id)),
         status: status_from_processing_state(vendor_status.as_deref()),
         vendor_status,
         subject: None,
         assignee: assignee_from(&relationship),
         priority: None,
         tags: Vec::new(),
-        last_message_at: owned_non_empty(wire.last_message_at.as_deref()),
-        raw: mapper.raw_with(|| json!({ "member": member, "assignment": assignment })),
+        last_message_at: owned_text(&wire.last_message_at),
+        raw: mapper
+            .raw_with(|| json!({ "member": member.tree(), "assignment": assignment.tree() })),
     })
 }
 
@@ -729,16 +958,16 @@ fn message_type(kind: Option<&str>) -> MessageType {
 
 /// A CAAC message of the member `keys` as a normalized message. `sent_by` is the user the
 /// adapter sent it as (CAAC's answer does not name the user).
-fn translate_message(
+fn translate_message<'a>(
     mapper: &Mapper,
     keys: MemberKeys,
-    value: &Value,
+    source: impl VendorJson<'a>,
     sent_by: Option<i64>,
 ) -> Result<Message, ApiError> {
-    let wire: WireMessage = parse_wire(VENDOR, "message", value)?;
+    let wire: WireMessage<'_> = source.wire(VENDOR, "message")?;
     let message_id =
         positive(wire.id).ok_or_else(|| bad_response(VENDOR, "message id is not positive"))?;
-    let sender_type = match non_empty(wire.sender_type.as_deref())
+    let sender_type = match text(&wire.sender_type)
         .map(str::to_ascii_lowercase)
         .as_deref()
     {
@@ -756,7 +985,7 @@ fn translate_message(
         SenderType::Contact => Sender {
             type_: sender_type,
             id: Some(keys.member_id.to_string()),
-            name: owned_non_empty(wire.member_display_name.as_deref()),
+            name: owned_text(&wire.member_display_name),
         },
         _ => Sender {
             type_: sender_type,
@@ -764,8 +993,8 @@ fn translate_message(
             name: None,
         },
     };
-    let type_ = message_type(wire.kind.as_deref());
-    let attachments = owned_non_empty(wire.origin_url.as_deref())
+    let type_ = message_type(text(&wire.kind));
+    let attachments = owned_text(&wire.origin_url)
         .map(|url| {
             vec![Attachment {
                 type_: match type_ {
@@ -773,10 +1002,7 @@ fn translate_message(
                     _ => MessageType::File,
                 },
                 url: Some(url),
-                name: wire
-                    .metadata
-                    .as_ref()
-                    .and_then(|m| owned_non_empty(m.filename.as_deref())),
+                name: wire.metadata.as_ref().and_then(|m| owned_text(&m.filename)),
                 size: wire
                     .metadata
                     .as_ref()
@@ -802,18 +1028,18 @@ fn translate_message(
         connection: mapper.connection.clone(),
         vendor: vendor_label(VENDOR),
         remote_id: message_id.to_string(),
-        created_at: owned_non_empty(wire.created_at.as_deref()),
-        updated_at: owned_non_empty(wire.updated_at.as_deref()),
+        created_at: owned_text(&wire.created_at),
+        updated_at: owned_text(&wire.updated_at),
         conversation_id: mapper.id(Kind::Conversation, keys.keys()),
         direction,
         sender,
         type_,
-        text: owned_non_empty(wire.text.as_deref()),
+        text: owned_text(&wire.text),
         html: None,
         attachments,
         private: false,
         status: Some(status),
-        raw: mapper.raw_with(|| value.clone()),
+        raw: mapper.raw_with(|| source.tree()),
     })
 }
 
@@ -1048,6 +1274,7 @@ mod tests {
     use crate::sandbox::caac::seed;
     use crate::sandbox::{Credentials, Sandbox};
     use crate::snapshot::Connection;
+    use crate::vendors::common::parse_wire;
     use crate::vendors::test_support::{self, list_json, object_json, response, run};
 
     const MEMBER: &str = include_str!("../../tests/fixtures/caac/member.json");
@@ -1068,6 +1295,12 @@ mod tests {
 
     fn fixture(text: &str) -> Value {
         serde_json::from_str(text).unwrap()
+    }
+
+    /// The member types the shipped routes file sets.
+    fn types() -> MemberTypes {
+        let routes = crate::vendors::test_support::compiled_routes(Vendor::Caac);
+        MemberTypes::from_settings(&routes.settings).unwrap()
     }
 
     fn mapper(want_raw: bool) -> Mapper {
@@ -1112,10 +1345,10 @@ mod tests {
 
     #[test]
     fn answers_are_json_and_errors_map_by_status_with_the_vendor_message() {
-        assert_eq!(read_body(&response(200, MEMBER)).unwrap()["id"], 67890);
-        assert_eq!(read_body(&response(204, "")).unwrap(), Value::Null);
+        checked(&response(200, MEMBER)).unwrap();
+        checked(&response(204, "")).unwrap();
 
-        let err = read_body(&response(400, ERROR)).unwrap_err();
+        let err = checked(&response(400, ERROR)).unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidRequest);
         assert!(err.detail.contains("not a LINE user ID"), "{}", err.detail);
         assert_eq!(err.vendor_status, Some(400));
@@ -1125,10 +1358,10 @@ mod tests {
             r#"{"message":"bad user_id"}"#,
             r#"{"detail":"bad user_id"}"#,
         ] {
-            let err = read_body(&response(422, body)).unwrap_err();
+            let err = checked(&response(422, body)).unwrap_err();
             assert!(err.detail.contains("bad user_id"), "{body}");
         }
-        assert!(read_body(&response(400, "<html>"))
+        assert!(checked(&response(400, "<html>"))
             .unwrap_err()
             .detail
             .contains("no reason given"));
@@ -1141,18 +1374,19 @@ mod tests {
             (503, ErrorCode::VendorError),
             (418, ErrorCode::VendorError),
         ] {
-            let err = read_body(&response(status, ERROR)).unwrap_err();
+            let err = checked(&response(status, ERROR)).unwrap_err();
             assert_eq!(err.code, code, "status {status}");
             assert_eq!(err.vendor, Some(Vendor::Caac));
         }
         let mut limited = response(429, "");
         limited.retry_after = Some(30);
-        let err = read_body(&limited).unwrap_err();
+        let err = checked(&limited).unwrap_err();
         assert_eq!(
             (err.code, err.retry_after),
             (ErrorCode::VendorRateLimited, Some(30))
         );
-        let err = read_body(&response(200, r#"{"id":30001,"display_name":"Wei"#)).unwrap_err();
+        let truncated = br#"{"id":30001,"display_name":"Wei"#.as_slice();
+        let err = translate_contact(&mapper(false), &types(), 1, truncated).unwrap_err();
         assert_eq!(err.code, ErrorCode::VendorBadResponse);
     }
 
@@ -1179,8 +1413,13 @@ mod tests {
         )
         .unwrap();
         // The placeholder id 0 is no member a translation could address.
-        let err =
-            translate_contact(&mapper(false), CHANNEL, &examples["get_member_by_id"]).unwrap_err();
+        let err = translate_contact(
+            &mapper(false),
+            &types(),
+            CHANNEL,
+            &examples["get_member_by_id"],
+        )
+        .unwrap_err();
         assert_eq!(err.code, ErrorCode::VendorBadResponse);
 
         // Every body the adapter builds uses only documented request properties.
@@ -1218,7 +1457,7 @@ mod tests {
     #[test]
     fn member_maps_every_field() {
         let value = fixture(MEMBER);
-        let c = translate_contact(&mapper(false), CHANNEL, &value).unwrap();
+        let c = translate_contact(&mapper(false), &types(), CHANNEL, &value).unwrap();
         assert_eq!(c.id, id(Kind::Contact, &["12345", "67890"]));
         assert_eq!(c.remote_id, "67890");
         assert_eq!((c.connection.as_str(), c.vendor), ("caac", "caac"));
@@ -1259,14 +1498,19 @@ mod tests {
         assert_eq!(c.created_at.as_deref(), Some("2024-11-02T03:15:20Z"));
         assert_eq!(c.updated_at.as_deref(), Some("2025-05-21T05:08:42Z"));
         assert!(c.raw.is_none());
-        let with_raw = translate_contact(&mapper(true), CHANNEL, &value).unwrap();
+        let with_raw = translate_contact(&mapper(true), &types(), CHANNEL, &value).unwrap();
         assert_eq!(with_raw.raw, Some(value));
     }
 
     #[test]
     fn looked_up_member_maps_its_own_shape() {
-        let c =
-            translate_contact(&mapper(false), CHANNEL, &fixture(MEMBER_BY_EXTERNAL_ID)).unwrap();
+        let c = translate_contact(
+            &mapper(false),
+            &types(),
+            CHANNEL,
+            &fixture(MEMBER_BY_EXTERNAL_ID),
+        )
+        .unwrap();
         assert_eq!(c.id, id(Kind::Contact, &["12345", "67891"]));
         // No display name: the LINE profile name.
         assert_eq!(c.name.as_deref(), Some("Somsak K."));
@@ -1282,26 +1526,193 @@ mod tests {
     }
 
     #[test]
-    fn handles_follow_the_channel_type_or_the_line_uid_shape() {
-        let handle = |kind: Option<&str>, value: &str| member_handle(kind, value).channel;
-        assert_eq!(handle(Some("LINE"), "anything"), HandleChannel::Line);
+    fn handles_follow_the_member_types_table_or_the_line_uid_shape() {
+        let shipped = types();
+        let none = MemberTypes::default();
+        let handle = |types: &MemberTypes, kind: Option<&str>, value: &str| {
+            member_handle(types, kind, value).channel
+        };
         assert_eq!(
-            handle(Some("whatsapp"), "886912345678"),
+            handle(&shipped, Some("LINE"), "anything"),
+            HandleChannel::Line
+        );
+        assert_eq!(
+            handle(&shipped, Some("whatsapp"), "886912345678"),
             HandleChannel::Whatsapp
         );
         assert_eq!(
-            handle(Some("facebook"), "6143823401928374"),
+            handle(&shipped, Some("facebook"), "6143823401928374"),
             HandleChannel::Other
         );
-        assert_eq!(handle(None, UID), HandleChannel::Line);
-        assert_eq!(handle(Some(" "), UID), HandleChannel::Line);
-        assert_eq!(handle(None, "6143823401928374"), HandleChannel::Other);
+        assert_eq!(handle(&shipped, None, UID), HandleChannel::Line);
+        assert_eq!(handle(&shipped, Some(" "), UID), HandleChannel::Line);
+        assert_eq!(
+            handle(&shipped, None, "6143823401928374"),
+            HandleChannel::Other
+        );
+        // Without a table, `type` means nothing: only a LINE UID's shape says LINE.
+        assert_eq!(
+            handle(&none, Some("line"), "anything"),
+            HandleChannel::Other
+        );
+        assert_eq!(handle(&none, Some("whatsapp"), UID), HandleChannel::Line);
         assert!(!is_line_uid("U8C1E0F5A9D2B4C6E8F0A1B3C5D7E9F21"));
         assert!(!is_line_uid("U8c1e0f5a9d2b4c6e"));
         let member = json!({"id": 5, "external_member_id": ""});
-        let c = translate_contact(&mapper(false), 1, &member).unwrap();
+        let c = translate_contact(&mapper(false), &types(), 1, &member).unwrap();
         assert!(c.handles.is_empty() && c.emails.is_empty() && c.phones.is_empty());
         assert_eq!(c.name, None);
+    }
+
+    /// Issue 12 #6: the seed says only `"type": "string"`. Every plausible shape of the field
+    /// — a channel word, a word with some other meaning, blank, `null`, absent — reads safely:
+    /// the channel comes from the routes file's table when it lists the word, else from a LINE
+    /// UID's shape, else it is unknown; a word is never taken for a channel by itself.
+    #[test]
+    fn member_type_means_a_channel_only_through_the_routes_table() {
+        let shipped = types();
+        let none = MemberTypes::default();
+        let assignment = fixture(ASSIGNMENT);
+        let psid = "6143823401928374";
+        let conversation = |types: &MemberTypes, kind: Option<Value>, external: &str| {
+            let mut member = json!({"id": 7, "external_member_id": external});
+            if let Some(kind) = kind {
+                member["type"] = kind;
+            }
+            let c = translate_conversation(&mapper(false), types, 1, &member, &assignment).unwrap();
+            let contact = translate_contact(&mapper(false), types, 1, &member).unwrap();
+            (c.channel, contact.handles[0].channel)
+        };
+        let line = (Some(Channel::Line), HandleChannel::Line);
+        let unknown = (None, HandleChannel::Other);
+        for (types, kind, external, want) in [
+            // A channel word the table lists.
+            (&shipped, Some(json!("line")), psid, line),
+            (&shipped, Some(json!("LINE")), UID, line),
+            (
+                &shipped,
+                Some(json!("facebook")),
+                psid,
+                (Some(Channel::Other), HandleChannel::Other),
+            ),
+            // A word of some other meaning (the seed's own example is "string").
+            (&shipped, Some(json!("string")), psid, unknown),
+            (&shipped, Some(json!("member")), UID, line),
+            (&shipped, Some(json!("customer")), psid, unknown),
+            // Blank, null, absent.
+            (&shipped, Some(json!("")), psid, unknown),
+            (&shipped, Some(Value::Null), UID, line),
+            (&shipped, None, psid, unknown),
+            // No table: the safe default, whatever the word.
+            (&none, Some(json!("line")), psid, unknown),
+            (&none, Some(json!("whatsapp")), UID, line),
+            (&none, None, UID, line),
+        ] {
+            assert_eq!(
+                conversation(types, kind.clone(), external),
+                want,
+                "{kind:?} {external}"
+            );
+        }
+        // The seed documents a string: any other type is a bad response.
+        let err = translate_contact(&mapper(false), &shipped, 1, &json!({"id": 7, "type": 3}))
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::VendorBadResponse);
+    }
+
+    #[test]
+    fn member_types_are_checked_when_the_routes_file_loads() {
+        let settings =
+            |value: Value| -> BTreeMap<String, Value> { serde_json::from_value(value).unwrap() };
+        assert_eq!(
+            MemberTypes::from_settings(&settings(json!({}))).unwrap(),
+            MemberTypes::default()
+        );
+        let table = MemberTypes::from_settings(&settings(
+            json!({"member_types": {" Line ": "line", "ig": "other"}}),
+        ))
+        .unwrap();
+        assert_eq!(table.channel(Some("LINE")), Some(Channel::Line));
+        assert_eq!(table.channel(Some("ig")), Some(Channel::Other));
+        assert_eq!(table.channel(Some("sms")), None);
+        check_settings(&settings(json!({"member_types": null}))).unwrap();
+        for (value, key, reason) in [
+            (
+                json!({"member_types": ["line"]}),
+                "settings.member_types",
+                "must be a map",
+            ),
+            (
+                json!({"member_types": {"line": "telegram"}}),
+                "settings.member_types",
+                "line: \"telegram\" is not a channel",
+            ),
+            (
+                json!({"member_types": {" ": "line"}}),
+                "settings.member_types",
+                "must not be empty",
+            ),
+            (
+                json!({"member_type": {}}),
+                "settings.member_type",
+                "unknown setting for caac",
+            ),
+        ] {
+            let err = check_settings(&settings(value.clone())).unwrap_err();
+            assert_eq!(err.key, key, "{value}");
+            assert!(err.reason.contains(reason), "{value}: {}", err.reason);
+        }
+    }
+
+    /// Issue 12 #1: the lookup path is provisional, so a 404 is "no such member" only when
+    /// CAAC's body says so; any other 404 (a wrong path, a wrong channel) is `vendor_error`
+    /// naming the path.
+    #[test]
+    fn a_lookup_404_is_empty_only_when_caac_says_no_member_has_the_id() {
+        let handle = Handle {
+            channel: HandleChannel::Line,
+            value: UID.into(),
+        };
+        let path = "/openapi/v1/channels/{channel_id}/members/external/{external_member_id}";
+        let answer = |status: u16, body: &str| {
+            let lookup = Lookup {
+                channel_id: CHANNEL,
+                handle: &handle,
+                path,
+            };
+            lookup_answer(&mapper(false), &types(), &response(status, body), lookup)
+        };
+        for body in [
+            r#"{"error": {"code": "not_found", "message": "member not found"}}"#,
+            r#"{"error": {"code": "member_not_found", "message": "no record"}}"#,
+            r#"{"code": "MEMBER_NOT_FOUND"}"#,
+            r#"{"error": "Member does not exist"}"#,
+            r#"{"message": "channel member not found"}"#,
+            r#"{"detail": "No such member in channel 12345"}"#,
+        ] {
+            let (data, next) = list_json(answer(404, body).unwrap());
+            assert!(data.is_empty() && next.is_none(), "{body}");
+        }
+        for body in [
+            "",
+            "404 page not found",
+            "<html><body>Not Found</body></html>",
+            r#"{"detail": "Not Found"}"#,
+            r#"{"error": {"code": "not_found", "message": "Not found"}}"#,
+            r#"{"error": {"code": "not_found", "message": "channel not found"}}"#,
+            r#"{"code": 404, "message": "route not found"}"#,
+        ] {
+            let err = answer(404, body).unwrap_err();
+            assert_eq!(err.code, ErrorCode::VendorError, "{body}");
+            assert_eq!(err.vendor_status, Some(404));
+            assert!(err.detail.contains(path), "{}", err.detail);
+        }
+        // A member that is found is a page of that member; other statuses map as usual.
+        let (data, _) = list_json(answer(200, MEMBER).unwrap());
+        assert_eq!(data.len(), 1);
+        assert_eq!(answer(500, ERROR).unwrap_err().code, ErrorCode::VendorError);
+        let err = answer(200, r#"{"id": 67890, "display_name": 3}"#).unwrap_err();
+        assert_eq!(err.code, ErrorCode::VendorBadResponse);
     }
 
     #[test]
@@ -1312,7 +1723,7 @@ mod tests {
             json!({"id": -1}),
             json!([]),
         ] {
-            let err = translate_contact(&mapper(false), 1, &value).unwrap_err();
+            let err = translate_contact(&mapper(false), &types(), 1, &value).unwrap_err();
             assert_eq!(err.code, ErrorCode::VendorBadResponse, "{value}");
         }
     }
@@ -1425,7 +1836,8 @@ mod tests {
     fn member_and_assignment_map_to_the_implicit_conversation() {
         let member = fixture(MEMBER);
         let assignment = fixture(ASSIGNMENT);
-        let c = translate_conversation(&mapper(true), CHANNEL, &member, &assignment).unwrap();
+        let c =
+            translate_conversation(&mapper(true), &types(), CHANNEL, &member, &assignment).unwrap();
         assert_eq!(c.id, id(Kind::Conversation, &["12345", "67890"]));
         assert_eq!(c.remote_id, "67890");
         assert_eq!(c.contact_id, Some(id(Kind::Contact, &["12345", "67890"])));
@@ -1448,10 +1860,12 @@ mod tests {
             c.raw,
             Some(json!({"member": member, "assignment": assignment}))
         );
-        // The looked-up shape has no timestamps, and a channel the normalized list lacks.
+        // The looked-up shape has no timestamps; a channel word the routes table maps to
+        // `other` (no normalized channel of its own).
         let mut other = fixture(MEMBER_BY_EXTERNAL_ID);
         other["type"] = json!("facebook");
-        let c = translate_conversation(&mapper(false), CHANNEL, &other, &assignment).unwrap();
+        let c =
+            translate_conversation(&mapper(false), &types(), CHANNEL, &other, &assignment).unwrap();
         assert_eq!(c.channel, Some(Channel::Other));
         assert_eq!((c.created_at, c.last_message_at), (None, None));
         assert!(c.raw.is_none());
@@ -1459,7 +1873,7 @@ mod tests {
 
     #[test]
     fn assignments_without_an_assignee_are_none() {
-        let assignee = |value: Value| assignee_from(&parse_wire(VENDOR, "a", &value).unwrap());
+        let assignee = |value: Value| assignee_from(&(&value).wire(VENDOR, "a").unwrap());
         assert_eq!(
             assignee(
                 json!({"assign_type": "unassigned", "assignment_relationship": {"team_id": 3, "user_id": 4}})
@@ -1485,6 +1899,7 @@ mod tests {
         );
         let err = translate_conversation(
             &mapper(false),
+            &types(),
             1,
             &fixture(MEMBER),
             &json!({"assignment_relationship": {"user_id": "4"}}),

@@ -49,22 +49,24 @@
 //! never silently dropped.
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::common::attachment::{self, AttachmentSupport};
 use super::common::input::MAX_SAFE_INTEGER;
+use super::common::typed_lookup::{object_body, opt_str, owned_text, text, Loose, Str, VendorJson};
 use super::common::{
     bad_response, check_status, check_vendor_fields, cursor_text, ep, error_text, filter_via,
     int_field, join_name, keys, message_status, missing_field, no_such, non_empty, not_served,
-    object_or_empty, op, owned_non_empty, parse_json, parse_wire, phone, required_int, split_name,
-    split_names, text_field, Mapper,
+    object_or_empty, op, owned_non_empty, phone, required_int, split_name, split_names, text_field,
+    Mapper,
 };
 use super::{Adapter, CallContext, EndpointSpec, OperationSpec};
 use crate::snapshot::routes::VendorRoutes;
 // The upstream client's types.
 use super::{VendorBody, VendorCall, VendorResponse};
-use crate::api::ids::{KeyGrammar, Kind, ObjectId};
+use crate::api::ids::{keys_match, KeyGrammar, Kind, ObjectId};
 use crate::api::model::{
     vendor_label, Assignee, Attachment, AttachmentFile, Channel, Contact, ContactCreate,
     ContactPatch, Conversation, ConversationCreate, ConversationStatus, Direction, Handle,
@@ -82,7 +84,10 @@ const VENDOR: Vendor = Vendor::LlamadaPro;
 /// `vendor_fields` each operation understands (the request's; connection `defaults` may
 /// hold other vendors' keys and are not checked).
 const CONTACT_VENDOR_FIELDS: &[&str] = &["nationalId", "companyPosition"];
-const CONVERSATION_VENDOR_FIELDS: &[&str] = &["funnelId", "funnelStatusId", "userId"];
+/// `fromPhoneNumber` is not sent: it is the business number the conversation runs on (the
+/// funnel's WhatsApp number), which the conversation ID then carries for every send.
+const CONVERSATION_VENDOR_FIELDS: &[&str] =
+    &["funnelId", "funnelStatusId", "userId", "fromPhoneNumber"];
 const MESSAGE_VENDOR_FIELDS: &[&str] = &[
     "fromPhoneNumber",
     "userId",
@@ -130,13 +135,14 @@ static OPERATIONS: &[OperationSpec] = &[
 #[async_trait]
 impl Adapter for LlamadaPro {
     /// Contacts and conversations have numeric ids; a conversation also carries the contact's
-    /// WhatsApp number, a message its own (string) id before the conversation's keys.
+    /// WhatsApp number and, when known, the business number it runs on; a message its own
+    /// (string) id before the conversation's keys.
     fn key_grammar(&self, kind: Kind) -> &'static [KeyGrammar] {
-        use KeyGrammar::{Opaque, PositiveInteger as N, E164};
+        use KeyGrammar::{Opaque, OptionalE164, PositiveInteger as N, E164};
         match kind {
             Kind::Contact => &[N],
-            Kind::Conversation => &[N, E164],
-            Kind::Message => &[Opaque, N, E164],
+            Kind::Conversation => &[N, E164, OptionalE164],
+            Kind::Message => &[Opaque, N, E164, OptionalE164],
         }
     }
     fn vendor(&self) -> Vendor {
@@ -177,7 +183,7 @@ impl Adapter for LlamadaPro {
             OperationRequest::ContactsGet(id) => {
                 let key = contact_key(&id)?;
                 let data = fetch(ctx, "contacts.get", contact_call(key)).await?;
-                let contact = translate_contact(&Mapper::new(ctx), &data)?;
+                let contact = translate_contact(&Mapper::new(ctx), &data[..])?;
                 Ok(Output::Found(contact.into()))
             }
             OperationRequest::ContactsUpdate(id, patch) => update_contact(ctx, &id, &patch).await,
@@ -198,7 +204,7 @@ impl Adapter for LlamadaPro {
                     VendorCall::new().param("message_id", message_id),
                 )
                 .await?;
-                let message = translate_message(&Mapper::new(ctx), &data, &conversation, None)?;
+                let message = translate_message(&Mapper::new(ctx), &data[..], &conversation, None)?;
                 Ok(Output::Found(message.into()))
             }
             OperationRequest::MessagesSend(conversation_id, body) => {
@@ -211,14 +217,16 @@ impl Adapter for LlamadaPro {
 
 // ----- operations: call sequencing only ------------------------------------------------------
 
-/// Make one call and read the answer as a JSON object.
+/// Make one call and check that the answer is a JSON object: its body, for a wire struct to
+/// read from.
 async fn fetch(
     ctx: &mut CallContext<'_>,
     endpoint: &'static str,
     call: VendorCall,
-) -> Result<Value, ApiError> {
+) -> Result<Bytes, ApiError> {
     let response = ctx.call(endpoint, call).await?;
-    read_object(&response)
+    read_object(&response)?;
+    Ok(response.body)
 }
 
 fn contact_call(id: &str) -> VendorCall {
@@ -263,8 +271,7 @@ pub(super) fn contacts_page(
     mapper: &Mapper,
     response: &VendorResponse,
 ) -> Result<Output, ApiError> {
-    let data = read_object(response)?;
-    translate_page(&data, |v| translate_contact(mapper, v).map(Resource::from))
+    contacts_from(mapper, read_object(response)?)
 }
 
 async fn create_contact(
@@ -278,7 +285,7 @@ async fn create_contact(
         VendorCall::new().body(VendorBody::json(&request)),
     )
     .await?;
-    let contact = translate_contact(&Mapper::new(ctx), &data)?;
+    let contact = translate_contact(&Mapper::new(ctx), &data[..])?;
     Ok(Output::Created(contact.into()))
 }
 
@@ -299,10 +306,13 @@ async fn update_contact(
     if is_empty_patch(patch) {
         // Nothing to change: answer the contact as it is.
         let data = current.unwrap_or_default();
-        let contact = translate_contact(&Mapper::new(ctx), &data)?;
+        let contact = translate_contact(&Mapper::new(ctx), &data[..])?;
         return Ok(Output::Found(contact.into()));
     }
-    let current = current.as_ref().map(parse_contact).transpose()?;
+    let current = current
+        .as_ref()
+        .map(|c| parse_contact(&c[..]))
+        .transpose()?;
     let request = contact_update_body(patch, current.as_ref())?;
     let data = fetch(
         ctx,
@@ -310,7 +320,7 @@ async fn update_contact(
         contact_call(key).body(VendorBody::json(&request)),
     )
     .await?;
-    let contact = translate_contact(&Mapper::new(ctx), &data)?;
+    let contact = translate_contact(&Mapper::new(ctx), &data[..])?;
     Ok(Output::Found(contact.into()))
 }
 
@@ -337,6 +347,7 @@ async fn create_conversation(
         funnel_status_id: int_field("funnelStatusId", ctx.vendor_field("funnelStatusId", fields))?,
         user_id: int_field("userId", fields.get("userId"))?,
     };
+    let from = business_number(body.vendor_fields.get("fromPhoneNumber"))?;
     check_conversation_create(body)?;
 
     // contact_id wins over contact when both are given: it names an existing contact.
@@ -350,7 +361,7 @@ async fn create_conversation(
             // The conversation ID needs the contact's WhatsApp number: learn it first, and
             // refuse before creating anything if there is none.
             let data = fetch(ctx, "contacts.get", contact_call(key)).await?;
-            let phone = messaging_number(&parse_contact(&data)?).ok_or_else(|| {
+            let phone = messaging_number(&parse_contact(&data[..])?).ok_or_else(|| {
                 ApiError::invalid(format!(
                     "llamadapro contact {key} has no WhatsApp or phone number in E.164, and \
                      llamadapro conversations run on WhatsApp"
@@ -376,8 +387,30 @@ async fn create_conversation(
         VendorCall::new().body(VendorBody::json(&request)),
     )
     .await?;
-    let conversation = translate_conversation(&Mapper::new(ctx), &data, Some(phone.as_str()))?;
+    let conversation = translate_conversation(
+        &Mapper::new(ctx),
+        &data[..],
+        Some(phone.as_str()),
+        from.as_deref(),
+    )?;
     Ok(Output::Created(conversation.into()))
+}
+
+/// `vendor_fields.fromPhoneNumber` of a conversation create: an E.164 business number, or
+/// none.
+fn business_number(value: Option<&Value>) -> Result<Option<String>, ApiError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => value
+            .as_str()
+            .and_then(|n| phone::e164(n, None))
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "vendor_fields.fromPhoneNumber must be an E.164 number such as +56229145000",
+                )
+            }),
+    }
 }
 
 async fn send_message(
@@ -386,9 +419,17 @@ async fn send_message(
     body: &MessageSend,
 ) -> Result<Output, ApiError> {
     let conversation = conversation_keys(conversation_id)?;
-    let from = ctx
-        .vendor_field("fromPhoneNumber", &body.vendor_fields)
-        .cloned();
+    // The business number to send from: the request's, else the one the conversation runs on
+    // (so the vendor files the message under it), else the connection's default.
+    let from = match (
+        body.vendor_fields.get("fromPhoneNumber"),
+        &conversation.from,
+    ) {
+        (None, Some(number)) => Some(Value::String(number.clone())),
+        _ => ctx
+            .vendor_field("fromPhoneNumber", &body.vendor_fields)
+            .cloned(),
+    };
     let files = attachment::data_only(VENDOR, &body.files, 1)?;
     let mut planned = plan_message(body, &conversation, from.as_ref())?;
     let endpoint = planned.endpoint();
@@ -421,7 +462,7 @@ async fn send_message(
     .await?;
     let message = translate_message(
         &Mapper::new(ctx),
-        &data,
+        &data[..],
         &conversation,
         Some(planned.message_type()),
     )?;
@@ -446,44 +487,52 @@ fn contact_key(id: &ObjectId) -> Result<&str, ApiError> {
     is_id_number(key).then_some(key).ok_or_else(|| no_such(id))
 }
 
-/// What a conversation ID carries: the funnel conversation id and the contact's WhatsApp
-/// number (E.164), the `toPhoneNumber` of every message sent in it.
+/// What a conversation ID carries: the funnel conversation id, the contact's WhatsApp number
+/// (E.164), the `toPhoneNumber` of every message sent in it, and — when known — the business
+/// number the conversation runs on, the `fromPhoneNumber` of those messages (LlamadaPro
+/// files a send under the conversation of that pair of numbers).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct ConversationKeys {
     id: String,
     phone: String,
+    from: Option<String>,
 }
 
 impl ConversationKeys {
     fn keys(&self) -> Vec<String> {
-        vec![self.id.clone(), self.phone.clone()]
+        let mut keys = vec![self.id.clone(), self.phone.clone()];
+        keys.extend(self.from.clone());
+        keys
     }
 }
 
-/// The conversation keys of `id` (its grammar checked the number is E.164).
-fn parse_conversation_keys(
-    id: &ObjectId,
-    conversation: &str,
-    phone: &str,
-) -> Result<ConversationKeys, ApiError> {
-    is_id_number(conversation)
-        .then(|| ConversationKeys {
-            id: conversation.to_owned(),
-            phone: phone.to_owned(),
-        })
-        .ok_or_else(|| no_such(id))
+/// The conversation keys at the end of `id`, after `skip` keys of its own (its grammar
+/// checked the numbers are E.164).
+fn conversation_keys_of(id: &ObjectId, skip: usize) -> Result<ConversationKeys, ApiError> {
+    if !keys_match(LlamadaPro.key_grammar(id.kind), &id.keys) {
+        return Err(no_such(id));
+    }
+    match &id.keys[skip..] {
+        [conversation, phone, from @ ..] if is_id_number(conversation) && from.len() <= 1 => {
+            Ok(ConversationKeys {
+                id: conversation.clone(),
+                phone: phone.clone(),
+                from: from.first().cloned(),
+            })
+        }
+        _ => Err(no_such(id)),
+    }
 }
 
-/// Layout `[conversationId, toPhoneNumber]`.
+/// Layout `[conversationId, toPhoneNumber, fromPhoneNumber?]`.
 fn conversation_keys(id: &ObjectId) -> Result<ConversationKeys, ApiError> {
-    let [conversation, phone] = keys(&LlamadaPro, id)?;
-    parse_conversation_keys(id, conversation, phone)
+    conversation_keys_of(id, 0)
 }
 
-/// Layout `[messageId, conversationId, toPhoneNumber]`.
+/// Layout `[messageId, conversationId, toPhoneNumber, fromPhoneNumber?]`.
 fn message_keys(id: &ObjectId) -> Result<(&str, ConversationKeys), ApiError> {
-    let [message, conversation, phone] = keys(&LlamadaPro, id)?;
-    Ok((message, parse_conversation_keys(id, conversation, phone)?))
+    let conversation = conversation_keys_of(id, 1)?;
+    Ok((id.keys[0].as_str(), conversation))
 }
 
 /// The page token a list request asks for: none without a cursor, else the cursor's
@@ -493,108 +542,151 @@ fn page_token(page: &Page) -> Result<Option<String>, ApiError> {
 }
 
 // ----- the wire format -----------------------------------------------------------------------
+//
+// Wire structs are read straight from the vendor's bytes and borrow their text from them
+// (`Str`, see `common::typed_lookup`); ids are `Loose` (doubles, or strings from search) until
+// `Loose::key` reads them. `raw` is built only when asked for.
 
 /// A page: `{items, nextPageToken, totalCount}`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WirePage {
-    items: Vec<Value>,
-    #[serde(default)]
-    next_page_token: Option<String>,
+struct WirePage<'a> {
+    #[serde(borrow)]
+    items: Vec<WireContact<'a>>,
+    #[serde(borrow, default)]
+    next_page_token: Option<Str<'a>>,
 }
 
 /// A contact, from `GET /contacts/{id}`, a list, a create/update answer, or search (whose
-/// ids are strings). Ids stay `Value` because they are doubles (or strings).
+/// ids are strings).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WireContact {
+struct WireContact<'a> {
+    #[serde(borrow, default)]
+    id: Loose<'a>,
+    #[serde(borrow, default)]
+    first_name: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    last_name: Option<Str<'a>>,
+    /// Deprecated: the addresses array is the truth.
+    #[serde(borrow, default)]
+    email: Option<Str<'a>>,
+    /// Deprecated: the addresses array is the truth.
+    #[serde(borrow, default)]
+    phone: Option<Str<'a>>,
     #[serde(default)]
-    id: Value,
-    first_name: Option<String>,
-    last_name: Option<String>,
-    /// Deprecated: the addresses array is the truth.
-    email: Option<String>,
-    /// Deprecated: the addresses array is the truth.
-    phone: Option<String>,
     custom_fields: Option<Value>,
-    addresses: Option<Vec<WireAddress>>,
-    created_at: Option<String>,
-    updated_at: Option<String>,
+    #[serde(borrow, default)]
+    addresses: Option<Vec<WireAddress<'a>>>,
+    #[serde(borrow, default)]
+    created_at: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    updated_at: Option<Str<'a>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WireAddress {
-    #[serde(default)]
-    id: Value,
-    channel_type: Option<String>,
-    address: Option<String>,
+struct WireAddress<'a> {
+    #[serde(borrow, default)]
+    id: Loose<'a>,
+    #[serde(borrow, default)]
+    channel_type: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    address: Option<Str<'a>>,
 }
 
 /// A conversation as the single create answers it.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WireConversation {
-    #[serde(default)]
-    id: Value,
-    #[serde(default)]
-    contact_id: Value,
-    #[serde(default)]
-    user_id: Value,
-    #[serde(default)]
-    funnel_status_id: Value,
-    archived_at: Option<String>,
-    created_at: Option<String>,
-    updated_at: Option<String>,
-    channel_sessions: Option<Vec<WireChannelSession>>,
-    contacts: Option<Vec<Value>>,
+struct WireConversation<'a> {
+    #[serde(borrow, default)]
+    id: Loose<'a>,
+    #[serde(borrow, default)]
+    contact_id: Loose<'a>,
+    #[serde(borrow, default)]
+    user_id: Loose<'a>,
+    #[serde(borrow, default)]
+    funnel_status_id: Loose<'a>,
+    #[serde(borrow, default)]
+    archived_at: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    created_at: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    updated_at: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    channel_sessions: Option<Vec<WireChannelSession<'a>>>,
+    #[serde(borrow, default)]
+    contacts: Option<Vec<WireContact<'a>>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WireChannelSession {
-    #[serde(default)]
-    contact_address_id: Value,
-    channel_type: Option<String>,
+struct WireChannelSession<'a> {
+    #[serde(borrow, default)]
+    contact_address_id: Loose<'a>,
+    #[serde(borrow, default)]
+    channel_type: Option<Str<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WireMessage {
-    #[serde(default)]
-    id: Value,
-    #[serde(default)]
-    contact_id: Value,
-    #[serde(default)]
-    user_id: Value,
+struct WireMessage<'a> {
+    #[serde(borrow, default)]
+    id: Loose<'a>,
+    /// The funnel conversation the vendor filed the message under (it routes a send by phone
+    /// numbers, so this may not be the conversation the request named).
+    #[serde(borrow, default)]
+    funnel_conversation_id: Loose<'a>,
+    #[serde(borrow, default)]
+    contact_id: Loose<'a>,
+    #[serde(borrow, default)]
+    user_id: Loose<'a>,
     /// Not in the documented answer, but the send calls take it: read when present.
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    content: Option<String>,
-    status: Option<String>,
-    direction: Option<String>,
-    sender: Option<WireParty>,
-    attachments: Option<Vec<WireAttachment>>,
-    created_at: Option<String>,
-    updated_at: Option<String>,
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    content: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    status: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    direction: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    sender: Option<WireParty<'a>>,
+    #[serde(borrow, default)]
+    recipient: Option<WireParty<'a>>,
+    #[serde(borrow, default)]
+    attachments: Option<Vec<WireAttachment<'a>>>,
+    #[serde(borrow, default)]
+    created_at: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    updated_at: Option<Str<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WireParty {
-    provider_id: Option<String>,
-    role: Option<String>,
-    display_name: Option<String>,
+struct WireParty<'a> {
+    #[serde(borrow, default)]
+    provider_id: Option<Str<'a>>,
+    /// The party's phone number (WhatsApp: the business's or the contact's).
+    #[serde(borrow, default)]
+    address: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    role: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    display_name: Option<Str<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WireAttachment {
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    url: Option<String>,
-    unsigned_url: Option<String>,
+struct WireAttachment<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    url: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    unsigned_url: Option<Str<'a>>,
     /// Open dictionary; a file uploaded with UploadMedia may be described here (name, size).
+    #[serde(default)]
     metadata: Option<Map<String, Value>>,
 }
 
@@ -634,35 +726,21 @@ fn check_success(response: &VendorResponse) -> Result<(), ApiError> {
     check_status(VENDOR, response, error_message)
 }
 
-/// Read a vendor answer: non-2xx → the error table; 2xx must be a JSON object.
-fn read_object(response: &VendorResponse) -> Result<Value, ApiError> {
+/// Check a vendor answer: non-2xx → the error table; a 2xx must be a JSON object, whose
+/// bytes the answer's wire struct then reads.
+fn read_object(response: &VendorResponse) -> Result<&[u8], ApiError> {
     check_success(response)?;
-    let value: Value = parse_json(VENDOR, &response.body)?;
-    if !value.is_object() {
-        return Err(bad_response(VENDOR, "the answer is not a JSON object"));
-    }
-    Ok(value)
+    object_body(VENDOR, &response.body)
 }
 
-fn parse_contact(value: &Value) -> Result<WireContact, ApiError> {
-    parse_wire(VENDOR, "contact", value)
-}
-
-/// A LlamadaPro id (`number <double>`, or a numeric string from search) as its decimal
-/// string: `42`, `42.0` and `"42"` are all `"42"`. None for anything that is not a positive
-/// integer.
-fn number_key(value: &Value) -> Option<String> {
-    let n = match value {
-        Value::Number(n) => n.as_f64()?,
-        Value::String(s) => s.trim().parse::<f64>().ok()?,
-        _ => return None,
-    };
-    (n.fract() == 0.0 && (1.0..=MAX_SAFE_INTEGER).contains(&n)).then(|| format!("{}", n as u64))
+fn parse_contact<'a>(source: impl VendorJson<'a>) -> Result<WireContact<'a>, ApiError> {
+    source.wire(VENDOR, "contact")
 }
 
 /// An id that must be there.
-fn required_key(value: &Value, what: &str) -> Result<String, ApiError> {
-    number_key(value)
+fn required_key(value: &Loose<'_>, what: &str) -> Result<String, ApiError> {
+    value
+        .key()
         .ok_or_else(|| bad_response(VENDOR, format!("{what} has no numeric id (got {value})")))
 }
 
@@ -673,19 +751,23 @@ fn number_value(key: &str) -> Value {
 
 // ----- vendor → normalized -------------------------------------------------------------------
 
-/// `{items, nextPageToken, totalCount}`, translated item by item; the next page exists while
-/// the vendor hands out a token.
-fn translate_page(
-    data: &Value,
-    translate: impl Fn(&Value) -> Result<Resource, ApiError>,
-) -> Result<Output, ApiError> {
-    let page: WirePage = parse_wire(VENDOR, "list", data)?;
-    let items = page
-        .items
-        .iter()
-        .map(translate)
-        .collect::<Result<Vec<_>, _>>()?;
-    let next = owned_non_empty(page.next_page_token.as_deref())
+/// `{items, nextPageToken, totalCount}` of contacts, translated item by item; the next page
+/// exists while the vendor hands out a token. `raw` of each item, when asked for, comes from
+/// one tree of the whole answer, built only then.
+fn contacts_from<'a>(mapper: &Mapper, source: impl VendorJson<'a>) -> Result<Output, ApiError> {
+    let page: WirePage<'_> = source.wire(VENDOR, "list")?;
+    let mut raw_items = mapper.raw_with(|| source.tree()).and_then(|mut tree| {
+        match tree.get_mut("items").map(Value::take) {
+            Some(Value::Array(items)) => Some(items.into_iter()),
+            _ => None,
+        }
+    });
+    let mut items = Vec::with_capacity(page.items.len());
+    for wire in page.items {
+        let raw = raw_items.as_mut().and_then(Iterator::next);
+        items.push(Resource::from(contact_from_wire(mapper, wire, raw)?));
+    }
+    let next = text(&page.next_page_token)
         .filter(|_| !items.is_empty())
         .map(|token| json!({ "page_token": token }));
     Ok(Output::List { data: items, next })
@@ -715,46 +797,45 @@ fn same_text(a: &str, b: &str) -> bool {
     a == b
 }
 
-fn channels_of(wire: &WireContact) -> Channels {
+fn channels_of(wire: &WireContact<'_>) -> Channels {
     let mut channels = Channels::default();
     for address in wire.addresses.iter().flatten() {
-        let Some(value) = non_empty(address.address.as_deref()) else {
+        let Some(value) = text(&address.address) else {
             continue;
         };
-        let kind = address.channel_type.as_deref().unwrap_or_default();
-        match kind.to_ascii_uppercase().as_str() {
-            "EMAIL" => push_unique(&mut channels.emails, value.to_owned(), same_email),
-            "PHONE" => push_unique(
+        let kind = opt_str(&address.channel_type).unwrap_or_default();
+        if kind.eq_ignore_ascii_case("EMAIL") {
+            push_unique(&mut channels.emails, value.to_owned(), same_email);
+        } else if kind.eq_ignore_ascii_case("PHONE") {
+            push_unique(
                 &mut channels.phones,
                 phone::normalize(value, None),
                 same_text,
-            ),
-            "WHATSAPP" => {
-                let number = phone::normalize_whatsapp(value);
-                push_unique(&mut channels.phones, number.clone(), same_text);
-                let handle = Handle {
-                    channel: HandleChannel::Whatsapp,
-                    value: number,
-                };
-                if !channels.handles.contains(&handle) {
-                    channels.handles.push(handle);
-                }
+            );
+        } else if kind.eq_ignore_ascii_case("WHATSAPP") {
+            let number = phone::normalize_whatsapp(value);
+            push_unique(&mut channels.phones, number.clone(), same_text);
+            let handle = Handle {
+                channel: HandleChannel::Whatsapp,
+                value: number,
+            };
+            if !channels.handles.contains(&handle) {
+                channels.handles.push(handle);
             }
-            _ => {
-                let handle = Handle {
-                    channel: HandleChannel::Other,
-                    value: value.to_owned(),
-                };
-                if !channels.handles.contains(&handle) {
-                    channels.handles.push(handle);
-                }
+        } else {
+            let handle = Handle {
+                channel: HandleChannel::Other,
+                value: value.to_owned(),
+            };
+            if !channels.handles.contains(&handle) {
+                channels.handles.push(handle);
             }
         }
     }
-    if let Some(email) = non_empty(wire.email.as_deref()) {
+    if let Some(email) = text(&wire.email) {
         push_unique(&mut channels.emails, email.to_owned(), same_email);
     }
-    if let Some(phone) = non_empty(wire.phone.as_deref()) {
+    if let Some(phone) = text(&wire.phone) {
         push_unique(
             &mut channels.phones,
             phone::normalize(phone, None),
@@ -767,17 +848,13 @@ fn channels_of(wire: &WireContact) -> Channels {
 /// The number to send a contact WhatsApp messages at: its WhatsApp address, else a phone
 /// address (WhatsApp runs on phone numbers), else the deprecated phone — in E.164 or not at
 /// all.
-fn messaging_number(wire: &WireContact) -> Option<String> {
+fn messaging_number(wire: &WireContact<'_>) -> Option<String> {
     let addresses = wire.addresses.as_deref().unwrap_or_default();
     let of_kind = |kind: &str, whatsapp: bool| {
         addresses
             .iter()
-            .filter(|a| {
-                a.channel_type
-                    .as_deref()
-                    .is_some_and(|t| t.eq_ignore_ascii_case(kind))
-            })
-            .filter_map(|a| non_empty(a.address.as_deref()))
+            .filter(|a| opt_str(&a.channel_type).is_some_and(|t| t.eq_ignore_ascii_case(kind)))
+            .filter_map(|a| text(&a.address))
             .find_map(|a| {
                 if whatsapp {
                     phone::whatsapp_e164(a)
@@ -788,15 +865,27 @@ fn messaging_number(wire: &WireContact) -> Option<String> {
     };
     of_kind("WHATSAPP", true)
         .or_else(|| of_kind("PHONE", false))
-        .or_else(|| non_empty(wire.phone.as_deref()).and_then(|p| phone::e164(p, None)))
+        .or_else(|| text(&wire.phone).and_then(|p| phone::e164(p, None)))
 }
 
 /// A LlamadaPro contact as a normalized contact.
-pub(super) fn translate_contact(mapper: &Mapper, value: &Value) -> Result<Contact, ApiError> {
-    let wire = parse_contact(value)?;
+pub(super) fn translate_contact<'a>(
+    mapper: &Mapper,
+    source: impl VendorJson<'a>,
+) -> Result<Contact, ApiError> {
+    let wire = parse_contact(source)?;
+    let raw = mapper.raw_with(|| source.tree());
+    contact_from_wire(mapper, wire, raw)
+}
+
+fn contact_from_wire(
+    mapper: &Mapper,
+    wire: WireContact<'_>,
+    raw: Option<Value>,
+) -> Result<Contact, ApiError> {
     let remote_id = required_key(&wire.id, "contact")?;
-    let first_name = owned_non_empty(wire.first_name.as_deref());
-    let last_name = owned_non_empty(wire.last_name.as_deref());
+    let first_name = owned_text(&wire.first_name);
+    let last_name = owned_text(&wire.last_name);
     let Channels {
         emails,
         phones,
@@ -809,8 +898,8 @@ pub(super) fn translate_contact(mapper: &Mapper, value: &Value) -> Result<Contac
         vendor: vendor_label(VENDOR),
         name: join_name(first_name.as_deref(), last_name.as_deref()),
         remote_id,
-        created_at: owned_non_empty(wire.created_at.as_deref()),
-        updated_at: owned_non_empty(wire.updated_at.as_deref()),
+        created_at: owned_text(&wire.created_at),
+        updated_at: owned_text(&wire.updated_at),
         first_name,
         last_name,
         emails,
@@ -820,7 +909,7 @@ pub(super) fn translate_contact(mapper: &Mapper, value: &Value) -> Result<Contac
         company: None,
         avatar_url: None,
         custom_fields,
-        raw: mapper.raw(value),
+        raw,
     })
 }
 
@@ -835,40 +924,36 @@ fn channel_from_vendor(kind: &str) -> Channel {
 
 /// A created conversation as a normalized conversation. Its ID needs the contact's WhatsApp
 /// number: the number of the WhatsApp session's contact address when the answer has one,
-/// else `known` (what the caller's request named), else the contact's own addresses.
-fn translate_conversation(
+/// else `known` (what the caller's request named), else the contact's own addresses. `from`
+/// is the business number the conversation runs on, when the request named one: the ID
+/// carries it, so every message sent in the conversation leaves from it.
+fn translate_conversation<'a>(
     mapper: &Mapper,
-    value: &Value,
+    source: impl VendorJson<'a>,
     known: Option<&str>,
+    from: Option<&str>,
 ) -> Result<Conversation, ApiError> {
-    let wire: WireConversation = parse_wire(VENDOR, "conversation", value)?;
+    let wire: WireConversation<'_> = source.wire(VENDOR, "conversation")?;
     let remote_id = required_key(&wire.id, "conversation")?;
-    let contact_key = number_key(&wire.contact_id);
-    let contacts = wire
-        .contacts
-        .iter()
-        .flatten()
-        .map(parse_contact)
-        .collect::<Result<Vec<_>, _>>()?;
+    let contact_key = wire.contact_id.key();
+    let contacts = wire.contacts.as_deref().unwrap_or_default();
     let sessions = wire.channel_sessions.as_deref().unwrap_or_default();
-    let whatsapp_session = sessions.iter().find(|s| {
-        s.channel_type
-            .as_deref()
-            .is_some_and(|t| t.eq_ignore_ascii_case("WHATSAPP"))
-    });
+    let whatsapp_session = sessions
+        .iter()
+        .find(|s| opt_str(&s.channel_type).is_some_and(|t| t.eq_ignore_ascii_case("WHATSAPP")));
     let session_number = whatsapp_session
-        .and_then(|s| number_key(&s.contact_address_id))
+        .and_then(|s| s.contact_address_id.key())
         .and_then(|address_id| {
             contacts
                 .iter()
                 .flat_map(|c| c.addresses.iter().flatten())
-                .find(|a| number_key(&a.id).as_deref() == Some(address_id.as_str()))
+                .find(|a| a.id.key().as_deref() == Some(address_id.as_str()))
         })
-        .and_then(|a| non_empty(a.address.as_deref()))
+        .and_then(|a| text(&a.address))
         .and_then(phone::whatsapp_e164);
     let own_contact = contacts
         .iter()
-        .find(|c| contact_key.is_some() && number_key(&c.id) == contact_key)
+        .find(|c| contact_key.is_some() && c.id.key() == contact_key)
         .or(contacts.first());
     let phone = session_number
         .or_else(|| known.and_then(|n| phone::e164(n, None)))
@@ -880,21 +965,22 @@ fn translate_conversation(
             )
         })?;
     let channel = whatsapp_session
-        .and_then(|s| s.channel_type.as_deref())
-        .or_else(|| sessions.first().and_then(|s| s.channel_type.as_deref()))
+        .and_then(|s| opt_str(&s.channel_type))
+        .or_else(|| sessions.first().and_then(|s| opt_str(&s.channel_type)))
         .map(channel_from_vendor);
-    let archived = non_empty(wire.archived_at.as_deref()).is_some();
+    let archived = text(&wire.archived_at).is_some();
     let keys = ConversationKeys {
         id: remote_id.clone(),
         phone,
+        from: from.and_then(|n| phone::e164(n, None)),
     };
     Ok(Conversation {
         id: mapper.id(Kind::Conversation, keys.keys()),
         connection: mapper.connection.clone(),
         vendor: vendor_label(VENDOR),
         remote_id,
-        created_at: owned_non_empty(wire.created_at.as_deref()),
-        updated_at: owned_non_empty(wire.updated_at.as_deref()),
+        created_at: owned_text(&wire.created_at),
+        updated_at: owned_text(&wire.updated_at),
         contact_id: contact_key.map(|k| mapper.id(Kind::Contact, vec![k])),
         channel,
         status: if archived {
@@ -903,16 +989,16 @@ fn translate_conversation(
             ConversationStatus::Open
         },
         // LlamadaPro's status is a funnel stage, by id.
-        vendor_status: number_key(&wire.funnel_status_id),
+        vendor_status: wire.funnel_status_id.key(),
         subject: None,
-        assignee: number_key(&wire.user_id).map(|user| Assignee {
+        assignee: wire.user_id.key().map(|user| Assignee {
             user_id: Some(user),
             team_id: None,
         }),
         priority: None,
         tags: Vec::new(),
         last_message_at: None,
-        raw: mapper.raw(value),
+        raw: mapper.raw_with(|| source.tree()),
     })
 }
 
@@ -941,18 +1027,18 @@ const MESSAGE_STATUS_WORDS: &[(&str, MessageStatus)] = &[
 /// Who sent a message. Inbound messages come from the contact. Outbound ones from a user
 /// (agent), an AI employee (bot) or the system, by `sender.role`; the role vocabulary is not
 /// published beyond `user`, so anything else outbound counts as an agent.
-fn sender_of(wire: &WireMessage, direction: Direction) -> Sender {
+fn sender_of(wire: &WireMessage<'_>, direction: Direction) -> Sender {
     let party = wire.sender.as_ref();
-    let name = party.and_then(|p| owned_non_empty(p.display_name.as_deref()));
+    let name = party.and_then(|p| owned_text(&p.display_name));
     if direction == Direction::Inbound {
         return Sender {
             type_: SenderType::Contact,
-            id: number_key(&wire.contact_id),
+            id: wire.contact_id.key(),
             name,
         };
     }
     let role = party
-        .and_then(|p| p.role.as_deref())
+        .and_then(|p| opt_str(&p.role))
         .unwrap_or_default()
         .to_ascii_lowercase();
     let type_ = match role.as_str() {
@@ -961,35 +1047,70 @@ fn sender_of(wire: &WireMessage, direction: Direction) -> Sender {
         _ => SenderType::Agent,
     };
     let id = match type_ {
-        SenderType::Agent => number_key(&wire.user_id)
-            .or_else(|| wire.user_id.as_str().and_then(|s| owned_non_empty(Some(s)))),
-        _ => party.and_then(|p| owned_non_empty(p.provider_id.as_deref())),
+        SenderType::Agent => wire
+            .user_id
+            .key()
+            .or_else(|| wire.user_id.text().map(str::to_owned)),
+        _ => party.and_then(|p| owned_text(&p.provider_id)),
     };
     Sender { type_, id, name }
 }
 
-/// A LlamadaPro message as a normalized message, in the conversation its ID names.
-/// `sent_as` is the type the adapter sent it as (the answer does not say).
-fn translate_message(
+/// The conversation a message belongs to: the one the vendor filed it under
+/// (`funnelConversationId`). LlamadaPro routes a send by phone numbers, so that may not be
+/// `asked`, the conversation the request named; when it is, the request's keys are kept as
+/// they are (the caller's ID). When it is not, the keys come from the answer: the contact's
+/// number and the business number are the message's two parties (which is which by
+/// `direction`), each falling back to `asked`'s.
+fn message_conversation(
+    wire: &WireMessage<'_>,
+    direction: Direction,
+    asked: &ConversationKeys,
+) -> ConversationKeys {
+    let Some(id) = wire.funnel_conversation_id.key() else {
+        return asked.clone();
+    };
+    if id == asked.id {
+        return asked.clone();
+    }
+    let number = |party: &Option<WireParty<'_>>| {
+        party
+            .as_ref()
+            .and_then(|p| text(&p.address))
+            .and_then(phone::whatsapp_e164)
+    };
+    let (contact, business) = match direction {
+        Direction::Inbound => (&wire.sender, &wire.recipient),
+        Direction::Outbound => (&wire.recipient, &wire.sender),
+    };
+    ConversationKeys {
+        id,
+        phone: number(contact).unwrap_or_else(|| asked.phone.clone()),
+        from: number(business).or_else(|| asked.from.clone()),
+    }
+}
+
+/// A LlamadaPro message as a normalized message, in the conversation the vendor filed it
+/// under ([`message_conversation`]; `asked` is the one the request named). `sent_as` is the
+/// type the adapter sent it as (the answer does not say).
+fn translate_message<'a>(
     mapper: &Mapper,
-    value: &Value,
-    conversation: &ConversationKeys,
+    source: impl VendorJson<'a>,
+    asked: &ConversationKeys,
     sent_as: Option<MessageType>,
 ) -> Result<Message, ApiError> {
-    let wire: WireMessage = parse_wire(VENDOR, "message", value)?;
+    let wire: WireMessage<'_> = source.wire(VENDOR, "message")?;
     let remote_id = wire
         .id
-        .as_str()
-        .and_then(|s| owned_non_empty(Some(s)))
+        .text()
+        .map(str::to_owned)
         .ok_or_else(|| bad_response(VENDOR, "message has no string id"))?;
     let from_contact = wire
         .sender
         .as_ref()
-        .and_then(|s| s.role.as_deref())
+        .and_then(|s| opt_str(&s.role))
         .is_some_and(|r| r.eq_ignore_ascii_case("contact"));
-    let direction = match wire
-        .direction
-        .as_deref()
+    let direction = match opt_str(&wire.direction)
         .map(str::to_ascii_lowercase)
         .as_deref()
     {
@@ -1009,21 +1130,19 @@ fn translate_message(
         .iter()
         .flatten()
         .map(|a| Attachment {
-            type_: a
-                .kind
-                .as_deref()
+            type_: opt_str(&a.kind)
                 .map(type_from_vendor)
                 .unwrap_or(MessageType::File),
-            url: owned_non_empty(a.url.as_deref())
-                .or_else(|| owned_non_empty(a.unsigned_url.as_deref())),
+            url: owned_text(&a.url).or_else(|| owned_text(&a.unsigned_url)),
             name: attachment_name(a.metadata.as_ref()),
             size: attachment_size(a.metadata.as_ref()),
         })
         .collect();
     let type_ = sent_as
-        .or_else(|| wire.kind.as_deref().map(type_from_vendor))
+        .or_else(|| opt_str(&wire.kind).map(type_from_vendor))
         .or_else(|| attachments.first().map(|a| a.type_))
         .unwrap_or(MessageType::Text);
+    let conversation = message_conversation(&wire, direction, asked);
     let mut keys = vec![remote_id.clone()];
     keys.extend(conversation.keys());
     Ok(Message {
@@ -1031,18 +1150,20 @@ fn translate_message(
         connection: mapper.connection.clone(),
         vendor: vendor_label(VENDOR),
         remote_id,
-        created_at: owned_non_empty(wire.created_at.as_deref()),
-        updated_at: owned_non_empty(wire.updated_at.as_deref()),
+        created_at: owned_text(&wire.created_at),
+        updated_at: owned_text(&wire.updated_at),
         conversation_id: mapper.id(Kind::Conversation, conversation.keys()),
         direction,
         sender: sender_of(&wire, direction),
         type_,
-        text: wire.content.clone().filter(|c| !c.trim().is_empty()),
+        text: opt_str(&wire.content)
+            .filter(|c| !c.trim().is_empty())
+            .map(str::to_owned),
         html: None,
         attachments,
         private: false,
-        status: message_status(wire.status.as_deref(), MESSAGE_STATUS_WORDS),
-        raw: mapper.raw(value),
+        status: message_status(opt_str(&wire.status), MESSAGE_STATUS_WORDS),
+        raw: mapper.raw_with(|| source.tree()),
     })
 }
 
@@ -1574,7 +1695,9 @@ fn upload_body(file: &AttachmentFile, bytes: &[u8], from_phone_number: &str) -> 
 }
 
 /// The `fileId` of an UploadMedia answer, which the media message names.
-fn uploaded_file_id(data: &Value) -> Result<String, ApiError> {
+fn uploaded_file_id(data: &[u8]) -> Result<String, ApiError> {
+    let data: Value = serde_json::from_slice(data)
+        .map_err(|_| bad_response(VENDOR, "UploadMedia answered no JSON object"))?;
     owned_non_empty(data.get("fileId").and_then(Value::as_str))
         .ok_or_else(|| bad_response(VENDOR, "UploadMedia answered no fileId"))
 }
@@ -1856,6 +1979,7 @@ mod tests {
         ConversationKeys {
             id: "501".into(),
             phone: PHONE.into(),
+            from: None,
         }
     }
 
@@ -1910,12 +2034,82 @@ mod tests {
 
     #[test]
     fn a_2xx_that_is_not_an_object_is_a_bad_response() {
-        for body in ["<html>", "", "[]", "\"ok\"", r#"{"items":[{"id":"#] {
+        for body in ["<html>", "", "[]", "\"ok\"", "null"] {
             let err = read_object(&response(200, body)).unwrap_err();
             assert_eq!(err.code, ErrorCode::VendorBadResponse, "{body}");
         }
-        let err = translate_page(&json!({"nextPageToken": "x"}), |_| unreachable!()).unwrap_err();
+        let err = contacts_from(&mapper(false), &json!({"nextPageToken": "x"})).unwrap_err();
         assert_eq!(err.code, ErrorCode::VendorBadResponse);
+    }
+
+    /// Issue 11: the typed reading straight from the bytes still turns every malformed answer
+    /// into `vendor_bad_response` — truncated JSON, wrong types, missing required parts.
+    #[test]
+    fn malformed_answers_read_from_the_bytes_are_bad_responses() {
+        let page = |body: &str| contacts_page(&mapper(false), &response(200, body));
+        for body in [
+            // truncated
+            r#"{"items":[{"id":"#,
+            r#"{"items":[{"id":1001,"firstName":"Vale"}"#,
+            // wrong types
+            r#"{"items":{"id":1001}}"#,
+            r#"{"items":[{"id":1001,"firstName":7}]}"#,
+            r#"{"items":[{"id":1001,"addresses":"+56912345671"}]}"#,
+            r#"{"items":[{"id":1001,"addresses":[{"channelType":"PHONE","address":56912345671}]}]}"#,
+            r#"{"items":[],"nextPageToken":3}"#,
+            // missing or unusable ids, a missing items
+            r#"{"items":[{"firstName":"Vale"}]}"#,
+            r#"{"items":[{"id":10.5}]}"#,
+            r#"{"items":[{"id":true}]}"#,
+            r#"{"nextPageToken":"x"}"#,
+        ] {
+            let err = page(body).unwrap_err();
+            assert_eq!(err.code, ErrorCode::VendorBadResponse, "{body}");
+            assert_eq!(err.vendor, Some(Vendor::LlamadaPro));
+        }
+        let contact = |body: &'static str| translate_contact(&mapper(false), body.as_bytes());
+        for body in [r#"{"id":1001,"lastName":["x"]}"#, r#"{"id":1001"#, "{}"] {
+            assert_eq!(
+                contact(body).unwrap_err().code,
+                ErrorCode::VendorBadResponse,
+                "{body}"
+            );
+        }
+        let message = |body: &'static str| {
+            translate_message(&mapper(false), body.as_bytes(), &conversation_501(), None)
+        };
+        for body in [
+            r#"{"id":"m1","content":3}"#,
+            r#"{"id":"m1","sender":"me"}"#,
+            r#"{"id":7}"#,
+            r#"{"content":"hola"}"#,
+            r#"{"id":"m1","direction":"sideways"}"#,
+            r#"{"id":"m1""#,
+        ] {
+            assert_eq!(
+                message(body).unwrap_err().code,
+                ErrorCode::VendorBadResponse,
+                "{body}"
+            );
+        }
+        let conversation = |body: &'static str| {
+            translate_conversation(&mapper(false), body.as_bytes(), Some(PHONE), None)
+        };
+        for body in [
+            r#"{"contactId":1001}"#,
+            r#"{"id":501,"channelSessions":{}}"#,
+            r#"{"id":501,"contacts":[{"id":1001,"firstName":false}]}"#,
+        ] {
+            assert_eq!(
+                conversation(body).unwrap_err().code,
+                ErrorCode::VendorBadResponse,
+                "{body}"
+            );
+        }
+    }
+
+    fn number_key(value: &Value) -> Option<String> {
+        Loose::deserialize(value).unwrap().key()
     }
 
     #[test]
@@ -1971,10 +2165,7 @@ mod tests {
 
     #[test]
     fn contact_page_maps_items_legacy_fields_and_the_next_token() {
-        let output = translate_page(&fixture(CONTACTS_LIST), |v| {
-            translate_contact(&mapper(false), v).map(|c| Resource::Contact(Box::new(c)))
-        })
-        .unwrap();
+        let output = contacts_from(&mapper(false), &fixture(CONTACTS_LIST)).unwrap();
         let (items, next) = list_json(output);
         assert_eq!(next, Some(json!({"page_token": "Y29udGFjdHM6Mw"})));
         assert_eq!(items.len(), 3);
@@ -1999,25 +2190,17 @@ mod tests {
         // No token, or an empty page: the last page.
         let last = json!({"items": [], "nextPageToken": "more", "totalCount": 0});
         assert_eq!(
-            list_json(translate_page(&last, |_| unreachable!()).unwrap()).1,
+            list_json(contacts_from(&mapper(false), &last).unwrap()).1,
             None
         );
         let last = json!({"items": [fixture(CONTACT)], "nextPageToken": ""});
-        let (_, next) = list_json(
-            translate_page(&last, |v| {
-                translate_contact(&mapper(false), v).map(|c| Resource::Contact(Box::new(c)))
-            })
-            .unwrap(),
-        );
+        let (_, next) = list_json(contacts_from(&mapper(false), &last).unwrap());
         assert_eq!(next, None);
     }
 
     #[test]
     fn search_hits_carry_string_ids() {
-        let output = translate_page(&fixture(CONTACTS_SEARCH), |v| {
-            translate_contact(&mapper(false), v).map(|c| Resource::Contact(Box::new(c)))
-        })
-        .unwrap();
+        let output = contacts_from(&mapper(false), &fixture(CONTACTS_SEARCH)).unwrap();
         let (items, next) = list_json(output);
         assert_eq!(next, None);
         assert_eq!(items[0]["id"], id(Kind::Contact, &["1001"]));
@@ -2128,11 +2311,11 @@ mod tests {
         serde_json::from_value(value).unwrap()
     }
 
-    fn current() -> WireContact {
-        parse_contact(&fixture(CONTACT)).unwrap()
+    fn current() -> WireContact<'static> {
+        parse_contact(CONTACT.as_bytes()).unwrap()
     }
 
-    fn update(value: Value, current: Option<&WireContact>) -> Value {
+    fn update(value: Value, current: Option<&WireContact<'_>>) -> Value {
         serde_json::to_value(contact_update_body(&patch(value), current).unwrap()).unwrap()
     }
 
@@ -2222,11 +2405,11 @@ mod tests {
             .get("phone")
             .is_none());
         // Channels the normalized API has no word for are kept.
-        let mut other = parse_contact(&fixture(CONTACT)).unwrap();
+        let mut other = parse_contact(CONTACT.as_bytes()).unwrap();
         other.addresses = Some(vec![WireAddress {
-            id: json!(1),
-            channel_type: Some("INSTAGRAM".into()),
-            address: Some("@vale".into()),
+            id: Loose::Number(1.0),
+            channel_type: Some(Str("INSTAGRAM".into())),
+            address: Some(Str("@vale".into())),
         }]);
         assert_eq!(
             update(json!({"emails": []}), Some(&other))["addresses"],
@@ -2259,7 +2442,7 @@ mod tests {
     #[test]
     fn conversation_maps_every_field_and_carries_the_whatsapp_number() {
         let value = fixture(CONVERSATION);
-        let c = translate_conversation(&mapper(true), &value, None).unwrap();
+        let c = translate_conversation(&mapper(true), &value, None, None).unwrap();
         assert_eq!(c.id, id(Kind::Conversation, &["501", PHONE]));
         assert_eq!(c.remote_id, "501");
         assert_eq!(c.contact_id, Some(id(Kind::Contact, &["1001"])));
@@ -2278,26 +2461,26 @@ mod tests {
         assert_eq!(c.raw, Some(value.clone()));
 
         // The session's address wins over what the caller named.
-        let c = translate_conversation(&mapper(false), &value, Some("+56900000000")).unwrap();
+        let c = translate_conversation(&mapper(false), &value, Some("+56900000000"), None).unwrap();
         assert_eq!(c.id, id(Kind::Conversation, &["501", PHONE]));
         // No session: the caller's number, else the contact's WhatsApp, else its phone.
         let mut bare = value.clone();
         bare["channelSessions"] = json!([]);
         bare["archivedAt"] = json!("2025-03-05T18:00:00.000Z");
         bare["userId"] = Value::Null;
-        let c = translate_conversation(&mapper(false), &bare, Some("+56900000000")).unwrap();
+        let c = translate_conversation(&mapper(false), &bare, Some("+56900000000"), None).unwrap();
         assert_eq!(c.id, id(Kind::Conversation, &["501", "+56900000000"]));
         assert_eq!(
             (c.status, c.channel, c.assignee),
             (ConversationStatus::Closed, None, None)
         );
-        let c = translate_conversation(&mapper(false), &bare, None).unwrap();
+        let c = translate_conversation(&mapper(false), &bare, None, None).unwrap();
         assert_eq!(c.id, id(Kind::Conversation, &["501", PHONE]));
         bare["contacts"][0]["addresses"] = json!([]);
-        let err = translate_conversation(&mapper(false), &bare, None).unwrap_err();
+        let err = translate_conversation(&mapper(false), &bare, None, None).unwrap_err();
         assert_eq!(err.code, ErrorCode::VendorBadResponse);
-        let err =
-            translate_conversation(&mapper(false), &json!({"id": "x"}), Some(PHONE)).unwrap_err();
+        let err = translate_conversation(&mapper(false), &json!({"id": "x"}), Some(PHONE), None)
+            .unwrap_err();
         assert_eq!(err.code, ErrorCode::VendorBadResponse);
     }
 
@@ -2425,6 +2608,117 @@ mod tests {
         assert_eq!(m.raw, Some(value));
     }
 
+    /// Issue 12 #2: LlamadaPro routes a send by phone numbers and says where it filed the
+    /// message (`funnelConversationId`): a message belongs to that conversation, whatever the
+    /// request named. When it is the one named, the caller's keys stay as they are.
+    #[test]
+    fn a_message_belongs_to_the_conversation_the_vendor_filed_it_under() {
+        let sent = fixture(MESSAGE_SENT);
+        // The vendor filed it under 501, the conversation asked for: the caller's keys.
+        let asked = ConversationKeys {
+            from: Some("+56229145000".into()),
+            ..conversation_501()
+        };
+        let m = translate_message(&mapper(false), &sent, &asked, None).unwrap();
+        assert_eq!(
+            m.conversation_id,
+            id(Kind::Conversation, &["501", PHONE, "+56229145000"])
+        );
+        let m = translate_message(&mapper(false), &sent, &conversation_501(), None).unwrap();
+        assert_eq!(m.conversation_id, id(Kind::Conversation, &["501", PHONE]));
+        // Asked for 777, filed under 501: the vendor's conversation, with the contact's number
+        // (the recipient of an outbound message) and the business number it left from.
+        let other = ConversationKeys {
+            id: "777".into(),
+            phone: "+56900000000".into(),
+            from: None,
+        };
+        let m = translate_message(&mapper(false), &sent, &other, None).unwrap();
+        assert_eq!(
+            m.conversation_id,
+            id(Kind::Conversation, &["501", PHONE, "+56229145000"])
+        );
+        assert_eq!(
+            m.id,
+            id(
+                Kind::Message,
+                &["66a0c0de0000000000000010", "501", PHONE, "+56229145000"]
+            )
+        );
+        // An inbound message: the contact sent it, the business received it.
+        let mut inbound = fixture(MESSAGE);
+        inbound["funnelConversationId"] = json!(503.0);
+        inbound["sender"]["address"] = json!("5215512345678");
+        inbound["recipient"] = json!({"address": "+56229145001", "role": "user"});
+        let m = translate_message(&mapper(false), &inbound, &other, None).unwrap();
+        assert_eq!(
+            m.conversation_id,
+            id(
+                Kind::Conversation,
+                &["503", "+5215512345678", "+56229145001"]
+            )
+        );
+        // No parties in the answer: the asked conversation's numbers fill in.
+        let bare = json!({"id": "m9", "funnelConversationId": 503, "direction": "outbound"});
+        let m = translate_message(&mapper(false), &bare, &other, None).unwrap();
+        assert_eq!(
+            m.conversation_id,
+            id(Kind::Conversation, &["503", "+56900000000"])
+        );
+        // No funnelConversationId: the asked conversation.
+        let bare = json!({"id": "m9", "direction": "outbound"});
+        let m = translate_message(&mapper(false), &bare, &other, None).unwrap();
+        assert_eq!(
+            m.conversation_id,
+            id(Kind::Conversation, &["777", "+56900000000"])
+        );
+    }
+
+    #[test]
+    fn conversation_ids_carry_the_business_number_when_it_is_known() {
+        let keys = conversation_keys(&object_id(
+            Kind::Conversation,
+            &["501", PHONE, "+56229145001"],
+        ))
+        .unwrap();
+        assert_eq!(keys.from.as_deref(), Some("+56229145001"));
+        assert_eq!(
+            conversation_keys(&object_id(Kind::Conversation, &["501", PHONE]))
+                .unwrap()
+                .from,
+            None
+        );
+        let message_id = object_id(Kind::Message, &["m1", "501", PHONE, "+56229145001"]);
+        let (message, keys) = message_keys(&message_id).unwrap();
+        assert_eq!(
+            (message, keys.from.as_deref()),
+            ("m1", Some("+56229145001"))
+        );
+        for bad in [
+            vec!["501", PHONE, "x"],
+            vec!["501", PHONE, "+56229145001", "+56229145002"],
+            vec!["501"],
+        ] {
+            assert!(conversation_keys(&object_id(Kind::Conversation, &bad)).is_err());
+        }
+        // A conversation created with a business number carries it.
+        let c = translate_conversation(
+            &mapper(false),
+            &fixture(CONVERSATION),
+            None,
+            Some("+56 2 2914 5001"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.id,
+            id(Kind::Conversation, &["501", PHONE, "+56229145001"])
+        );
+        assert_eq!(
+            business_number(Some(&json!("12"))).unwrap_err().code,
+            ErrorCode::InvalidRequest
+        );
+    }
+
     #[test]
     fn sent_messages_come_from_an_agent_and_keep_the_type_they_were_sent_as() {
         let value = fixture(MESSAGE_SENT);
@@ -2530,11 +2824,11 @@ mod tests {
             json!({"fileName": "a.jpg", "contentType": "image/jpeg", "content": "aGk=", "fromPhoneNumber": FROM})
         );
         assert_eq!(
-            uploaded_file_id(&json!({"fileId": "file_9", "mediaId": "m"})).unwrap(),
+            uploaded_file_id(br#"{"fileId": "file_9", "mediaId": "m"}"#).unwrap(),
             "file_9"
         );
         assert_eq!(
-            uploaded_file_id(&json!({"mediaId": "m"})).unwrap_err().code,
+            uploaded_file_id(br#"{"mediaId": "m"}"#).unwrap_err().code,
             ErrorCode::VendorBadResponse
         );
         let template = plan(json!({
@@ -3123,7 +3417,27 @@ mod tests {
             seen(&script)[0].json(),
             json!({"fromPhoneNumber": FROM, "toPhoneNumber": PHONE, "content": "Hola", "type": "text"})
         );
-        // vendor_fields win over the connection's fromPhoneNumber.
+        // Issue 12 #2: a conversation that carries its business number sends from it, not
+        // from the connection's default; the request's vendor_fields still win.
+        let postventa = object_id(Kind::Conversation, &["501", PHONE, "+56229145001"]);
+        let (result, _) = run(
+            &conn,
+            OperationRequest::MessagesSend(postventa.clone(), send(json!({"text": "Hola"}))),
+        )
+        .await;
+        result.unwrap();
+        assert_eq!(seen(&script)[1].json()["fromPhoneNumber"], "+56229145001");
+        let (result, _) = run(
+            &conn,
+            OperationRequest::MessagesSend(
+                postventa,
+                send(json!({"text": "Hola", "vendor_fields": {"fromPhoneNumber": "+56229145002"}})),
+            ),
+        )
+        .await;
+        result.unwrap();
+        assert_eq!(seen(&script)[2].json()["fromPhoneNumber"], "+56229145002");
+        // vendor_fields win over the connection's fromPhoneNumber.        // vendor_fields win over the connection's fromPhoneNumber.
         let (result, _) = run(
             &conn,
             OperationRequest::MessagesSend(
@@ -3133,7 +3447,7 @@ mod tests {
         )
         .await;
         assert_eq!(object_json(result.unwrap()).1["type"], "template");
-        let template = &seen(&script)[1];
+        let template = &seen(&script)[3];
         assert_eq!(template.path, route("messages.send_template", "").1);
         assert_eq!(template.json()["fromPhoneNumber"], "+56229145001");
         let (result, _) = run(

@@ -61,6 +61,14 @@ pub struct FilterSpec {
     pub needs: Option<&'static str>,
 }
 
+/// A routes-file `settings` entry an adapter refuses: its dotted key and why (the config
+/// loader reports it as a routes error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingError {
+    pub key: String,
+    pub reason: String,
+}
+
 /// An operation the adapter can serve when every endpoint in `needs` is configured.
 #[derive(Debug)]
 pub struct OperationSpec {
@@ -98,6 +106,22 @@ pub trait Adapter: Send + Sync + 'static {
     /// lack the calls it needs; a send with attachments is then a 400.
     fn attachments(&self, _routes: &VendorRoutes) -> Option<AttachmentSupport> {
         None
+    }
+
+    /// Check the routes file's `settings` (vendor facts kept as data) when it is loaded, so a
+    /// bad one is a named config error and the old config keeps serving. By default a vendor
+    /// has none, and any key is refused.
+    fn check_settings(
+        &self,
+        settings: &std::collections::BTreeMap<String, Value>,
+    ) -> Result<(), SettingError> {
+        match settings.keys().next() {
+            None => Ok(()),
+            Some(key) => Err(SettingError {
+                key: format!("settings.{key}"),
+                reason: format!("{} has no settings", self.vendor()),
+            }),
+        }
     }
 
     /// Serve one operation. Only called for operations the connection's routes support.
@@ -361,7 +385,9 @@ mod tests {
             }),
             (Vendor::Caac, {
                 let value = json!({"id": 1, "mobile": number, "country": country});
-                caac::translate_contact(&m, 1201, &value).unwrap().phones
+                caac::translate_contact(&m, &caac::MemberTypes::default(), 1201, &value)
+                    .unwrap()
+                    .phones
             }),
         ];
         if country.is_none() {

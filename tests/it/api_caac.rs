@@ -687,3 +687,65 @@ async fn vendor_failures_map_to_the_error_table() {
     )
     .await;
 }
+
+/// Issue 12 #1: every CAAC path is provisional, so a wrong lookup path — whose 404 says
+/// nothing about a member — is a `vendor_error` naming the path, counted in the request
+/// metrics, never an empty page. The sandbox still serves the routes file's real path, so
+/// the same gateway with the right path answers a missing member with an empty page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lookup_404_that_names_no_member_is_a_vendor_error_not_an_empty_page() {
+    fn wrong_lookup_path(name: &str, text: String) -> String {
+        if name != "caac.yaml" {
+            return text;
+        }
+        text.replace(
+            "/members/external/{external_member_id}",
+            "/members/by-external-id/{external_member_id}",
+        )
+    }
+    let h = Harness::start_with(Options {
+        routes_transform: Some(wrong_lookup_path),
+        ..Options::default()
+    })
+    .await;
+    let path = format!("/v1/contacts?handle=line:{}", seed::UNUSED_LINE_UID);
+    let body = expect_problem(h.get_on(CONN, &path).await, 502, "vendor_error").await;
+    assert_eq!(body["vendor"], "caac");
+    assert_eq!(body["vendor_status"], 404);
+    let detail = body["detail"].as_str().expect("detail");
+    assert!(
+        detail.contains(
+            "/openapi/v1/channels/{channel_id}/members/by-external-id/{external_member_id}"
+        ),
+        "{detail}"
+    );
+    // The sandbox saw the call on a path it does not serve.
+    let call = caac(&h).calls().pop().expect("a call");
+    assert_eq!(call.endpoint, None);
+    // The same goes for a member that does exist: the path is wrong, not the member.
+    let path = format!("/v1/contacts?handle=line:{}", seed::MEMBER_YUKI_UID);
+    expect_problem(h.get_on(CONN, &path).await, 502, "vendor_error").await;
+
+    let counted = "switchboard_http_requests_total{code=\"vendor_error\",operation=\"contacts.list\",vendor=\"caac\"} 2";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let text = loop {
+        let text = h
+            .http
+            .get(format!("{}/metrics", h.admin))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        if text.contains(counted) || std::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(text.contains(counted), "{text}");
+    assert!(
+        !text.contains("code=\"ok\",operation=\"contacts.list\",vendor=\"caac\""),
+        "a wrong path must not count as a successful lookup: {text}"
+    );
+}

@@ -731,3 +731,96 @@ async fn vendor_faults_map_to_the_error_table() {
     // Faults used up: the next call works.
     expect_status(h.get_on(CONN, &path).await, 200).await;
 }
+
+/// Issue 12 #2: LlamadaPro routes a WhatsApp send by its two phone numbers and answers the
+/// conversation it filed the message under (`funnelConversationId`). A conversation created
+/// with its business number carries it, so its messages leave from that number and land in
+/// it; a message the vendor files elsewhere says where it went, never where it was asked to go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_land_where_the_vendor_files_them_and_leave_from_the_conversations_number() {
+    let h = Harness::start().await;
+    let mateo = lp_id(Kind::Contact, &[&seed::CONTACT_MATEO_ID.to_string()]);
+    let created = send(
+        &h,
+        Method::POST,
+        "/v1/conversations",
+        json!({"contact_id": mateo, "vendor_fields": {"funnelId": seed::FUNNEL_SUPPORT_ID, "fromPhoneNumber": seed::FUNNEL_SUPPORT_NUMBER}}),
+        201,
+    )
+    .await;
+    let remote = created["remote_id"].as_str().expect("remote id").to_owned();
+    let conversation = created["id"].as_str().expect("id").to_owned();
+    assert_eq!(
+        conversation,
+        lp_id(
+            Kind::Conversation,
+            &[
+                &remote,
+                seed::CONTACT_MATEO_WHATSAPP,
+                seed::FUNNEL_SUPPORT_NUMBER
+            ]
+        )
+    );
+    let sent = send(
+        &h,
+        Method::POST,
+        "/v1/messages",
+        json!({"conversation_id": conversation, "text": "Hola Mateo, le escribe Postventa"}),
+        201,
+    )
+    .await;
+    assert_eq!(sent["conversation_id"], conversation.as_str());
+    let stored = state(&h)
+        .message(sent["remote_id"].as_str().expect("remote id"))
+        .expect("stored");
+    assert_eq!(stored["sender"]["address"], seed::FUNNEL_SUPPORT_NUMBER);
+    assert_eq!(stored["funnelConversationId"].to_string(), remote);
+    let read = get(
+        &h,
+        &format!("/v1/messages/{}", sent["id"].as_str().expect("id")),
+        200,
+    )
+    .await;
+    assert_eq!(read["conversation_id"], conversation.as_str());
+
+    // Without a business number the send leaves from the connection's default (Ventas), and
+    // the vendor files it under Valentina's open Ventas conversation, not the new Postventa
+    // one: the message says so.
+    let postventa = send(
+        &h,
+        Method::POST,
+        "/v1/conversations",
+        json!({"contact_id": valentina(), "vendor_fields": {"funnelId": seed::FUNNEL_SUPPORT_ID}}),
+        201,
+    )
+    .await;
+    let sent = send(
+        &h,
+        Method::POST,
+        "/v1/messages",
+        json!({"conversation_id": postventa["id"], "text": "¿Sigue abierta la consulta?"}),
+        201,
+    )
+    .await;
+    let stored = state(&h)
+        .message(sent["remote_id"].as_str().expect("remote id"))
+        .expect("stored");
+    assert_eq!(stored["sender"]["address"], seed::FUNNEL_SALES_NUMBER);
+    assert_eq!(
+        stored["funnelConversationId"],
+        seed::CONVERSATION_VALENTINA_ID
+    );
+    assert_ne!(sent["conversation_id"], postventa["id"]);
+    assert_eq!(
+        sent["conversation_id"],
+        lp_id(
+            Kind::Conversation,
+            &[
+                &seed::CONVERSATION_VALENTINA_ID.to_string(),
+                seed::CONTACT_VALENTINA_WHATSAPP,
+                seed::FUNNEL_SALES_NUMBER
+            ]
+        )
+        .as_str()
+    );
+}

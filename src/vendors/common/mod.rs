@@ -20,6 +20,7 @@ pub(crate) mod mapper;
 pub(crate) mod phone;
 pub(crate) mod spec;
 pub(crate) mod typed;
+pub(crate) mod typed_lookup;
 pub(crate) mod vocab;
 pub(crate) mod wire;
 
