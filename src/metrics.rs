@@ -300,6 +300,11 @@ impl Metrics {
         );
     }
 
+    /// The registry, for metrics whose owner is made elsewhere (the cluster's, issue 15).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::new();

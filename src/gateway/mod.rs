@@ -14,7 +14,7 @@ pub mod listener;
 pub mod parse;
 pub mod route;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -31,12 +31,16 @@ use crate::api::{ApiError, ErrorCode};
 use crate::auth::Principal;
 use crate::cache::{self, Cacheable, Fetched, ResponseCache, Served};
 use crate::clock::SystemClock;
+use crate::cluster::bus::{CacheChange, Invalidation};
+use crate::cluster::Cluster;
 use crate::config::Loader;
 use crate::config_error::ConfigError;
 use crate::metrics::Metrics;
 use crate::resilience::vendor_edge::VendorEdge;
 use crate::snapshot::{FileHash, Snapshot};
 use crate::state::{MemoryStore, StateStore};
+use crate::state::cluster::ClusterSettings;
+use crate::state::redis::ClusterMetrics;
 use crate::upstream::tls::PoolIdentity;
 use crate::upstream::{CallError, VendorClient};
 use crate::vendors::{adapter_for, CallContext};
@@ -55,6 +59,9 @@ pub struct App {
     pub client: VendorClient,
     pub metrics: Metrics,
     pub cache: ResponseCache,
+    /// The parts shared with the other replicas (`cluster:`, issue 15); `None`: one process
+    /// with in-process state.
+    pub cluster: Option<Arc<Cluster>>,
     /// Serializes reloads (never held across an await: reloads are synchronous).
     reload_lock: Mutex<()>,
     /// The files of the last change the watcher tried and the loader rejected: the same bytes
@@ -98,22 +105,42 @@ impl App {
             snapshot.settings.cache_max_entries,
             snapshot.settings.cache_max_bytes,
         );
+        let cluster = match &snapshot.settings.cluster {
+            Some(settings) => Some(Arc::new(start_cluster(
+                loader.config_path(),
+                settings,
+                &metrics,
+            )?)),
+            None => None,
+        };
+        // With `cluster:`, the state every replica must agree on lives in Redis (with the
+        // local fallbacks of issue 15).
+        let state: Arc<dyn StateStore> = match &cluster {
+            Some(cluster) => cluster.state.clone(),
+            None => state,
+        };
         let edge = VendorEdge::new(
             state,
             Arc::new(SystemClock::new()),
             metrics.resilience.clone(),
         );
-        Ok(Arc::new(App {
+        let app = Arc::new(App {
             edge,
             sandbox_faults: std::sync::OnceLock::new(),
             cache,
+            cluster,
             snapshot: ArcSwap::from_pointee(snapshot),
             loader,
             client: VendorClient::new(),
             metrics,
             reload_lock: Mutex::new(()),
             last_rejected: Mutex::new(None),
-        }))
+        });
+        if let Some(cluster) = &app.cluster {
+            let replica: Weak<App> = Arc::downgrade(&app);
+            cluster.follow(replica);
+        }
+        Ok(app)
     }
 
     /// The active snapshot. A request calls this once and keeps the `Arc` to its end.
@@ -208,6 +235,35 @@ impl App {
                 Err(e)
             }
         }
+    }
+}
+
+/// Connect this replica to the cluster (or start it degraded when Redis does not answer yet):
+/// its metrics go into the gateway's registry. Fails only on what Redis being down cannot
+/// explain (the runtime, settings the client refuses), naming the `cluster` key.
+fn start_cluster(
+    file: &std::path::Path,
+    settings: &ClusterSettings,
+    metrics: &Metrics,
+) -> Result<Cluster, ConfigError> {
+    let fail = |reason: String| ConfigError {
+        file: file.to_path_buf(),
+        key: "cluster".to_owned(),
+        reason,
+    };
+    let cluster_metrics = ClusterMetrics::new()
+        .and_then(|m| m.register(metrics.registry()).map(|()| m))
+        .map_err(|e| fail(format!("metrics registry: {e}")))?;
+    Cluster::launch(settings.clone(), None, Some(cluster_metrics)).map_err(|e| fail(e.to_string()))
+}
+
+impl crate::cluster::Replica for App {
+    fn cache(&self) -> &ResponseCache {
+        &self.cache
+    }
+
+    fn snapshot(&self) -> Arc<Snapshot> {
+        App::snapshot(self)
     }
 }
 
@@ -455,6 +511,13 @@ impl Gateway {
             &parsed.filters_key,
             wants_fresh(session),
         );
+        // What a write changes, for the other replicas' caches (issue 15).
+        let change = match &plan {
+            cache::Plan::Pass { invalidation, .. } if self.app.cluster.is_some() => {
+                CacheChange::from_write(invalidation)
+            }
+            _ => None,
+        };
         let served = self
             .app
             .cache
@@ -470,6 +533,19 @@ impl Gateway {
                 }),
             )
             .await;
+        if let (Some(change), Some(cluster)) = (change, &self.app.cluster) {
+            // Like the local invalidation: once the write reached the vendor. Sent before the
+            // answer, so a client that reads through another replica next sees the write.
+            if ctx.vendor_calls > 0 {
+                cluster
+                    .publish(Invalidation::on(
+                        &connection.tenant,
+                        &connection.name,
+                        change,
+                    ))
+                    .await;
+            }
+        }
         let result = self.cache_answer(ctx, op, served);
         if let Some(in_flight) = in_flight {
             in_flight.finish(&result, &ctx.request_id).await;

@@ -42,6 +42,7 @@ mod api_libredesk_tls;
 mod api_llamadapro;
 mod cache;
 mod cli;
+mod cluster;
 mod cross_vendor;
 mod docs;
 mod http_protocol;

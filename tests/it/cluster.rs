@@ -1,0 +1,576 @@
+//! Several replicas on one Redis (issue 15): a real `redis-server` on a loopback port and three
+//! real `switchboard run` processes with a `cluster:` block, in front of the Libredesk
+//! sandbox. Covers cross-replica cache invalidation (a write and an admin purge), `/readyz`
+//! and the metrics while Redis goes away and comes back, a replica that starts with Redis
+//! down, and that the Redis URL's password shows nowhere. Every wait is a poll with a deadline.
+
+#[path = "../../src/state/redis/test_server.rs"]
+mod redis_server;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use redis_server::RedisServer;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::harness::*;
+use switchboard::api::ids::{Kind, ObjectId};
+use switchboard::sandbox::libredesk::seed;
+use switchboard::sandbox::{Credentials, Sandbox};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
+
+/// Each deployment gets its own key prefix (several run against one server only by accident,
+/// but then they must not see each other).
+static DEPLOYMENT: AtomicU64 = AtomicU64::new(0);
+
+/// One `switchboard run` process, killed on drop.
+struct Replica {
+    child: Mutex<Child>,
+    api: String,
+    admin: String,
+    log: PathBuf,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let child = self.child.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Replica {
+    /// Whether the process has ended (it failed to start, or crashed).
+    fn exited(&self) -> bool {
+        let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
+        !matches!(child.try_wait(), Ok(None))
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// The sandbox, the config folder and three replicas.
+struct Deployment {
+    sandbox: Sandbox,
+    /// Configs and logs; removed when the deployment is dropped.
+    _dir: tempfile::TempDir,
+    replicas: Vec<Replica>,
+    http: reqwest::Client,
+    token: String,
+}
+
+/// The `cluster:` block; the URL comes from the environment (`${SB_REDIS_URL}`), as a
+/// production config does it.
+fn cluster_block(prefix: &str) -> String {
+    format!(
+        "cluster:\n  redis_url: ${{SB_REDIS_URL}}\n  key_prefix: \"{prefix}\"\n  \
+         connect_timeout_ms: 200\n  command_timeout_ms: 200\n  health_interval_ms: 100\n  \
+         local_share: 0.34\n"
+    )
+}
+
+impl Deployment {
+    /// Start `replicas` gateways sharing the Redis at `redis_url`, and wait until each is
+    /// ready and (when `wait_shared`) shares its state and hears the others.
+    async fn start(redis_url: &str, replicas: usize, wait_shared: bool) -> Deployment {
+        let sandbox = Sandbox::start_libredesk(
+            load_routes("libredesk"),
+            Credentials {
+                api_key: LD_KEY.into(),
+                api_secret: LD_SECRET.into(),
+            },
+        )
+        .await
+        .expect("sandbox starts");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let routes = dir.path().join("routes");
+        std::fs::create_dir_all(&routes).expect("routes dir");
+        std::fs::copy(
+            repo_path("routes/libredesk.yaml"),
+            routes.join("libredesk.yaml"),
+        )
+        .expect("routes");
+        std::fs::write(
+            dir.path().join("connections.yaml"),
+            format!(
+                "tenants:\n  acme:\n    support:\n      vendor: libredesk\n      base_url: {}\n      \
+                 credentials: {{api_key: {LD_KEY}, api_secret: {LD_SECRET}}}\n      \
+                 defaults: {{inbox_id: 1}}\n",
+                sandbox.base_url()
+            ),
+        )
+        .expect("connections");
+        let prefix = format!(
+            "it{}-{}:",
+            std::process::id(),
+            DEPLOYMENT.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut started = Vec::new();
+        for i in 0..replicas {
+            let [api, admin] = free_ports();
+            let config = dir.path().join(format!("replica{i}.yaml"));
+            std::fs::write(
+                &config,
+                format!(
+                    "listen:\n  api: 127.0.0.1:{api}\n  admin: 127.0.0.1:{admin}\nthreads: 1\n\
+                     grace_period_seconds: 0\ngraceful_shutdown_timeout_seconds: 1\n\
+                     routes_dir: routes\nconnections: connections.yaml\n\
+                     jwt:\n  algorithm: HS256\n  secret: {SECRET}\n  audience: {AUDIENCE}\n\
+                     cursor_secret: test-cursor-secret-0123456789\n\
+                     log:\n  format: text\n  filter: info\n{}",
+                    cluster_block(&prefix)
+                ),
+            )
+            .expect("config");
+            let log = dir.path().join(format!("replica{i}.log"));
+            let out = std::fs::File::create(&log).expect("log file");
+            let child = Command::new(BIN)
+                .arg("run")
+                .arg("--config")
+                .arg(&config)
+                .arg("--upgrade-sock")
+                .arg(dir.path().join(format!("upgrade{i}.sock")))
+                .arg("--pid-file")
+                .arg(dir.path().join(format!("replica{i}.pid")))
+                .env("SB_REDIS_URL", redis_url)
+                .env_remove("RUST_LOG")
+                .stdin(Stdio::null())
+                .stdout(out.try_clone().expect("log file"))
+                .stderr(out)
+                .spawn()
+                .expect("switchboard runs");
+            started.push(Replica {
+                child: Mutex::new(child),
+                api: format!("http://127.0.0.1:{api}"),
+                admin: format!("http://127.0.0.1:{admin}"),
+                log,
+            });
+        }
+        let deployment = Deployment {
+            sandbox,
+            _dir: dir,
+            replicas: started,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("client"),
+            token: token_with("acme", ALL_SCOPES, json!({"aud": AUDIENCE})),
+        };
+        for i in 0..replicas {
+            if wait_shared {
+                deployment.wait_readyz(i, "shared replica", is_shared).await;
+            } else {
+                deployment.wait_readyz(i, "ready", |_| true).await;
+            }
+        }
+        deployment
+    }
+
+    /// `/readyz` of replica `i`: its HTTP status and body (`None` while it does not answer).
+    async fn readyz(&self, i: usize) -> Option<(u16, Value)> {
+        let response = self
+            .http
+            .get(format!("{}/readyz", self.replicas[i].admin))
+            .send()
+            .await
+            .ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.json().await.ok()?))
+    }
+
+    /// Poll replica `i`'s `/readyz` until it answers 200 with a body that `check` accepts.
+    async fn wait_readyz(&self, i: usize, what: &str, check: fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some((200, body)) = self.readyz(i).await {
+                if check(&body) {
+                    return body;
+                }
+            }
+            let exited = self.replicas[i].exited();
+            assert!(
+                Instant::now() < deadline && !exited,
+                "replica {i} not {what} within 30 s; log:\n{}",
+                self.replicas[i].log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn get(&self, i: usize, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.replicas[i].api))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("GET")
+    }
+
+    async fn send(&self, i: usize, method: Method, path: &str, body: Value) -> reqwest::Response {
+        self.http
+            .request(method, format!("{}{path}", self.replicas[i].api))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    async fn admin(&self, i: usize, method: Method, path: &str, body: Option<Value>) -> String {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.replicas[i].admin));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("admin");
+        assert_eq!(response.status(), 200, "{path}");
+        response.text().await.expect("admin body")
+    }
+
+    /// Read `path` on replica `i` until it is a cache hit (a miss first, then a hit).
+    async fn cached_on(&self, i: usize, path: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let response = self.get(i, path).await;
+            let hit = x_cache(&response).as_deref() == Some("hit");
+            let body = expect_status(response, 200).await;
+            if hit {
+                return body;
+            }
+            assert!(Instant::now() < deadline, "replica {i} never cached {path}");
+        }
+    }
+
+    /// Poll `path` on replica `i` until `check` accepts the answer; returns how long it took
+    /// and the `X-Cache` of that answer.
+    async fn until_on(
+        &self,
+        i: usize,
+        path: &str,
+        within: Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> (Duration, Option<String>) {
+        let started = Instant::now();
+        let deadline = started + within.max(Duration::from_secs(5));
+        loop {
+            let response = self.get(i, path).await;
+            let cache = x_cache(&response);
+            let body = expect_status(response, 200).await;
+            if check(&body) {
+                return (started.elapsed(), cache);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replica {i} still serves {body} for {path}"
+            );
+        }
+    }
+
+    /// Poll `path` on replica `i` until the cache misses (its entry was dropped).
+    async fn until_miss(&self, i: usize, path: &str) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let response = self.get(i, path).await;
+            if x_cache(&response).as_deref() == Some("miss") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replica {i} kept its entry for {path}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn metric(&self, i: usize, name: &str) -> f64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.replicas[i].admin))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .find_map(|line| {
+                let (key, value) = line.rsplit_once(' ')?;
+                (key == name).then(|| value.parse().ok())?
+            })
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+    }
+}
+
+fn is_shared(body: &Value) -> bool {
+    body["status"] == "ready" && body["cluster"] == "shared" && body["subscribed"] == true
+}
+
+fn is_degraded(body: &Value) -> bool {
+    body["status"] == "degraded" && body["cluster"] == "degraded"
+}
+
+fn x_cache(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get("x-cache")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+fn conversation_path(uuid: &str) -> String {
+    let id = ObjectId::new(Kind::Conversation, "acme", "support", vec![uuid.to_owned()]);
+    format!("/v1/conversations/{}", id.encode())
+}
+
+fn contact_id(id: i64) -> String {
+    ObjectId::new(Kind::Contact, "acme", "support", vec![id.to_string()]).encode()
+}
+
+/// The issue's bound: a write through A is visible on B within 100 ms.
+const INVALIDATION_BOUND: Duration = Duration::from_millis(100);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_through_one_replica_invalidates_the_cached_reads_of_the_others() {
+    let redis = RedisServer::start();
+    let d = Deployment::start(&redis.url(), 3, true).await;
+    let path = conversation_path(seed::CONVERSATION_OPEN_UUID);
+    for i in 0..3 {
+        assert_eq!(d.cached_on(i, &path).await["status"], "open");
+    }
+    let calls = d.sandbox.calls_to("conversations.get");
+
+    let patched = d
+        .send(0, Method::PATCH, &path, json!({"status": "resolved"}))
+        .await;
+    assert_eq!(expect_status(patched, 200).await["status"], "resolved");
+    for i in [1, 2] {
+        let (took, cache) = d
+            .until_on(i, &path, INVALIDATION_BOUND, |b| b["status"] == "resolved")
+            .await;
+        assert!(
+            took <= INVALIDATION_BOUND,
+            "replica {i} served the stale read for {took:?}"
+        );
+        assert_eq!(cache.as_deref(), Some("miss"), "replica {i} refetched");
+    }
+    // Each replica refetched once (its own entry was dropped, not served past the write).
+    assert!(d.sandbox.calls_to("conversations.get") >= calls + 2);
+    assert!(
+        d.metric(
+            0,
+            "switchboard_cluster_invalidations_total{direction=\"sent\"}"
+        )
+        .await
+            >= 1.0
+    );
+    for i in [1, 2] {
+        let received = d
+            .metric(
+                i,
+                "switchboard_cluster_invalidations_total{direction=\"received\"}",
+            )
+            .await;
+        assert!(received >= 1.0, "replica {i} received {received}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_purge_on_one_replica_purges_the_others() {
+    let redis = RedisServer::start();
+    let d = Deployment::start(&redis.url(), 3, true).await;
+    let ada = contact_id(seed::CONTACT_ADA_ID);
+    let path = format!("/v1/contacts/{ada}");
+    for i in 0..3 {
+        d.cached_on(i, &path).await;
+    }
+    d.admin(
+        0,
+        Method::POST,
+        "/admin/cache/purge",
+        Some(json!({"id": ada})),
+    )
+    .await;
+    for i in [1, 2] {
+        d.until_miss(i, &path).await;
+    }
+    // Purge everything through replica 2: replica 0's entry goes too.
+    d.cached_on(0, &path).await;
+    d.admin(2, Method::POST, "/admin/cache/purge", None).await;
+    d.until_miss(0, &path).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_going_away_degrades_the_replicas_and_its_return_resumes_shared_state() {
+    let mut redis = RedisServer::start();
+    let d = Deployment::start(&redis.url(), 3, true).await;
+    let path = conversation_path(seed::CONVERSATION_OPEN_UUID);
+    for i in 0..3 {
+        assert_eq!(d.metric(i, "switchboard_cluster_redis_up").await, 1.0);
+        d.cached_on(i, &path).await;
+    }
+
+    redis.stop();
+    for i in 0..3 {
+        let body = d
+            .wait_readyz(i, "degraded", |b| {
+                is_degraded(b) && b["subscribed"] == false
+            })
+            .await;
+        let reason = body["reason"].as_str().expect("a reason");
+        assert!(reason.starts_with("redis "), "{body}");
+        assert!(!reason.contains("127.0.0.1"), "no address: {body}");
+        assert_eq!(d.metric(i, "switchboard_cluster_redis_up").await, 0.0);
+        // The subscription is lost, so invalidations may be missed: the cache was flushed
+        // (the entry's TTL is 15 s, far beyond this deadline).
+        d.until_miss(i, &path).await;
+    }
+    // Traffic keeps flowing: reads and writes on every replica.
+    for i in 0..3 {
+        expect_status(d.get(i, &path).await, 200).await;
+    }
+    let patched = d
+        .send(1, Method::PATCH, &path, json!({"status": "pending"}))
+        .await;
+    assert_eq!(expect_status(patched, 200).await["status"], "pending");
+    // Replica 2 cached the conversation during the outage (the documented degradation: its
+    // entry may be stale until it expires or the subscription resumes).
+    d.cached_on(2, &path).await;
+
+    redis.restart();
+    for i in 0..3 {
+        d.wait_readyz(i, "shared again", is_shared).await;
+        assert_eq!(d.metric(i, "switchboard_cluster_redis_up").await, 1.0);
+        assert!(
+            d.metric(i, "switchboard_cluster_subscription_losses_total")
+                .await
+                >= 1.0
+        );
+    }
+    // Resubscribed: what was cached during the outage is gone.
+    let (_, cache) = d
+        .until_on(2, &path, Duration::from_secs(5), |b| {
+            b["status"] == "pending"
+        })
+        .await;
+    assert_eq!(cache.as_deref(), Some("miss"));
+    // Shared again: a write through one replica invalidates the others.
+    for i in 0..3 {
+        d.cached_on(i, &path).await;
+    }
+    let patched = d
+        .send(2, Method::PATCH, &path, json!({"status": "open"}))
+        .await;
+    expect_status(patched, 200).await;
+    for i in [0, 1] {
+        let (took, _) = d
+            .until_on(i, &path, INVALIDATION_BOUND, |b| b["status"] == "open")
+            .await;
+        assert!(took <= INVALIDATION_BOUND, "replica {i}: {took:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_starts_degraded_without_redis_and_never_shows_the_password() {
+    // Nothing listens there: the replica starts degraded and serves.
+    let closed = free_port();
+    let url = format!("redis://admin:hunter2-secret@127.0.0.1:{closed}/0");
+    let d = Deployment::start(&url, 1, false).await;
+    let body = d.wait_readyz(0, "degraded", is_degraded).await;
+    let path = conversation_path(seed::CONVERSATION_OPEN_UUID);
+    expect_status(d.get(0, &path).await, 200).await;
+    let config = d.admin(0, Method::GET, "/admin/config", None).await;
+    let config: Value = serde_json::from_str(&config).expect("config JSON");
+    assert_eq!(
+        config["cluster"]["redis_url"],
+        format!("redis://***@127.0.0.1:{closed}/0")
+    );
+    let metrics = d.admin(0, Method::GET, "/metrics", None).await;
+    assert!(
+        metrics.contains("switchboard_cluster_redis_up 0"),
+        "{metrics}"
+    );
+    for (what, text) in [
+        ("/readyz", body.to_string()),
+        ("/admin/config", config.to_string()),
+        ("/metrics", metrics),
+        ("the log", d.replicas[0].log()),
+    ] {
+        assert!(
+            !text.contains("hunter2"),
+            "{what} shows the password: {text}"
+        );
+    }
+    assert!(
+        d.replicas[0].log().contains("redis unreachable"),
+        "the log says it runs degraded:\n{}",
+        d.replicas[0].log()
+    );
+}
+
+#[test]
+fn check_names_a_bad_cluster_block() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("routes")).expect("routes");
+    std::fs::copy(
+        repo_path("routes/libredesk.yaml"),
+        dir.path().join("routes/libredesk.yaml"),
+    )
+    .expect("routes");
+    std::fs::write(dir.path().join("c.yaml"), "tenants: {}\n").expect("connections");
+    let check = |cluster: &str, env: &[(&str, &str)]| {
+        let path = dir.path().join("gw.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "listen: {{api: 127.0.0.1:1, admin: 127.0.0.1:2}}\nroutes_dir: routes\n\
+                 connections: c.yaml\njwt: {{algorithm: HS256, secret: {SECRET}}}\n{cluster}"
+            ),
+        )
+        .expect("config");
+        let mut command = Command::new(BIN);
+        command.args(["check", "--config"]).arg(&path);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let out = command.output().expect("runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, stderr) = check("cluster:\n  redis_url: ${SB_TEST_REDIS_URL_UNSET}\n", &[]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("gw.yaml: cluster.redis_url: environment variable SB_TEST_REDIS_URL_UNSET"),
+        "{stderr}"
+    );
+    let (ok, stderr) = check(
+        "cluster:\n  redis_url: ${SB_URL}\n",
+        &[("SB_URL", "http://user:hunter2@redis:6379")],
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("gw.yaml: cluster.redis_url: scheme"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    let (ok, stderr) = check(
+        "cluster:\n  redis_url: redis://redis:6379\n  local_share: 2\n",
+        &[],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("gw.yaml: cluster.local_share:"), "{stderr}");
+    let (ok, stderr) = check(
+        "cluster:\n  redis_url: ${SB_URL}\n  local_share: 0.34\n",
+        &[("SB_URL", "redis://:hunter2@redis:6379/0")],
+    );
+    assert!(ok, "{stderr}");
+}
