@@ -186,7 +186,7 @@ impl Deployment {
     }
 
     /// Poll replica `i`'s `/readyz` until it answers 200 with a body that `check` accepts.
-    async fn wait_readyz(&self, i: usize, what: &str, check: fn(&Value) -> bool) -> Value {
+    async fn wait_readyz(&self, i: usize, what: &str, check: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some((200, body)) = self.readyz(i).await {
@@ -573,4 +573,162 @@ fn check_names_a_bad_cluster_block() {
         &[("SB_URL", "redis://:hunter2@redis:6379/0")],
     );
     assert!(ok, "{stderr}");
+}
+
+// ----- deploy/: the manifests' configs are real configs ----------------------------------------
+
+/// The `data:` of a ConfigMap in `deploy/kubernetes/<file>`.
+fn configmap_data(file: &str) -> std::collections::BTreeMap<String, String> {
+    let text =
+        std::fs::read_to_string(repo_path(&format!("deploy/kubernetes/{file}"))).expect("manifest");
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).expect("manifest YAML");
+    assert_eq!(doc["kind"], "ConfigMap", "{file}");
+    serde_yaml::from_value(doc["data"].clone()).expect("data: file name → content")
+}
+
+/// Lay `data` out in `dir` the way the kubelet mounts a ConfigMap volume: the files in a
+/// timestamped folder, `..data` pointing at it, and each name a symlink through `..data`. A
+/// second call is an update: a new folder, then `..data` swapped atomically (rename).
+fn mount_configmap(
+    dir: &std::path::Path,
+    version: &str,
+    data: &std::collections::BTreeMap<String, String>,
+) {
+    use std::os::unix::fs::symlink;
+    let folder = format!("..{version}");
+    std::fs::create_dir_all(dir.join(&folder)).expect("version folder");
+    for (name, content) in data {
+        std::fs::write(dir.join(&folder).join(name), content).expect("file");
+    }
+    symlink(&folder, dir.join("..data_tmp")).expect("..data_tmp");
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).expect("swap ..data");
+    for name in data.keys() {
+        if std::fs::symlink_metadata(dir.join(name)).is_err() {
+            symlink(format!("..data/{name}"), dir.join(name)).expect("file link");
+        }
+    }
+}
+
+#[test]
+fn the_routes_configmap_is_the_routes_folder() {
+    let data = configmap_data("configmap-routes.yaml");
+    let mut expected = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(repo_path("routes")).expect("routes") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        expected.insert(name, std::fs::read_to_string(&path).expect("routes file"));
+    }
+    assert_eq!(
+        data, expected,
+        "deploy/kubernetes/configmap-routes.yaml is stale: run scripts/deploy-routes.sh"
+    );
+}
+
+/// The env the Deployment fills from its Secret, with made-up values.
+const DEPLOY_ENV: &[(&str, &str)] = &[
+    (
+        "SWITCHBOARD_JWT_SECRET",
+        "deploy-check-secret-0123456789abcdef",
+    ),
+    (
+        "SWITCHBOARD_CURSOR_SECRET",
+        "deploy-check-cursor-0123456789",
+    ),
+    (
+        "SWITCHBOARD_REDIS_URL",
+        "redis://:redis-password@redis:6379/0",
+    ),
+    ("ACME_LIBREDESK_API_KEY", "k"),
+    ("ACME_LIBREDESK_API_SECRET", "s"),
+];
+
+/// `switchboard check` on a gateway file whose `routes_dir` is the container's mount path,
+/// pointed at `routes` instead.
+fn check_deploy_config(config: &str, connections: &str, routes: &std::path::Path) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert!(config.contains("routes_dir: /etc/switchboard/routes\n"));
+    let config = config.replace(
+        "routes_dir: /etc/switchboard/routes\n",
+        &format!("routes_dir: {}\n", routes.display()),
+    );
+    std::fs::write(dir.path().join("switchboard.yaml"), config).expect("config");
+    std::fs::write(dir.path().join("connections.yaml"), connections).expect("connections");
+    let mut command = Command::new(BIN);
+    command
+        .args(["check", "--config"])
+        .arg(dir.path().join("switchboard.yaml"));
+    for (k, v) in DEPLOY_ENV {
+        command.env(k, v);
+    }
+    let out = command.output().expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_kubernetes_and_compose_configs_pass_switchboard_check() {
+    let config = configmap_data("configmap-config.yaml");
+    let routes = tempfile::tempdir().expect("tempdir");
+    mount_configmap(
+        routes.path(),
+        "2026_01_01",
+        &configmap_data("configmap-routes.yaml"),
+    );
+    check_deploy_config(
+        &config["switchboard.yaml"],
+        &config["connections.yaml"],
+        routes.path(),
+    );
+    assert!(config["switchboard.yaml"].contains("redis_url: ${SWITCHBOARD_REDIS_URL}"));
+
+    let compose = |name: &str| {
+        std::fs::read_to_string(repo_path(&format!("deploy/compose/{name}"))).expect("compose file")
+    };
+    check_deploy_config(
+        &compose("switchboard.yaml"),
+        &compose("connections.yaml"),
+        &repo_path("routes"),
+    );
+}
+
+/// Routes mounted from a ConfigMap reload when Kubernetes swaps `..data`: the same swap done
+/// on disk under a running replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_reloads_routes_when_the_configmap_swaps_its_data_link() {
+    let redis = RedisServer::start();
+    let d = Deployment::start(&redis.url(), 1, true).await;
+    // Re-mount this replica's routes folder as a ConfigMap volume (same content), then update it.
+    let routes = d._dir.path().join("routes");
+    let mut data = std::collections::BTreeMap::new();
+    data.insert(
+        "libredesk.yaml".to_owned(),
+        std::fs::read_to_string(routes.join("libredesk.yaml")).expect("routes"),
+    );
+    std::fs::remove_file(routes.join("libredesk.yaml")).expect("rm");
+    mount_configmap(&routes, "v1", &data);
+    let ada = format!("/v1/contacts/{}", contact_id(seed::CONTACT_ADA_ID));
+    d.cached_on(0, &ada).await;
+    let generation = d.wait_readyz(0, "ready", |_| true).await["generation"]
+        .as_u64()
+        .expect("generation");
+
+    // The update stops caching contacts.get.
+    let updated = data["libredesk.yaml"].replace("  contacts.get: 60\n", "");
+    assert_ne!(updated, data["libredesk.yaml"]);
+    data.insert("libredesk.yaml".to_owned(), updated);
+    mount_configmap(&routes, "v2", &data);
+    d.wait_readyz(0, "reloaded", |b| b["generation"].as_u64() > Some(1))
+        .await;
+    let after = d.wait_readyz(0, "ready", |_| true).await;
+    assert!(after["generation"].as_u64() > Some(generation), "{after}");
+    let response = d.get(0, &ada).await;
+    assert_eq!(x_cache(&response), None, "contacts.get is no longer cached");
+    expect_status(response, 200).await;
 }
