@@ -732,3 +732,154 @@ async fn a_replica_reloads_routes_when_the_configmap_swaps_its_data_link() {
     assert_eq!(x_cache(&response), None, "contacts.get is no longer cached");
     expect_status(response, 200).await;
 }
+
+// ----- dashboards/: the cluster dashboard and alerts against a real Prometheus ------------------
+
+/// Every panel of dashboards/switchboard-cluster.json has data for three replicas, and
+/// `SwitchboardClusterDegraded` goes pending for each while Redis is stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_dashboard_and_alerts_against_a_real_prometheus() {
+    use crate::prometheus::Prometheus;
+    let mut redis = RedisServer::start();
+    let d = Deployment::start(&redis.url(), 3, true).await;
+    let prom_dir = tempfile::tempdir().expect("tempdir");
+    let targets: Vec<String> = d
+        .replicas
+        .iter()
+        .map(|r| format!("\"{}\"", r.admin.trim_start_matches("http://")))
+        .collect();
+    let config = prom_dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+             rule_files:\n  - {}\nscrape_configs:\n  - job_name: switchboard\n    \
+             static_configs:\n      - targets: [{}]\n",
+            repo_path("dashboards/alerts.yml").display(),
+            targets.join(", ")
+        ),
+    )
+    .expect("prometheus.yml");
+    let mut prom = Prometheus::start(
+        &config,
+        &prom_dir.path().join("data"),
+        prom_dir.path().join("prometheus.log"),
+    );
+    prom.wait_ready().await;
+    prom.wait_for(
+        "three replicas scraped",
+        r#"up{job="switchboard"} == 1"#,
+        |r| r.len() == 3,
+    )
+    .await
+    .expect("scraped");
+
+    // Traffic: a write (invalidations sent and received), then an outage and a return.
+    let path = conversation_path(seed::CONVERSATION_OPEN_UUID);
+    for i in 0..3 {
+        d.cached_on(i, &path).await;
+    }
+    let patched = d
+        .send(0, Method::PATCH, &path, json!({"status": "resolved"}))
+        .await;
+    expect_status(patched, 200).await;
+    prom.wait_for(
+        "invalidations received",
+        r#"sum(switchboard_cluster_invalidations_total{direction="received"}) >= 2"#,
+        |r| !r.is_empty(),
+    )
+    .await
+    .expect("invalidations scraped");
+    redis.stop();
+    for i in 0..3 {
+        d.wait_readyz(i, "degraded", is_degraded).await;
+        expect_status(d.get(i, &path).await, 200).await;
+    }
+    prom.wait_for(
+        "SwitchboardClusterDegraded pending on every replica",
+        r#"ALERTS{alertname="SwitchboardClusterDegraded"}"#,
+        |r| r.len() == 3,
+    )
+    .await
+    .expect("the alert is active");
+    redis.restart();
+    for i in 0..3 {
+        d.wait_readyz(i, "shared again", is_shared).await;
+    }
+    prom.wait_for(
+        "redis up again everywhere",
+        "min(switchboard_cluster_redis_up) == 1",
+        |r| !r.is_empty(),
+    )
+    .await
+    .expect("redis up scraped");
+
+    let text = std::fs::read_to_string(repo_path("dashboards/switchboard-cluster.json"))
+        .expect("dashboard");
+    let dashboard: Value = serde_json::from_str(&text).expect("dashboard JSON");
+    let mut checked = 0;
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"]
+                .as_str()
+                .expect("expr")
+                .replace("$__rate_interval", "1m");
+            assert!(!expr.contains('$'), "unsubstituted variable in {expr}");
+            let result = prom
+                .wait_for(&format!("panel {}", panel["title"]), &expr, |r| {
+                    !r.is_empty()
+                })
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            checked += 1;
+            println!("ok   {} ({} series)", panel["title"], result.len());
+        }
+    }
+    assert_eq!(checked, 6, "every panel target was queried");
+    // The outage shows: every replica lost its subscription once.
+    prom.wait_for(
+        "subscription losses",
+        "switchboard_cluster_subscription_losses_total >= 1",
+        |r| r.len() == 3,
+    )
+    .await
+    .expect("losses scraped");
+}
+
+#[test]
+fn run_refuses_daemon_mode_with_a_cluster_block() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("routes")).expect("routes");
+    std::fs::copy(
+        repo_path("routes/libredesk.yaml"),
+        dir.path().join("routes/libredesk.yaml"),
+    )
+    .expect("routes");
+    std::fs::write(dir.path().join("c.yaml"), "tenants: {}\n").expect("connections");
+    let [api, admin, closed] = free_ports();
+    std::fs::write(
+        dir.path().join("gw.yaml"),
+        format!(
+            "listen: {{api: 127.0.0.1:{api}, admin: 127.0.0.1:{admin}}}\nroutes_dir: routes\n\
+             connections: c.yaml\njwt: {{algorithm: HS256, secret: {SECRET}}}\n\
+             cluster:\n  redis_url: redis://127.0.0.1:{closed}\n  connect_timeout_ms: 100\n  \
+             command_timeout_ms: 100\n"
+        ),
+    )
+    .expect("config");
+    let out = Command::new(BIN)
+        .args(["run", "--daemon", "--config"])
+        .arg(dir.path().join("gw.yaml"))
+        .arg("--pid-file")
+        .arg(dir.path().join("pid"))
+        .arg("--upgrade-sock")
+        .arg(dir.path().join("sock"))
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--daemon cannot be used with a cluster: block"),
+        "{stderr}"
+    );
+}
