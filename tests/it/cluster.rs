@@ -66,6 +66,14 @@ struct Deployment {
     token: String,
 }
 
+/// More YAML for a deployment: appended to the connections file (`{ld}`: the Libredesk
+/// sandbox's URL) and to each replica's gateway file (`{i}`: the replica's index).
+#[derive(Default)]
+struct Extra {
+    connections: String,
+    gateway: String,
+}
+
 /// The `cluster:` block; the URL comes from the environment (`${SB_REDIS_URL}`), as a
 /// production config does it.
 fn cluster_block(prefix: &str) -> String {
@@ -80,6 +88,16 @@ impl Deployment {
     /// Start `replicas` gateways sharing the Redis at `redis_url`, and wait until each is
     /// ready and (when `wait_shared`) shares its state and hears the others.
     async fn start(redis_url: &str, replicas: usize, wait_shared: bool) -> Deployment {
+        Self::start_with(redis_url, replicas, wait_shared, &Extra::default()).await
+    }
+
+    /// [`Deployment::start`] with more connections and gateway settings.
+    async fn start_with(
+        redis_url: &str,
+        replicas: usize,
+        wait_shared: bool,
+        extra: &Extra,
+    ) -> Deployment {
         let sandbox = Sandbox::start_libredesk(
             load_routes("libredesk"),
             Credentials {
@@ -102,8 +120,9 @@ impl Deployment {
             format!(
                 "tenants:\n  acme:\n    support:\n      vendor: libredesk\n      base_url: {}\n      \
                  credentials: {{api_key: {LD_KEY}, api_secret: {LD_SECRET}}}\n      \
-                 defaults: {{inbox_id: 1}}\n",
-                sandbox.base_url()
+                 defaults: {{inbox_id: 1}}\n{}",
+                sandbox.base_url(),
+                extra.connections.replace("{ld}", &sandbox.base_url()),
             ),
         )
         .expect("connections");
@@ -124,8 +143,9 @@ impl Deployment {
                      routes_dir: routes\nconnections: connections.yaml\n\
                      jwt:\n  algorithm: HS256\n  secret: {SECRET}\n  audience: {AUDIENCE}\n\
                      cursor_secret: test-cursor-secret-0123456789\n\
-                     log:\n  format: text\n  filter: info\n{}",
-                    cluster_block(&prefix)
+                     log:\n  format: text\n  filter: info\n{}{}",
+                    cluster_block(&prefix),
+                    extra.gateway.replace("{i}", &i.to_string()),
                 ),
             )
             .expect("config");
@@ -881,5 +901,101 @@ fn run_refuses_daemon_mode_with_a_cluster_block() {
     assert!(
         stderr.contains("--daemon cannot be used with a cluster: block"),
         "{stderr}"
+    );
+}
+
+// ----- resilience: shared idempotency records and tenant limits ------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_idempotency_key_sent_to_two_replicas_reaches_the_vendor_once() {
+    let redis = RedisServer::start();
+    let d = Deployment::start(&redis.url(), 3, true).await;
+    let conversation = ObjectId::new(
+        Kind::Conversation,
+        "acme",
+        "support",
+        vec![seed::CONVERSATION_OPEN_UUID.to_owned()],
+    )
+    .encode();
+    let body = json!({"conversation_id": conversation, "text": "once"});
+    let send = |i: usize| {
+        d.http
+            .post(format!("{}/v1/messages", d.replicas[i].api))
+            .bearer_auth(&d.token)
+            .header("Idempotency-Key", "send-once-1")
+            .json(&body)
+            .send()
+    };
+    let first = send(0).await.expect("first");
+    let first = expect_status(first, 201).await;
+    let calls = d.sandbox.calls_to("messages.send");
+    assert_eq!(calls, 1, "the first send reached the vendor");
+    // The client's retry lands on another replica: replayed, not sent again.
+    for i in [1, 2] {
+        let again = send(i).await.expect("retry");
+        assert_eq!(
+            again
+                .headers()
+                .get("idempotent-replayed")
+                .and_then(|v| v.to_str().ok()),
+            Some("true"),
+            "replica {i}"
+        );
+        assert_eq!(expect_status(again, 201).await, first);
+    }
+    assert_eq!(d.sandbox.calls_to("messages.send"), 1);
+
+    // Without Redis no replica can know: a keyed request is refused, never a possible duplicate.
+    let mut redis = redis;
+    redis.stop();
+    d.wait_readyz(1, "degraded", is_degraded).await;
+    let refused = d
+        .http
+        .post(format!("{}/v1/messages", d.replicas[1].api))
+        .bearer_auth(&d.token)
+        .header("Idempotency-Key", "send-once-2")
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(refused.status(), 503);
+    assert_eq!(d.sandbox.calls_to("messages.send"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_limit_holds_across_three_replicas() {
+    let redis = RedisServer::start();
+    // 10 requests per second, a burst of 10: over 1 s of traffic the tenant gets ~20.
+    let extra = Extra {
+        connections: "rate_limits:\n  acme: {requests_per_second: 10, burst: 10}\n".to_owned(),
+        gateway: String::new(),
+    };
+    let d = Deployment::start_with(&redis.url(), 3, true, &extra).await;
+    let path = conversation_path(seed::CONVERSATION_OPEN_UUID);
+    let started = Instant::now();
+    let mut allowed = 0;
+    let mut limited = 0;
+    let mut n = 0;
+    // Round robin over the replicas for one second.
+    while started.elapsed() < Duration::from_secs(1) {
+        let response = d.get(n % 3, &path).await;
+        match response.status().as_u16() {
+            200 => allowed += 1,
+            429 => limited += 1,
+            other => panic!("unexpected {other}"),
+        }
+        n += 1;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    // The shared GCRA allows the burst plus the rate over the elapsed time, whatever replica
+    // answers: ±10 % (three separate limits would allow three times as much).
+    let expected = 10.0 + 10.0 * elapsed;
+    assert!(
+        limited > 0,
+        "the limit was reached ({allowed} allowed of {n})"
+    );
+    assert!(
+        (allowed as f64) <= expected * 1.1 + 1.0 && (allowed as f64) >= expected * 0.9 - 1.0,
+        "{allowed} allowed in {elapsed:.2} s, expected about {expected:.1}"
     );
 }
