@@ -7,6 +7,7 @@
 #          redis-server (the cluster tests start a real Redis on a loopback port)
 #   bench: the build packages, plus nginx (static vendor and proxy_pass baseline), wrk (load)
 #          and curl, for scripts/bench.sh, and redis-server for benches/redis_state.rs
+#   deploy: python3 and python3-venv, for scripts/validate-deploy.sh (schema validators from PyPI)
 set -euo pipefail
 
 want=(cmake perl make)
@@ -14,13 +15,18 @@ case "${1:-build}" in
   build) ;;
   test) want+=(prometheus curl redis-server) ;;
   bench) want+=(nginx wrk curl redis-server) ;;
-  *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
+  deploy) want=(python3 python3-venv) ;;
+  *) echo "usage: $0 build|test|bench|deploy" >&2; exit 2 ;;
 esac
 
 missing=()
 for pkg in "${want[@]}"; do
   bin="$pkg"
   [ "$pkg" = "prometheus" ] && bin="promtool"
+  if [ "$pkg" = "python3-venv" ]; then
+    python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=("$pkg")
+    continue
+  fi
   # nginx lives in /usr/sbin, which is not on every user's PATH.
   command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || missing+=("$pkg")
 done

@@ -93,6 +93,14 @@ fn main() -> ExitCode {
                 Ok(app) => app,
                 Err(e) => return fail(&e),
             };
+            if daemon && app.cluster.is_some() {
+                eprintln!(
+                    "error: --daemon cannot be used with a cluster: block (its Redis tasks \
+                     would not survive the fork); run switchboard in the foreground under a \
+                     supervisor (systemd, Kubernetes)"
+                );
+                return ExitCode::from(2);
+            }
             // The daemon's fork would leave the log writer thread behind in the parent: a daemon
             // writes from the request threads.
             let log_guard = if daemon {
@@ -103,6 +111,17 @@ fn main() -> ExitCode {
                     &app.snapshot().settings.log,
                 ))
             };
+            if let Some(cluster) = &app.cluster {
+                match cluster.readiness() {
+                    switchboard::state::redis::Readiness::Shared => {
+                        tracing::info!("cluster: state shared with the other replicas on redis")
+                    }
+                    switchboard::state::redis::Readiness::Degraded { reason } => tracing::warn!(
+                        reason,
+                        "redis unreachable at start: serving degraded with local state"
+                    ),
+                }
+            }
             for warning in &app.snapshot().warnings {
                 tracing::warn!(
                     file = %warning.file.display(),

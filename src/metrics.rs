@@ -254,7 +254,8 @@ impl Metrics {
         }
     }
 
-    /// The registry `/metrics` renders: parts with metrics of their own (events) add to it.
+    /// The registry `/metrics` renders: parts with metrics of their own (events, the cluster's)
+    /// add to it.
     pub fn registry(&self) -> &Registry {
         &self.registry
     }

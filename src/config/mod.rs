@@ -31,6 +31,7 @@ use crate::snapshot::routes::{AuthScheme, VendorRoutes};
 use crate::snapshot::{
     sha256_hex, Connection, FileHash, HttpLimits, Listen, LogSettings, Secret, Settings, Snapshot,
 };
+use crate::state::cluster::{ClusterFile, ClusterSettings};
 use crate::upstream::BaseUrl;
 use crate::vendors::{adapter_for, supported_operations};
 pub use env::Env;
@@ -67,6 +68,9 @@ pub struct GatewayFile {
     pub log: LogFile,
     #[serde(default)]
     pub http: HttpFile,
+    /// Several replicas sharing state on Redis (issue 15); absent: one process, in-process state.
+    #[serde(default)]
+    pub cluster: Option<ClusterFile>,
     /// Events (issue 14): the durable store's folder, retention, delivery. Absent: events off.
     #[serde(default)]
     pub events: Option<crate::events::model::EventsFile>,
@@ -386,6 +390,12 @@ impl Loader {
             return Err(ConfigError::new(path, "log.filter", e.to_string()));
         }
 
+        let cluster = gateway
+            .cluster
+            .as_ref()
+            .map(|raw| ClusterSettings::try_build(path, raw))
+            .transpose()?;
+
         let (auth, dev_secret) = self.build_auth(path, &base_dir, &gateway.jwt, &mut files)?;
 
         // Routes: every *.yaml in the folder, one vendor per file.
@@ -481,6 +491,7 @@ impl Loader {
                     .audience
                     .clone()
                     .and_then(|a| a.into_vec().into_iter().next()),
+                cluster,
             },
             auth,
             cursors,

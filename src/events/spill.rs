@@ -299,6 +299,19 @@ struct Inner {
     spilled: Notify,
     pending: watch::Sender<u64>,
     metrics: Option<ClusterMetrics>,
+    /// Connector state written while Redis was unreachable (learned conversation numbers,
+    /// poller baselines): kept here so this replica goes on using it, and written through to
+    /// Redis when it answers again. Bounded: past [`MAX_LOCAL_STATE`] it starts over (the
+    /// state is a cache of what the vendor tells again).
+    local_state: Mutex<std::collections::HashMap<String, (Vec<u8>, Millis)>>,
+}
+
+/// Entries of connector state kept locally during an outage.
+const MAX_LOCAL_STATE: usize = 10_000;
+
+/// Plain data behind the mutex; a panic elsewhere leaves it usable.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl std::fmt::Debug for SpillStore {
@@ -343,6 +356,7 @@ impl SpillStore {
             spilled: Notify::new(),
             pending: watch::channel(left).0,
             metrics,
+            local_state: Mutex::new(std::collections::HashMap::new()),
         });
         let forwarder = tokio::spawn(forward(inner.clone())).abort_handle();
         Ok(SpillStore { inner, forwarder })
@@ -623,12 +637,41 @@ impl EventStore for SpillStore {
         self.inner.shared.inbox_backlog().await
     }
 
+    /// Redis's value, or (while Redis is unreachable) what this replica wrote during the
+    /// outage, else nothing: the callers treat unknown state as "not learned yet".
     async fn state_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.shared.state_get(key).await
+        match self.inner.shared.state_get(key).await {
+            Err(StoreError::Unavailable { .. }) => Ok(lock(&self.inner.local_state)
+                .get(key)
+                .map(|(value, _)| value.clone())),
+            answer => answer,
+        }
     }
 
+    /// Written to Redis; while it is unreachable, kept locally and written through once a
+    /// later write reaches Redis (connector state is never a reason to refuse an event).
     async fn state_put(&self, key: &str, value: &[u8], now: Millis) -> Result<(), StoreError> {
-        self.inner.shared.state_put(key, value, now).await
+        match self.inner.shared.state_put(key, value, now).await {
+            Err(StoreError::Unavailable { .. }) => {
+                let mut local = lock(&self.inner.local_state);
+                if local.len() >= MAX_LOCAL_STATE && !local.contains_key(key) {
+                    local.clear();
+                }
+                local.insert(key.to_owned(), (value.to_vec(), now));
+                Ok(())
+            }
+            Ok(()) => {
+                let held: Vec<(String, (Vec<u8>, Millis))> =
+                    lock(&self.inner.local_state).drain().collect();
+                for (k, (v, at)) in held {
+                    if k != key && self.inner.shared.state_put(&k, &v, at).await.is_err() {
+                        lock(&self.inner.local_state).insert(k, (v, at));
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn changes(&self) -> watch::Receiver<u64> {

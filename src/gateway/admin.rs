@@ -11,6 +11,8 @@ use serde_json::json;
 
 use super::App;
 use crate::cache::{object_params, CACHE_NAME};
+use crate::cluster::bus::{CacheChange, Invalidation};
+use crate::state::redis::Readiness;
 
 pub struct AdminApp {
     app: Arc<App>,
@@ -93,13 +95,7 @@ impl ServeHttp for AdminApp {
             },
             ("GET", "/admin/circuits") => json_response(200, &circuits(&self.app)),
             ("GET", "/healthz") => json_response(200, &json!({"status": "ok"})),
-            ("GET", "/readyz") => {
-                let snapshot = self.app.snapshot();
-                json_response(
-                    200,
-                    &json!({"status": "ready", "generation": snapshot.generation}),
-                )
-            }
+            ("GET", "/readyz") => json_response(200, &readiness(&self.app)),
             ("GET", "/admin/config") => json_response(200, &config_view(&self.app)),
             ("POST", "/admin/reload") => match reload(&self.app).await {
                 Ok(reloaded) => json_response(
@@ -163,6 +159,41 @@ fn circuits(app: &App) -> serde_json::Value {
     json!({ "data": circuits })
 }
 
+/// `/readyz`: the config is loaded (its generation). In a cluster, also whether the state is
+/// shared (`"cluster": "shared"`; `"subscribed"`: the other replicas' cache invalidations
+/// arrive) or the replica serves degraded on local state because Redis
+/// does not answer: `"status": "degraded"` with the reason (no address, no password), still
+/// 200 — a replica without Redis keeps serving reads and writes, so the load balancer must not
+/// drop it (taking every replica out at once would turn a Redis outage into a full outage).
+fn readiness(app: &App) -> serde_json::Value {
+    let generation = app.snapshot().generation;
+    let Some(cluster) = &app.cluster else {
+        return json!({"status": "ready", "generation": generation});
+    };
+    // Whether invalidations from the other replicas arrive now.
+    let subscribed = cluster.subscribed();
+    match cluster.readiness() {
+        Readiness::Shared => json!({
+            "status": "ready",
+            "generation": generation,
+            "cluster": "shared",
+            "subscribed": subscribed,
+        }),
+        Readiness::Degraded { reason } => json!({
+            "status": "degraded",
+            "generation": generation,
+            "cluster": "degraded",
+            "subscribed": subscribed,
+            "reason": reason,
+            "degraded": [
+                "tenant limits and vendor budgets count per replica (cluster.local_share)",
+                "requests with an Idempotency-Key are refused with 503",
+                "cache invalidations from other replicas are missed: the cache is flushed",
+            ],
+        }),
+    }
+}
+
 /// Reload on a blocking thread: the loader reads files (a slow disk, a network mount) and the
 /// admin listener has one thread that must keep answering `/healthz` meanwhile.
 async fn reload(app: &Arc<App>) -> Result<super::Reloaded, crate::config_error::ConfigError> {
@@ -200,10 +231,18 @@ fn config_view(app: &App) -> serde_json::Value {
             })
         })
         .collect();
+    let cluster = snapshot.settings.cluster.as_ref().map(|c| {
+        json!({
+            "redis_url": c.redacted_url(),
+            "key_prefix": c.key_prefix,
+            "local_share": c.local_share,
+        })
+    });
     json!({
         "generation": snapshot.generation,
         "files": files,
         "connections": connections,
+        "cluster": cluster,
     })
 }
 
@@ -259,14 +298,17 @@ async fn purge(app: &App, body: &[u8]) -> Response<Vec<u8>> {
             }
         }
     };
-    let scope = match (&request.tenant, &request.connection, &request.id) {
+    let (scope, everywhere) = match (&request.tenant, &request.connection, &request.id) {
         (None, None, None) => {
             app.cache.invalidate_all();
-            json!({"purged": "all"})
+            (json!({"purged": "all"}), Invalidation::All)
         }
         (Some(tenant), Some(connection), None) => {
             app.cache.invalidate_connection(tenant, connection);
-            json!({"purged": "connection", "tenant": tenant, "connection": connection})
+            (
+                json!({"purged": "connection", "tenant": tenant, "connection": connection}),
+                Invalidation::on(tenant, connection, CacheChange::Connection),
+            )
         }
         (None, None, Some(raw)) => {
             let Some(id) = [Kind::Contact, Kind::Conversation, Kind::Message]
@@ -275,9 +317,13 @@ async fn purge(app: &App, body: &[u8]) -> Response<Vec<u8>> {
             else {
                 return json_response(400, &json!({"error": "id is not a switchboard ID"}));
             };
+            let params = object_params(&id);
             app.cache
-                .invalidate_keyed(&id.tenant, &id.connection, &object_params(&id));
-            json!({"purged": "id", "id": raw})
+                .invalidate_keyed(&id.tenant, &id.connection, &params);
+            (
+                json!({"purged": "id", "id": raw}),
+                Invalidation::on(&id.tenant, &id.connection, CacheChange::Keyed { params }),
+            )
         }
         _ => {
             return json_response(
@@ -287,5 +333,9 @@ async fn purge(app: &App, body: &[u8]) -> Response<Vec<u8>> {
         }
     };
     app.cache.sync().await;
+    // The other replicas purge the same (issue 15).
+    if let Some(cluster) = &app.cluster {
+        cluster.publish(everywhere).await;
+    }
     json_response(200, &scope)
 }

@@ -243,7 +243,7 @@ impl Normalizer for GatewayNormalizer {
             (self.connection(item), libredesk::parse_webhook(&item.body))
         {
             for invalidation in touches(&event.touches, &event.subject) {
-                self.app.cache.apply(&connection, invalidation).await;
+                self.app.invalidate(&connection, invalidation).await;
             }
         }
     }

@@ -376,7 +376,7 @@ impl Gateway {
             }
         };
         for invalidation in touched {
-            self.app.cache.apply(connection, invalidation).await;
+            self.app.invalidate(connection, invalidation).await;
         }
         Ok(reply)
     }

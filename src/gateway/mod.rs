@@ -18,7 +18,7 @@ pub mod parse;
 pub mod passthrough;
 pub mod route;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -35,11 +35,15 @@ use crate::api::{ApiError, ErrorCode};
 use crate::auth::Principal;
 use crate::cache::{self, Cacheable, Fetched, ResponseCache, Served};
 use crate::clock::SystemClock;
+use crate::cluster::bus::{CacheChange, Invalidation};
+use crate::cluster::Cluster;
 use crate::config::Loader;
 use crate::config_error::ConfigError;
 use crate::metrics::Metrics;
 use crate::resilience::vendor_edge::VendorEdge;
 use crate::snapshot::{FileHash, Snapshot};
+use crate::state::cluster::ClusterSettings;
+use crate::state::redis::ClusterMetrics;
 use crate::state::{MemoryStore, StateStore};
 use crate::upstream::tls::PoolIdentity;
 use crate::upstream::{CallError, VendorClient};
@@ -59,6 +63,9 @@ pub struct App {
     pub client: VendorClient,
     pub metrics: Metrics,
     pub cache: ResponseCache,
+    /// The parts shared with the other replicas (`cluster:`, issue 15); `None`: one process
+    /// with in-process state.
+    pub cluster: Option<Arc<Cluster>>,
     /// Serializes reloads (never held across an await: reloads are synchronous).
     reload_lock: Mutex<()>,
     /// The files of the last change the watcher tried and the loader rejected: the same bytes
@@ -123,25 +130,55 @@ impl App {
             snapshot.settings.cache_max_entries,
             snapshot.settings.cache_max_bytes,
         );
+        let cluster = match &snapshot.settings.cluster {
+            Some(settings) => Some(Arc::new(start_cluster(
+                loader.config_path(),
+                settings,
+                snapshot
+                    .events
+                    .settings
+                    .as_ref()
+                    .map(|events| events.data_dir.as_path()),
+                &metrics,
+            )?)),
+            None => None,
+        };
+        // With `cluster:`, the state every replica must agree on lives in Redis (with the
+        // local fallbacks of issue 15).
+        let state: Arc<dyn StateStore> = match &cluster {
+            Some(cluster) => cluster.state.clone(),
+            None => state,
+        };
         let edge = VendorEdge::new(
             state,
             Arc::new(SystemClock::new()),
             metrics.resilience.clone(),
         );
+        // With `cluster:`, events go to the shared store on Redis (with its local spill).
+        let event_store = event_store.or_else(|| {
+            let shared = cluster.as_ref()?.events.clone()?;
+            Some(shared as Arc<dyn crate::events::store::EventStore>)
+        });
         let events =
             events::EventsRuntime::start(&snapshot, &metrics, event_store, loader.config_path())?;
-        Ok(Arc::new(App {
+        let app = Arc::new(App {
             edge,
             events,
             sandbox_faults: std::sync::OnceLock::new(),
             cache,
+            cluster,
             snapshot: ArcSwap::from_pointee(snapshot),
             loader,
             client: VendorClient::new(),
             metrics,
             reload_lock: Mutex::new(()),
             last_rejected: Mutex::new(None),
-        }))
+        });
+        if let Some(cluster) = &app.cluster {
+            let replica: Weak<App> = Arc::downgrade(&app);
+            cluster.follow(replica);
+        }
+        Ok(app)
     }
 
     /// The active snapshot. A request calls this once and keeps the `Arc` to its end.
@@ -239,6 +276,55 @@ impl App {
                 Err(e)
             }
         }
+    }
+}
+
+/// Connect this replica to the cluster (or start it degraded when Redis does not answer yet):
+/// its metrics go into the gateway's registry. Fails only on what Redis being down cannot
+/// explain (the runtime, settings the client refuses), naming the `cluster` key.
+fn start_cluster(
+    file: &std::path::Path,
+    settings: &ClusterSettings,
+    spill_dir: Option<&std::path::Path>,
+    metrics: &Metrics,
+) -> Result<Cluster, ConfigError> {
+    let fail = |reason: String| ConfigError {
+        file: file.to_path_buf(),
+        key: "cluster".to_owned(),
+        reason,
+    };
+    let cluster_metrics = ClusterMetrics::new()
+        .and_then(|m| m.register(metrics.registry()).map(|()| m))
+        .map_err(|e| fail(format!("metrics registry: {e}")))?;
+    Cluster::launch(settings.clone(), spill_dir, Some(cluster_metrics))
+        .map_err(|e| fail(e.to_string()))
+}
+
+impl App {
+    /// Drop what a change made stale from this replica's cache and, with `cluster:`, from the
+    /// other replicas' caches (an event the vendor sent, a write seen by a background worker).
+    pub async fn invalidate(
+        &self,
+        conn: &crate::snapshot::Connection,
+        change: cache::Invalidation,
+    ) {
+        let shared = CacheChange::from_write(&change);
+        self.cache.apply(conn, change).await;
+        if let (Some(shared), Some(cluster)) = (shared, &self.cluster) {
+            cluster
+                .publish(Invalidation::on(&conn.tenant, &conn.name, shared))
+                .await;
+        }
+    }
+}
+
+impl crate::cluster::Replica for App {
+    fn cache(&self) -> &ResponseCache {
+        &self.cache
+    }
+
+    fn snapshot(&self) -> Arc<Snapshot> {
+        App::snapshot(self)
     }
 }
 
@@ -488,6 +574,13 @@ impl Gateway {
             &parsed.filters_key,
             wants_fresh(session),
         );
+        // What a write changes, for the other replicas' caches (issue 15).
+        let change = match &plan {
+            cache::Plan::Pass { invalidation, .. } if self.app.cluster.is_some() => {
+                CacheChange::from_write(invalidation)
+            }
+            _ => None,
+        };
         let served = self
             .app
             .cache
@@ -503,6 +596,19 @@ impl Gateway {
                 }),
             )
             .await;
+        if let (Some(change), Some(cluster)) = (change, &self.app.cluster) {
+            // Like the local invalidation: once the write reached the vendor. Sent before the
+            // answer, so a client that reads through another replica next sees the write.
+            if ctx.vendor_calls > 0 {
+                cluster
+                    .publish(Invalidation::on(
+                        &connection.tenant,
+                        &connection.name,
+                        change,
+                    ))
+                    .await;
+            }
+        }
         let result = self.cache_answer(ctx, op, served);
         if let Some(in_flight) = in_flight {
             in_flight.finish(&result, &ctx.request_id).await;

@@ -22,6 +22,7 @@ use crate::api::cursor::CursorCodec;
 use crate::api::operation::{Operation, Vendor};
 use crate::auth::Authenticator;
 use crate::config_error::ConfigWarning;
+use crate::state::cluster::ClusterSettings;
 use crate::upstream::tls::TlsSettings;
 use crate::upstream::BaseUrl;
 use redact::Redactor;
@@ -146,6 +147,8 @@ pub struct Settings {
     /// First configured issuer and audience, put into minted tokens.
     pub issuer: Option<String>,
     pub audience: Option<String>,
+    /// `cluster:` (issue 15): share state with other replicas on Redis. `None`: one process.
+    pub cluster: Option<ClusterSettings>,
 }
 
 impl Settings {
@@ -202,6 +205,10 @@ impl Settings {
             "cache.max_bytes",
         );
         check(self.log != next.log, "log");
+        keys.extend(ClusterSettings::restart_required(
+            self.cluster.as_ref(),
+            next.cluster.as_ref(),
+        ));
         keys
     }
 }

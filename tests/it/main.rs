@@ -43,6 +43,7 @@ mod api_llamadapro;
 mod attachments;
 mod cache;
 mod cli;
+mod cluster;
 mod cross_vendor;
 mod docs;
 mod events;

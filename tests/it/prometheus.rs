@@ -201,7 +201,7 @@ fn run_ok(command: &mut Command) -> String {
 }
 
 /// A Prometheus server child process, killed on drop.
-struct Prometheus {
+pub(crate) struct Prometheus {
     child: Child,
     url: String,
     log: PathBuf,
@@ -216,7 +216,7 @@ impl Drop for Prometheus {
 }
 
 impl Prometheus {
-    fn start(config: &Path, data: &Path, log: PathBuf) -> Prometheus {
+    pub(crate) fn start(config: &Path, data: &Path, log: PathBuf) -> Prometheus {
         let port = free_port();
         let out = std::fs::File::create(&log).expect("prometheus log file");
         let err = out.try_clone().expect("prometheus log file");
@@ -273,7 +273,7 @@ impl Prometheus {
     }
 
     /// An instant query's `data.result` (possibly empty).
-    async fn query(&self, expr: &str) -> Result<Vec<Value>, String> {
+    pub(crate) async fn query(&self, expr: &str) -> Result<Vec<Value>, String> {
         let data = self.api("/api/v1/query", &[("query", expr)]).await?;
         data["result"]
             .as_array()
@@ -282,7 +282,7 @@ impl Prometheus {
     }
 
     /// Poll `expr` until `accept` holds for its result (bounded by [`WAIT`]).
-    async fn wait_for(
+    pub(crate) async fn wait_for(
         &mut self,
         what: &str,
         expr: &str,
@@ -305,7 +305,7 @@ impl Prometheus {
         }
     }
 
-    async fn wait_ready(&mut self) {
+    pub(crate) async fn wait_ready(&mut self) {
         let deadline = Instant::now() + WAIT;
         loop {
             self.assert_alive();

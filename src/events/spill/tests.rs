@@ -164,3 +164,40 @@ async fn the_spill_file_is_durable_and_owned_by_one_process() {
         Err(StoreError::Locked(_))
     ));
 }
+
+#[tokio::test]
+async fn connector_state_written_while_redis_is_down_is_kept_and_written_through_later() {
+    let mut server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (store, hub) = spill_store(&server, dir.path(), None).await;
+    store.state_put("k0", b"before", T0).await.unwrap();
+    server.stop();
+    // A webhook that teaches a conversation number is not refused for it.
+    store.state_put("k1", b"during", T0).await.unwrap();
+    assert_eq!(
+        store.state_get("k1").await.unwrap(),
+        Some(b"during".to_vec())
+    );
+    assert_eq!(
+        store.state_get("k0").await.unwrap(),
+        None,
+        "unknown, not an error"
+    );
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !hub.check().await {
+        assert!(Instant::now() < deadline, "Redis back within 10 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    store.state_put("k2", b"after", T0).await.unwrap();
+    // Written through: another replica's store sees it.
+    let other = RedisEventStore::new(hub.clone());
+    assert_eq!(
+        other.state_get("k1").await.unwrap(),
+        Some(b"during".to_vec())
+    );
+    assert_eq!(
+        other.state_get("k2").await.unwrap(),
+        Some(b"after".to_vec())
+    );
+}

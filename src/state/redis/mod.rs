@@ -40,6 +40,8 @@
 
 pub mod store;
 #[cfg(test)]
+pub(crate) mod test_server;
+#[cfg(test)]
 mod tests;
 
 use std::future::Future;
