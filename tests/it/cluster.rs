@@ -189,8 +189,27 @@ impl Deployment {
             } else {
                 deployment.wait_readyz(i, "ready", |_| true).await;
             }
+            deployment.wait_api(i).await;
         }
         deployment
+    }
+
+    /// Poll until replica `i`'s API listener accepts connections: `/readyz` answers from the
+    /// admin listener, which can be up a moment before the API one.
+    async fn wait_api(&self, i: usize) {
+        let addr = self.replicas[i]
+            .api
+            .trim_start_matches("http://")
+            .to_owned();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(&addr).await.is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "replica {i}'s API listener never accepted a connection; log:\n{}",
+                self.replicas[i].log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// `/readyz` of replica `i`: its HTTP status and body (`None` while it does not answer).
