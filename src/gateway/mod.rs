@@ -1160,7 +1160,8 @@ impl ProxyHttp for Gateway {
         ctx: &mut Self::CTX,
     ) {
         let elapsed = ctx.started.elapsed();
-        if let Some(plan) = &ctx.passthrough {
+        if let Some(plan) = ctx.passthrough.as_mut() {
+            passthrough::settle(self, plan).await;
             passthrough::observe(self, plan, ctx.vendor);
             (ctx.vendor_time, ctx.vendor_calls) = passthrough::vendor_time(plan);
         }

@@ -25,17 +25,23 @@
 //! ```
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::{HttpPeer, Session};
 
 use super::{Gateway, RequestCtx};
 use crate::api::{ApiError, ErrorCode};
+use crate::resilience::edge::AttemptOutcome;
+use crate::resilience::pause::parse_retry_after;
+use crate::resilience::retry::CallFailure;
+use crate::resilience::vendor_edge::Ticket;
 use crate::snapshot::passthrough::PathRefused;
 use crate::snapshot::{Connection, Snapshot};
+use crate::state::ConnectionKey;
 use crate::upstream::proxy::{check_tls_version, ProxyPeer};
 use crate::upstream::{outcome_for_status, CallError};
+use crate::vendors::classify_failure;
 
 /// The scope a token needs for any passthrough call.
 pub const SCOPE: &str = "passthrough";
@@ -76,6 +82,10 @@ pub struct Plan {
     /// A failure met before pingora had a peer or a session (DNS, the TLS version floor),
     /// answered by `fail_to_proxy`.
     early_failure: Option<CallError>,
+    /// The vendor edge's admission (breaker permit), settled in `logging` with the outcome.
+    ticket: Option<Ticket>,
+    /// How the call ended, for the edge: set by `response_filter` or `fail_to_proxy`.
+    edge_outcome: Option<AttemptOutcome>,
 }
 
 /// A connection's allowed passthrough calls, for `GET /v1/capabilities`:
@@ -169,6 +179,22 @@ impl Gateway {
         let target = target.parse::<http::Uri>().map_err(|_| {
             ApiError::invalid("the vendor path or query is not a valid request target")
         })?;
+        // The same vendor edge as translated calls: pause after a vendor 429, the circuit
+        // breaker and the vendor budget; refused with no vendor call. No retries: a streamed
+        // body cannot be sent twice.
+        let key = ConnectionKey::new(connection.tenant.as_str(), connection.name.as_str());
+        let ticket = self
+            .app
+            .edge
+            .admit_once(
+                &key,
+                connection.vendor,
+                &connection.resilience,
+                OPERATION,
+                rules.timeout,
+            )
+            .await
+            .map_err(|refusal| refusal.into_api_error(connection.vendor, &connection.name))?;
         // A client trickling its body must not hold the call open forever.
         session.set_read_timeout(Some(snapshot.settings.http.body_read_timeout));
         ctx.passthrough = Some(Plan {
@@ -181,6 +207,8 @@ impl Gateway {
             vendor_status: None,
             failure_outcome: None,
             early_failure: None,
+            ticket: Some(ticket),
+            edge_outcome: None,
         });
         Ok(())
     }
@@ -354,6 +382,17 @@ pub fn downstream_response(
         response.insert_header(name.clone(), value.clone())?;
     }
     let status = response.status.as_u16();
+    plan.edge_outcome = Some(match status {
+        429 => AttemptOutcome::RateLimited {
+            retry_after: response
+                .headers
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, SystemTime::now())),
+        },
+        500..=599 => AttemptOutcome::Failed(CallFailure::Status(status)),
+        _ => AttemptOutcome::Answered,
+    });
     plan.vendor_status = Some(status);
     *ctx_status = status;
     *ctx_code = code_for_status(status);
@@ -382,6 +421,7 @@ pub async fn failure(
     }
     let connection = plan.connection.clone();
     if let Some(call) = plan.early_failure.take() {
+        plan.edge_outcome = Some(classify_failure(&call));
         return Some(call.into_api_error(connection.vendor));
     }
     if let Some(peer) = &plan.peer {
@@ -392,6 +432,7 @@ pub async fn failure(
             .await
         {
             plan.failure_outcome = Some(call.outcome());
+            plan.edge_outcome = Some(classify_failure(&call));
             return Some(call.into_api_error(connection.vendor));
         }
     }
@@ -425,6 +466,15 @@ pub fn observe(gateway: &Gateway, plan: &Plan, vendor: &'static str) {
         .vendor_duration
         .with_label_values(&[vendor, OPERATION])
         .observe(elapsed.as_secs_f64());
+}
+
+/// `logging`: tell the vendor edge how the call ended (the breaker counts it; a vendor 429
+/// pauses the connection). A call cut before any outcome (the client went away) settles
+/// nothing: its permit is dropped, which frees a half-open probe slot.
+pub async fn settle(gateway: &Gateway, plan: &mut Plan) {
+    if let (Some(ticket), Some(outcome)) = (plan.ticket.take(), plan.edge_outcome.take()) {
+        gateway.app.edge.finish(ticket, outcome).await;
+    }
 }
 
 /// The vendor time and call count for the access log.

@@ -24,6 +24,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use super::breaker::Permit;
 use super::retry::{CallFailure, Replay, RetryDecision, StopReason, MIN_ATTEMPT_TIME};
 use super::ConnectionGuards;
 use crate::clock::Clock;
@@ -122,6 +123,57 @@ impl<'a> Edge<'a> {
     pub fn with_jitter(mut self, jitter: fn() -> f64) -> Self {
         self.jitter = jitter;
         self
+    }
+
+    /// Admit one call that cannot run inside [`Edge::run`] — a passthrough call streamed
+    /// across pingora's phases: the same pause, breaker and vendor-budget checks as an
+    /// attempt of `run`, no retries. The caller reports the outcome on the returned permit
+    /// ([`crate::resilience::vendor_edge::VendorEdge::finish`]); a permit dropped unreported
+    /// (the client went away) frees a half-open probe slot.
+    pub async fn admit_once(
+        &self,
+        timeout: Duration,
+        report: &mut EdgeReport,
+    ) -> Result<Permit, Refusal> {
+        let guards = self.guards;
+        match self.state.paused_for(&guards.key).await {
+            Ok(Some(retry_after)) => return Err(Refusal::Paused { retry_after }),
+            Ok(None) => {}
+            Err(e) => {
+                report.state_errors += 1;
+                tracing::warn!(error = %e, "pause check failed; calling the vendor anyway");
+            }
+        }
+        let permit = guards
+            .breaker
+            .try_acquire()
+            .map_err(|rejected| Refusal::CircuitOpen {
+                retry_after: rejected.retry_after,
+            })?;
+        if let Some(budget) = &guards.settings.vendor_budget {
+            let max_wait = budget
+                .max_wait()
+                .min(timeout.saturating_sub(MIN_ATTEMPT_TIME));
+            let key = LimitKey::VendorBudget(guards.key.clone());
+            match self.state.acquire(&key, budget.limit(), max_wait).await {
+                Ok(Admission::Allowed { .. }) => {}
+                Ok(Admission::Reserved { wait, .. }) => {
+                    report.budget_wait += wait;
+                    report.budget_waits += 1;
+                    self.clock.sleep(wait).await;
+                }
+                Ok(Admission::Refused { retry_after, .. }) => {
+                    drop(permit);
+                    return Err(Refusal::BudgetExhausted { retry_after });
+                }
+                Err(e) => {
+                    report.state_errors += 1;
+                    tracing::warn!(error = %e, "vendor budget check failed; calling the vendor anyway");
+                }
+            }
+        }
+        report.attempts += 1;
+        Ok(permit)
     }
 
     /// Run one vendor call with its retries. `attempt` makes one call, given the time left

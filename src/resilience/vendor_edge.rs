@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::breaker::CircuitState;
+use super::breaker::{CircuitState, Permit};
 use super::edge::{AttemptOutcome, Edge, EdgeReport, Refusal};
 use super::metrics::ResilienceMetrics;
 use super::retry::Replay;
@@ -136,6 +136,60 @@ impl VendorEdge {
             result.as_ref().err(),
         );
         (result, report)
+    }
+}
+
+/// A call admitted by [`VendorEdge::admit_once`], waiting for its outcome.
+#[derive(Debug)]
+pub struct Ticket {
+    permit: Permit,
+    guards: Arc<ConnectionGuards>,
+}
+
+impl VendorEdge {
+    /// Admit one streamed call (passthrough) on the connection `key`: pause, breaker and
+    /// vendor budget as for [`VendorEdge::run`], no retries (a streamed body cannot be sent
+    /// twice). Refusals are counted like those of `run`.
+    pub async fn admit_once(
+        &self,
+        key: &ConnectionKey,
+        vendor: Vendor,
+        settings: &ResilienceSettings,
+        operation: &str,
+        timeout: Duration,
+    ) -> Result<Ticket, Refusal> {
+        let guards = self.guards.get(key, vendor, settings);
+        let edge = Edge::new(&*self.state, &guards, &*self.clock);
+        let mut report = EdgeReport::default();
+        let result = edge.admit_once(timeout, &mut report).await;
+        self.metrics.observe_edge(
+            vendor,
+            operation,
+            self.state.backend(),
+            &report,
+            result.as_ref().err(),
+        );
+        let permit = result?;
+        Ok(Ticket { permit, guards })
+    }
+
+    /// Report how an admitted call ended: the breaker counts it, and a vendor 429 pauses the
+    /// connection as it does for [`VendorEdge::run`].
+    pub async fn finish(&self, ticket: Ticket, outcome: AttemptOutcome) {
+        let Ticket { permit, guards } = ticket;
+        match outcome {
+            AttemptOutcome::Answered => permit.success(),
+            AttemptOutcome::RateLimited { retry_after } => {
+                permit.success();
+                if let Some(pause) = guards.settings.vendor_pause.pause_for(retry_after) {
+                    if let Err(e) = self.state.pause(&guards.key, pause).await {
+                        tracing::warn!(error = %e, "could not record the vendor's pause");
+                    }
+                }
+            }
+            AttemptOutcome::Failed(failure) if failure.counts_against_circuit() => permit.failure(),
+            AttemptOutcome::Failed(_) => permit.success(),
+        }
     }
 }
 

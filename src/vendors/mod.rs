@@ -196,15 +196,23 @@ pub fn classify_attempt(result: &Result<VendorResponse, CallError>) -> AttemptOu
         },
         Ok(r) if r.status >= 500 => AttemptOutcome::Failed(CallFailure::Status(r.status)),
         Ok(_) => AttemptOutcome::Answered,
-        Err(CallError::Timeout(_)) => AttemptOutcome::Failed(CallFailure::Timeout),
-        Err(CallError::Connect(_) | CallError::Refused(_)) => {
+        Err(e) => classify_failure(e),
+    }
+}
+
+/// What a failed vendor call means to the edge (the breaker, retries): shared by translated
+/// calls and streamed passthrough calls.
+pub fn classify_failure(error: &CallError) -> AttemptOutcome {
+    match error {
+        CallError::Timeout(_) => AttemptOutcome::Failed(CallFailure::Timeout),
+        CallError::Connect(_) | CallError::Refused(_) => {
             AttemptOutcome::Failed(CallFailure::Connect)
         }
-        Err(CallError::Tls(_)) => AttemptOutcome::Failed(CallFailure::Tls),
-        Err(CallError::Io(_)) => AttemptOutcome::Failed(CallFailure::Reset),
+        CallError::Tls(_) => AttemptOutcome::Failed(CallFailure::Tls),
+        CallError::Io(_) => AttemptOutcome::Failed(CallFailure::Reset),
         // Our own request could not be built, or the vendor's body is absurdly large: the
         // same every time, and no sign of an unhealthy vendor.
-        Err(CallError::Target(_) | CallError::TooLarge) => AttemptOutcome::Answered,
+        CallError::Target(_) | CallError::TooLarge => AttemptOutcome::Answered,
     }
 }
 

@@ -604,15 +604,35 @@ async fn passthrough_calls_are_counted_under_operation_passthrough() {
         .await
         .unwrap();
     assert_eq!(refused.status(), 403);
-    let metrics = h
-        .http
-        .get(format!("{}/metrics", h.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    // A request is counted in its logging phase, just after its answer went out: poll.
+    let expected = [
+        r#"switchboard_http_requests_total{code="ok",operation="passthrough",vendor="libredesk"}"#,
+        r#"switchboard_http_requests_total{code="forbidden",operation="passthrough",vendor="libredesk"}"#,
+        r#"switchboard_vendor_requests_total{operation="passthrough",outcome="ok",vendor="libredesk"}"#,
+    ];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let metrics = h
+            .http
+            .get(format!("{}/metrics", h.admin))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if expected
+            .iter()
+            .all(|series| metrics.lines().any(|l| l.starts_with(series)))
+        {
+            break metrics;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not all of {expected:?} in\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let value = |series: &str| -> f64 {
         metrics
             .lines()
@@ -908,5 +928,114 @@ async fn the_tenant_limit_applies_to_passthrough_calls() {
         h.libredesk.call_count(),
         2,
         "the limited call reached the vendor"
+    );
+}
+
+// ----- the vendor edge: the same breaker, budget and pause as translated calls ---------------
+
+/// The Libredesk routes file with vendor-edge settings added (the harness turns the edge off
+/// unless `vendor_edge` is emptied, as here).
+fn edge_routes(name: &str, text: String) -> String {
+    if name == "libredesk.yaml" {
+        format!(
+            "{text}\nretry: {{enabled: false}}\ncircuit_breaker: {{consecutive_failures: 3, open_seconds: 60}}\n\
+             vendor_budget: {{requests_per_second: 0.01, burst: 6, max_wait_ms: 0}}\n"
+        )
+    } else {
+        text
+    }
+}
+
+async fn passthrough_get(h: &Harness) -> reqwest::Response {
+    h.http
+        .get(h.url("/v1/passthrough/support/api/v1/agents"))
+        .bearer_auth(h.token("acme", ALL_SCOPES))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passthrough_failures_open_the_circuit_and_an_open_circuit_refuses_passthrough() {
+    let h = Harness::start_with(Options {
+        routes_transform: Some(edge_routes),
+        vendor_edge: String::new(),
+        ..Options::default()
+    })
+    .await;
+    h.libredesk
+        .inject(switchboard::sandbox::Fault::Status(503), None);
+    let before = h.libredesk.call_count();
+    // Three vendor 5xx through passthrough: relayed as they are, and counted by the breaker.
+    for _ in 0..3 {
+        assert_eq!(passthrough_get(&h).await.status(), 503);
+    }
+    assert_eq!(h.libredesk.call_count() - before, 3);
+    // The circuit is open for the connection: a translated call is refused without a call...
+    let translated = h.get_on("support", "/v1/conversations?limit=1").await;
+    assert!(translated.headers().contains_key("retry-after"));
+    expect_problem(translated, 503, "vendor_unavailable").await;
+    // ...and so is a passthrough call, as problem+json (the gateway refused, not the vendor).
+    let refused = passthrough_get(&h).await;
+    assert!(refused.headers().contains_key("retry-after"));
+    expect_problem(refused, 503, "vendor_unavailable").await;
+    assert_eq!(
+        h.libredesk.call_count() - before,
+        3,
+        "no vendor call while the circuit is open"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vendor_429_relayed_through_passthrough_pauses_the_connection() {
+    let h = Harness::start_with(Options {
+        routes_transform: Some(edge_routes),
+        vendor_edge: String::new(),
+        ..Options::default()
+    })
+    .await;
+    let before = h.libredesk.call_count();
+    // A vendor 429 with Retry-After relayed through passthrough pauses the connection.
+    h.libredesk.inject(
+        switchboard::sandbox::Fault::RateLimit {
+            retry_after_secs: 30,
+        },
+        Some(1),
+    );
+    assert_eq!(passthrough_get(&h).await.status(), 429);
+    assert_eq!(h.libredesk.call_count() - before, 1);
+    let paused = passthrough_get(&h).await;
+    expect_problem(paused, 429, "vendor_rate_limited").await;
+    let paused = h.get_on("support", "/v1/conversations?limit=1").await;
+    expect_problem(paused, 429, "vendor_rate_limited").await;
+    assert_eq!(
+        h.libredesk.call_count() - before,
+        1,
+        "no vendor call while paused"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vendor_budget_counts_passthrough_and_translated_calls_together() {
+    let h = Harness::start_with(Options {
+        routes_transform: Some(edge_routes),
+        vendor_edge: String::new(),
+        ..Options::default()
+    })
+    .await;
+    let before = h.libredesk.call_count();
+    // A burst of 6 shared by both kinds of call, no refill to speak of (0.01 per second).
+    for _ in 0..3 {
+        assert_eq!(passthrough_get(&h).await.status(), 200);
+        let r = h.get_on("support", "/v1/conversations?limit=1").await;
+        assert_eq!(r.status(), 200);
+    }
+    let refused = passthrough_get(&h).await;
+    assert!(refused.headers().contains_key("retry-after"));
+    expect_problem(refused, 429, "vendor_rate_limited").await;
+    assert_eq!(
+        h.libredesk.call_count() - before,
+        6,
+        "the refused call reached the vendor"
     );
 }
