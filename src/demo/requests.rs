@@ -64,18 +64,21 @@ pub fn demo_id(conn: &Connection, kind: Kind, keys: &[&str]) -> String {
     .encode()
 }
 
+/// One example request; `select`: it names its connection with `X-Connection` (list and create calls).
+fn request(method: &'static str, path: String, body: Option<Value>, select: bool) -> DemoRequest {
+    DemoRequest {
+        method,
+        path,
+        body,
+        select,
+    }
+}
+
 /// Requests that work against a demo connection served by the libredesk sandbox (seed IDs).
 fn libredesk(conn: &Connection) -> Vec<DemoRequest> {
     use crate::sandbox::libredesk::seed;
     let contact = demo_id(conn, Kind::Contact, &[&seed::CONTACT_ADA_ID.to_string()]);
     let conversation = demo_id(conn, Kind::Conversation, &[seed::CONVERSATION_OPEN_UUID]);
-    let request =
-        |method: &'static str, path: String, body: Option<Value>, select: bool| DemoRequest {
-            method,
-            path,
-            body,
-            select,
-        };
     vec![
         request("GET", "/v1/contacts?limit=5".to_owned(), None, true),
         request("GET", "/v1/contacts?q=ada".to_owned(), None, true),
@@ -127,13 +130,6 @@ fn chatcaptain(conn: &Connection) -> Vec<DemoRequest> {
     use crate::sandbox::chatcaptain::seed;
     let contact = demo_id(conn, Kind::Contact, &[seed::CONTACT_ANNA_ID]);
     let conversation = demo_id(conn, Kind::Conversation, &[seed::CONVERSATION_ANNA_ID]);
-    let request =
-        |method: &'static str, path: String, body: Option<Value>, select: bool| DemoRequest {
-            method,
-            path,
-            body,
-            select,
-        };
     vec![
         request("GET", "/v1/contacts?limit=10".to_owned(), None, true),
         request("GET", "/v1/contacts?q=anna".to_owned(), None, true),
@@ -179,13 +175,6 @@ fn caac(conn: &Connection) -> Vec<DemoRequest> {
     let contact = demo_id(conn, Kind::Contact, &weiting);
     let conversation = demo_id(conn, Kind::Conversation, &weiting);
     let somchai_conversation = demo_id(conn, Kind::Conversation, &somchai);
-    let request =
-        |method: &'static str, path: String, body: Option<Value>, select: bool| DemoRequest {
-            method,
-            path,
-            body,
-            select,
-        };
     vec![
         request(
             "GET",
@@ -250,13 +239,6 @@ fn llamadapro(conn: &Connection) -> Vec<DemoRequest> {
             seed::CONTACT_VALENTINA_WHATSAPP,
         ],
     );
-    let request =
-        |method: &'static str, path: String, body: Option<Value>, select: bool| DemoRequest {
-            method,
-            path,
-            body,
-            select,
-        };
     let whatsapp = seed::CONTACT_VALENTINA_WHATSAPP.replace('+', "%2B");
     vec![
         request("GET", "/v1/contacts?limit=5".to_owned(), None, true),
