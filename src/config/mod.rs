@@ -962,6 +962,8 @@ fn fingerprint(tenant: &str, name: &str, conn: &ConnectionFile, routes: &VendorR
     }
     h.update(serde_json::to_vec(&conn.defaults).unwrap_or_default());
     h.update(format!("{:?}", routes.endpoints).as_bytes());
+    // Settings change what an answer says (CAAC's `member_types`), so cached answers with them.
+    h.update(serde_json::to_vec(&routes.settings).unwrap_or_default());
     let digest = h.finalize();
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);

@@ -28,8 +28,13 @@
 //! | `conversations.assign` | Manual assignment | `{assign_type?, assignment_relationship?, channel_id, member_id, org_id}`: the three ids required, `org_id` must be the key's org (400); `assign_type` absent/null/`manual` assigns (a relationship with a known `user_id` and/or `team_id` required, 400), `unassigned` clears, anything else 400; answers the new relationship |
 //! | `messages.send` | Create Message from User | `type` and `user_id` required (400), the user must exist (400); `text` (non-empty) required for `type: text`; other types are not simulated (400); answers the stored message in the documented shape |
 //!
-//! Members carry `type` = their channel's type (`line`, `facebook`), the sandbox's reading of
-//! that undocumented field. Processing states used: `new`, `processing`, `pending`, `resolved`.
+//! A member's `type` is documented only as `"type": "string"`, so the sandbox treats it as
+//! opaque per-member data, never derived from the member's channel: the seed gives each member
+//! one (below), a member created through the API has none (the field is left out), and tests
+//! set any shape with [`CaacState::set_member_type`] — a channel word (`line`), a word no
+//! table lists (`user`, `member`, `customer`), an empty string, or no field at all. What the
+//! word means is the gateway's provisional `settings.member_types` in `routes/caac.yaml`; the
+//! sandbox never reads it. Processing states used: `new`, `processing`, `pending`, `resolved`.
 //!
 //! # Seed data (deterministic; [`seed`] has the constants)
 //!
@@ -37,7 +42,8 @@
 //!   Kenji Sato, 503 Ploy Chaiyaporn. Teams: 71 Taipei Support, 72 Bangkok Support.
 //! - Channels: **1201** "Acme LINE Official Account" (`line`), 1202 "Acme Messenger"
 //!   (`facebook`).
-//! - Members of channel 1201 (LINE UIDs in [`seed`]):
+//! - Members of channel 1201 (LINE UIDs in [`seed`]; `type` `line`, except Li Ming, who has
+//!   no `type`):
 //!   1. 30001 Wei-Ting Chen (TW, `0912-345-678`, e-mail), `processing`, manual → Mei + Taipei;
 //!      messages: member, Mei, member.
 //!   2. 30002 Somchai Prasert (TH, `081-234-5678`), `new`, unassigned; one member message.
@@ -46,7 +52,8 @@
 //!   4. 30004 Nattaya Srisuk (TH, no phone), `pending`, auto → team Bangkok only; one member
 //!      message.
 //!   5. 30005 Li Ming (TW, nothing but a name, starred), `new`, unassigned; no messages.
-//! - Member of channel 1202: 30006 Alex Wong (Messenger PSID), `processing`, manual → Ploy.
+//! - Member of channel 1202: 30006 Alex Wong (Messenger PSID, `type` `facebook`),
+//!   `processing`, manual → Ploy.
 //! - Message ids start at 700001; new members continue at 30007, new messages after the seed.
 
 use std::collections::BTreeMap;
@@ -132,6 +139,8 @@ fn opt_time(secs: Option<i64>) -> Value {
 
 struct Channel {
     id: i64,
+    /// The channel's own type (List Channels' `type`): member creation is LINE-only. A
+    /// member's `type` is not read from it.
     kind: &'static str,
     external_channel_id: &'static str,
 }
@@ -322,6 +331,9 @@ struct Member {
     engagement_level: String,
     note: String,
     star_mark: bool,
+    /// The member's `type` as the sandbox answers it: opaque data (the vendor's document says
+    /// only `"type": "string"`), never derived from the channel. `None` leaves the field out.
+    member_type: Option<String>,
     /// The LINE follow status.
     status: &'static str,
     processing_state: &'static str,
@@ -439,6 +451,26 @@ impl CaacState {
             .map(|m| m.processing_state.to_owned())
     }
 
+    /// Set the `type` a member is answered with, in Get Member By ID and Get Member By Channel
+    /// ID And External ID: any string (`Some("")` is the empty string), or `None` to leave the
+    /// field out. The vendor's document says only `"type": "string"`, so tests use this to
+    /// serve each plausible shape. False when the channel has no such member.
+    pub fn set_member_type(
+        &self,
+        channel_id: i64,
+        member_id: i64,
+        member_type: Option<&str>,
+    ) -> bool {
+        let mut data = lock(&self.data);
+        match data.member_mut(channel_id, member_id) {
+            Ok(member) => {
+                member.member_type = member_type.map(str::to_owned);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     /// A member's assignment relationship, as Get Member Assignment Relationship answers it.
     pub fn assignment(&self, channel_id: i64, member_id: i64) -> Option<Value> {
         let data = lock(&self.data);
@@ -534,7 +566,7 @@ fn member_json(m: &Member) -> Value {
     let external_channel_id = channel(m.channel_id)
         .map(|c| c.external_channel_id)
         .unwrap_or_default();
-    json!({
+    let body = json!({
         "account_manager": "",
         "assign_type": m.assign_type,
         "avatar": m.avatar,
@@ -565,14 +597,14 @@ fn member_json(m: &Member) -> Value {
         "processing_state": m.processing_state,
         "star_mark": m.star_mark,
         "status": m.status,
-        "type": channel(m.channel_id).map(|c| c.kind).unwrap_or_default(),
         "updated_at": format_time(m.updated_at),
-    })
+    });
+    with_member_type(body, m)
 }
 
 /// Get Member By Channel ID And External ID: its documented properties (no timestamps).
 fn lookup_json(m: &Member) -> Value {
-    json!({
+    let body = json!({
         "account_manager": "",
         "assign_type": m.assign_type,
         "avatar": m.avatar,
@@ -599,8 +631,17 @@ fn lookup_json(m: &Member) -> Value {
         "processing_state": m.processing_state,
         "star_mark": m.star_mark,
         "status": m.status,
-        "type": channel(m.channel_id).map(|c| c.kind).unwrap_or_default(),
-    })
+    });
+    with_member_type(body, m)
+}
+
+/// A member answer with the member's own `type` (see [`Member::member_type`]): the string as
+/// stored, or no field.
+fn with_member_type(mut body: Value, m: &Member) -> Value {
+    if let (Some(kind), Some(fields)) = (&m.member_type, body.as_object_mut()) {
+        fields.insert("type".to_owned(), Value::from(kind.as_str()));
+    }
+    body
 }
 
 fn assignment_json(m: &Member) -> Value {
@@ -673,6 +714,8 @@ impl Data {
                 id,
                 channel_id,
                 external_member_id: uid.to_owned(),
+                // CAAC's answer for a member made through the API is not published: no `type`.
+                member_type: None,
                 status: "follow",
                 processing_state: "new",
                 assign_type: "unassigned",
@@ -849,6 +892,7 @@ impl Data {
             original_name: name.to_owned(),
             avatar: format!("https://profile.line-scdn.net/sandbox/{id}.jpg"),
             country: country.to_owned(),
+            member_type: Some("line".to_owned()),
             status: "follow",
             processing_state: "new",
             assign_type: "unassigned",
@@ -925,6 +969,7 @@ impl Data {
             Member {
                 avatar: String::new(),
                 star_mark: true,
+                member_type: None,
                 ..person(
                     seed::MEMBER_LIMING_ID,
                     seed::MEMBER_LIMING_UID,
@@ -936,6 +981,7 @@ impl Data {
             Member {
                 channel_id: seed::CHANNEL_MESSENGER_ID,
                 avatar: String::new(),
+                member_type: Some("facebook".to_owned()),
                 status: "",
                 processing_state: "processing",
                 assign_type: "manual",
@@ -1348,6 +1394,83 @@ pub(crate) mod tests {
         let refused =
             Sandbox::start_vendor(Vendor::Caac, Arc::new(bearer), Credentials::new("k1", "")).await;
         assert!(refused.is_err());
+    }
+
+    /// A member's `type` is the member's own opaque string, in every plausible shape, in both
+    /// member answers — never the channel's type.
+    #[tokio::test]
+    async fn member_type_is_opaque_member_data_in_every_shape() {
+        let state = state();
+        let key = Some("caac-key");
+        let get = member_params(seed::MEMBER_NATTAYA_ID);
+        let lookup = vec![
+            ("channel_id", seed::CHANNEL_LINE_ID.to_string()),
+            ("external_member_id", seed::MEMBER_NATTAYA_UID.to_owned()),
+        ];
+        // Seeded: `line`; Li Ming has none.
+        let (_, body) = call(&state, "contacts.get", request(&get, key, None)).await;
+        assert_eq!(body["type"], "line");
+        let liming = member_params(seed::MEMBER_LIMING_ID);
+        let (status, body) = call(&state, "contacts.get", request(&liming, key, None)).await;
+        assert_eq!(status, 200);
+        assert!(body.get("type").is_none(), "{body}");
+        for shape in [
+            Some("user"),
+            Some("member"),
+            Some("customer"),
+            Some(""),
+            None,
+        ] {
+            assert!(state.set_member_type(seed::CHANNEL_LINE_ID, seed::MEMBER_NATTAYA_ID, shape));
+            for (endpoint, params) in [("contacts.get", &get), ("contacts.lookup", &lookup)] {
+                let (status, body) = call(&state, endpoint, request(params, key, None)).await;
+                assert_eq!(status, 200, "{endpoint}");
+                assert_eq!(
+                    body.get("type").and_then(Value::as_str),
+                    shape,
+                    "{endpoint}: {body}"
+                );
+                assert_eq!(body["id"], seed::MEMBER_NATTAYA_ID);
+            }
+        }
+        // A channel word on a member of another channel is served as set, not corrected.
+        assert!(state.set_member_type(
+            seed::CHANNEL_MESSENGER_ID,
+            seed::MEMBER_ALEX_ID,
+            Some("line")
+        ));
+        assert_eq!(
+            state
+                .member(seed::CHANNEL_MESSENGER_ID, seed::MEMBER_ALEX_ID)
+                .unwrap()["type"],
+            "line"
+        );
+        // Only an existing member of that channel can be set.
+        assert!(!state.set_member_type(seed::CHANNEL_LINE_ID, seed::MEMBER_ALEX_ID, Some("x")));
+        assert!(!state.set_member_type(9, seed::MEMBER_ALEX_ID, Some("x")));
+        // A member created through the API has no `type`, whatever its channel is.
+        let line = vec![("channel_id", seed::CHANNEL_LINE_ID.to_string())];
+        let uid = json!({"channel_member_id": seed::UNUSED_LINE_UID});
+        let (status, created) =
+            call(&state, "contacts.create", request(&line, key, Some(uid))).await;
+        assert_eq!(status, 200);
+        let id = created["member_id"].as_i64().unwrap();
+        let member = state.member(seed::CHANNEL_LINE_ID, id).unwrap();
+        assert!(member.get("type").is_none(), "{member}");
+        // A reset brings the seeded types back.
+        state.reset();
+        assert_eq!(
+            state
+                .member(seed::CHANNEL_LINE_ID, seed::MEMBER_NATTAYA_ID)
+                .unwrap()["type"],
+            "line"
+        );
+        assert_eq!(
+            state
+                .member(seed::CHANNEL_MESSENGER_ID, seed::MEMBER_ALEX_ID)
+                .unwrap()["type"],
+            "facebook"
+        );
     }
 
     #[test]

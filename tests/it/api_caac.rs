@@ -749,3 +749,240 @@ async fn a_lookup_404_that_names_no_member_is_a_vendor_error_not_an_empty_page()
         "a wrong path must not count as a successful lookup: {text}"
     );
 }
+
+// ----- issue 12 #6: a member's `type` is provisional data ------------------------------------
+//
+// The vendor's document says only `"type": "string"`. What a word means is the routes file's
+// `settings.member_types`; the sandbox serves the word as member data, in each plausible shape
+// (`CaacState::set_member_type`). Alex Wong's external id is a Messenger PSID, not a LINE UID,
+// so his channel can come from his `type` only; Nattaya's is a LINE UID, which says `line`
+// whatever her `type` is.
+
+/// Alex Wong, in the Messenger channel: `[channel_id, member_id]`.
+const ALEX: [i64; 2] = [seed::CHANNEL_MESSENGER_ID, seed::MEMBER_ALEX_ID];
+/// Nattaya Srisuk, in the LINE channel.
+const NATTAYA: [i64; 2] = [seed::CHANNEL_LINE_ID, seed::MEMBER_NATTAYA_ID];
+
+/// A GET on the caac connection, `fresh` past the response cache (`Cache-Control: no-cache`).
+async fn read(h: &Harness, path: &str, fresh: bool) -> Value {
+    let mut request = h
+        .http
+        .get(h.url(path))
+        .bearer_auth(h.acme())
+        .header("X-Connection", CONN);
+    if fresh {
+        request = request.header("Cache-Control", "no-cache");
+    }
+    expect_status(request.send().await.expect("request"), 200).await
+}
+
+/// What the gateway says of a member's channel: (the contact's handles, the conversation's
+/// channel), read past the cache unless `fresh` is false.
+async fn member_channel(h: &Harness, member: [i64; 2], fresh: bool) -> (Value, Value) {
+    let contact = read(
+        h,
+        &format!("/v1/contacts/{}", id(Kind::Contact, &member)),
+        fresh,
+    )
+    .await;
+    let conversation = read(
+        h,
+        &format!("/v1/conversations/{}", id(Kind::Conversation, &member)),
+        fresh,
+    )
+    .await;
+    (contact["handles"].clone(), conversation["channel"].clone())
+}
+
+/// Serve `member` with the `type` shape `kind` (`None`: no field).
+fn set_type(h: &Harness, member: [i64; 2], kind: Option<&str>) {
+    assert!(
+        state(h).set_member_type(member[0], member[1], kind),
+        "no member {member:?}"
+    );
+}
+
+fn handles(channel: &str, value: &str) -> Value {
+    json!([{"channel": channel, "value": value}])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_type_the_routes_table_lists_is_the_members_channel() {
+    let h = Harness::start().await;
+    // Seeded `facebook`: the shipped table says `other`.
+    assert_eq!(
+        member_channel(&h, ALEX, true).await,
+        (handles("other", seed::MEMBER_ALEX_PSID), json!("other"))
+    );
+    // `line` on a member whose id is not a LINE UID: only the table can say line.
+    set_type(&h, ALEX, Some("line"));
+    assert_eq!(
+        member_channel(&h, ALEX, true).await,
+        (handles("line", seed::MEMBER_ALEX_PSID), json!("line"))
+    );
+    // Words are matched in any case.
+    set_type(&h, ALEX, Some("WhatsApp"));
+    assert_eq!(
+        member_channel(&h, ALEX, true).await,
+        (
+            handles("whatsapp", seed::MEMBER_ALEX_PSID),
+            json!("whatsapp")
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_type_word_the_table_does_not_list_says_nothing() {
+    let h = Harness::start().await;
+    for word in ["user", "member", "customer"] {
+        set_type(&h, ALEX, Some(word));
+        assert_eq!(
+            member_channel(&h, ALEX, true).await,
+            (handles("other", seed::MEMBER_ALEX_PSID), Value::Null),
+            "type {word:?}"
+        );
+        // The word reached the gateway as the vendor sent it.
+        let raw = read(
+            &h,
+            &format!("/v1/contacts/{}?include=raw", id(Kind::Contact, &ALEX)),
+            true,
+        )
+        .await;
+        assert_eq!(raw["raw"]["type"], word);
+        // A LINE UID still says line: the unknown word takes nothing away.
+        set_type(&h, NATTAYA, Some(word));
+        assert_eq!(
+            member_channel(&h, NATTAYA, true).await,
+            (handles("line", seed::MEMBER_NATTAYA_UID), json!("line")),
+            "type {word:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_member_type_says_nothing() {
+    let h = Harness::start().await;
+    set_type(&h, ALEX, Some(""));
+    assert_eq!(
+        member_channel(&h, ALEX, true).await,
+        (handles("other", seed::MEMBER_ALEX_PSID), Value::Null)
+    );
+    let raw = read(
+        &h,
+        &format!(
+            "/v1/conversations/{}?include=raw",
+            id(Kind::Conversation, &ALEX)
+        ),
+        true,
+    )
+    .await;
+    assert_eq!(raw["raw"]["member"]["type"], "");
+    set_type(&h, NATTAYA, Some(""));
+    assert_eq!(
+        member_channel(&h, NATTAYA, true).await,
+        (handles("line", seed::MEMBER_NATTAYA_UID), json!("line"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_without_a_type_is_read_and_says_nothing() {
+    let h = Harness::start().await;
+    set_type(&h, ALEX, None);
+    assert_eq!(
+        member_channel(&h, ALEX, true).await,
+        (handles("other", seed::MEMBER_ALEX_PSID), Value::Null)
+    );
+    let raw = read(
+        &h,
+        &format!("/v1/contacts/{}?include=raw", id(Kind::Contact, &ALEX)),
+        true,
+    )
+    .await;
+    assert!(raw["raw"].get("type").is_none(), "{raw}");
+    assert_eq!(raw["raw"]["id"], seed::MEMBER_ALEX_ID);
+    // Without a type, a LINE UID says line, in a read and in a lookup by handle.
+    set_type(&h, NATTAYA, None);
+    assert_eq!(
+        member_channel(&h, NATTAYA, true).await,
+        (handles("line", seed::MEMBER_NATTAYA_UID), json!("line"))
+    );
+    let found = read(
+        &h,
+        &format!("/v1/contacts?handle=line:{}", seed::MEMBER_NATTAYA_UID),
+        true,
+    )
+    .await;
+    assert_eq!(found["data"][0]["id"], id(Kind::Contact, &NATTAYA).as_str());
+    assert_eq!(
+        found["data"][0]["handles"],
+        handles("line", seed::MEMBER_NATTAYA_UID)
+    );
+}
+
+/// Ops correct the guess with one line of `routes/caac.yaml` and a reload: the next read —
+/// cached before the reload — says what the new table says; a table the adapter refuses is
+/// a 422 naming the key, and the old table keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_member_types_line_and_a_reload_change_what_a_type_means() {
+    let h = Harness::start().await;
+    set_type(&h, ALEX, Some("customer"));
+    let unknown = (handles("other", seed::MEMBER_ALEX_PSID), Value::Null);
+    assert_eq!(member_channel(&h, ALEX, false).await, unknown);
+    // Cached: the same answer again, without a vendor call.
+    let calls = caac(&h).call_count();
+    assert_eq!(member_channel(&h, ALEX, false).await, unknown);
+    assert_eq!(caac(&h).call_count(), calls);
+
+    let reload = || async {
+        let response = h
+            .http
+            .post(format!("{}/admin/reload", h.admin))
+            .send()
+            .await
+            .expect("reload");
+        let status = response.status().as_u16();
+        (status, response.json::<Value>().await.expect("json"))
+    };
+    let shipped = h.read("routes/caac.yaml");
+    let line = shipped
+        .lines()
+        .find(|l| l.trim_start().starts_with("member_types:"))
+        .expect("a member_types line")
+        .to_owned();
+    let corrected = shipped.replace(
+        &line,
+        "  member_types: { customer: whatsapp, line: line, facebook: other } # provisional",
+    );
+    h.write("routes/caac.yaml", &corrected);
+    let (status, body) = reload().await;
+    assert_eq!(status, 200, "{body}");
+    let whatsapp = (
+        handles("whatsapp", seed::MEMBER_ALEX_PSID),
+        json!("whatsapp"),
+    );
+    assert_eq!(member_channel(&h, ALEX, false).await, whatsapp);
+
+    // A table the adapter refuses: 422 naming file and key; the corrected table still serves.
+    h.write(
+        "routes/caac.yaml",
+        &shipped.replace(&line, "  member_types: { customer: telegram }"),
+    );
+    let (status, body) = reload().await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]["file"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("routes/caac.yaml"),
+        "{body}"
+    );
+    assert_eq!(body["error"]["key"], "settings.member_types", "{body}");
+    assert!(
+        body["error"]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("telegram"),
+        "{body}"
+    );
+    assert_eq!(member_channel(&h, ALEX, true).await, whatsapp);
+}
