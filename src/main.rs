@@ -135,6 +135,7 @@ fn main() -> ExitCode {
                 daemon,
                 upgrade_sock: Some(upgrade_sock),
                 pid_file: Some(pid_file),
+                shared_process: false,
             };
             tracing::info!(
                 api = %app.snapshot().settings.listen.api,

@@ -5,16 +5,19 @@
 //! connections belong to the reactor that opened them (and daemon mode forks before any
 //! service runtime exists).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
+use pingora::protocols::http::client::HttpSession;
+use pingora::protocols::http::v1::client::HttpSession as HttpSessionV1;
 use pingora::upstreams::peer::{HttpPeer, Peer};
 
+use super::pool::IdlePool;
 use super::tls::{self as vendor_tls, PoolIdentity, TlsError, TlsSettings};
 use super::BaseUrl;
 use crate::api::operation::Vendor;
@@ -215,9 +218,6 @@ pub fn outcome_for_status(status: u16) -> &'static str {
     }
 }
 
-/// Most peers remembered per pool identity (addresses a name resolved to over time).
-const MAX_TRACKED_PEERS: usize = 64;
-
 /// Shared by every request of a gateway. Cheap to clone? No: hold it in an `Arc`.
 #[derive(Default)]
 pub struct VendorClient {
@@ -225,9 +225,8 @@ pub struct VendorClient {
     dns: OnceLock<moka::future::Cache<(String, u16), SocketAddr>>,
     /// Diagnoses of failed certificate checks, by peer (see [`vendor_tls::diagnose`]).
     diagnoses: OnceLock<moka::future::Cache<u64, TlsError>>,
-    /// The peers whose sessions went back to the pool, by pool identity: what
-    /// [`VendorClient::retire_pools`] empties when a reload leaves an identity unused.
-    pooled: Mutex<HashMap<PoolIdentity, HashMap<u64, HttpPeer>>>,
+    /// Idle keep-alive connections ([`IdlePool`]); pingora's connector only opens new ones.
+    idle: IdlePool,
 }
 
 impl VendorClient {
@@ -241,60 +240,11 @@ impl VendorClient {
     }
 
     /// Close the idle pooled sessions of pool identities that no connection uses any more
-    /// (a reload changed a connection's TLS settings, host or port, or removed it). Pingora's
-    /// pool has no eviction call: each retired peer is asked for its pooled sessions with a
-    /// connector that cannot open new ones, and every session handed out is dropped, which
-    /// closes it. Runs as a task on the caller's tokio runtime; without one (never the case in
-    /// the server) the sessions close at their idle timeout. Never reused either way: the
-    /// changed settings have another pool group.
+    /// (a reload changed a connection's TLS settings, host or port, or removed it). Never
+    /// reused either way: the changed settings have another pool group.
     pub fn retire_pools(&self, retired: &BTreeSet<PoolIdentity>) {
-        let peers: Vec<HttpPeer> = {
-            let mut pooled = self.pooled.lock().unwrap_or_else(|p| p.into_inner());
-            retired
-                .iter()
-                .filter_map(|identity| pooled.remove(identity))
-                .flat_map(HashMap::into_values)
-                .collect()
-        };
-        let (Some(connector), false) = (self.connector.get().cloned(), peers.is_empty()) else {
-            return;
-        };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        runtime.spawn(async move {
-            let mut closed = 0usize;
-            for mut peer in peers {
-                peer.options.custom_l4 = Some(Arc::new(vendor_tls::NeverConnect));
-                // A popped session that turns out closed also answers Err: try a few more.
-                let mut misses = 0;
-                while misses < 3 && closed < 10_000 {
-                    match connector.get_http_session(&peer).await {
-                        Ok((session, true)) => {
-                            drop(session);
-                            closed += 1;
-                            misses = 0;
-                        }
-                        Ok((session, false)) => {
-                            drop(session);
-                            break;
-                        }
-                        Err(_) => misses += 1,
-                    }
-                }
-            }
-            tracing::debug!(closed, "closed the pooled sessions of retired connections");
-        });
-    }
-
-    fn remember_pooled(&self, identity: PoolIdentity, peer: &HttpPeer) {
-        let mut pooled = self.pooled.lock().unwrap_or_else(|p| p.into_inner());
-        let peers = pooled.entry(identity).or_default();
-        if peers.len() < MAX_TRACKED_PEERS {
-            peers
-                .entry(peer.reuse_hash())
-                .or_insert_with(|| peer.clone());
-        }
+        let closed = self.idle.retire(retired);
+        tracing::debug!(closed, "closed the pooled sessions of retired connections");
     }
 
     /// Turn pingora's connect error into a named failure; a failed certificate check is
@@ -476,10 +426,17 @@ impl VendorClient {
         let body = body.map(Bytes::from);
         let mut req = Some(req);
         let mut stale_skipped = 0;
+        let pool_peer = peer.reuse_hash();
         loop {
-            let (mut session, reused) = match connector.get_http_session(&peer).await {
-                Ok(made) => made,
-                Err(e) => return Err(self.connect_error(&e, &peer, addr, base, tls).await),
+            let (mut session, reused) = match self.idle.take(pool_peer) {
+                Some(stream) => (
+                    HttpSession::H1(HttpSessionV1::new_with_options(stream, &peer)),
+                    true,
+                ),
+                None => match connector.get_http_session(&peer).await {
+                    Ok(made) => made,
+                    Err(e) => return Err(self.connect_error(&e, &peer, addr, base, tls).await),
+                },
             };
             if base.tls && !reused {
                 let negotiated = session
@@ -501,12 +458,16 @@ impl VendorClient {
             let fresh_tls = base.tls && !reused;
             match exchange_on(&mut session, this, body.clone(), fresh_tls).await {
                 Ok(response) => {
-                    connector
-                        .release_http_session(session, &peer, Some(POOL_IDLE))
-                        .await;
-                    if !reused {
-                        // A reused session's peer is remembered already: nothing on the hot path.
-                        self.remember_pooled(PoolIdentity::of(base, tls), &peer);
+                    if let HttpSession::H1(mut h1) = session {
+                        h1.respect_keepalive();
+                        if let Some(stream) = h1.reuse().await {
+                            self.idle.put(
+                                pool_peer,
+                                || PoolIdentity::of(base, tls),
+                                stream,
+                                POOL_IDLE,
+                            );
+                        }
                     }
                     return Ok(response);
                 }

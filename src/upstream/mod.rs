@@ -5,6 +5,7 @@
 
 mod base_url;
 mod client;
+mod pool;
 pub mod proxy;
 pub mod tls;
 

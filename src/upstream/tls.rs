@@ -15,12 +15,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::X509;
-use pingora::connectors::L4Connect;
-use pingora::protocols::l4::stream::Stream;
 use pingora::tls::ssl_sys;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::utils::tls::CertKey;
@@ -369,24 +366,6 @@ pub(super) async fn diagnose(
         .ok()
         .flatten()
         .unwrap_or_else(unknown)
-}
-
-/// An L4 connector that never connects: a peer carrying it takes a pooled session or fails at
-/// once, without opening a connection. Used to empty the pool of retired peers.
-#[derive(Debug)]
-pub(super) struct NeverConnect;
-
-#[async_trait]
-impl L4Connect for NeverConnect {
-    async fn connect(
-        &self,
-        _addr: &pingora::protocols::l4::socket::SocketAddr,
-    ) -> pingora::Result<Stream> {
-        Err(pingora::Error::explain(
-            ErrorType::ConnectError,
-            "draining the pool: no new connections",
-        ))
-    }
 }
 
 #[cfg(test)]

@@ -356,7 +356,12 @@ log:
         let (trigger, signal) = ShutdownTrigger::new();
         let server_app = app.clone();
         let thread = std::thread::spawn(move || {
-            let server = build_server(server_app, &ProcessOptions::default(), Vec::new());
+            // The next test's gateway starts in this same process.
+            let options = ProcessOptions {
+                shared_process: true,
+                ..ProcessOptions::default()
+            };
+            let server = build_server(server_app, &options, Vec::new());
             run_until(server, signal);
         });
         let harness = Harness {

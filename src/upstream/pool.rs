@@ -1,0 +1,279 @@
+//! The vendor client's keep-alive pool: idle HTTP/1 connections kept by peer, handed out
+//! newest first.
+//!
+//! Why not pingora's own pool: pingora spawns a task per released connection to watch it
+//! while it is idle (and, with the no-steal runtime, on a random worker thread), and wakes
+//! that task through a channel when the connection is taken again — a spawn, a cross-thread
+//! wake-up and a timer for every vendor call, which the uncached hot path paid on each
+//! request. Here an idle connection is watched by nobody: it is checked when it is taken
+//! (a non-blocking read must find nothing: a closed or chattering connection is dropped) and
+//! dropped once it has been idle for longer than its idle timeout. What a check cannot see
+//! (a FIN still in flight) is the stale-connection case [`super::client`] already retries.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use pingora::protocols::Stream;
+use tokio::io::AsyncReadExt;
+
+use super::tls::PoolIdentity;
+
+/// At most this many idle connections are kept per peer; one more is closed.
+const MAX_IDLE_PER_PEER: usize = 128;
+/// How often, at most, a release sweeps every peer's expired connections.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Idle connections by peer (`HttpPeer::reuse_hash`), with the pool identity each peer
+/// belongs to (what [`IdlePool::retire`] closes).
+#[derive(Default)]
+pub(super) struct IdlePool {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    idle: HashMap<u64, Vec<Idle>>,
+    identities: HashMap<u64, PoolIdentity>,
+    last_sweep: Option<Instant>,
+}
+
+struct Idle {
+    stream: Stream,
+    expires: Instant,
+}
+
+impl IdlePool {
+    /// The newest idle connection to `peer` that is still open and quiet, if any. Expired,
+    /// closed and chattering connections met on the way are closed.
+    pub(super) fn take(&self, peer: u64) -> Option<Stream> {
+        let now = Instant::now();
+        loop {
+            let candidate = {
+                let mut inner = self.lock();
+                let idle = inner.idle.get_mut(&peer)?;
+                idle.pop()?
+            };
+            // Dropped (closed) outside the lock when it does not pass.
+            let mut stream = candidate.stream;
+            if candidate.expires > now && is_quiet(&mut stream) {
+                return Some(stream);
+            }
+        }
+    }
+
+    /// Keep `stream`, a connection to `peer` whose last exchange ended cleanly, for
+    /// `idle_timeout`. `identity` is asked for only the first time a peer is seen. A
+    /// connection that is not quiet, or one more than [`MAX_IDLE_PER_PEER`], is closed.
+    pub(super) fn put(
+        &self,
+        peer: u64,
+        identity: impl FnOnce() -> PoolIdentity,
+        mut stream: Stream,
+        idle_timeout: Duration,
+    ) {
+        if !is_quiet(&mut stream) {
+            return;
+        }
+        let now = Instant::now();
+        let mut expired = Vec::new();
+        {
+            let mut inner = self.lock();
+            inner.identities.entry(peer).or_insert_with(identity);
+            let idle = inner.idle.entry(peer).or_default();
+            if idle.len() < MAX_IDLE_PER_PEER {
+                idle.push(Idle {
+                    stream,
+                    expires: now + idle_timeout,
+                });
+            }
+            if inner
+                .last_sweep
+                .is_none_or(|at| now.duration_since(at) >= SWEEP_EVERY)
+            {
+                inner.last_sweep = Some(now);
+                for idle in inner.idle.values_mut() {
+                    // Oldest first: the expired ones are a prefix.
+                    let stale = idle.partition_point(|c| c.expires <= now);
+                    expired.extend(idle.drain(..stale));
+                }
+            }
+        }
+        drop(expired);
+    }
+
+    /// Close every idle connection of the given pool identities; how many were closed.
+    pub(super) fn retire(&self, retired: &BTreeSet<PoolIdentity>) -> usize {
+        let closed: Vec<Idle> = {
+            let mut inner = self.lock();
+            let peers: Vec<u64> = inner
+                .identities
+                .iter()
+                .filter(|(_, identity)| retired.contains(identity))
+                .map(|(peer, _)| *peer)
+                .collect();
+            peers
+                .iter()
+                .filter_map(|peer| {
+                    inner.identities.remove(peer);
+                    inner.idle.remove(peer)
+                })
+                .flatten()
+                .collect()
+        };
+        closed.len()
+    }
+
+    /// How many idle connections are kept for `peer`.
+    #[cfg(test)]
+    fn idle(&self, peer: u64) -> usize {
+        self.lock().idle.get(&peer).map_or(0, Vec::len)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Whether an idle connection has nothing to say: a read that is ready (end of stream, an
+/// error, or bytes nobody asked for) means it cannot carry another request.
+fn is_quiet(stream: &mut Stream) -> bool {
+    let mut byte = [0u8; 1];
+    // `unconstrained`: tokio's cooperative budget must not turn a ready read into "pending".
+    tokio::task::unconstrained(stream.read(&mut byte))
+        .now_or_never()
+        .is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    fn identity(port: u16) -> PoolIdentity {
+        PoolIdentity {
+            pool_key: 0,
+            server_name: "127.0.0.1".to_owned(),
+            port,
+            tls: false,
+        }
+    }
+
+    /// A connected pair: our side as a pingora stream, and the vendor's side.
+    async fn pair(listener: &TcpListener) -> (Stream, TcpStream) {
+        let addr = listener.local_addr().unwrap();
+        let ours = TcpStream::connect(addr).await.unwrap();
+        let (theirs, _) = listener.accept().await.unwrap();
+        let ours: Stream = Box::new(pingora::protocols::l4::stream::Stream::from(ours));
+        (ours, theirs)
+    }
+
+    #[tokio::test]
+    async fn the_newest_quiet_connection_is_taken_first() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let pool = IdlePool::default();
+        let (older, _older_peer) = pair(&listener).await;
+        let (newer, _newer_peer) = pair(&listener).await;
+        let older_id = older.id();
+        let newer_id = newer.id();
+        pool.put(7, || identity(port), older, Duration::from_secs(60));
+        pool.put(7, || identity(port), newer, Duration::from_secs(60));
+        assert_eq!(pool.idle(7), 2);
+        assert_eq!(pool.take(7).map(|s| s.id()), Some(newer_id));
+        assert_eq!(pool.take(7).map(|s| s.id()), Some(older_id));
+        assert!(pool.take(7).is_none());
+        assert!(pool.take(8).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_vendor_closed_or_wrote_on_is_never_handed_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let pool = IdlePool::default();
+        let (closed, closed_peer) = pair(&listener).await;
+        let (chatty, mut chatty_peer) = pair(&listener).await;
+        pool.put(1, || identity(port), closed, Duration::from_secs(60));
+        pool.put(2, || identity(port), chatty, Duration::from_secs(60));
+        drop(closed_peer);
+        chatty_peer
+            .write_all(b"HTTP/1.1 408 Request Timeout\r\n\r\n")
+            .await
+            .unwrap();
+        // Poll until the reactor has seen both (bounded), then neither may come out.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let (mut one, mut two) = (true, true);
+        while (one || two) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            // take() closes what fails its check; put a passing one back for the next look.
+            one = match pool.take(1) {
+                Some(s) => {
+                    pool.put(1, || identity(port), s, Duration::from_secs(60));
+                    true
+                }
+                None => false,
+            };
+            two = match pool.take(2) {
+                Some(s) => {
+                    pool.put(2, || identity(port), s, Duration::from_secs(60));
+                    true
+                }
+                None => false,
+            };
+        }
+        assert!(!one, "a closed connection was handed out");
+        assert!(!two, "a connection with unasked-for bytes was handed out");
+    }
+
+    #[tokio::test]
+    async fn an_expired_connection_is_closed_not_handed_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let pool = IdlePool::default();
+        let (stream, _peer) = pair(&listener).await;
+        pool.put(3, || identity(port), stream, Duration::ZERO);
+        assert!(pool.take(3).is_none());
+    }
+
+    #[tokio::test]
+    async fn retiring_an_identity_closes_its_idle_connections_only() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let pool = IdlePool::default();
+        let (a, mut a_peer) = pair(&listener).await;
+        let (b, _b_peer) = pair(&listener).await;
+        pool.put(10, || identity(port), a, Duration::from_secs(60));
+        let mut other = identity(port);
+        other.tls = true;
+        pool.put(11, || other.clone(), b, Duration::from_secs(60));
+        assert_eq!(pool.retire(&BTreeSet::from([identity(port)])), 1);
+        assert_eq!((pool.idle(10), pool.idle(11)), (0, 1));
+        // The retired connection was closed: its vendor side reads end of stream.
+        let mut buf = [0u8; 1];
+        let n = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::io::AsyncReadExt::read(&mut a_peer, &mut buf),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(n, 0);
+        assert!(pool.take(11).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_peer_keeps_at_most_its_cap_of_idle_connections() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let pool = IdlePool::default();
+        let mut peers = Vec::new();
+        for _ in 0..MAX_IDLE_PER_PEER + 2 {
+            let (stream, peer) = pair(&listener).await;
+            peers.push(peer);
+            pool.put(5, || identity(port), stream, Duration::from_secs(60));
+        }
+        assert_eq!(pool.idle(5), MAX_IDLE_PER_PEER);
+    }
+}
