@@ -10,8 +10,12 @@
 #     proxy_pass with a keep-alive upstream in front of that same vendor;
 #   - `switchboard run --config bench/switchboard.yaml`: production defaults, the shipped
 #     routes (conversations.get cached, lists not), a Libredesk connection to the vendor;
+#   - the floor under switchboard: pingora's own proxy with nothing of switchboard in it
+#     (examples/bare_proxy.rs: no token, route, metrics or log; the same thread count), in
+#     front of that same vendor, and answering `GET /direct` itself (the floor under a
+#     cache hit);
 #   - wrk -t1 -cN, one path at a time, ROUNDS alternating rounds (switchboard, nginx,
-#     switchboard, nginx, ...), then medians.
+#     bare pingora, switchboard, ...), then medians.
 # Paths: GET one conversation uncached (`Cache-Control: no-cache`: every request calls the
 # vendor), the same from the cache (nginx has no cache: its figure is the uncached one), and
 # GET a page of 30 conversations (never cached), and the uncached conversation's very vendor
@@ -26,7 +30,8 @@
 # Environment: BENCH_DURATION, BENCH_ROUNDS, BENCH_CONNECTIONS, BENCH_SLOW_LATENCY_MS as the
 # flags; BENCH_PORT_BASE (default 18400; uses base+1, +2, +80, +81, +90, +91);
 # BENCH_KEEP=1 keeps the work folder (configs, logs, wrk outputs); NGINX, WRK: binaries;
-# SWITCHBOARD_BIN: a release binary already built (else `cargo build --release` first);
+# SWITCHBOARD_BIN, BARE_PROXY_BIN: release binaries already built (else `cargo build
+# --release --bin switchboard --example bare_proxy` first);
 # BENCH_PERF=DIR: record a `perf record -g` profile of the gateway during each of its runs
 # into DIR/<path>-<round>.data (linux-perf; read with `perf report -i FILE`).
 set -euo pipefail
@@ -59,22 +64,25 @@ done
 scripts/ensure-system-packages.sh bench
 NGINX="${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}"
 WRK="${WRK:-$(command -v wrk)}"
-if [ -n "${SWITCHBOARD_BIN:-}" ]; then
+if [ -n "${SWITCHBOARD_BIN:-}" ] && [ -n "${BARE_PROXY_BIN:-}" ]; then
   BIN="$SWITCHBOARD_BIN"
+  BARE_BIN="$BARE_PROXY_BIN"
 else
-  echo "building switchboard (release)..." >&2
-  cargo build --release --quiet --bin switchboard
-  BIN="${CARGO_TARGET_DIR:-target}/release/switchboard"
+  echo "building switchboard and the bare pingora proxy (release)..." >&2
+  cargo build --release --quiet --bin switchboard --example bare_proxy
+  BIN="${SWITCHBOARD_BIN:-${CARGO_TARGET_DIR:-target}/release/switchboard}"
+  BARE_BIN="${BARE_PROXY_BIN:-${CARGO_TARGET_DIR:-target}/release/examples/bare_proxy}"
 fi
 
 BASE="${BENCH_PORT_BASE:-18400}"
 VENDOR_PORT=$((BASE + 1))
 PEER_PORT=$((BASE + 2))
+BARE_PORT=$((BASE + 3))
 API="127.0.0.1:$((BASE + 80))"
 ADMIN="127.0.0.1:$((BASE + 90))"
 DEMO_API="127.0.0.1:$((BASE + 81))"
 DEMO_ADMIN="127.0.0.1:$((BASE + 91))"
-for port in "$VENDOR_PORT" "$PEER_PORT" "${API##*:}" "${ADMIN##*:}" "${DEMO_API##*:}" "${DEMO_ADMIN##*:}"; do
+for port in "$VENDOR_PORT" "$PEER_PORT" "$BARE_PORT" "${API##*:}" "${ADMIN##*:}" "${DEMO_API##*:}" "${DEMO_ADMIN##*:}"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "port $port is in use; pick other ports with BENCH_PORT_BASE=..." >&2
     exit 1
@@ -84,6 +92,7 @@ done
 # ----- processes, cleanup -------------------------------------------------------------------
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/switchboard-bench.XXXXXX")"
 NGINX_PID=
+BARE_PID=
 GATEWAY_PID=
 DEMO_PID=
 stop() { # pid, signal: stop one process this script started and wait for it
@@ -94,6 +103,7 @@ stop() { # pid, signal: stop one process this script started and wait for it
 cleanup() {
   stop "$GATEWAY_PID" INT
   stop "$DEMO_PID" INT
+  stop "$BARE_PID" INT
   stop "$NGINX_PID" TERM
   if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "work folder kept: $WORK" >&2; else rm -rf "$WORK"; fi
 }
@@ -136,6 +146,13 @@ VENDOR_ONE="/api/v1/conversations/$CONVERSATION_UUID"
 # The very query the Libredesk adapter sends for GET /v1/conversations?limit=30.
 VENDOR_PAGE="/api/v1/conversations/all?page=1&page_size=30&order_by=conversations.last_message_at&order=desc"
 wait_for "$PEER$VENDOR_ONE" "nginx" "$WORK/nginx-error.log"
+
+# ----- the floor: pingora's own proxy, nothing of switchboard ---------------------------------
+"$BARE_BIN" "127.0.0.1:$BARE_PORT" "127.0.0.1:$VENDOR_PORT" "token $VENDOR_CREDENTIALS" "$(nproc)" \
+  >"$WORK/bare.log" 2>&1 &
+BARE_PID=$!
+BARE="http://127.0.0.1:$BARE_PORT"
+wait_for "$BARE/direct" "bare pingora proxy" "$WORK/bare.log"
 
 # ----- the gateway ----------------------------------------------------------------------------
 export SWITCHBOARD_BENCH_API="$API" SWITCHBOARD_BENCH_ADMIN="$ADMIN" \
@@ -180,6 +197,10 @@ cmp -s "$WORK/check.body" bench/bodies/libredesk/conversation.json \
 check "nginx, page of 30" 200 "" "$PEER$VENDOR_PAGE" -H "$AUTH"
 cmp -s "$WORK/check.body" bench/bodies/libredesk/conversations_page.json \
   || { echo "check failed: nginx did not proxy the vendor's page body" >&2; exit 1; }
+check "bare pingora, one conversation" 200 "" "$BARE$VENDOR_ONE"
+cmp -s "$WORK/check.body" bench/bodies/libredesk/conversation.json \
+  || { echo "check failed: the bare pingora proxy did not proxy the vendor's conversation body" >&2; exit 1; }
+check "bare pingora, direct answer" 200 "" "$BARE/direct"
 check "switchboard, one conversation uncached" 200 bypass "$SB_ONE" -H "$AUTH" -H "Cache-Control: no-cache"
 grep -q "\"id\":\"$ID\"" "$WORK/check.body" \
   || { echo "check failed: switchboard's conversation is not $ID:" >&2; head -c 600 "$WORK/check.body" >&2; exit 1; }
@@ -229,8 +250,10 @@ echo "wrk -t1 -c$CONNS, ${DURATION}s per run, $ROUNDS alternating round(s); load
 for round in $(seq 1 "$ROUNDS"); do
   run one switchboard "$SB_ONE" "Cache-Control: no-cache"
   run one nginx "$PEER$VENDOR_ONE" ""
+  run one bare "$BARE$VENDOR_ONE" ""
   curl -sf -o /dev/null -H "$AUTH" "$SB_ONE" # (re)fill the entry, then measure hits
   run hit switchboard "$SB_ONE" ""
+  run hit bare "$BARE/direct" ""
   run page switchboard "$SB_PAGE" ""
   run page nginx "$PEER$VENDOR_PAGE" ""
   run pass switchboard "$SB_PASS" ""
@@ -243,6 +266,8 @@ CACHE_HITS="$(curl -s "http://$ADMIN/metrics" | awk '/^switchboard_cache_request
 RELOADS=$(($(generation) - GENERATION_START))
 stop "$GATEWAY_PID" INT
 GATEWAY_PID=
+stop "$BARE_PID" INT
+BARE_PID=
 stop "$NGINX_PID" TERM
 NGINX_PID=
 
@@ -283,8 +308,8 @@ figure() { # key server → "8.2k rps, p99 6.6 ms (6.5–7.4)"
     rr = (r >= 1000) ? sprintf("%.1fk", r / 1000) : sprintf("%.0f", r)
     printf "%s rps, p99 %.1f ms%s", rr, p, g }'
 }
-ratio() { # key (switchboard) key (nginx)
-  awk -v a="$(median "$1" switchboard 3)" -v b="$(median "$2" nginx 3)" 'BEGIN { printf "%.2f×", a / b }'
+ratio() { # key (switchboard) key (nginx) [server instead of nginx]
+  awk -v a="$(median "$1" switchboard 3)" -v b="$(median "$2" "${3:-nginx}" 3)" 'BEGIN { printf "%.2f×", a / b }'
 }
 errors="$(awk '$5 == "errors" { n++ } END { print n + 0 }' "$RESULTS")"
 
@@ -295,15 +320,17 @@ echo "command: \`$COMMAND\` (wrk -t1 -c$CONNS, ${DURATION}s per run, $ROUNDS alt
 echo "machine: $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo); $("$NGINX" -v 2>&1 | sed 's/.*: //'); switchboard $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo '+changes')"
 echo "load average before: $LOAD_BEFORE, after: $(uptime | sed 's/.*load average: //') (1, 5, 15 min; anything else running on the machine competes with both servers)"
 echo
-echo "| path | switchboard | nginx proxy_pass | ratio | goal |"
-echo "|---|---|---|---|---|"
-echo "| GET one conversation, uncached (\`Cache-Control: no-cache\`) | $(figure one switchboard) | $(figure one nginx) | $(ratio one one) | ≥ 1.0×, p99 ≤ nginx |"
-echo "| GET one conversation, cache hit | $(figure hit switchboard) | (no cache: row above) | $(ratio hit one) | ≥ 1.5× |"
-echo "| GET a page of 30 conversations | $(figure page switchboard) | $(figure page nginx) | $(ratio page page) | ≥ 0.5× |"
-echo "| passthrough GET of one vendor conversation (streamed as is) | $(figure pass switchboard) | (same call: first row) | $(ratio pass one) | ≥ 0.9× |"
+echo "| path | switchboard | nginx proxy_pass | ratio | goal | bare pingora (the floor) | switchboard / bare |"
+echo "|---|---|---|---|---|---|---|"
+echo "| GET one conversation, uncached (\`Cache-Control: no-cache\`) | $(figure one switchboard) | $(figure one nginx) | $(ratio one one) | ≥ 1.0×, p99 ≤ nginx | proxy: $(figure one bare) | $(ratio one one bare) |"
+echo "| GET one conversation, cache hit | $(figure hit switchboard) | (no cache: row above) | $(ratio hit one) | ≥ 1.5× | direct answer: $(figure hit bare) | $(ratio hit hit bare) |"
+echo "| GET a page of 30 conversations | $(figure page switchboard) | $(figure page nginx) | $(ratio page page) | ≥ 0.5× | — | — |"
+echo "| passthrough GET of one vendor conversation (streamed as is) | $(figure pass switchboard) | (same call: first row) | $(ratio pass one) | ≥ 0.9× | proxy: first row | $(ratio pass one bare) |"
 if [ "$SLOW" = 1 ]; then
-  echo "| slow vendor (${SLOW_MS} ms): GET one conversation, uncached | $(figure slow switchboard) | — | — | p99 no worse than before |"
+  echo "| slow vendor (${SLOW_MS} ms): GET one conversation, uncached | $(figure slow switchboard) | — | — | p99 no worse than before | — | — |"
 fi
+echo
+echo "bare pingora vs nginx proxy_pass, the same call: $(awk -v a="$(median one bare 3)" -v b="$(median one nginx 3)" 'BEGIN { printf "%.2f×", a / b }') (what any gateway built on pingora starts from on this machine)."
 echo
 echo "switchboard RSS: idle after start $RSS_IDLE MB, after the runs $RSS_AFTER MB (peak $RSS_PEAK MB); goal < 32 MB idle, < 64 MB after."
 echo "cache hits counted by the gateway: $CACHE_HITS; config reloads during the runs: $RELOADS (nothing changed the files: should be 0)."
