@@ -1,5 +1,6 @@
-//! The pooled client: pingora's own `Connector` (keep-alive pool, TLS) sending one request to
-//! one upstream within a timeout around the whole call.
+//! The pooled client: pingora's own `Connector` (HTTP/1, TLS) opening connections, our
+//! [`IdlePool`] keeping them between calls, one request to one upstream within a timeout
+//! around the whole call.
 //!
 //! The connector is created lazily on first use, inside the service runtime, because pooled
 //! connections belong to the reactor that opened them (and daemon mode forks before any
