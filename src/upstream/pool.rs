@@ -7,7 +7,8 @@
 //! wake-up and a timer for every vendor call, which the uncached hot path paid on each
 //! request. Here an idle connection is watched by nobody: it is checked when it is taken
 //! (a non-blocking read must find nothing: a closed or chattering connection is dropped) and
-//! dropped once it has been idle for longer than its idle timeout. What a check cannot see
+//! dropped once it has been idle for longer than its idle timeout; a release sweeps all idle
+//! connections at most once a second ([`SWEEP_EVERY`]). What a check cannot see
 //! (a FIN still in flight) is the stale-connection case [`super::client`] already retries.
 
 use std::collections::{BTreeSet, HashMap};
@@ -22,14 +23,25 @@ use super::tls::PoolIdentity;
 
 /// At most this many idle connections are kept per peer; one more is closed.
 const MAX_IDLE_PER_PEER: usize = 128;
-/// How often, at most, a release sweeps every peer's expired connections.
+/// How often, at most, a release sweeps every peer's expired connections and those the vendor
+/// closed while they were idle. (With no call at all, nothing sweeps: up to
+/// [`MAX_IDLE_PER_PEER`] connections per peer stay open until the next call or the end.)
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Idle connections by peer (`HttpPeer::reuse_hash`), with the pool identity each peer
 /// belongs to (what [`IdlePool::retire`] closes).
-#[derive(Default)]
 pub(super) struct IdlePool {
     inner: Mutex<Inner>,
+    sweep_every: Duration,
+}
+
+impl Default for IdlePool {
+    fn default() -> Self {
+        IdlePool {
+            inner: Mutex::default(),
+            sweep_every: SWEEP_EVERY,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -90,13 +102,18 @@ impl IdlePool {
             }
             if inner
                 .last_sweep
-                .is_none_or(|at| now.duration_since(at) >= SWEEP_EVERY)
+                .is_none_or(|at| now.duration_since(at) >= self.sweep_every)
             {
                 inner.last_sweep = Some(now);
                 for idle in inner.idle.values_mut() {
-                    // Oldest first: the expired ones are a prefix.
-                    let stale = idle.partition_point(|c| c.expires <= now);
-                    expired.extend(idle.drain(..stale));
+                    // Expired, or closed by the vendor while idle (one non-blocking read each).
+                    for mut c in std::mem::take(idle) {
+                        if c.expires > now && is_quiet(&mut c.stream) {
+                            idle.push(c);
+                        } else {
+                            expired.push(c);
+                        }
+                    }
                 }
             }
         }
@@ -225,6 +242,31 @@ mod tests {
         }
         assert!(!one, "a closed connection was handed out");
         assert!(!two, "a connection with unasked-for bytes was handed out");
+    }
+
+    #[tokio::test]
+    async fn a_release_sweeps_away_connections_the_vendor_closed_while_idle() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let pool = IdlePool {
+            sweep_every: Duration::ZERO,
+            ..IdlePool::default()
+        };
+        let (closed, closed_peer) = pair(&listener).await;
+        pool.put(4, || identity(port), closed, Duration::from_secs(60));
+        drop(closed_peer);
+        // Each release sweeps; poll (bounded) until the reactor has seen the FIN and a
+        // release on another peer has closed the idle connection of peer 4.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut others = Vec::new();
+        while pool.idle(4) == 1 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let (other, other_peer) = pair(&listener).await;
+            others.push(other_peer);
+            pool.put(9, || identity(port), other, Duration::from_secs(60));
+        }
+        assert_eq!(pool.idle(4), 0, "the closed idle connection was kept");
+        assert!(pool.idle(9) >= 1, "open idle connections were swept too");
     }
 
     #[tokio::test]
