@@ -605,36 +605,40 @@ struct WireMember<'a> {
 }
 
 impl WireMember<'_> {
-    /// The profile fields that are set (not `null`, not blank text), by their CAAC names.
-    fn custom_fields(&self) -> Map<String, Value> {
+    /// The profile fields that are set (not `null`, not blank text), by their CAAC names
+    /// (moved out of the wire struct, not copied).
+    fn custom_fields(&mut self) -> Map<String, Value> {
         let country = self.country.as_ref().map(|c| Value::from(c.as_str()));
-        [
-            ("account_manager", self.account_manager.as_ref()),
-            ("birthday", self.birthday.as_ref()),
-            ("city", self.city.as_ref()),
-            ("connect_id", self.connect_id.as_ref()),
-            ("country", country.as_ref()),
-            ("custom_id", self.custom_id.as_ref()),
-            ("customer_id", self.customer_id.as_ref()),
-            ("engagement_level", self.engagement_level.as_ref()),
-            ("gender", self.gender.as_ref()),
-            ("location", self.location.as_ref()),
-            ("member_level", self.member_level.as_ref()),
-            ("note", self.note.as_ref()),
-            ("star_mark", self.star_mark.as_ref()),
-            ("status", self.status.as_ref()),
-        ]
-        .into_iter()
-        .filter_map(|(key, field)| {
-            let field = field?;
-            let set = match field {
+        let fields = [
+            ("account_manager", self.account_manager.take()),
+            ("birthday", self.birthday.take()),
+            ("city", self.city.take()),
+            ("connect_id", self.connect_id.take()),
+            ("country", country),
+            ("custom_id", self.custom_id.take()),
+            ("customer_id", self.customer_id.take()),
+            ("engagement_level", self.engagement_level.take()),
+            ("gender", self.gender.take()),
+            ("location", self.location.take()),
+            ("member_level", self.member_level.take()),
+            ("note", self.note.take()),
+            ("star_mark", self.star_mark.take()),
+            ("status", self.status.take()),
+        ];
+        // A handful of entries: inserted one by one (cheaper than collecting and sorting).
+        let mut set = Map::new();
+        for (key, field) in fields {
+            let Some(field) = field else { continue };
+            let is_set = match &field {
                 Value::Null => false,
                 Value::String(s) => !s.trim().is_empty(),
                 _ => true,
             };
-            set.then(|| (key.to_owned(), field.clone()))
-        })
-        .collect()
+            if is_set {
+                set.insert(key.to_owned(), field);
+            }
+        }
+        set
     }
 }
 
@@ -836,9 +840,10 @@ pub(super) fn translate_contact<'a>(
     channel_id: i64,
     source: impl VendorJson<'a>,
 ) -> Result<Contact, ApiError> {
-    let wire: WireMember<'_> = source.wire(VENDOR, "member")?;
+    let mut wire: WireMember<'_> = source.wire(VENDOR, "member")?;
     let member_id =
         positive(wire.id).ok_or_else(|| bad_response(VENDOR, "member id is not positive"))?;
+    let custom_fields = wire.custom_fields();
     let name = [&wire.display_name, &wire.name, &wire.original_name]
         .into_iter()
         .find_map(owned_text);
@@ -876,7 +881,7 @@ pub(super) fn translate_contact<'a>(
         handles,
         company: owned_text(&wire.company),
         avatar_url: owned_text(&wire.avatar),
-        custom_fields: wire.custom_fields(),
+        custom_fields,
         raw: mapper.raw_with(|| source.tree()),
     })
 }

@@ -880,7 +880,7 @@ pub(super) fn translate_contact<'a>(
 
 fn contact_from_wire(
     mapper: &Mapper,
-    wire: WireContact<'_>,
+    mut wire: WireContact<'_>,
     raw: Option<Value>,
 ) -> Result<Contact, ApiError> {
     let remote_id = required_key(&wire.id, "contact")?;
@@ -891,7 +891,8 @@ fn contact_from_wire(
         phones,
         handles,
     } = channels_of(&wire);
-    let custom_fields = object_or_empty(wire.custom_fields.as_ref());
+    // Moved out of the wire struct, not copied: it is the caller's data, passed through whole.
+    let custom_fields = object_or_empty(wire.custom_fields.take());
     Ok(Contact {
         id: mapper.id(Kind::Contact, vec![remote_id.clone()]),
         connection: mapper.connection.clone(),

@@ -49,7 +49,7 @@ pub(crate) fn e164(number: &str, country: Option<&str>) -> Option<String> {
     }
     let compact = compact(number);
     let candidate = match international(&compact) {
-        Some(digits) if number.contains("(0)") && !keeps_trunk_zero(digits) => {
+        Some(digits) if has_bracketed_zero(number) && !keeps_trunk_zero(digits) => {
             // "+44 (0)20 …": the bracketed trunk zero is not part of the number.
             return e164(&number.replacen("(0)", "", 1), country);
         }
@@ -66,6 +66,11 @@ pub(crate) fn e164(number: &str, country: Option<&str>) -> Option<String> {
         }
     };
     is_e164(&candidate).then_some(candidate)
+}
+
+/// Whether the number has `(0)` (a short number: a byte scan, no substring searcher).
+fn has_bracketed_zero(number: &str) -> bool {
+    number.as_bytes().windows(3).any(|w| w == b"(0)")
 }
 
 /// `+` and 7 to 15 digits, the first not zero: the grammar of an E.164 key inside an ID.

@@ -16,9 +16,9 @@ pub(crate) fn owned_non_empty(s: Option<&str>) -> Option<String> {
 
 /// A JSON object field as a map (`custom_fields` from the vendor's variables or attributes);
 /// anything that is not an object is no fields at all.
-pub(crate) fn object_or_empty(value: Option<&Value>) -> Map<String, Value> {
+pub(crate) fn object_or_empty(value: Option<Value>) -> Map<String, Value> {
     match value {
-        Some(Value::Object(map)) => map.clone(),
+        Some(Value::Object(map)) => map,
         _ => Map::new(),
     }
 }
@@ -159,8 +159,8 @@ mod tests {
 
     #[test]
     fn only_an_object_holds_fields() {
-        assert_eq!(object_or_empty(Some(&json!({"a": 1})))["a"], 1);
-        assert!(object_or_empty(Some(&json!([1]))).is_empty());
+        assert_eq!(object_or_empty(Some(json!({"a": 1})))["a"], 1);
+        assert!(object_or_empty(Some(json!([1]))).is_empty());
         assert!(object_or_empty(None).is_empty());
     }
 }
