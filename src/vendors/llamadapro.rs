@@ -894,7 +894,7 @@ fn contact_from_wire(
     // Moved out of the wire struct, not copied: it is the caller's data, passed through whole.
     let custom_fields = object_or_empty(wire.custom_fields.take());
     Ok(Contact {
-        id: mapper.id(Kind::Contact, vec![remote_id.clone()]),
+        id: mapper.id_of(Kind::Contact, &[&remote_id]),
         connection: mapper.connection.clone(),
         vendor: vendor_label(VENDOR),
         name: join_name(first_name.as_deref(), last_name.as_deref()),

@@ -51,12 +51,17 @@ pub(crate) fn split_names(
 
 /// First and last name as one (`None` when neither has content).
 pub(crate) fn join_name(first: Option<&str>, last: Option<&str>) -> Option<String> {
-    let name = [non_empty(first), non_empty(last)]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join(" ");
-    (!name.is_empty()).then_some(name)
+    match (non_empty(first), non_empty(last)) {
+        (Some(first), Some(last)) => {
+            let mut name = String::with_capacity(first.len() + 1 + last.len());
+            name.push_str(first);
+            name.push(' ');
+            name.push_str(last);
+            Some(name)
+        }
+        (Some(one), None) | (None, Some(one)) => Some(one.to_owned()),
+        (None, None) => None,
+    }
 }
 
 /// A vendor's delivery word as the normalized message status, case-insensitive: the
