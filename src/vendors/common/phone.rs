@@ -226,6 +226,11 @@ mod tests {
 
     /// Every rule of the module documentation, one row each: (number, country, E.164).
     const TABLE: &[(&str, Option<&str>, Option<&str>)] = &[
+        // Already E.164: the number as it is (the fast path).
+        ("+447700900123", None, Some("+447700900123")),
+        (" +447700900123 ", Some("DE"), Some("+447700900123")),
+        ("+4477009", None, Some("+4477009")),
+        ("+447700900", Some("GB"), Some("+447700900")),
         // Rule 1: separators.
         ("+44 7700 900123", None, Some("+447700900123")),
         ("+1 (415) 555.0100", None, Some("+14155550100")),
@@ -315,6 +320,12 @@ mod tests {
             ("0049 176 12345678", Some("+4917612345678")),
             ("0176 1234567", None),
             ("49123456789", Some("+49123456789")),
+            (" 4917612345678 ", Some("+4917612345678")),
+            ("004917612345678", Some("+4917612345678")),
+            ("00", None),
+            ("0176123456", None),
+            ("1234567890123456", None),
+            ("123456", None),
             ("491", None),
             ("+49 123", None),
             ("abc", None),

@@ -224,6 +224,38 @@ mod tests {
         name: &'a str,
     }
 
+    /// `from_body` answers what `serde_json::from_slice` answers, error text included, for
+    /// bodies that are valid UTF-8 (read as `str`) and bodies that are not (read as bytes).
+    #[test]
+    fn from_body_answers_what_from_slice_answers() {
+        #[derive(Debug, PartialEq, Deserialize)]
+        struct Wire<'a> {
+            #[serde(borrow)]
+            name: std::borrow::Cow<'a, str>,
+        }
+        let bodies: &[&[u8]] = &[
+            br#"{"name": "Ada"}"#,
+            br#"{"name": "A\"da \u00e9"}"#,
+            "{\"name\": \"Zo\u{eb}\"}".as_bytes(),
+            // Not UTF-8 in a field the struct skips: accepted, as from_slice accepts it.
+            b"{\"name\": \"Ada\", \"other\": \"\xff\"}",
+            // Not UTF-8 in a field it reads: the same error at the same place.
+            b"{\"name\": \"\xffAda\"}",
+            br#"{"name": "Ad"#,
+            br#"{"name": "Ada"} trailing"#,
+            br#"{"name": 1}"#,
+            b"{\"name\": \"a\x01b\"}",
+            b"",
+        ];
+        for body in bodies {
+            let fast = from_body::<Wire<'_>>(body).map_err(|e| e.to_string());
+            let slow = serde_json::from_slice::<Wire<'_>>(body).map_err(|e| e.to_string());
+            assert_eq!(fast, slow, "{}", String::from_utf8_lossy(body));
+        }
+        assert!(from_body::<Wire<'_>>(b"{\"name\": \"Ada\", \"other\": \"\xff\"}").is_ok());
+        assert!(from_body::<Wire<'_>>(b"{\"name\": \"\xffAda\"}").is_err());
+    }
+
     #[test]
     fn a_wire_struct_reads_from_a_tree_or_borrows_from_the_bytes() {
         let tree = json!({"name": "Ada"});
