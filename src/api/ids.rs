@@ -123,19 +123,48 @@ impl Kind {
 
 /// The opaque ID [`ObjectId::encode`] answers, from borrowed parts: what an adapter mints for
 /// every object it translates, without copying the tenant and connection first.
+///
+/// The ID is the base64url of the parts as a compact JSON array of strings. A list translation
+/// mints one or two per item (issue 11), so the array is written by hand, on the stack when it
+/// fits, and a part with a character JSON escapes (a quote, a backslash, a control character:
+/// no real key) is written by serde_json: the bytes are serde_json's either way.
 pub fn encode_id(kind: Kind, tenant: &str, connection: &str, keys: &[&str]) -> String {
-    let mut parts: Vec<&str> = Vec::with_capacity(2 + keys.len());
-    parts.push(tenant);
-    parts.push(connection);
-    parts.extend_from_slice(keys);
-    // Serializing a Vec<&str> to JSON cannot fail.
-    let json = serde_json::to_vec(&parts).unwrap_or_default();
+    let parts = || [tenant, connection].into_iter().chain(keys.iter().copied());
+    let plain = parts().all(|part| !part.bytes().any(json_escaped));
+    let len = 1 + parts().map(|part| part.len() + 3).sum::<usize>();
+    let mut stack = [0u8; 256];
+    let heap: Vec<u8>;
+    let json: &[u8] = if plain && len <= stack.len() {
+        let mut at = 0;
+        let mut put = |bytes: &[u8]| {
+            stack[at..at + bytes.len()].copy_from_slice(bytes);
+            at += bytes.len();
+        };
+        put(b"[");
+        for (i, part) in parts().enumerate() {
+            put(if i == 0 { b"\"" } else { b",\"" });
+            put(part.as_bytes());
+            put(b"\"");
+        }
+        put(b"]");
+        &stack[..at]
+    } else {
+        let all: Vec<&str> = parts().collect();
+        // Serializing a Vec<&str> to JSON cannot fail.
+        heap = serde_json::to_vec(&all).unwrap_or_default();
+        &heap
+    };
     let prefix = kind.prefix();
     let mut id = String::with_capacity(prefix.len() + 1 + json.len().div_ceil(3) * 4);
     id.push_str(prefix);
     id.push('_');
     URL_SAFE_NO_PAD.encode_string(json, &mut id);
     id
+}
+
+/// A byte serde_json writes escaped inside a string.
+fn json_escaped(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -196,6 +225,30 @@ impl ObjectId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_are_the_base64_of_serde_jsons_array_of_the_parts() {
+        let long = "k".repeat(300);
+        for keys in [
+            &["1001"][..],
+            &["0b8e5a3c-0001-4c1e-9a55-2f0c6f3b0001", "42"],
+            &["a\"quote", "back\\slash", "tab\tnew\nline\u{1}"],
+            &["é ü 中文 \u{7f} /"],
+            &[""],
+            &[],
+            &[&long],
+        ] {
+            let mut all = vec!["demo", "libredesk"];
+            all.extend_from_slice(keys);
+            let json = serde_json::to_vec(&all).unwrap();
+            let want = format!("ct_{}", URL_SAFE_NO_PAD.encode(json));
+            assert_eq!(
+                encode_id(Kind::Contact, "demo", "libredesk", keys),
+                want,
+                "{keys:?}"
+            );
+        }
+    }
 
     #[test]
     fn round_trips_with_several_keys() {

@@ -605,36 +605,40 @@ struct WireMember<'a> {
 }
 
 impl WireMember<'_> {
-    /// The profile fields that are set (not `null`, not blank text), by their CAAC names.
-    fn custom_fields(&self) -> Map<String, Value> {
+    /// The profile fields that are set (not `null`, not blank text), by their CAAC names
+    /// (moved out of the wire struct, not copied).
+    fn custom_fields(&mut self) -> Map<String, Value> {
         let country = self.country.as_ref().map(|c| Value::from(c.as_str()));
-        [
-            ("account_manager", self.account_manager.as_ref()),
-            ("birthday", self.birthday.as_ref()),
-            ("city", self.city.as_ref()),
-            ("connect_id", self.connect_id.as_ref()),
-            ("country", country.as_ref()),
-            ("custom_id", self.custom_id.as_ref()),
-            ("customer_id", self.customer_id.as_ref()),
-            ("engagement_level", self.engagement_level.as_ref()),
-            ("gender", self.gender.as_ref()),
-            ("location", self.location.as_ref()),
-            ("member_level", self.member_level.as_ref()),
-            ("note", self.note.as_ref()),
-            ("star_mark", self.star_mark.as_ref()),
-            ("status", self.status.as_ref()),
-        ]
-        .into_iter()
-        .filter_map(|(key, field)| {
-            let field = field?;
-            let set = match field {
+        let fields = [
+            ("account_manager", self.account_manager.take()),
+            ("birthday", self.birthday.take()),
+            ("city", self.city.take()),
+            ("connect_id", self.connect_id.take()),
+            ("country", country),
+            ("custom_id", self.custom_id.take()),
+            ("customer_id", self.customer_id.take()),
+            ("engagement_level", self.engagement_level.take()),
+            ("gender", self.gender.take()),
+            ("location", self.location.take()),
+            ("member_level", self.member_level.take()),
+            ("note", self.note.take()),
+            ("star_mark", self.star_mark.take()),
+            ("status", self.status.take()),
+        ];
+        // A handful of entries: inserted one by one (cheaper than collecting and sorting).
+        let mut set = Map::new();
+        for (key, field) in fields {
+            let Some(field) = field else { continue };
+            let is_set = match &field {
                 Value::Null => false,
                 Value::String(s) => !s.trim().is_empty(),
                 _ => true,
             };
-            set.then(|| (key.to_owned(), field.clone()))
-        })
-        .collect()
+            if is_set {
+                set.insert(key.to_owned(), field);
+            }
+        }
+        set
     }
 }
 
@@ -836,9 +840,10 @@ pub(super) fn translate_contact<'a>(
     channel_id: i64,
     source: impl VendorJson<'a>,
 ) -> Result<Contact, ApiError> {
-    let wire: WireMember<'_> = source.wire(VENDOR, "member")?;
+    let mut wire: WireMember<'_> = source.wire(VENDOR, "member")?;
     let member_id =
         positive(wire.id).ok_or_else(|| bad_response(VENDOR, "member id is not positive"))?;
+    let custom_fields = wire.custom_fields();
     let name = [&wire.display_name, &wire.name, &wire.original_name]
         .into_iter()
         .find_map(owned_text);
@@ -876,7 +881,7 @@ pub(super) fn translate_contact<'a>(
         handles,
         company: owned_text(&wire.company),
         avatar_url: owned_text(&wire.avatar),
-        custom_fields: wire.custom_fields(),
+        custom_fields,
         raw: mapper.raw_with(|| source.tree()),
     })
 }
@@ -2571,5 +2576,123 @@ mod tests {
             (m["direction"].as_str(), m["status"].as_str()),
             (Some("outbound"), Some("sent"))
         );
+    }
+}
+
+/// Golden translations: CAAC answers and the normalized objects this adapter made of them, as
+/// the gateway writes them, byte for byte (`tests/fixtures/golden/caac_*.normalized.json`,
+/// recorded before the lookup path was tuned for issue 11). A change in the output of any
+/// field, order or phone number fails here.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod golden {
+    use super::*;
+    use crate::api::model::HandleChannel;
+    use crate::vendors::test_support::{compiled_routes, response};
+
+    fn read(path: &str) -> String {
+        let path = format!("{}/{path}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    fn mapper(want_raw: bool) -> Mapper {
+        Mapper {
+            tenant: "demo".into(),
+            connection: "caac".into(),
+            want_raw,
+        }
+    }
+
+    fn assert_golden(name: &str, actual: String) {
+        let expected = read(&format!("tests/fixtures/golden/{name}.normalized.json"));
+        assert_eq!(actual, expected.trim_end(), "{name}");
+    }
+
+    /// The member types the shipped routes file sets.
+    fn shipped_types() -> MemberTypes {
+        MemberTypes::from_settings(&compiled_routes(Vendor::Caac).settings).unwrap()
+    }
+
+    /// Every member of the bench body looked up by its own LINE uid, one lookup answer each:
+    /// the lists they answer, in order.
+    fn lookups(types: &MemberTypes, want_raw: bool) -> String {
+        let members: Vec<Value> =
+            serde_json::from_str(&read("bench/bodies/caac/members.json")).unwrap();
+        let mut all = Vec::new();
+        for member in &members {
+            let handle = Handle {
+                channel: HandleChannel::Line,
+                value: member["external_member_id"].as_str().unwrap().to_owned(),
+            };
+            let answer = response(200, &serde_json::to_string(member).unwrap());
+            let lookup = Lookup {
+                channel_id: 1201,
+                handle: &handle,
+                path: "/openapi/v1/channels/{channel_id}/members/external/{external_member_id}",
+            };
+            match lookup_answer(&mapper(want_raw), types, &answer, lookup).unwrap() {
+                Output::List { data, next } => all.push(format!(
+                    r#"{{"data":{},"next":{}}}"#,
+                    serde_json::to_string(&data).unwrap(),
+                    serde_json::to_string(&next).unwrap()
+                )),
+                other => panic!("not a list: {other:?}"),
+            }
+        }
+        format!("[{}]", all.join(","))
+    }
+
+    #[test]
+    fn lookups_translate_as_recorded() {
+        assert_golden(
+            "caac_lookups_bench",
+            lookups(&MemberTypes::default(), false),
+        );
+        assert_golden(
+            "caac_lookups_bench_raw",
+            lookups(&MemberTypes::default(), true),
+        );
+        assert_golden("caac_lookups_bench_types", lookups(&shipped_types(), false));
+    }
+
+    #[test]
+    fn members_translate_as_recorded() {
+        for (name, path) in [
+            ("caac_member", "tests/fixtures/caac/member.json"),
+            (
+                "caac_member_by_external_id",
+                "tests/fixtures/caac/member_by_external_id.json",
+            ),
+        ] {
+            let body = read(path);
+            for (types, suffix) in [(MemberTypes::default(), ""), (shipped_types(), "_types")] {
+                let c = translate_contact(&mapper(false), &types, 1201, body.as_bytes()).unwrap();
+                assert_golden(
+                    &format!("{name}{suffix}"),
+                    serde_json::to_string(&c).unwrap(),
+                );
+            }
+            let c =
+                translate_contact(&mapper(true), &shipped_types(), 1201, body.as_bytes()).unwrap();
+            assert_golden(&format!("{name}_raw"), serde_json::to_string(&c).unwrap());
+        }
+        let member = read("tests/fixtures/caac/member.json");
+        let assignment = read("tests/fixtures/caac/assignment.json");
+        let c = translate_conversation(
+            &mapper(false),
+            &shipped_types(),
+            1201,
+            member.as_bytes(),
+            assignment.as_bytes(),
+        )
+        .unwrap();
+        assert_golden("caac_conversation", serde_json::to_string(&c).unwrap());
+        let keys = MemberKeys {
+            channel_id: 1201,
+            member_id: 67890,
+        };
+        let message = read("tests/fixtures/caac/message.json");
+        let m = translate_message(&mapper(false), keys, message.as_bytes(), Some(501)).unwrap();
+        assert_golden("caac_message", serde_json::to_string(&m).unwrap());
     }
 }

@@ -73,7 +73,7 @@ use serde_json::{json, Map, Value};
 
 use super::common::attachment;
 use super::common::typed::{self, opt_text, Text};
-use super::common::wire::credentials_rejected;
+use super::common::wire::{self, credentials_rejected};
 use super::common::{
     attachment_type, bad_response, check_status, check_vendor_fields, cursor_number, cursor_text,
     ep, error_text, filter, filter_via, join_name, keys, message_status, non_empty, op,
@@ -877,14 +877,12 @@ fn read_typed<'a, T: Deserialize<'a>>(
     key: &'static str,
 ) -> Result<Answer<'a, T>, ApiError> {
     check_answer_status(response)?;
-    let mut de = serde_json::Deserializer::from_slice(&response.body);
-    AnswerSeed {
+    let seed = AnswerSeed {
         key,
         item: PhantomData,
-    }
-    .deserialize(&mut de)
-    .and_then(|answer| de.end().map(|()| answer))
-    .map_err(|e| bad_response(VENDOR, format!("`{key}` answer: {e}")))
+    };
+    wire::seed_from_body(&response.body, seed)
+        .map_err(|e| bad_response(VENDOR, format!("`{key}` answer: {e}")))
 }
 
 /// `raw` of the object under `key` of an answer (or of item `index` of that list), built

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::api::ids::{encode_id, Kind, ObjectId};
+use crate::api::ids::{encode_id, Kind};
 use crate::vendors::CallContext;
 
 /// What a translation needs from the call context: who owns the IDs it mints, and whether the
@@ -25,7 +25,15 @@ impl Mapper {
 
     /// A new opaque ID of this connection.
     pub(crate) fn id(&self, kind: Kind, keys: Vec<String>) -> String {
-        ObjectId::new(kind, &self.tenant, &self.connection, keys).encode()
+        match keys.as_slice() {
+            [a] => self.id_of(kind, &[a]),
+            [a, b] => self.id_of(kind, &[a, b]),
+            [a, b, c] => self.id_of(kind, &[a, b, c]),
+            _ => {
+                let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+                self.id_of(kind, &keys)
+            }
+        }
     }
 
     /// Like [`Mapper::id`], from borrowed keys: no copies on the way to the encoded ID (a list

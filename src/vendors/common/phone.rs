@@ -43,23 +43,49 @@ use crate::api::ids::KeyGrammar;
 /// module documentation for the rules. `country` is where a national number is dialled.
 pub(crate) fn e164(number: &str, country: Option<&str>) -> Option<String> {
     let number = number.trim();
+    // Fast path: a number already in E.164 (how most vendors store it) is its own answer.
+    if is_e164(number) {
+        return Some(number.to_owned());
+    }
     let compact = compact(number);
     let candidate = match international(&compact) {
-        Some(digits) if number.contains("(0)") && !keeps_trunk_zero(digits) => {
+        Some(digits) if has_bracketed_zero(number) && !keeps_trunk_zero(digits) => {
             // "+44 (0)20 …": the bracketed trunk zero is not part of the number.
             return e164(&number.replacen("(0)", "", 1), country);
         }
-        Some(digits) => format!("+{digits}"),
+        // "+…": the compact number is the candidate as it is.
+        Some(_) if compact.starts_with('+') => compact,
+        Some(digits) => plus(&[digits]),
         None => {
             let code = country.and_then(calling_code)?;
             let national = match compact.strip_prefix('0') {
                 Some(rest) if !keeps_trunk_zero(code) => rest,
                 _ => compact.as_str(),
             };
-            format!("+{code}{national}")
+            plus(&[code, national])
         }
     };
-    KeyGrammar::E164.accepts(&candidate).then_some(candidate)
+    is_e164(&candidate).then_some(candidate)
+}
+
+/// Whether the number has `(0)` (a short number: a byte scan, no substring searcher).
+fn has_bracketed_zero(number: &str) -> bool {
+    number.as_bytes().windows(3).any(|w| w == b"(0)")
+}
+
+/// `+` and 7 to 15 digits, the first not zero: the grammar of an E.164 key inside an ID.
+fn is_e164(number: &str) -> bool {
+    KeyGrammar::E164.accepts(number)
+}
+
+/// `+` and `parts`, in one allocation of the right size.
+fn plus(parts: &[&str]) -> String {
+    let mut out = String::with_capacity(1 + parts.iter().map(|p| p.len()).sum::<usize>());
+    out.push('+');
+    for part in parts {
+        out.push_str(part);
+    }
+    out
 }
 
 /// A stored number as E.164 where that can be known ([`e164`]), else as the vendor stored it
@@ -71,7 +97,17 @@ pub(crate) fn normalize(number: &str, country: Option<&str>) -> String {
 /// A WhatsApp id (the international number's digits, no `+`) or a number in any form
 /// [`e164`] reads, as E.164.
 pub(crate) fn whatsapp_e164(id: &str) -> Option<String> {
-    e164(id, None).or_else(|| e164(&format!("+{}", compact(id)), None))
+    let trimmed = id.trim();
+    // Fast path: bare digits (a `wa_id`) without the `00` prefix are not E.164 as they stand
+    // and not national without a country, so they are the international number's digits.
+    if !trimmed.is_empty()
+        && !trimmed.starts_with("00")
+        && trimmed.bytes().all(|b| b.is_ascii_digit())
+    {
+        let candidate = plus(&[trimmed]);
+        return is_e164(&candidate).then_some(candidate);
+    }
+    e164(id, None).or_else(|| e164(&plus(&[&compact(id)]), None))
 }
 
 /// [`whatsapp_e164`], else the id as stored (trimmed).
@@ -81,11 +117,14 @@ pub(crate) fn normalize_whatsapp(id: &str) -> String {
 
 /// The number without the separators people type (rule 1).
 pub(crate) fn compact(number: &str) -> String {
-    number
-        .trim()
-        .chars()
-        .filter(|c| !matches!(c, '-' | '(' | ')' | '.' | '/') && !c.is_whitespace())
-        .collect()
+    let number = number.trim();
+    let mut out = String::with_capacity(number.len());
+    out.extend(
+        number
+            .chars()
+            .filter(|c| !matches!(c, '-' | '(' | ')' | '.' | '/') && !c.is_whitespace()),
+    );
+    out
 }
 
 /// The digits after the international prefix (`+` or `00`), if the number has one.
@@ -115,10 +154,13 @@ pub(crate) fn calling_code(country: &str) -> Option<&str> {
         .iter()
         .find(|(name, _)| name.eq_ignore_ascii_case(country))
         .map_or(country, |(_, iso)| *iso);
+    // Every ISO code of the table is two letters: anything else is no country.
+    let [a, b] = <[u8; 2]>::try_from(iso.as_bytes()).ok()?;
+    let iso = [a.to_ascii_uppercase(), b.to_ascii_uppercase()];
     COUNTRY_CALLING_CODES
-        .iter()
-        .find(|(code, _)| code.eq_ignore_ascii_case(iso))
-        .map(|(_, calling)| *calling)
+        .binary_search_by(|(code, _)| code.as_bytes().cmp(&iso[..]))
+        .ok()
+        .map(|at| COUNTRY_CALLING_CODES[at].1)
 }
 
 /// English country names vendors store instead of a code (CAAC's markets), by ISO code.
@@ -131,7 +173,8 @@ const COUNTRY_NAMES: &[(&str, &str)] = &[
     ("malaysia", "MY"),
 ];
 
-/// ISO 3166-1 alpha-2 → ITU-T E.164 country calling code (NANP countries share `1`).
+/// ISO 3166-1 alpha-2 → ITU-T E.164 country calling code (NANP countries share `1`). Sorted
+/// by ISO code, each once, in upper case: [`calling_code`] searches it by halves.
 #[rustfmt::skip]
 static COUNTRY_CALLING_CODES: &[(&str, &str)] = &[
     ("AD", "376"), ("AE", "971"), ("AF", "93"), ("AG", "1"), ("AI", "1"), ("AL", "355"),
@@ -183,6 +226,11 @@ mod tests {
 
     /// Every rule of the module documentation, one row each: (number, country, E.164).
     const TABLE: &[(&str, Option<&str>, Option<&str>)] = &[
+        // Already E.164: the number as it is (the fast path).
+        ("+447700900123", None, Some("+447700900123")),
+        (" +447700900123 ", Some("DE"), Some("+447700900123")),
+        ("+4477009", None, Some("+4477009")),
+        ("+447700900", Some("GB"), Some("+447700900")),
         // Rule 1: separators.
         ("+44 7700 900123", None, Some("+447700900123")),
         ("+1 (415) 555.0100", None, Some("+14155550100")),
@@ -272,6 +320,12 @@ mod tests {
             ("0049 176 12345678", Some("+4917612345678")),
             ("0176 1234567", None),
             ("49123456789", Some("+49123456789")),
+            (" 4917612345678 ", Some("+4917612345678")),
+            ("004917612345678", Some("+4917612345678")),
+            ("00", None),
+            ("0176123456", None),
+            ("1234567890123456", None),
+            ("123456", None),
             ("491", None),
             ("+49 123", None),
             ("abc", None),
@@ -283,7 +337,33 @@ mod tests {
     }
 
     #[test]
+    fn the_calling_code_table_is_sorted_upper_case_and_unique() {
+        for pair in COUNTRY_CALLING_CODES.windows(2) {
+            assert!(pair[0].0 < pair[1].0, "{:?} before {:?}", pair[0], pair[1]);
+        }
+        for (iso, code) in COUNTRY_CALLING_CODES {
+            assert!(
+                iso.len() == 2 && iso.bytes().all(|b| b.is_ascii_uppercase()),
+                "{iso}"
+            );
+            assert_eq!(calling_code(iso), Some(*code), "{iso}");
+            assert_eq!(
+                calling_code(&iso.to_ascii_lowercase()),
+                Some(*code),
+                "{iso}"
+            );
+        }
+        for (_, iso) in COUNTRY_NAMES {
+            assert!(calling_code(iso).is_some(), "{iso}");
+        }
+    }
+
+    #[test]
     fn countries_are_codes_iso_codes_or_market_names() {
+        assert_eq!(calling_code("Thailand"), Some("66"));
+        assert_eq!(calling_code("T"), None);
+        assert_eq!(calling_code("GBR"), None);
+        assert_eq!(calling_code("G\u{e9}"), None);
         assert_eq!(calling_code("+44"), Some("44"));
         assert_eq!(calling_code(" 886 "), Some("886"));
         assert_eq!(calling_code("it"), Some("39"));

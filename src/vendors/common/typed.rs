@@ -23,7 +23,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::wire::bad_response;
+use super::wire::{bad_response, from_body};
 use crate::api::operation::Vendor;
 use crate::api::ApiError;
 
@@ -39,7 +39,7 @@ pub(crate) fn parse_body<'de, T: Deserialize<'de>>(
     what: &str,
     body: &'de [u8],
 ) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| bad_response(vendor, format!("{what}: {e}")))
+    from_body(body).map_err(|e| bad_response(vendor, format!("{what}: {e}")))
 }
 
 /// `deserialize_with` for a [`Text`] field that may be absent or `null` (use with

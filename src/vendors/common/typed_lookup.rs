@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::input::MAX_SAFE_INTEGER;
 use super::vocab::non_empty;
-use super::wire::bad_response;
+use super::wire::{bad_response, from_body};
 use crate::api::operation::Vendor;
 use crate::api::ApiError;
 
@@ -45,7 +45,7 @@ impl<'a> VendorJson<'a> for &'a Value {
 
 impl<'a> VendorJson<'a> for &'a [u8] {
     fn wire<T: Deserialize<'a>>(self, vendor: Vendor, what: &str) -> Result<T, ApiError> {
-        serde_json::from_slice(self).map_err(|e| bad_response(vendor, format!("{what}: {e}")))
+        from_body(self).map_err(|e| bad_response(vendor, format!("{what}: {e}")))
     }
 
     fn tree(self) -> Value {

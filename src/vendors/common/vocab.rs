@@ -16,9 +16,9 @@ pub(crate) fn owned_non_empty(s: Option<&str>) -> Option<String> {
 
 /// A JSON object field as a map (`custom_fields` from the vendor's variables or attributes);
 /// anything that is not an object is no fields at all.
-pub(crate) fn object_or_empty(value: Option<&Value>) -> Map<String, Value> {
+pub(crate) fn object_or_empty(value: Option<Value>) -> Map<String, Value> {
     match value {
-        Some(Value::Object(map)) => map.clone(),
+        Some(Value::Object(map)) => map,
         _ => Map::new(),
     }
 }
@@ -51,12 +51,17 @@ pub(crate) fn split_names(
 
 /// First and last name as one (`None` when neither has content).
 pub(crate) fn join_name(first: Option<&str>, last: Option<&str>) -> Option<String> {
-    let name = [non_empty(first), non_empty(last)]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join(" ");
-    (!name.is_empty()).then_some(name)
+    match (non_empty(first), non_empty(last)) {
+        (Some(first), Some(last)) => {
+            let mut name = String::with_capacity(first.len() + 1 + last.len());
+            name.push_str(first);
+            name.push(' ');
+            name.push_str(last);
+            Some(name)
+        }
+        (Some(one), None) | (None, Some(one)) => Some(one.to_owned()),
+        (None, None) => None,
+    }
 }
 
 /// A vendor's delivery word as the normalized message status, case-insensitive: the
@@ -159,8 +164,8 @@ mod tests {
 
     #[test]
     fn only_an_object_holds_fields() {
-        assert_eq!(object_or_empty(Some(&json!({"a": 1})))["a"], 1);
-        assert!(object_or_empty(Some(&json!([1]))).is_empty());
+        assert_eq!(object_or_empty(Some(json!({"a": 1})))["a"], 1);
+        assert!(object_or_empty(Some(json!([1]))).is_empty());
         assert!(object_or_empty(None).is_empty());
     }
 }
