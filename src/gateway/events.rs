@@ -186,7 +186,7 @@ impl Gateway {
             EventRoute::List => {
                 ctx.operation = "events.list";
                 if method == http::Method::GET || method == http::Method::HEAD {
-                    self.list_events(session, snapshot).await
+                    self.list_events(session, ctx, snapshot).await
                 } else {
                     Err(method_not_allowed("GET, HEAD"))
                 }
@@ -214,8 +214,23 @@ impl Gateway {
                 Reply::problem(&error, &ctx.request_id)
             }
         };
+        let mut reply = reply;
+        reply.headers.append(&mut ctx.limit_headers);
         ctx.status = reply.status;
         Some(write_reply(session, ctx, reply).await.map(|()| true))
+    }
+
+    /// The tenant limit, as for every other app request: one slot per request (a stream
+    /// takes one when it opens); the limit's headers go on the answer, whatever it is.
+    async fn admit(
+        &self,
+        ctx: &mut RequestCtx,
+        snapshot: &Snapshot,
+        tenant: &str,
+    ) -> Result<(), ApiError> {
+        let admission = self.app.admit_tenant(snapshot, tenant, ctx.operation).await;
+        ctx.limit_headers = admission.headers;
+        admission.result
     }
 
     fn runtime(&self) -> Result<&Arc<EventsRuntime>, ApiError> {
@@ -491,9 +506,11 @@ impl Gateway {
     async fn list_events(
         &self,
         session: &mut Session,
+        ctx: &mut RequestCtx,
         snapshot: &Snapshot,
     ) -> Result<Reply, ApiError> {
         let principal = self.authenticate(session, snapshot).await?;
+        self.admit(ctx, snapshot, &principal.tenant).await?;
         require_scope(&principal)?;
         let runtime = self.runtime()?;
         let query = EventsQuery::parse(session.req_header().uri.query(), true)?;
@@ -537,6 +554,7 @@ impl Gateway {
         snapshot: &Snapshot,
     ) -> Result<(), ApiError> {
         let principal = self.authenticate(session, snapshot).await?;
+        self.admit(ctx, snapshot, &principal.tenant).await?;
         require_scope(&principal)?;
         let runtime = self.runtime()?.clone();
         let query = EventsQuery::parse(session.req_header().uri.query(), false)?;
@@ -576,6 +594,9 @@ impl Gateway {
         header
             .insert_header("x-request-id", ctx.request_id.as_str())
             .map_err(internal)?;
+        for (name, value) in std::mem::take(&mut ctx.limit_headers) {
+            header.append_header(name, value).map_err(internal)?;
+        }
         ctx.status = 200;
         let heartbeat = runtime.settings.heartbeat;
         let mut changes = store.changes();

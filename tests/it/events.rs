@@ -991,3 +991,63 @@ async fn the_poller_turns_chatcaptain_list_differences_into_events() {
         .collect();
     assert_eq!(same.len(), 1, "{same:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tenant_limit_applies_to_the_event_feed_and_stream() {
+    let h = Harness::start_with(Options {
+        extra_connections: "rate_limits:\n  acme: {requests_per_second: 0.01, burst: 3}\n".into(),
+        gateway_extra: "events:\n  data_dir: data\n  stream_heartbeat_seconds: 1\n".to_owned(),
+        ..Options::default()
+    })
+    .await;
+    let token = h.token("acme", "events:read");
+    for _ in 0..2 {
+        let page = h
+            .http
+            .get(h.url("/v1/events"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 200);
+        assert!(page.headers().contains_key("ratelimit-policy"), "{page:?}");
+        assert!(page.headers().contains_key("ratelimit"), "{page:?}");
+    }
+    // The third slot opens a stream, which answers with the limit's headers too.
+    let stream = h
+        .http
+        .get(h.url("/v1/events/stream"))
+        .bearer_auth(&token)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    assert!(
+        stream.headers().contains_key("ratelimit-policy"),
+        "{stream:?}"
+    );
+    drop(stream);
+    for path in ["/v1/events", "/v1/events/stream"] {
+        let limited = h
+            .http
+            .get(h.url(path))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert!(limited.headers().contains_key("retry-after"), "{limited:?}");
+        assert!(limited.headers().contains_key("ratelimit"), "{limited:?}");
+        expect_problem(limited, 429, "rate_limited").await;
+    }
+    // Another tenant has no limit and is not affected.
+    let other = h
+        .http
+        .get(h.url("/v1/events"))
+        .bearer_auth(h.token("other", "events:read"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 200);
+    assert!(other.headers().get("ratelimit").is_none());
+}
