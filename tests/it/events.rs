@@ -1051,3 +1051,48 @@ async fn the_tenant_limit_applies_to_the_event_feed_and_stream() {
     assert_eq!(other.status(), 200);
     assert!(other.headers().get("ratelimit").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_stream_ends_cleanly_when_the_gateway_shuts_down() {
+    let h = Harness::start_with(Options {
+        gateway_extra: "events:\n  data_dir: data\n  stream_heartbeat_seconds: 30\n".to_owned(),
+        ..Options::default()
+    })
+    .await;
+    let mut stream = h
+        .http
+        .get(h.url("/v1/events/stream"))
+        .bearer_auth(h.token("acme", "events:read"))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let preamble = stream
+        .chunk()
+        .await
+        .unwrap()
+        .expect("the stream's first frame");
+    assert!(preamble.starts_with(b"retry:"), "{preamble:?}");
+    h.begin_graceful_shutdown();
+    let mut rest = Vec::new();
+    let end = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match stream.chunk().await {
+                Ok(Some(chunk)) => rest.extend_from_slice(&chunk),
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    })
+    .await
+    .expect("the stream neither ended nor broke off");
+    // Without the shutdown signal the stream is cut when the runtime stops: an error here.
+    assert!(
+        end.is_ok(),
+        "the stream broke off instead of ending: {end:?}; it had sent {:?}",
+        String::from_utf8_lossy(&rest)
+    );
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(rest.contains("shutting down"), "{rest}");
+}
