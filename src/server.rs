@@ -238,50 +238,21 @@ impl BackgroundService for JwksRefresher {
 
 /// A shutdown signal that a test (or an embedding program) fires itself.
 pub struct ShutdownTrigger {
-    tx: tokio::sync::watch::Sender<Fired>,
+    tx: tokio::sync::watch::Sender<bool>,
 }
 
 pub struct ShutdownOnTrigger {
-    rx: tokio::sync::watch::Receiver<Fired>,
-}
-
-/// How a [`ShutdownTrigger`] was fired.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fired {
-    Not,
-    /// Like SIGINT: stop now.
-    Fast,
-    /// Like SIGTERM: tell every service, wait the grace period, then give the runtimes
-    /// `graceful_shutdown_timeout_seconds` to finish.
-    Graceful,
+    rx: tokio::sync::watch::Receiver<bool>,
 }
 
 impl ShutdownTrigger {
     pub fn new() -> (ShutdownTrigger, ShutdownOnTrigger) {
-        let (tx, rx) = tokio::sync::watch::channel(Fired::Not);
+        let (tx, rx) = tokio::sync::watch::channel(false);
         (ShutdownTrigger { tx }, ShutdownOnTrigger { rx })
     }
 
-    /// Stop now (pingora's fast shutdown).
     pub fn fire(&self) {
-        self.tx.send_if_modified(|fired| {
-            let first = *fired == Fired::Not;
-            if first {
-                *fired = Fired::Fast;
-            }
-            first
-        });
-    }
-
-    /// Stop gracefully, as on SIGTERM.
-    pub fn fire_graceful(&self) {
-        self.tx.send_if_modified(|fired| {
-            let first = *fired == Fired::Not;
-            if first {
-                *fired = Fired::Graceful;
-            }
-            first
-        });
+        let _ = self.tx.send(true);
     }
 }
 
@@ -289,15 +260,8 @@ impl ShutdownTrigger {
 impl ShutdownSignalWatch for ShutdownOnTrigger {
     async fn recv(&self) -> ShutdownSignal {
         let mut rx = self.rx.clone();
-        let fired = rx
-            .wait_for(|fired| *fired != Fired::Not)
-            .await
-            .map(|fired| *fired)
-            .unwrap_or(Fired::Fast);
-        match fired {
-            Fired::Graceful => ShutdownSignal::GracefulTerminate,
-            Fired::Not | Fired::Fast => ShutdownSignal::FastShutdown,
-        }
+        let _ = rx.wait_for(|fired| *fired).await;
+        ShutdownSignal::FastShutdown
     }
 }
 

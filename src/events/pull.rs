@@ -60,9 +60,6 @@ pub fn sse_frame(event: &StoredEvent) -> String {
 }
 
 /// A comment frame that keeps proxies from closing an idle stream.
-/// The last frame of a stream the gateway ends because it is shutting down (an SSE comment).
-pub const SHUTTING_DOWN: &str = ": the gateway is shutting down; reconnect with Last-Event-ID\n\n";
-
 pub fn heartbeat() -> &'static str {
     ": heartbeat\n\n"
 }

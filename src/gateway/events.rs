@@ -646,14 +646,6 @@ impl Gateway {
                 _ = tokio::time::sleep(heartbeat) => {
                     out.push_str(pull::heartbeat());
                 }
-                () = self.app.shutting_down() => {
-                    // End the stream cleanly; the client reconnects (to another replica, or
-                    // to this one restarted) with Last-Event-ID and misses nothing.
-                    session.set_keepalive(None);
-                    let last = Bytes::from_static(pull::SHUTTING_DOWN.as_bytes());
-                    let _ = session.write_response_body(Some(last), true).await;
-                    return Ok(());
-                }
             }
         }
     }

@@ -360,7 +360,6 @@ impl ServerApp for ApiListener {
         mut stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        self.app.watch_shutdown(shutdown);
         let mut first_request = true;
         let mut persistent: Option<HttpPersistentSettings> = None;
         loop {

@@ -79,10 +79,6 @@ pub struct App {
     /// Fault injection into the demo's sandboxes (`POST /admin/sandbox/faults`); set only by
     /// `switchboard demo`.
     sandbox_faults: std::sync::OnceLock<Arc<dyn SandboxFaults>>,
-    /// The server's shutdown signal, as pingora hands it to the API listener (set on the first
-    /// connection): long-lived answers (an event stream) end when it fires instead of holding
-    /// the process until the graceful-shutdown timeout.
-    shutdown: std::sync::OnceLock<pingora::server::ShutdownWatch>,
 }
 
 /// What the admin listener's `/admin/sandbox/faults` drives (the demo's sandboxes). Both
@@ -169,7 +165,6 @@ impl App {
             edge,
             events,
             sandbox_faults: std::sync::OnceLock::new(),
-            shutdown: std::sync::OnceLock::new(),
             cache,
             cluster,
             snapshot: ArcSwap::from_pointee(snapshot),
@@ -184,31 +179,6 @@ impl App {
             cluster.follow(replica);
         }
         Ok(app)
-    }
-
-    /// Remember the server's shutdown signal (the API listener calls this per connection; only
-    /// the first call stores it).
-    pub fn watch_shutdown(&self, shutdown: &pingora::server::ShutdownWatch) {
-        if self.shutdown.get().is_none() {
-            let _ = self.shutdown.set(shutdown.clone());
-        }
-    }
-
-    /// Resolves once the server is shutting down; never without a signal (an app no server
-    /// runs).
-    pub async fn shutting_down(&self) {
-        let Some(mut shutdown) = self.shutdown.get().cloned() else {
-            return std::future::pending().await;
-        };
-        loop {
-            if *shutdown.borrow_and_update() {
-                return;
-            }
-            if shutdown.changed().await.is_err() {
-                // The server is gone: nothing will ever serve this answer again.
-                return;
-            }
-        }
     }
 
     /// The active snapshot. A request calls this once and keeps the `Arc` to its end.

@@ -492,14 +492,6 @@ log:
     }
 }
 
-impl Harness {
-    /// Start the gateway's graceful shutdown, as SIGTERM does, without waiting for it
-    /// (dropping the harness waits).
-    pub fn begin_graceful_shutdown(&self) {
-        self.trigger.fire_graceful();
-    }
-}
-
 impl Drop for Harness {
     fn drop(&mut self) {
         self.trigger.fire();
