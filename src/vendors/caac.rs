@@ -2588,24 +2588,12 @@ mod tests {
 mod golden {
     use super::*;
     use crate::api::model::HandleChannel;
-    use crate::vendors::test_support::{compiled_routes, response};
-
-    fn read(path: &str) -> String {
-        let path = format!("{}/{path}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
+    use crate::vendors::test_support::{
+        assert_golden, compiled_routes, golden_mapper, repo_file, response,
+    };
 
     fn mapper(want_raw: bool) -> Mapper {
-        Mapper {
-            tenant: "demo".into(),
-            connection: "caac".into(),
-            want_raw,
-        }
-    }
-
-    fn assert_golden(name: &str, actual: String) {
-        let expected = read(&format!("tests/fixtures/golden/{name}.normalized.json"));
-        assert_eq!(actual, expected.trim_end(), "{name}");
+        golden_mapper("caac", want_raw)
     }
 
     /// The member types the shipped routes file sets.
@@ -2617,7 +2605,7 @@ mod golden {
     /// the lists they answer, in order.
     fn lookups(types: &MemberTypes, want_raw: bool) -> String {
         let members: Vec<Value> =
-            serde_json::from_str(&read("bench/bodies/caac/members.json")).unwrap();
+            serde_json::from_str(&repo_file("bench/bodies/caac/members.json")).unwrap();
         let mut all = Vec::new();
         for member in &members {
             let handle = Handle {
@@ -2664,7 +2652,7 @@ mod golden {
                 "tests/fixtures/caac/member_by_external_id.json",
             ),
         ] {
-            let body = read(path);
+            let body = repo_file(path);
             for (types, suffix) in [(MemberTypes::default(), ""), (shipped_types(), "_types")] {
                 let c = translate_contact(&mapper(false), &types, 1201, body.as_bytes()).unwrap();
                 assert_golden(
@@ -2676,8 +2664,8 @@ mod golden {
                 translate_contact(&mapper(true), &shipped_types(), 1201, body.as_bytes()).unwrap();
             assert_golden(&format!("{name}_raw"), serde_json::to_string(&c).unwrap());
         }
-        let member = read("tests/fixtures/caac/member.json");
-        let assignment = read("tests/fixtures/caac/assignment.json");
+        let member = repo_file("tests/fixtures/caac/member.json");
+        let assignment = repo_file("tests/fixtures/caac/assignment.json");
         let c = translate_conversation(
             &mapper(false),
             &shipped_types(),
@@ -2691,7 +2679,7 @@ mod golden {
             channel_id: 1201,
             member_id: 67890,
         };
-        let message = read("tests/fixtures/caac/message.json");
+        let message = repo_file("tests/fixtures/caac/message.json");
         let m = translate_message(&mapper(false), keys, message.as_bytes(), Some(501)).unwrap();
         assert_golden("caac_message", serde_json::to_string(&m).unwrap());
     }

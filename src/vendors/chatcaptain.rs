@@ -3353,22 +3353,10 @@ mod tests {
 #[allow(clippy::unwrap_used)]
 mod golden {
     use super::*;
-    use crate::vendors::test_support::response;
-
-    fn fixture(name: &str) -> String {
-        let path = format!(
-            "{}/tests/fixtures/golden/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
+    use crate::vendors::test_support::{golden_fixture, golden_mapper, golden_vendor};
 
     fn mapper(want_raw: bool) -> Mapper {
-        Mapper {
-            tenant: "demo".into(),
-            connection: "chatcaptain".into(),
-            want_raw,
-        }
+        golden_mapper("chatcaptain", want_raw)
     }
 
     /// The `data` array of a list answer the gateway wrote, as it wrote it.
@@ -3386,12 +3374,8 @@ mod golden {
     }
 
     fn assert_list(name: &str, output: Output) {
-        let expected = fixture(&format!("{name}.normalized.json"));
+        let expected = golden_fixture(&format!("{name}.normalized.json"));
         assert_eq!(list(output), data_of(&expected), "{name}");
-    }
-
-    fn vendor(name: &str) -> VendorResponse {
-        response(200, &fixture(&format!("{name}.vendor.json")))
     }
 
     #[test]
@@ -3399,23 +3383,30 @@ mod golden {
         let m = mapper(false);
         assert_list(
             "cc_contacts",
-            translate_contact_page(&m, &vendor("cc_contacts"), 30).unwrap(),
+            translate_contact_page(&m, &golden_vendor("cc_contacts"), 30).unwrap(),
         );
         assert_list(
             "cc_conversations",
-            conversations_window(&m, &vendor("cc_conversations"), None, 0, 20).unwrap(),
+            conversations_window(&m, &golden_vendor("cc_conversations"), None, 0, 20).unwrap(),
         );
         assert_list(
             "cc_conversations_raw",
-            conversations_window(&mapper(true), &vendor("cc_conversations"), None, 0, 20).unwrap(),
+            conversations_window(
+                &mapper(true),
+                &golden_vendor("cc_conversations"),
+                None,
+                0,
+                20,
+            )
+            .unwrap(),
         );
         for (name, conversation) in [("cc_messages1", "cnv_0001"), ("cc_messages2", "cnv_0002")] {
             assert_list(
                 name,
-                messages_window(&m, &vendor(name), conversation, 0, 20).unwrap(),
+                messages_window(&m, &golden_vendor(name), conversation, 0, 20).unwrap(),
             );
         }
-        let search = vendor("cc_search");
+        let search = golden_vendor("cc_search");
         let results = read_nullable(&search, "results").unwrap();
         assert_list("cc_search", translate_search(&m, &results, 1, 20).unwrap());
     }
@@ -3423,7 +3414,7 @@ mod golden {
     #[test]
     fn seeded_objects_translate_as_before() {
         let m = mapper(false);
-        let contact = vendor("cc_contact1");
+        let contact = golden_vendor("cc_contact1");
         let wire = read_typed(&contact, "contact")
             .unwrap()
             .required(200, "contact", "an object")
@@ -3431,9 +3422,9 @@ mod golden {
         let contact = contact_from_wire(&m, wire, None).unwrap();
         assert_eq!(
             serde_json::to_string(&contact).unwrap(),
-            fixture("cc_contact1.normalized.json")
+            golden_fixture("cc_contact1.normalized.json")
         );
-        let conversation = vendor("cc_conversation1");
+        let conversation = golden_vendor("cc_conversation1");
         let wire = read_typed(&conversation, "conversation")
             .unwrap()
             .required(200, "conversation", "an object")
@@ -3441,7 +3432,7 @@ mod golden {
         let conversation = conversation_from_wire(&m, wire, None).unwrap();
         assert_eq!(
             serde_json::to_string(&conversation).unwrap(),
-            fixture("cc_conversation1.normalized.json")
+            golden_fixture("cc_conversation1.normalized.json")
         );
     }
 }

@@ -3242,22 +3242,10 @@ mod tests {
 #[allow(clippy::unwrap_used)]
 mod golden {
     use super::*;
-    use crate::vendors::test_support::response;
-
-    fn fixture(name: &str) -> String {
-        let path = format!(
-            "{}/tests/fixtures/golden/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
+    use crate::vendors::test_support::{golden_fixture, golden_mapper, golden_vendor};
 
     fn mapper(want_raw: bool) -> Mapper {
-        Mapper {
-            tenant: "demo".into(),
-            connection: "libredesk".into(),
-            want_raw,
-        }
+        golden_mapper("libredesk", want_raw)
     }
 
     /// The `data` array of a list answer the gateway wrote, as it wrote it.
@@ -3275,18 +3263,14 @@ mod golden {
     }
 
     fn assert_list(name: &str, output: Output) {
-        let expected = fixture(&format!("{name}.normalized.json"));
+        let expected = golden_fixture(&format!("{name}.normalized.json"));
         assert_eq!(list(output), data_of(&expected), "{name}");
-    }
-
-    fn vendor(name: &str) -> VendorResponse {
-        response(200, &fixture(&format!("{name}.vendor.json")))
     }
 
     #[test]
     fn seeded_lists_translate_as_before() {
         let m = mapper(false);
-        let contacts = vendor("ld_contacts_p1");
+        let contacts = golden_vendor("ld_contacts_p1");
         assert_list(
             "ld_contacts_p1",
             contacts_page(&m, &contacts, 1, 30).unwrap(),
@@ -3295,7 +3279,7 @@ mod golden {
             "ld_contacts_p1_raw",
             contacts_page(&mapper(true), &contacts, 1, 30).unwrap(),
         );
-        let conversations = vendor("ld_conversations");
+        let conversations = golden_vendor("ld_conversations");
         assert_list(
             "ld_conversations",
             conversations_page(&m, &conversations, 1, 20).unwrap(),
@@ -3308,9 +3292,12 @@ mod golden {
             ("ld_messages1", "c0000000-0000-4000-8000-000000000001"),
             ("ld_messages2", "c0000000-0000-4000-8000-000000000002"),
         ] {
-            assert_list(name, messages_page(&m, &vendor(name), uuid, 1, 20).unwrap());
+            assert_list(
+                name,
+                messages_page(&m, &golden_vendor(name), uuid, 1, 20).unwrap(),
+            );
         }
-        let hits = search_hits(&m, &vendor("ld_search"), 20).unwrap();
+        let hits = search_hits(&m, &golden_vendor("ld_search"), 20).unwrap();
         let data: Vec<Resource> = hits
             .into_iter()
             .map(|hit| match hit {
@@ -3324,18 +3311,18 @@ mod golden {
     #[test]
     fn seeded_objects_translate_as_before() {
         let m = mapper(false);
-        let contact = vendor("ld_contact101");
+        let contact = golden_vendor("ld_contact101");
         let contact = contact_from_wire(&m, read_object(&contact, "contact").unwrap(), None);
         assert_eq!(
             serde_json::to_string(&contact.unwrap()).unwrap(),
-            fixture("ld_contact101.normalized.json")
+            golden_fixture("ld_contact101.normalized.json")
         );
-        let conversation = vendor("ld_conversation1");
+        let conversation = golden_vendor("ld_conversation1");
         let wire = read_object(&conversation, "conversation").unwrap();
         let conversation = Resource::from(conversation_from_wire(&m, wire, None).unwrap());
         assert_eq!(
             serde_json::to_string(&conversation).unwrap(),
-            fixture("ld_conversation1.normalized.json")
+            golden_fixture("ld_conversation1.normalized.json")
         );
     }
 }

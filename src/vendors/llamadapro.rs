@@ -3474,24 +3474,10 @@ mod tests {
 #[allow(clippy::unwrap_used)]
 mod golden {
     use super::*;
-    use crate::vendors::test_support::response;
-
-    fn read(path: &str) -> String {
-        let path = format!("{}/{path}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
+    use crate::vendors::test_support::{assert_golden, golden_mapper, repo_file, response};
 
     fn mapper(want_raw: bool) -> Mapper {
-        Mapper {
-            tenant: "demo".into(),
-            connection: "llamadapro".into(),
-            want_raw,
-        }
-    }
-
-    fn assert_golden(name: &str, actual: String) {
-        let expected = read(&format!("tests/fixtures/golden/{name}.normalized.json"));
-        assert_eq!(actual, expected.trim_end(), "{name}");
+        golden_mapper("llamadapro", want_raw)
     }
 
     fn list(output: Output) -> String {
@@ -3521,7 +3507,7 @@ mod golden {
                 "tests/fixtures/llamadapro/contacts_search.json",
             ),
         ] {
-            let answer = response(200, &read(path));
+            let answer = response(200, &repo_file(path));
             assert_golden(name, list(contacts_page(&mapper(false), &answer).unwrap()));
             assert_golden(
                 &format!("{name}_raw"),
@@ -3532,10 +3518,10 @@ mod golden {
 
     #[test]
     fn single_objects_translate_as_recorded() {
-        let contact = read("tests/fixtures/llamadapro/contact.json");
+        let contact = repo_file("tests/fixtures/llamadapro/contact.json");
         let c = translate_contact(&mapper(false), contact.as_bytes()).unwrap();
         assert_golden("lp_contact", serde_json::to_string(&c).unwrap());
-        let conversation = read("tests/fixtures/llamadapro/conversation.json");
+        let conversation = repo_file("tests/fixtures/llamadapro/conversation.json");
         let c =
             translate_conversation(&mapper(false), conversation.as_bytes(), None, None).unwrap();
         assert_golden("lp_conversation", serde_json::to_string(&c).unwrap());
@@ -3544,7 +3530,7 @@ mod golden {
             phone: "+56912345671".into(),
             from: None,
         };
-        let message = read("tests/fixtures/llamadapro/message.json");
+        let message = repo_file("tests/fixtures/llamadapro/message.json");
         let m = translate_message(&mapper(false), message.as_bytes(), &asked, None).unwrap();
         assert_golden("lp_message", serde_json::to_string(&m).unwrap());
     }

@@ -231,3 +231,36 @@ pub(crate) async fn run(
         .await;
     (result, ctx.vendor_calls)
 }
+
+// ----- golden translations (the adapters' `golden` modules) ----------------------------------
+
+/// A file of the repository, by path relative to its root.
+pub(crate) fn repo_file(path: &str) -> String {
+    let path = format!("{}/{path}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// A recorded golden file: `tests/fixtures/golden/<name>`.
+pub(crate) fn golden_fixture(name: &str) -> String {
+    repo_file(&format!("tests/fixtures/golden/{name}"))
+}
+
+/// The recorded vendor answer `<name>.vendor.json`, as a 200.
+pub(crate) fn golden_vendor(name: &str) -> VendorResponse {
+    response(200, &golden_fixture(&format!("{name}.vendor.json")))
+}
+
+/// `actual` is, byte for byte, the recorded `<name>.normalized.json` (without its last newline).
+pub(crate) fn assert_golden(name: &str, actual: impl AsRef<str>) {
+    let expected = golden_fixture(&format!("{name}.normalized.json"));
+    assert_eq!(actual.as_ref(), expected.trim_end(), "{name}");
+}
+
+/// The mapper of tenant `demo`'s `connection`, as the golden files were recorded with.
+pub(crate) fn golden_mapper(connection: &str, want_raw: bool) -> super::common::mapper::Mapper {
+    super::common::mapper::Mapper {
+        tenant: "demo".into(),
+        connection: connection.into(),
+        want_raw,
+    }
+}
