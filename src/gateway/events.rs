@@ -203,7 +203,7 @@ impl Gateway {
                 }
             }
         };
-        let reply = match result {
+        let mut reply = match result {
             Ok(reply) => reply,
             Err(error) => {
                 ctx.code = error.code.as_str();
@@ -214,23 +214,9 @@ impl Gateway {
                 Reply::problem(&error, &ctx.request_id)
             }
         };
-        let mut reply = reply;
         reply.headers.append(&mut ctx.limit_headers);
         ctx.status = reply.status;
         Some(write_reply(session, ctx, reply).await.map(|()| true))
-    }
-
-    /// The tenant limit, as for every other app request: one slot per request (a stream
-    /// takes one when it opens); the limit's headers go on the answer, whatever it is.
-    async fn admit(
-        &self,
-        ctx: &mut RequestCtx,
-        snapshot: &Snapshot,
-        tenant: &str,
-    ) -> Result<(), ApiError> {
-        let admission = self.app.admit_tenant(snapshot, tenant, ctx.operation).await;
-        ctx.limit_headers = admission.headers;
-        admission.result
     }
 
     fn runtime(&self) -> Result<&Arc<EventsRuntime>, ApiError> {
@@ -510,7 +496,8 @@ impl Gateway {
         snapshot: &Snapshot,
     ) -> Result<Reply, ApiError> {
         let principal = self.authenticate(session, snapshot).await?;
-        self.admit(ctx, snapshot, &principal.tenant).await?;
+        // The tenant limit, as for every app request (a stream takes one slot when it opens).
+        self.admit_request(ctx, snapshot, &principal.tenant).await?;
         require_scope(&principal)?;
         let runtime = self.runtime()?;
         let query = EventsQuery::parse(session.req_header().uri.query(), true)?;
@@ -554,7 +541,7 @@ impl Gateway {
         snapshot: &Snapshot,
     ) -> Result<(), ApiError> {
         let principal = self.authenticate(session, snapshot).await?;
-        self.admit(ctx, snapshot, &principal.tenant).await?;
+        self.admit_request(ctx, snapshot, &principal.tenant).await?;
         require_scope(&principal)?;
         let runtime = self.runtime()?.clone();
         let query = EventsQuery::parse(session.req_header().uri.query(), false)?;

@@ -8,7 +8,7 @@
 
 use http::{HeaderName, HeaderValue};
 
-use super::App;
+use super::{App, Gateway, RequestCtx};
 use crate::api::{ApiError, ErrorCode};
 use crate::state::limit::{header_seconds, policy_header, ratelimit_header};
 use crate::state::{Admission, LimitKey};
@@ -33,11 +33,26 @@ impl TenantAdmission {
     }
 }
 
+impl Gateway {
+    /// The limit step of an app request, right after authentication: one slot of the
+    /// tenant's limit under `ctx.operation`; the limit's headers are kept in `ctx` for
+    /// whatever is answered, and `Err` is the 429.
+    pub(super) async fn admit_request(
+        &self,
+        ctx: &mut RequestCtx,
+        snapshot: &crate::snapshot::Snapshot,
+        tenant: &str,
+    ) -> Result<(), ApiError> {
+        let admission = self.app.admit_tenant(snapshot, tenant, ctx.operation).await;
+        ctx.limit_headers = admission.headers;
+        admission.result
+    }
+}
+
 impl App {
     /// Take one request of `tenant`'s limit for `operation` (a metric label: an operation id
     /// or another bounded word). Tenants without a `rate_limit` are not limited and get no
-    /// headers. Also the entry point for routes outside the translated operations
-    /// (passthrough): call it right after authentication.
+    /// headers. Every app request comes through [`Gateway::admit_request`].
     pub async fn admit_tenant(
         &self,
         snapshot: &crate::snapshot::Snapshot,

@@ -503,12 +503,7 @@ impl Gateway {
             return Ok(Reply::ok_json(Bytes::from_static(OPENAPI_JSON)));
         }
         let principal = self.authenticate(session, snapshot).await?;
-        let admission = self
-            .app
-            .admit_tenant(snapshot, &principal.tenant, ctx.operation)
-            .await;
-        ctx.limit_headers = admission.headers;
-        admission.result?;
+        self.admit_request(ctx, snapshot, &principal.tenant).await?;
         let (op, path_id) = match route {
             Route::Operation { op, id } => (op, id),
             _ => {

@@ -117,12 +117,7 @@ impl Gateway {
     ) -> Result<(), ApiError> {
         ctx.operation = OPERATION;
         let principal = self.authenticate(session, snapshot).await?;
-        let admission = self
-            .app
-            .admit_tenant(snapshot, &principal.tenant, OPERATION)
-            .await;
-        ctx.limit_headers = admission.headers;
-        admission.result?;
+        self.admit_request(ctx, snapshot, &principal.tenant).await?;
         if !principal.has_scope(SCOPE) {
             self.app
                 .metrics
