@@ -68,7 +68,8 @@ fn main() {
     let threads = rest.first().and_then(|t| t.parse().ok()).unwrap_or(2);
     let conf = ServerConf {
         threads,
-        work_stealing: std::env::var_os("SB_STEAL").is_some(),
+        // As switchboard runs: pingora's no-steal runtime.
+        work_stealing: false,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
