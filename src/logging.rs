@@ -229,14 +229,33 @@ fn install<W>(log: &LogSettings, writer: W) -> bool
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
+    // An error: initialized already (tests start several gateways in one process).
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&log.filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::registry()
+        .with(filtered_layer(filter, &log.format, writer))
+        .try_init()
+        .is_ok()
+}
+
+/// The line format with both filters. The level filter is the outer one, so the layer's
+/// max-level hint is the filter's (`info` by default): `try_init` hands it to the `log`
+/// bridge, and the `debug!` lines pingora writes on every request stop at `log`'s level check
+/// instead of going through the bridge and the filters for nothing.
+fn filtered_layer<W>(
+    filter: EnvFilter,
+    format: &str,
+    writer: W,
+) -> impl Layer<tracing_subscriber::Registry> + Send + Sync
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     // Colors only for a person at a terminal: escape codes in a log file or a collector
     // split `key=value` pairs apart. `NO_COLOR` (https://no-color.org) turns them off too.
     let ansi = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let format = if log.format == "json" {
+    let lines = if format == "json" {
         tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
@@ -248,17 +267,11 @@ where
             .with_writer(writer)
             .boxed()
     };
-    let result = tracing_subscriber::registry()
-        .with(
-            format
-                .with_filter(filter)
-                .with_filter(filter_fn(|meta: &Metadata<'_>| {
-                    allowed(meta.target(), meta.level())
-                })),
-        )
-        .try_init();
-    // An error: initialized already (tests start several gateways in one process).
-    result.is_ok()
+    lines
+        .with_filter(filter_fn(|meta: &Metadata<'_>| {
+            allowed(meta.target(), meta.level())
+        }))
+        .with_filter(filter)
 }
 
 #[cfg(test)]
@@ -368,6 +381,27 @@ mod tests {
         let written = String::from_utf8(written.lock().unwrap().clone()).unwrap();
         assert!(written.starts_with("line 0\n"), "{}", &written[..40]);
         assert_eq!(written.lines().count() + dropped, QUEUED_LINES + extra);
+    }
+
+    /// The `log` bridge takes its level from this hint: without it every `debug!` pingora
+    /// writes goes through the bridge and the filters.
+    #[test]
+    fn the_layers_max_level_is_the_filters_level_in_both_formats() {
+        use tracing_subscriber::filter::LevelFilter;
+        for format in ["json", "text"] {
+            for (directive, level) in [
+                ("info", LevelFilter::INFO),
+                ("warn,switchboard=debug", LevelFilter::DEBUG),
+                ("error", LevelFilter::ERROR),
+            ] {
+                let layer = filtered_layer(EnvFilter::new(directive), format, std::io::sink);
+                assert_eq!(
+                    Layer::<tracing_subscriber::Registry>::max_level_hint(&layer),
+                    Some(level),
+                    "{format} {directive}"
+                );
+            }
+        }
     }
 
     #[test]
