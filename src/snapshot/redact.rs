@@ -7,7 +7,6 @@
 //! percent-encoded, inside the Authorization header value, and as the Basic
 //! `base64(key:secret)`.
 
-use aho_corasick::AhoCorasick;
 use base64::Engine;
 use bytes::Bytes;
 use memchr::memmem::Finder;
@@ -22,9 +21,6 @@ pub const MIN_SECRET_LEN: usize = 6;
 #[derive(Clone, Default)]
 pub struct Redactor {
     needles: Vec<Finder<'static>>,
-    /// All the forms at once: the common case (no credential in the body) is one pass over
-    /// the body instead of one per form. `None` when there is nothing to search for.
-    any: Option<AhoCorasick>,
 }
 
 impl std::fmt::Debug for Redactor {
@@ -64,13 +60,6 @@ impl Redactor {
         forms.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         forms.dedup();
         Redactor {
-            // Fails only past aho-corasick's size limits, far above a few short forms; then
-            // every form is searched one by one.
-            any: if forms.is_empty() {
-                None
-            } else {
-                AhoCorasick::new(&forms).ok()
-            },
             needles: forms
                 .iter()
                 .map(|f| Finder::new(f.as_bytes()).into_owned())
@@ -81,11 +70,10 @@ impl Redactor {
     /// `body` with every credential form replaced by [`REDACTED`]; the same buffer, uncopied,
     /// when there is none (the common case).
     pub fn redact_bytes(&self, body: Bytes) -> Bytes {
-        let found = match &self.any {
-            Some(any) => any.is_match(&body[..]),
-            None => self.needles.iter().any(|n| n.find(&body).is_some()),
-        };
-        if !found {
+        // One SIMD search per form. One aho-corasick pass over all forms was tried and made the
+        // page of 30 (a 26 KB vendor body) cost ~10 µs more CPU per request: memmem skips
+        // ahead on a form's rare bytes.
+        if !self.needles.iter().any(|n| n.find(&body).is_some()) {
             return body;
         }
         let mut text = body.to_vec();
@@ -136,7 +124,7 @@ mod tests {
         assert!(value["message"].as_str().unwrap().contains(REDACTED));
     }
 
-    /// The one-pass check must find each form on its own, not only when another is there too.
+    /// The check must find each form on its own, not only when another is there too.
     #[test]
     fn each_form_alone_is_found() {
         let r = redactor();
