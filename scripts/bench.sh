@@ -96,9 +96,18 @@ NGINX_PID=
 BARE_PID=
 GATEWAY_PID=
 DEMO_PID=
-stop() { # pid, signal: stop one process this script started and wait for it
+stop() { # pid, signal: stop one process this script started and wait for it (10 s, then KILL)
   [ -n "$1" ] && kill -0 "$1" 2>/dev/null || return 0
   kill "-$2" "$1" 2>/dev/null || true
+  local tries=0
+  while kill -0 "$1" 2>/dev/null && [ "$tries" -lt 100 ]; do
+    sleep 0.1
+    tries=$((tries + 1))
+  done
+  if kill -0 "$1" 2>/dev/null; then
+    echo "pid $1 still running 10 s after SIG$2: killed" >&2
+    kill -KILL "$1" 2>/dev/null || true
+  fi
   wait "$1" 2>/dev/null || true
 }
 cleanup() {
