@@ -7,12 +7,15 @@
 //! wake-up and a timer for every vendor call, which the uncached hot path paid on each
 //! request. Here an idle connection is watched by nobody: it is checked when it is taken
 //! (a non-blocking read must find nothing: a closed or chattering connection is dropped) and
-//! dropped once it has been idle for longer than its idle timeout; a release sweeps all idle
-//! connections at most once a second ([`SWEEP_EVERY`]). What a check cannot see
+//! dropped once it has been idle for longer than its idle timeout. One sweeper task per pool
+//! (started by the first release, on that release's runtime) closes, every [`SWEEP_EVERY`],
+//! the idle connections that expired or that the vendor closed, so a gateway whose traffic
+//! stopped holds no dead connections (`CLOSE_WAIT`) to its vendors. What a check cannot see
 //! (a FIN still in flight) is the stale-connection case [`super::client`] already retries.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
@@ -23,23 +26,26 @@ use super::tls::PoolIdentity;
 
 /// At most this many idle connections are kept per peer; one more is closed.
 const MAX_IDLE_PER_PEER: usize = 128;
-/// How often, at most, a release sweeps every peer's expired connections and those the vendor
-/// closed while they were idle. (With no call at all, nothing sweeps: up to
-/// [`MAX_IDLE_PER_PEER`] connections per peer stay open until the next call or the end.)
+/// How often the sweeper closes every peer's expired connections and those the vendor closed
+/// while they were idle.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Idle connections by peer (`HttpPeer::reuse_hash`), with the pool identity each peer
 /// belongs to (what [`IdlePool::retire`] closes).
 pub(super) struct IdlePool {
-    inner: Mutex<Inner>,
+    inner: Arc<Mutex<Inner>>,
     sweep_every: Duration,
+    /// Whether a sweeper task is alive; it clears this when it ends (its runtime stopped),
+    /// and the next release starts another.
+    sweeping: Arc<AtomicBool>,
 }
 
 impl Default for IdlePool {
     fn default() -> Self {
         IdlePool {
-            inner: Mutex::default(),
+            inner: Arc::default(),
             sweep_every: SWEEP_EVERY,
+            sweeping: Arc::default(),
         }
     }
 }
@@ -48,7 +54,6 @@ impl Default for IdlePool {
 struct Inner {
     idle: HashMap<u64, Vec<Idle>>,
     identities: HashMap<u64, PoolIdentity>,
-    last_sweep: Option<Instant>,
 }
 
 struct Idle {
@@ -89,7 +94,6 @@ impl IdlePool {
             return;
         }
         let now = Instant::now();
-        let mut expired = Vec::new();
         {
             let mut inner = self.lock();
             inner.identities.entry(peer).or_insert_with(identity);
@@ -100,24 +104,27 @@ impl IdlePool {
                     expires: now + idle_timeout,
                 });
             }
-            if inner
-                .last_sweep
-                .is_none_or(|at| now.duration_since(at) >= self.sweep_every)
-            {
-                inner.last_sweep = Some(now);
-                for idle in inner.idle.values_mut() {
-                    // Expired, or closed by the vendor while idle (one non-blocking read each).
-                    for mut c in std::mem::take(idle) {
-                        if c.expires > now && is_quiet(&mut c.stream) {
-                            idle.push(c);
-                        } else {
-                            expired.push(c);
-                        }
-                    }
-                }
-            }
         }
-        drop(expired);
+        self.start_sweeper();
+    }
+
+    /// Start the sweeper task on the current runtime unless one is alive. It holds the pool
+    /// weakly and ends with it (or with its runtime).
+    fn start_sweeper(&self) {
+        if self.sweeping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.sweeping.store(false, Ordering::Release);
+            return;
+        };
+        let pool = Arc::downgrade(&self.inner);
+        let alive = Alive(Arc::clone(&self.sweeping));
+        let every = self.sweep_every;
+        runtime.spawn(async move {
+            let _alive = alive;
+            sweep_every(pool, every).await;
+        });
     }
 
     /// Close every idle connection of the given pool identities; how many were closed.
@@ -149,7 +156,47 @@ impl IdlePool {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.inner)
+    }
+}
+
+fn lock(inner: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
+    inner.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Clears the pool's "sweeping" flag when the sweeper task ends or is dropped with its
+/// runtime.
+struct Alive(Arc<AtomicBool>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// The sweeper: every `every`, close the idle connections that expired or that the vendor
+/// closed (one non-blocking read each). The connections are closed outside the lock.
+async fn sweep_every(pool: Weak<Mutex<Inner>>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(inner) = pool.upgrade() else {
+            return;
+        };
+        let now = Instant::now();
+        let mut closed = Vec::new();
+        {
+            let mut inner = lock(&inner);
+            for idle in inner.idle.values_mut() {
+                for mut c in std::mem::take(idle) {
+                    if c.expires > now && is_quiet(&mut c.stream) {
+                        idle.push(c);
+                    } else {
+                        closed.push(c);
+                    }
+                }
+            }
+        }
+        drop(closed);
     }
 }
 
@@ -244,29 +291,81 @@ mod tests {
         assert!(!two, "a connection with unasked-for bytes was handed out");
     }
 
+    /// With no call after it, an idle connection the vendor closed, and one that expired, are
+    /// closed by the sweeper (no `CLOSE_WAIT` left behind); an open one is kept.
     #[tokio::test]
-    async fn a_release_sweeps_away_connections_the_vendor_closed_while_idle() {
+    async fn the_sweeper_closes_dead_and_expired_idle_connections_without_any_call() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let pool = IdlePool {
-            sweep_every: Duration::ZERO,
+            sweep_every: Duration::from_millis(10),
             ..IdlePool::default()
         };
         let (closed, closed_peer) = pair(&listener).await;
+        let (expiring, mut expiring_peer) = pair(&listener).await;
+        let (open, _open_peer) = pair(&listener).await;
         pool.put(4, || identity(port), closed, Duration::from_secs(60));
+        pool.put(5, || identity(port), expiring, Duration::from_millis(50));
+        pool.put(6, || identity(port), open, Duration::from_secs(60));
         drop(closed_peer);
-        // Each release sweeps; poll (bounded) until the reactor has seen the FIN and a
-        // release on another peer has closed the idle connection of peer 4.
         let deadline = Instant::now() + Duration::from_secs(5);
-        let mut others = Vec::new();
-        while pool.idle(4) == 1 && Instant::now() < deadline {
+        while (pool.idle(4), pool.idle(5)) != (0, 0) && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
-            let (other, other_peer) = pair(&listener).await;
-            others.push(other_peer);
-            pool.put(9, || identity(port), other, Duration::from_secs(60));
         }
-        assert_eq!(pool.idle(4), 0, "the closed idle connection was kept");
-        assert!(pool.idle(9) >= 1, "open idle connections were swept too");
+        assert_eq!(pool.idle(4), 0, "the connection the vendor closed was kept");
+        assert_eq!(pool.idle(5), 0, "the expired connection was kept");
+        assert_eq!(pool.idle(6), 1, "the open connection was swept too");
+        // The expired one was closed on our side: its vendor end reads end of stream.
+        let mut buf = [0u8; 1];
+        let n = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::io::AsyncReadExt::read(&mut expiring_peer, &mut buf),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(n, 0);
+    }
+
+    /// The sweeper ends with its runtime; the next release on a live runtime starts another.
+    #[test]
+    fn a_sweeper_whose_runtime_stopped_is_started_again() {
+        let pool = IdlePool {
+            sweep_every: Duration::from_millis(10),
+            ..IdlePool::default()
+        };
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        let first = runtime();
+        let listener = first.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+        let (stream, _peer) = first.block_on(pair(&listener));
+        first.block_on(async {
+            pool.put(1, || identity(0), stream, Duration::from_secs(60));
+        });
+        assert!(pool.sweeping.load(Ordering::Acquire));
+        drop(first);
+        assert!(
+            !pool.sweeping.load(Ordering::Acquire),
+            "a dead sweeper counted as alive"
+        );
+
+        let second = runtime();
+        second.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let (stream, peer) = pair(&listener).await;
+            pool.put(2, || identity(port), stream, Duration::from_secs(60));
+            drop(peer);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while pool.idle(2) != 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            assert_eq!(pool.idle(2), 0, "no sweeper on the live runtime");
+        });
     }
 
     #[tokio::test]
