@@ -111,7 +111,9 @@ impl IdlePool {
     /// Start the sweeper task on the current runtime unless one is alive. It holds the pool
     /// weakly and ends with it (or with its runtime).
     fn start_sweeper(&self) {
-        if self.sweeping.swap(true, Ordering::AcqRel) {
+        // A plain load first: on the hot path the flag is set, and a load keeps the cache line
+        // shared between the worker threads.
+        if self.sweeping.load(Ordering::Acquire) || self.sweeping.swap(true, Ordering::AcqRel) {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
