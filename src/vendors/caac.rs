@@ -862,15 +862,15 @@ pub(super) fn translate_contact<'a>(
     let handles = text(&wire.external_member_id)
         .map(|external| vec![member_handle(types, text(&wire.kind), external)])
         .unwrap_or_default();
-    let keys = MemberKeys {
-        channel_id,
-        member_id,
-    };
+    // The ID's keys are `[channel_id, member_id]` (as `MemberKeys::keys`), minted from borrowed
+    // text: the member id's digits are the contact's `remote_id` as well.
+    let remote_id = member_id.to_string();
+    let id = mapper.id_of(Kind::Contact, &[&channel_id.to_string(), &remote_id]);
     Ok(Contact {
-        id: mapper.id(Kind::Contact, keys.keys()),
+        id,
         connection: mapper.connection.clone(),
         vendor: vendor_label(VENDOR),
-        remote_id: member_id.to_string(),
+        remote_id,
         created_at: owned_text(&wire.created_at),
         updated_at: owned_text(&wire.updated_at),
         name,
