@@ -233,7 +233,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::events::store::suite::{msg, stored, subs};
+    use crate::events::store::tests::suite::{msg, stored, subs};
     use crate::events::store::{Appended, EventStore};
     use crate::state::test_redis::{eventually, settings, RedisServer};
     use crate::state::StateStore;

@@ -1,6 +1,6 @@
 //! [`RedisEventStore`]: the [`EventStore`] several replicas share (issue 15) — the same
 //! contract as [`super::store::SqliteStore`], checked by the same behavioural suite
-//! (`events::store::suite`).
+//! (`events::store::tests::suite`).
 //!
 //! # Why sorted sets and Lua, not Streams
 //!

@@ -1272,888 +1272,898 @@ impl EventStore for SqliteStore {
 }
 
 #[cfg(test)]
-pub(crate) mod suite {
+pub(crate) mod tests {
     use super::*;
-    use serde_json::json;
-    use std::sync::Arc;
+    use suite::*;
 
-    pub(crate) const T0: Millis = 1_750_000_000_000;
-    pub(crate) const LEASE: Duration = Duration::from_secs(30);
+    /// The contract every event store keeps, as tests any store runs on itself
+    /// (`event_store_suite!`): the SQLite store below, Redis, the spill.
+    pub(crate) mod suite {
+        use crate::events::store::*;
+        use serde_json::json;
+        use std::sync::Arc;
 
-    pub(crate) fn new_event(
-        tenant: &str,
-        dedup: &str,
-        order: Option<&str>,
-        type_: EventType,
-    ) -> NewEvent {
-        NewEvent {
-            tenant: tenant.into(),
-            connection: "desk".into(),
-            vendor: "libredesk".into(),
-            type_,
-            data: json!({"id": dedup}),
-            dedup_key: dedup.into(),
-            order_key: order.map(str::to_owned),
-            created_at: T0,
-        }
-    }
+        pub(crate) const T0: Millis = 1_750_000_000_000;
+        pub(crate) const LEASE: Duration = Duration::from_secs(30);
 
-    pub(crate) fn msg(dedup: &str, order: &str) -> NewEvent {
-        new_event("acme", dedup, Some(order), EventType::MessageReceived)
-    }
-
-    pub(crate) fn stored(a: Appended) -> StoredEvent {
-        match a {
-            Appended::Stored { event, .. } => event,
-            other => panic!("not stored: {other:?}"),
-        }
-    }
-
-    pub(crate) fn subs(names: &[&str]) -> Vec<String> {
-        names.iter().map(|s| s.to_string()).collect()
-    }
-
-    pub(crate) fn ok(at: Millis) -> Attempt {
-        Attempt {
-            at,
-            status: Some(200),
-            error: None,
-            result: AttemptResult::Delivered,
-        }
-    }
-
-    pub(crate) fn retry(at: Millis, next: Millis) -> Attempt {
-        Attempt {
-            at,
-            status: Some(500),
-            error: Some("status 500".into()),
-            result: AttemptResult::Retry {
-                next_attempt_at: next,
-            },
-        }
-    }
-
-    pub(crate) fn dead(at: Millis) -> Attempt {
-        Attempt {
-            at,
-            status: Some(500),
-            error: Some("status 500".into()),
-            result: AttemptResult::Dead {
-                reason: "retry_window_exhausted",
-            },
-        }
-    }
-
-    pub(crate) fn ids(d: &[Delivery]) -> Vec<String> {
-        d.iter()
-            .map(|d| format!("{}:{}", d.subscription, data_id(&d.event)))
-            .collect()
-    }
-
-    pub(crate) fn data_id(event: &StoredEvent) -> String {
-        event.event().unwrap().data["id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    }
-
-    pub(crate) async fn append_stores_the_envelope_and_deduplicates(store: Arc<dyn EventStore>) {
-        let mut changes = store.changes();
-        let first = store
-            .append(msg("m1", "cv_1"), subs(&["crm"]))
-            .await
-            .unwrap();
-        let Appended::Stored { event, deliveries } = first else {
-            panic!("{first:?}")
-        };
-        assert_eq!(deliveries, 1);
-        assert!(changes.has_changed().unwrap());
-        changes.mark_unchanged();
-        let envelope = event.event().unwrap();
-        assert_eq!(envelope.id, event.id);
-        assert_eq!(envelope.type_, EventType::MessageReceived);
-        assert_eq!(envelope.connection, "desk");
-        assert_eq!(envelope.data, json!({"id": "m1"}));
-
-        let again = store
-            .append(msg("m1", "cv_1"), subs(&["crm"]))
-            .await
-            .unwrap();
-        assert_eq!(
-            again,
-            Appended::Duplicate {
-                id: event.id.clone(),
-                seq: event.seq
+        pub(crate) fn new_event(
+            tenant: &str,
+            dedup: &str,
+            order: Option<&str>,
+            type_: EventType,
+        ) -> NewEvent {
+            NewEvent {
+                tenant: tenant.into(),
+                connection: "desk".into(),
+                vendor: "libredesk".into(),
+                type_,
+                data: json!({"id": dedup}),
+                dedup_key: dedup.into(),
+                order_key: order.map(str::to_owned),
+                created_at: T0,
             }
-        );
-        assert!(!changes.has_changed().unwrap(), "a duplicate is no change");
-        // The same vendor key on another tenant or connection is another event.
-        stored(
-            store
-                .append(
-                    new_event("globex", "m1", None, EventType::MessageReceived),
-                    vec![],
-                )
-                .await
-                .unwrap(),
-        );
-        let mut other_conn = msg("m1", "cv_1");
-        other_conn.connection = "desk2".into();
-        stored(store.append(other_conn, vec![]).await.unwrap());
-        assert_eq!(store.list("acme", None, &[], 100).await.unwrap().len(), 2);
-        assert_eq!(store.deliveries_of(&event.id).await.unwrap().len(), 1);
-    }
+        }
 
-    pub(crate) async fn list_pages_by_seq_filters_types_and_isolates_tenants(
-        store: Arc<dyn EventStore>,
-    ) {
-        let a = stored(store.append(msg("m1", "cv_1"), vec![]).await.unwrap());
-        stored(
-            store
-                .append(
-                    new_event("globex", "g1", None, EventType::MessageReceived),
-                    vec![],
-                )
-                .await
-                .unwrap(),
-        );
-        let b = stored(
-            store
-                .append(
-                    new_event("acme", "c1", Some("cv_1"), EventType::ConversationUpdated),
-                    vec![],
-                )
-                .await
-                .unwrap(),
-        );
-        let c = stored(store.append(msg("m2", "cv_2"), vec![]).await.unwrap());
-        assert!(a.seq < b.seq && b.seq < c.seq);
+        pub(crate) fn msg(dedup: &str, order: &str) -> NewEvent {
+            new_event("acme", dedup, Some(order), EventType::MessageReceived)
+        }
 
-        let all = store.list("acme", None, &[], 100).await.unwrap();
-        assert_eq!(
-            all.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
-            [a.id.clone(), b.id.clone(), c.id.clone()]
-        );
-        let page1 = store.list("acme", None, &[], 2).await.unwrap();
-        assert_eq!(page1.len(), 2);
-        let page2 = store
-            .list("acme", Some(page1[1].seq), &[], 2)
-            .await
-            .unwrap();
-        assert_eq!(page2.iter().map(|e| &e.id).collect::<Vec<_>>(), [&c.id]);
-        assert!(store
-            .list("acme", Some(c.seq), &[], 2)
-            .await
-            .unwrap()
-            .is_empty());
+        pub(crate) fn stored(a: Appended) -> StoredEvent {
+            match a {
+                Appended::Stored { event, .. } => event,
+                other => panic!("not stored: {other:?}"),
+            }
+        }
 
-        let messages = store
-            .list("acme", None, &[EventType::MessageReceived], 100)
-            .await
-            .unwrap();
-        assert_eq!(
-            messages.iter().map(|e| &e.id).collect::<Vec<_>>(),
-            [&a.id, &c.id]
-        );
-        let two = store
-            .list(
-                "acme",
-                None,
-                &[EventType::ConversationUpdated, EventType::MessageReceived],
-                100,
-            )
-            .await
-            .unwrap();
-        assert_eq!(two.len(), 3);
-        assert!(store
-            .list("acme", None, &[EventType::ContactCreated], 100)
-            .await
-            .unwrap()
-            .is_empty());
+        pub(crate) fn subs(names: &[&str]) -> Vec<String> {
+            names.iter().map(|s| s.to_string()).collect()
+        }
 
-        assert_eq!(store.find("acme", &b.id).await.unwrap().unwrap().seq, b.seq);
-        assert_eq!(
-            store.find("globex", &b.id).await.unwrap(),
-            None,
-            "another tenant's event"
-        );
-        assert_eq!(store.last_seq("acme").await.unwrap(), Some(c.seq));
-        assert_eq!(store.last_seq("initech").await.unwrap(), None);
-    }
+        pub(crate) fn ok(at: Millis) -> Attempt {
+            Attempt {
+                at,
+                status: Some(200),
+                error: None,
+                result: AttemptResult::Delivered,
+            }
+        }
 
-    pub(crate) async fn deliveries_are_ordered_per_conversation_and_subscription(
-        store: Arc<dyn EventStore>,
-    ) {
-        let e1 = stored(
-            store
-                .append(msg("m1", "cv_1"), subs(&["crm", "audit"]))
-                .await
-                .unwrap(),
-        );
-        stored(
-            store
-                .append(msg("m2", "cv_1"), subs(&["crm", "audit"]))
-                .await
-                .unwrap(),
-        );
-        stored(
-            store
-                .append(msg("m3", "cv_2"), subs(&["crm"]))
-                .await
-                .unwrap(),
-        );
-        stored(
-            store
-                .append(
-                    new_event("acme", "k1", None, EventType::ContactUpdated),
-                    subs(&["crm"]),
-                )
-                .await
-                .unwrap(),
-        );
-        stored(
-            store
-                .append(
-                    new_event("acme", "k2", None, EventType::ContactUpdated),
-                    subs(&["crm"]),
-                )
-                .await
-                .unwrap(),
-        );
+        pub(crate) fn retry(at: Millis, next: Millis) -> Attempt {
+            Attempt {
+                at,
+                status: Some(500),
+                error: Some("status 500".into()),
+                result: AttemptResult::Retry {
+                    next_attempt_at: next,
+                },
+            }
+        }
 
-        // Heads only: m1 for both subscriptions, m3 (another conversation), both unordered ones.
-        let mut first = store.claim_due(T0, 100, LEASE).await.unwrap();
-        let mut names = ids(&first);
-        names.sort();
-        assert_eq!(names, ["audit:m1", "crm:k1", "crm:k2", "crm:m1", "crm:m3"]);
-        // Leased: nothing more to claim, and m2 still waits for m1.
-        assert!(store.claim_due(T0, 100, LEASE).await.unwrap().is_empty());
+        pub(crate) fn dead(at: Millis) -> Attempt {
+            Attempt {
+                at,
+                status: Some(500),
+                error: Some("status 500".into()),
+                result: AttemptResult::Dead {
+                    reason: "retry_window_exhausted",
+                },
+            }
+        }
 
-        // crm fails m1: m2 stays blocked for crm even when its own time comes.
-        let crm_m1 = first
-            .iter()
-            .position(|d| d.subscription == "crm" && d.event.id == e1.id)
-            .unwrap();
-        let crm_m1 = first.remove(crm_m1);
-        assert!(store
-            .record_attempt(&crm_m1, retry(T0, T0 + 5_000))
-            .await
-            .unwrap());
-        // audit delivers m1: audit's m2 becomes due.
-        let audit_m1 = first
-            .iter()
-            .find(|d| d.subscription == "audit")
-            .unwrap()
-            .clone();
-        assert!(store.record_attempt(&audit_m1, ok(T0)).await.unwrap());
-        assert_eq!(
-            ids(&store.claim_due(T0 + 1, 100, LEASE).await.unwrap()),
-            ["audit:m2"]
-        );
-        // After the backoff, crm's m1 comes back — m2 still not.
-        assert_eq!(
-            ids(&store.claim_due(T0 + 5_000, 100, LEASE).await.unwrap()),
-            ["crm:m1"]
-        );
-        assert!(store
-            .claim_due(T0 + 5_000, 100, LEASE)
-            .await
-            .unwrap()
-            .is_empty());
-    }
+        pub(crate) fn ids(d: &[Delivery]) -> Vec<String> {
+            d.iter()
+                .map(|d| format!("{}:{}", d.subscription, data_id(&d.event)))
+                .collect()
+        }
 
-    pub(crate) async fn a_dead_letter_unblocks_its_conversation_and_can_be_replayed(
-        store: Arc<dyn EventStore>,
-    ) {
-        let e1 = stored(
-            store
+        pub(crate) fn data_id(event: &StoredEvent) -> String {
+            event.event().unwrap().data["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+
+        pub(crate) async fn append_stores_the_envelope_and_deduplicates(
+            store: Arc<dyn EventStore>,
+        ) {
+            let mut changes = store.changes();
+            let first = store
                 .append(msg("m1", "cv_1"), subs(&["crm"]))
                 .await
-                .unwrap(),
-        );
-        stored(
-            store
-                .append(msg("m2", "cv_1"), subs(&["crm"]))
-                .await
-                .unwrap(),
-        );
-        let d1 = store.claim_due(T0, 10, LEASE).await.unwrap().remove(0);
-        assert_eq!(d1.attempts, 0);
-        assert_eq!(d1.window_start, T0);
-        assert!(store.record_attempt(&d1, dead(T0 + 10)).await.unwrap());
+                .unwrap();
+            let Appended::Stored { event, deliveries } = first else {
+                panic!("{first:?}")
+            };
+            assert_eq!(deliveries, 1);
+            assert!(changes.has_changed().unwrap());
+            changes.mark_unchanged();
+            let envelope = event.event().unwrap();
+            assert_eq!(envelope.id, event.id);
+            assert_eq!(envelope.type_, EventType::MessageReceived);
+            assert_eq!(envelope.connection, "desk");
+            assert_eq!(envelope.data, json!({"id": "m1"}));
 
-        let next = store.claim_due(T0 + 10, 10, LEASE).await.unwrap();
-        assert_eq!(ids(&next), ["crm:m2"]);
-        assert!(store.record_attempt(&next[0], ok(T0 + 11)).await.unwrap());
-
-        let dead_list = store.dead_letters(None, None, 10).await.unwrap();
-        assert_eq!(dead_list.len(), 1);
-        let record = &dead_list[0];
-        assert_eq!(record.event_id, e1.id);
-        assert_eq!(record.state, DeliveryState::Dead);
-        assert_eq!(record.attempts, 1);
-        assert_eq!(record.last_status, Some(500));
-        assert_eq!(
-            record.dead_reason.as_deref(),
-            Some("retry_window_exhausted")
-        );
-        assert_eq!(record.finished_at, Some(T0 + 10));
-        assert!(store
-            .dead_letters(Some("globex"), None, 10)
-            .await
-            .unwrap()
-            .is_empty());
-        assert!(store
-            .dead_letters(None, Some(record.id), 10)
-            .await
-            .unwrap()
-            .is_empty());
-
-        // Replay by delivery name: due at once, with a fresh window.
-        let target = ReplayTarget::parse(&delivery_name(record.id)).unwrap();
-        assert_eq!(store.replay(&target, T0 + 100).await.unwrap(), 1);
-        assert_eq!(
-            store.replay(&target, T0 + 100).await.unwrap(),
-            0,
-            "no longer dead"
-        );
-        assert!(store.dead_letters(None, None, 10).await.unwrap().is_empty());
-        let again = store.claim_due(T0 + 100, 10, LEASE).await.unwrap();
-        assert_eq!(ids(&again), ["crm:m1"]);
-        assert_eq!(again[0].window_start, T0 + 100);
-        assert_eq!(again[0].attempts, 1);
-        assert!(store
-            .record_attempt(&again[0], dead(T0 + 101))
-            .await
-            .unwrap());
-        // Replay by event ID requeues every dead delivery of the event.
-        let by_event = ReplayTarget::parse(&e1.id).unwrap();
-        assert_eq!(store.replay(&by_event, T0 + 200).await.unwrap(), 1);
-        assert_eq!(
-            store
-                .replay(&ReplayTarget::Delivery(9_999), T0)
-                .await
-                .unwrap(),
-            0
-        );
-    }
-
-    pub(crate) async fn results_count_only_under_the_current_lease(store: Arc<dyn EventStore>) {
-        stored(
-            store
+            let again = store
                 .append(msg("m1", "cv_1"), subs(&["crm"]))
                 .await
-                .unwrap(),
-        );
-        let stale = store.claim_due(T0, 10, LEASE).await.unwrap().remove(0);
-        // The worker holding it is presumed dead once the lease expires: claimed again.
-        assert!(store
-            .claim_due(T0 + 29_999, 10, LEASE)
-            .await
-            .unwrap()
-            .is_empty());
-        let fresh = store
-            .claim_due(T0 + 30_000, 10, LEASE)
-            .await
-            .unwrap()
-            .remove(0);
-        assert_ne!(stale.lease, fresh.lease);
-        assert!(!store.record_attempt(&stale, ok(T0 + 30_001)).await.unwrap());
-        assert!(store.record_attempt(&fresh, ok(T0 + 30_002)).await.unwrap());
-        assert!(
-            !store.record_attempt(&fresh, ok(T0 + 30_003)).await.unwrap(),
-            "already final"
-        );
-        let records = store.deliveries_of(&fresh.event.id).await.unwrap();
-        assert_eq!(records[0].state, DeliveryState::Delivered);
-        assert_eq!(records[0].attempts, 1);
-    }
+                .unwrap();
+            assert_eq!(
+                again,
+                Appended::Duplicate {
+                    id: event.id.clone(),
+                    seq: event.seq
+                }
+            );
+            assert!(!changes.has_changed().unwrap(), "a duplicate is no change");
+            // The same vendor key on another tenant or connection is another event.
+            stored(
+                store
+                    .append(
+                        new_event("globex", "m1", None, EventType::MessageReceived),
+                        vec![],
+                    )
+                    .await
+                    .unwrap(),
+            );
+            let mut other_conn = msg("m1", "cv_1");
+            other_conn.connection = "desk2".into();
+            stored(store.append(other_conn, vec![]).await.unwrap());
+            assert_eq!(store.list("acme", None, &[], 100).await.unwrap().len(), 2);
+            assert_eq!(store.deliveries_of(&event.id).await.unwrap().len(), 1);
+        }
 
-    pub(crate) async fn prune_forgets_old_events_but_not_pending_deliveries(
-        store: Arc<dyn EventStore>,
-    ) {
-        let old_done = stored(
-            store
-                .append(msg("m1", "cv_1"), subs(&["crm"]))
-                .await
-                .unwrap(),
-        );
-        let old_pending = stored(
-            store
-                .append(msg("m2", "cv_2"), subs(&["crm"]))
-                .await
-                .unwrap(),
-        );
-        let mut young = msg("m3", "cv_3");
-        young.created_at = T0 + 10_000;
-        let young = stored(store.append(young, vec![]).await.unwrap());
-        let claimed = store.claim_due(T0, 10, LEASE).await.unwrap();
-        let done = claimed.iter().find(|d| d.event.id == old_done.id).unwrap();
-        assert!(store.record_attempt(done, ok(T0)).await.unwrap());
+        pub(crate) async fn list_pages_by_seq_filters_types_and_isolates_tenants(
+            store: Arc<dyn EventStore>,
+        ) {
+            let a = stored(store.append(msg("m1", "cv_1"), vec![]).await.unwrap());
+            stored(
+                store
+                    .append(
+                        new_event("globex", "g1", None, EventType::MessageReceived),
+                        vec![],
+                    )
+                    .await
+                    .unwrap(),
+            );
+            let b = stored(
+                store
+                    .append(
+                        new_event("acme", "c1", Some("cv_1"), EventType::ConversationUpdated),
+                        vec![],
+                    )
+                    .await
+                    .unwrap(),
+            );
+            let c = stored(store.append(msg("m2", "cv_2"), vec![]).await.unwrap());
+            assert!(a.seq < b.seq && b.seq < c.seq);
 
-        assert_eq!(store.prune(T0 + 5_000).await.unwrap(), 1);
-        let left: Vec<String> = store
-            .list("acme", None, &[], 10)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| e.id)
-            .collect();
-        assert_eq!(left, [old_pending.id.clone(), young.id.clone()]);
-        assert!(
-            store.deliveries_of(&old_done.id).await.unwrap().is_empty(),
-            "cascaded"
-        );
-        // A pruned vendor change may be accepted again: its dedup key went with it.
-        assert!(matches!(
-            store.append(msg("m1", "cv_1"), vec![]).await.unwrap(),
-            Appended::Stored { .. }
-        ));
-    }
-
-    pub(crate) async fn backlog_and_next_due_describe_what_is_waiting(store: Arc<dyn EventStore>) {
-        assert_eq!(store.next_due().await.unwrap(), None);
-        let mut early = msg("m1", "cv_1");
-        early.created_at = T0 - 60_000;
-        stored(store.append(early, subs(&["crm", "audit"])).await.unwrap());
-        stored(
-            store
-                .append(msg("m2", "cv_1"), subs(&["crm"]))
+            let all = store.list("acme", None, &[], 100).await.unwrap();
+            assert_eq!(
+                all.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
+                [a.id.clone(), b.id.clone(), c.id.clone()]
+            );
+            let page1 = store.list("acme", None, &[], 2).await.unwrap();
+            assert_eq!(page1.len(), 2);
+            let page2 = store
+                .list("acme", Some(page1[1].seq), &[], 2)
                 .await
-                .unwrap(),
-        );
-        stored(
-            store
-                .append(
-                    new_event("globex", "g1", None, EventType::MessageSent),
-                    subs(&["crm"]),
-                )
-                .await
-                .unwrap(),
-        );
-        assert_eq!(
-            store.backlog().await.unwrap(),
-            vec![
-                Backlog {
-                    tenant: "acme".into(),
-                    subscription: "audit".into(),
-                    pending: 1,
-                    oldest_created_at: T0 - 60_000
-                },
-                Backlog {
-                    tenant: "acme".into(),
-                    subscription: "crm".into(),
-                    pending: 2,
-                    oldest_created_at: T0 - 60_000
-                },
-                Backlog {
-                    tenant: "globex".into(),
-                    subscription: "crm".into(),
-                    pending: 1,
-                    oldest_created_at: T0
-                },
-            ]
-        );
-        assert_eq!(store.next_due().await.unwrap(), Some(T0 - 60_000));
-        for d in store.claim_due(T0, 10, LEASE).await.unwrap() {
+                .unwrap();
+            assert_eq!(page2.iter().map(|e| &e.id).collect::<Vec<_>>(), [&c.id]);
             assert!(store
-                .record_attempt(&d, retry(T0, T0 + 7_000))
+                .list("acme", Some(c.seq), &[], 2)
+                .await
+                .unwrap()
+                .is_empty());
+
+            let messages = store
+                .list("acme", None, &[EventType::MessageReceived], 100)
+                .await
+                .unwrap();
+            assert_eq!(
+                messages.iter().map(|e| &e.id).collect::<Vec<_>>(),
+                [&a.id, &c.id]
+            );
+            let two = store
+                .list(
+                    "acme",
+                    None,
+                    &[EventType::ConversationUpdated, EventType::MessageReceived],
+                    100,
+                )
+                .await
+                .unwrap();
+            assert_eq!(two.len(), 3);
+            assert!(store
+                .list("acme", None, &[EventType::ContactCreated], 100)
+                .await
+                .unwrap()
+                .is_empty());
+
+            assert_eq!(store.find("acme", &b.id).await.unwrap().unwrap().seq, b.seq);
+            assert_eq!(
+                store.find("globex", &b.id).await.unwrap(),
+                None,
+                "another tenant's event"
+            );
+            assert_eq!(store.last_seq("acme").await.unwrap(), Some(c.seq));
+            assert_eq!(store.last_seq("initech").await.unwrap(), None);
+        }
+
+        pub(crate) async fn deliveries_are_ordered_per_conversation_and_subscription(
+            store: Arc<dyn EventStore>,
+        ) {
+            let e1 = stored(
+                store
+                    .append(msg("m1", "cv_1"), subs(&["crm", "audit"]))
+                    .await
+                    .unwrap(),
+            );
+            stored(
+                store
+                    .append(msg("m2", "cv_1"), subs(&["crm", "audit"]))
+                    .await
+                    .unwrap(),
+            );
+            stored(
+                store
+                    .append(msg("m3", "cv_2"), subs(&["crm"]))
+                    .await
+                    .unwrap(),
+            );
+            stored(
+                store
+                    .append(
+                        new_event("acme", "k1", None, EventType::ContactUpdated),
+                        subs(&["crm"]),
+                    )
+                    .await
+                    .unwrap(),
+            );
+            stored(
+                store
+                    .append(
+                        new_event("acme", "k2", None, EventType::ContactUpdated),
+                        subs(&["crm"]),
+                    )
+                    .await
+                    .unwrap(),
+            );
+
+            // Heads only: m1 for both subscriptions, m3 (another conversation), both unordered ones.
+            let mut first = store.claim_due(T0, 100, LEASE).await.unwrap();
+            let mut names = ids(&first);
+            names.sort();
+            assert_eq!(names, ["audit:m1", "crm:k1", "crm:k2", "crm:m1", "crm:m3"]);
+            // Leased: nothing more to claim, and m2 still waits for m1.
+            assert!(store.claim_due(T0, 100, LEASE).await.unwrap().is_empty());
+
+            // crm fails m1: m2 stays blocked for crm even when its own time comes.
+            let crm_m1 = first
+                .iter()
+                .position(|d| d.subscription == "crm" && d.event.id == e1.id)
+                .unwrap();
+            let crm_m1 = first.remove(crm_m1);
+            assert!(store
+                .record_attempt(&crm_m1, retry(T0, T0 + 5_000))
                 .await
                 .unwrap());
-        }
-        // m2 is due at T0 but blocked behind m1: the hint is m1's retry, so a worker neither
-        // spins on m2 nor sleeps past a delivery that can go.
-        assert_eq!(store.next_due().await.unwrap(), Some(T0 + 7_000));
-    }
-
-    pub(crate) async fn state_is_overwritten_in_place(store: Arc<dyn EventStore>) {
-        assert_eq!(store.state_get("k").await.unwrap(), None);
-        store.state_put("k", b"1", T0).await.unwrap();
-        store.state_put("k", b"2", T0 + 1).await.unwrap();
-        assert_eq!(
-            store.state_get("k").await.unwrap().as_deref(),
-            Some(&b"2"[..])
-        );
-    }
-
-    pub(crate) async fn concurrent_appends_and_claims_never_lose_or_double_claim(
-        store: Arc<dyn EventStore>,
-    ) {
-        let mut tasks = Vec::new();
-        for t in 0..8 {
-            let store = store.clone();
-            tasks.push(tokio::spawn(async move {
-                for i in 0..25 {
-                    // Two writers race on every key: exactly one must win.
-                    let key = format!("m{}", (t % 4) * 100 + i);
-                    store
-                        .append(msg(&key, &format!("cv_{key}")), subs(&["crm"]))
-                        .await
-                        .unwrap();
-                }
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap();
-        }
-        assert_eq!(
-            store.list("acme", None, &[], 1000).await.unwrap().len(),
-            100
-        );
-
-        let mut claimers = Vec::new();
-        for _ in 0..4 {
-            let store = store.clone();
-            claimers.push(tokio::spawn(async move {
-                store.claim_due(T0, 1000, LEASE).await.unwrap()
-            }));
-        }
-        let mut claimed: Vec<u64> = Vec::new();
-        for c in claimers {
-            claimed.extend(c.await.unwrap().into_iter().map(|d| d.id));
-        }
-        let total = claimed.len();
-        claimed.sort();
-        claimed.dedup();
-        assert_eq!(claimed.len(), total, "a delivery was claimed twice");
-        assert_eq!(total, 100, "every delivery has its own conversation here");
-    }
-    pub(crate) async fn a_replayed_delivery_goes_back_in_front_of_its_conversation(
-        store: Arc<dyn EventStore>,
-    ) {
-        for m in ["m1", "m2", "m3"] {
-            stored(store.append(msg(m, "cv_1"), subs(&["crm"])).await.unwrap());
-        }
-        let m1 = store.claim_due(T0, 10, LEASE).await.unwrap().remove(0);
-        assert!(store.record_attempt(&m1, dead(T0 + 1)).await.unwrap());
-        let m2 = store.claim_due(T0 + 1, 10, LEASE).await.unwrap();
-        assert_eq!(ids(&m2), ["crm:m2"]);
-        assert!(store.record_attempt(&m2[0], ok(T0 + 2)).await.unwrap());
-        // m3 is in flight when m1 is replayed.
-        let m3 = store.claim_due(T0 + 2, 10, LEASE).await.unwrap();
-        assert_eq!(ids(&m3), ["crm:m3"]);
-        assert_eq!(
-            store
-                .replay(&ReplayTarget::Delivery(m1.id), T0 + 3)
+            // audit delivers m1: audit's m2 becomes due.
+            let audit_m1 = first
+                .iter()
+                .find(|d| d.subscription == "audit")
+                .unwrap()
+                .clone();
+            assert!(store.record_attempt(&audit_m1, ok(T0)).await.unwrap());
+            assert_eq!(
+                ids(&store.claim_due(T0 + 1, 100, LEASE).await.unwrap()),
+                ["audit:m2"]
+            );
+            // After the backoff, crm's m1 comes back — m2 still not.
+            assert_eq!(
+                ids(&store.claim_due(T0 + 5_000, 100, LEASE).await.unwrap()),
+                ["crm:m1"]
+            );
+            assert!(store
+                .claim_due(T0 + 5_000, 100, LEASE)
                 .await
-                .unwrap(),
-            1
-        );
-        // The replayed m1 is the conversation's head again: it goes, m3 waits behind it.
-        let again = store.claim_due(T0 + 3, 10, LEASE).await.unwrap();
-        assert_eq!(ids(&again), ["crm:m1"]);
-        assert!(store
-            .record_attempt(&m3[0], retry(T0 + 4, T0 + 5))
-            .await
-            .unwrap());
-        assert!(store
-            .claim_due(T0 + 10, 10, LEASE)
-            .await
-            .unwrap()
-            .is_empty());
-        assert_eq!(store.next_due().await.unwrap(), Some(T0 + 3 + 30_000));
-        assert!(store.record_attempt(&again[0], ok(T0 + 11)).await.unwrap());
-        let last = store.claim_due(T0 + 11, 10, LEASE).await.unwrap();
-        assert_eq!(ids(&last), ["crm:m3"]);
-        assert_eq!(last[0].attempts, 1);
-    }
-
-    pub(crate) fn inbox_item(connection: &str, dedup: &str, at: Millis) -> NewInboxItem {
-        NewInboxItem {
-            tenant: "acme".into(),
-            connection: connection.into(),
-            vendor: "libredesk".into(),
-            dedup_key: dedup.into(),
-            body: format!("{{\"raw\":\"{dedup}\"}}\u{0}\u{ff}").into_bytes(),
-            received_at: at,
+                .unwrap()
+                .is_empty());
         }
-    }
 
-    fn inbox_stored(put: InboxPut) -> u64 {
-        match put {
-            InboxPut::Stored { id } => id,
-            other => panic!("not stored: {other:?}"),
+        pub(crate) async fn a_dead_letter_unblocks_its_conversation_and_can_be_replayed(
+            store: Arc<dyn EventStore>,
+        ) {
+            let e1 = stored(
+                store
+                    .append(msg("m1", "cv_1"), subs(&["crm"]))
+                    .await
+                    .unwrap(),
+            );
+            stored(
+                store
+                    .append(msg("m2", "cv_1"), subs(&["crm"]))
+                    .await
+                    .unwrap(),
+            );
+            let d1 = store.claim_due(T0, 10, LEASE).await.unwrap().remove(0);
+            assert_eq!(d1.attempts, 0);
+            assert_eq!(d1.window_start, T0);
+            assert!(store.record_attempt(&d1, dead(T0 + 10)).await.unwrap());
+
+            let next = store.claim_due(T0 + 10, 10, LEASE).await.unwrap();
+            assert_eq!(ids(&next), ["crm:m2"]);
+            assert!(store.record_attempt(&next[0], ok(T0 + 11)).await.unwrap());
+
+            let dead_list = store.dead_letters(None, None, 10).await.unwrap();
+            assert_eq!(dead_list.len(), 1);
+            let record = &dead_list[0];
+            assert_eq!(record.event_id, e1.id);
+            assert_eq!(record.state, DeliveryState::Dead);
+            assert_eq!(record.attempts, 1);
+            assert_eq!(record.last_status, Some(500));
+            assert_eq!(
+                record.dead_reason.as_deref(),
+                Some("retry_window_exhausted")
+            );
+            assert_eq!(record.finished_at, Some(T0 + 10));
+            assert!(store
+                .dead_letters(Some("globex"), None, 10)
+                .await
+                .unwrap()
+                .is_empty());
+            assert!(store
+                .dead_letters(None, Some(record.id), 10)
+                .await
+                .unwrap()
+                .is_empty());
+
+            // Replay by delivery name: due at once, with a fresh window.
+            let target = ReplayTarget::parse(&delivery_name(record.id)).unwrap();
+            assert_eq!(store.replay(&target, T0 + 100).await.unwrap(), 1);
+            assert_eq!(
+                store.replay(&target, T0 + 100).await.unwrap(),
+                0,
+                "no longer dead"
+            );
+            assert!(store.dead_letters(None, None, 10).await.unwrap().is_empty());
+            let again = store.claim_due(T0 + 100, 10, LEASE).await.unwrap();
+            assert_eq!(ids(&again), ["crm:m1"]);
+            assert_eq!(again[0].window_start, T0 + 100);
+            assert_eq!(again[0].attempts, 1);
+            assert!(store
+                .record_attempt(&again[0], dead(T0 + 101))
+                .await
+                .unwrap());
+            // Replay by event ID requeues every dead delivery of the event.
+            let by_event = ReplayTarget::parse(&e1.id).unwrap();
+            assert_eq!(store.replay(&by_event, T0 + 200).await.unwrap(), 1);
+            assert_eq!(
+                store
+                    .replay(&ReplayTarget::Delivery(9_999), T0)
+                    .await
+                    .unwrap(),
+                0
+            );
         }
-    }
 
-    pub(crate) async fn inbox_items_are_deduplicated_and_leased_one_per_connection(
-        store: Arc<dyn EventStore>,
-    ) {
-        let i1 = inbox_stored(store.inbox_put(inbox_item("desk", "k1", T0)).await.unwrap());
-        let i2 = inbox_stored(
-            store
-                .inbox_put(inbox_item("desk", "k2", T0 + 1))
+        pub(crate) async fn results_count_only_under_the_current_lease(store: Arc<dyn EventStore>) {
+            stored(
+                store
+                    .append(msg("m1", "cv_1"), subs(&["crm"]))
+                    .await
+                    .unwrap(),
+            );
+            let stale = store.claim_due(T0, 10, LEASE).await.unwrap().remove(0);
+            // The worker holding it is presumed dead once the lease expires: claimed again.
+            assert!(store
+                .claim_due(T0 + 29_999, 10, LEASE)
                 .await
-                .unwrap(),
-        );
-        let i3 = inbox_stored(
-            store
-                .inbox_put(inbox_item("chat", "k3", T0 + 2))
+                .unwrap()
+                .is_empty());
+            let fresh = store
+                .claim_due(T0 + 30_000, 10, LEASE)
                 .await
-                .unwrap(),
-        );
-        assert!(i1 < i2 && i2 < i3);
-        assert_eq!(
-            store
-                .inbox_put(inbox_item("desk", "k1", T0 + 9))
-                .await
-                .unwrap(),
-            InboxPut::Duplicate { id: i1 }
-        );
-        assert_eq!(
-            store.inbox_backlog().await.unwrap(),
-            InboxBacklog {
-                pending: 3,
-                oldest_received_at: Some(T0)
-            }
-        );
-        // The oldest of each connection, oldest first.
-        let items = store.inbox_claim(T0 + 5, 10, LEASE).await.unwrap();
-        assert_eq!(items.iter().map(|i| i.id).collect::<Vec<_>>(), [i1, i3]);
-        let first = &items[0];
-        assert_eq!(first.body, inbox_item("desk", "k1", T0).body);
-        assert_eq!(
-            (
-                first.tenant.as_str(),
-                first.connection.as_str(),
-                first.vendor.as_str(),
-                first.dedup_key.as_str()
-            ),
-            ("acme", "desk", "libredesk", "k1")
-        );
-        assert_eq!(
-            (first.attempts, first.received_at, &first.last_error),
-            (0, T0, &None)
-        );
-        assert!(store
-            .inbox_claim(T0 + 5, 10, LEASE)
-            .await
-            .unwrap()
-            .is_empty());
-        // A lapsed lease makes the item claimable again, under a new lease.
-        let again = store.inbox_claim(T0 + 5 + 30_000, 10, LEASE).await.unwrap();
-        assert_eq!(again.len(), 2);
-        assert_ne!(again[0].lease, first.lease);
-    }
+                .unwrap()
+                .remove(0);
+            assert_ne!(stale.lease, fresh.lease);
+            assert!(!store.record_attempt(&stale, ok(T0 + 30_001)).await.unwrap());
+            assert!(store.record_attempt(&fresh, ok(T0 + 30_002)).await.unwrap());
+            assert!(
+                !store.record_attempt(&fresh, ok(T0 + 30_003)).await.unwrap(),
+                "already final"
+            );
+            let records = store.deliveries_of(&fresh.event.id).await.unwrap();
+            assert_eq!(records[0].state, DeliveryState::Delivered);
+            assert_eq!(records[0].attempts, 1);
+        }
 
-    pub(crate) async fn inbox_completion_stores_events_once_under_the_lease(
-        store: Arc<dyn EventStore>,
-    ) {
-        let i1 = inbox_stored(store.inbox_put(inbox_item("desk", "k1", T0)).await.unwrap());
-        let i2 = inbox_stored(store.inbox_put(inbox_item("desk", "k2", T0)).await.unwrap());
-        let item = store.inbox_claim(T0, 10, LEASE).await.unwrap().remove(0);
-        assert_eq!(item.id, i1);
-        let mut stale = item.clone();
-        stale.lease = 0;
-        assert_eq!(
-            store.inbox_complete(&stale, vec![], T0).await.unwrap(),
-            None,
-            "a stale lease stores nothing"
-        );
-        let done = store
-            .inbox_complete(
-                &item,
+        pub(crate) async fn prune_forgets_old_events_but_not_pending_deliveries(
+            store: Arc<dyn EventStore>,
+        ) {
+            let old_done = stored(
+                store
+                    .append(msg("m1", "cv_1"), subs(&["crm"]))
+                    .await
+                    .unwrap(),
+            );
+            let old_pending = stored(
+                store
+                    .append(msg("m2", "cv_2"), subs(&["crm"]))
+                    .await
+                    .unwrap(),
+            );
+            let mut young = msg("m3", "cv_3");
+            young.created_at = T0 + 10_000;
+            let young = stored(store.append(young, vec![]).await.unwrap());
+            let claimed = store.claim_due(T0, 10, LEASE).await.unwrap();
+            let done = claimed.iter().find(|d| d.event.id == old_done.id).unwrap();
+            assert!(store.record_attempt(done, ok(T0)).await.unwrap());
+
+            assert_eq!(store.prune(T0 + 5_000).await.unwrap(), 1);
+            let left: Vec<String> = store
+                .list("acme", None, &[], 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.id)
+                .collect();
+            assert_eq!(left, [old_pending.id.clone(), young.id.clone()]);
+            assert!(
+                store.deliveries_of(&old_done.id).await.unwrap().is_empty(),
+                "cascaded"
+            );
+            // A pruned vendor change may be accepted again: its dedup key went with it.
+            assert!(matches!(
+                store.append(msg("m1", "cv_1"), vec![]).await.unwrap(),
+                Appended::Stored { .. }
+            ));
+        }
+
+        pub(crate) async fn backlog_and_next_due_describe_what_is_waiting(
+            store: Arc<dyn EventStore>,
+        ) {
+            assert_eq!(store.next_due().await.unwrap(), None);
+            let mut early = msg("m1", "cv_1");
+            early.created_at = T0 - 60_000;
+            stored(store.append(early, subs(&["crm", "audit"])).await.unwrap());
+            stored(
+                store
+                    .append(msg("m2", "cv_1"), subs(&["crm"]))
+                    .await
+                    .unwrap(),
+            );
+            stored(
+                store
+                    .append(
+                        new_event("globex", "g1", None, EventType::MessageSent),
+                        subs(&["crm"]),
+                    )
+                    .await
+                    .unwrap(),
+            );
+            assert_eq!(
+                store.backlog().await.unwrap(),
                 vec![
-                    (msg("m1", "cv_1"), subs(&["crm", "audit", "crm"])),
-                    (msg("m1", "cv_1"), subs(&["crm"])),
-                ],
-                T0 + 1,
-            )
-            .await
-            .unwrap()
-            .unwrap();
-        let first = match &done[0] {
-            Appended::Stored { event, deliveries } => {
-                assert_eq!(*deliveries, 2);
-                event.clone()
+                    Backlog {
+                        tenant: "acme".into(),
+                        subscription: "audit".into(),
+                        pending: 1,
+                        oldest_created_at: T0 - 60_000
+                    },
+                    Backlog {
+                        tenant: "acme".into(),
+                        subscription: "crm".into(),
+                        pending: 2,
+                        oldest_created_at: T0 - 60_000
+                    },
+                    Backlog {
+                        tenant: "globex".into(),
+                        subscription: "crm".into(),
+                        pending: 1,
+                        oldest_created_at: T0
+                    },
+                ]
+            );
+            assert_eq!(store.next_due().await.unwrap(), Some(T0 - 60_000));
+            for d in store.claim_due(T0, 10, LEASE).await.unwrap() {
+                assert!(store
+                    .record_attempt(&d, retry(T0, T0 + 7_000))
+                    .await
+                    .unwrap());
             }
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(
-            done[1],
-            Appended::Duplicate {
-                id: first.id.clone(),
-                seq: first.seq
-            }
-        );
-        assert_eq!(
-            store.find("acme", &first.id).await.unwrap(),
-            Some(first.clone())
-        );
-        assert_eq!(store.deliveries_of(&first.id).await.unwrap().len(), 2);
-        assert_eq!(
-            store.inbox_complete(&item, vec![], T0 + 2).await.unwrap(),
-            None,
-            "already closed"
-        );
-        // The connection's next item is up.
-        let next = store.inbox_claim(T0 + 2, 10, LEASE).await.unwrap();
-        assert_eq!(next.iter().map(|i| i.id).collect::<Vec<_>>(), [i2]);
-        assert_eq!(
-            store
-                .inbox_complete(&next[0], vec![], T0 + 3)
-                .await
-                .unwrap(),
-            Some(vec![])
-        );
-        assert_eq!(store.inbox_backlog().await.unwrap().pending, 0);
-        assert!(store.inbox_dead(None, 10).await.unwrap().is_empty());
-    }
+            // m2 is due at T0 but blocked behind m1: the hint is m1's retry, so a worker neither
+            // spins on m2 nor sleeps past a delivery that can go.
+            assert_eq!(store.next_due().await.unwrap(), Some(T0 + 7_000));
+        }
 
-    pub(crate) async fn inbox_failures_retry_give_up_and_replay(store: Arc<dyn EventStore>) {
-        let i1 = inbox_stored(store.inbox_put(inbox_item("desk", "k1", T0)).await.unwrap());
-        let i2 = inbox_stored(store.inbox_put(inbox_item("desk", "k2", T0)).await.unwrap());
-        let item = store.inbox_claim(T0, 10, LEASE).await.unwrap().remove(0);
-        assert!(store
-            .inbox_failed(&item, Some(T0 + 100), "vendor 503", T0 + 1)
-            .await
-            .unwrap());
-        // Not due yet, and the connection's next item waits behind it.
-        assert!(store
-            .inbox_claim(T0 + 50, 10, LEASE)
-            .await
-            .unwrap()
-            .is_empty());
-        let item = store
-            .inbox_claim(T0 + 100, 10, LEASE)
-            .await
-            .unwrap()
-            .remove(0);
-        assert_eq!((item.id, item.attempts), (i1, 1));
-        assert_eq!(item.last_error.as_deref(), Some("vendor 503"));
-        assert!(!store
-            .inbox_failed(
-                &InboxItem {
-                    lease: 0,
-                    ..item.clone()
-                },
+        pub(crate) async fn state_is_overwritten_in_place(store: Arc<dyn EventStore>) {
+            assert_eq!(store.state_get("k").await.unwrap(), None);
+            store.state_put("k", b"1", T0).await.unwrap();
+            store.state_put("k", b"2", T0 + 1).await.unwrap();
+            assert_eq!(
+                store.state_get("k").await.unwrap().as_deref(),
+                Some(&b"2"[..])
+            );
+        }
+
+        pub(crate) async fn concurrent_appends_and_claims_never_lose_or_double_claim(
+            store: Arc<dyn EventStore>,
+        ) {
+            let mut tasks = Vec::new();
+            for t in 0..8 {
+                let store = store.clone();
+                tasks.push(tokio::spawn(async move {
+                    for i in 0..25 {
+                        // Two writers race on every key: exactly one must win.
+                        let key = format!("m{}", (t % 4) * 100 + i);
+                        store
+                            .append(msg(&key, &format!("cv_{key}")), subs(&["crm"]))
+                            .await
+                            .unwrap();
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+            assert_eq!(
+                store.list("acme", None, &[], 1000).await.unwrap().len(),
+                100
+            );
+
+            let mut claimers = Vec::new();
+            for _ in 0..4 {
+                let store = store.clone();
+                claimers.push(tokio::spawn(async move {
+                    store.claim_due(T0, 1000, LEASE).await.unwrap()
+                }));
+            }
+            let mut claimed: Vec<u64> = Vec::new();
+            for c in claimers {
+                claimed.extend(c.await.unwrap().into_iter().map(|d| d.id));
+            }
+            let total = claimed.len();
+            claimed.sort();
+            claimed.dedup();
+            assert_eq!(claimed.len(), total, "a delivery was claimed twice");
+            assert_eq!(total, 100, "every delivery has its own conversation here");
+        }
+        pub(crate) async fn a_replayed_delivery_goes_back_in_front_of_its_conversation(
+            store: Arc<dyn EventStore>,
+        ) {
+            for m in ["m1", "m2", "m3"] {
+                stored(store.append(msg(m, "cv_1"), subs(&["crm"])).await.unwrap());
+            }
+            let m1 = store.claim_due(T0, 10, LEASE).await.unwrap().remove(0);
+            assert!(store.record_attempt(&m1, dead(T0 + 1)).await.unwrap());
+            let m2 = store.claim_due(T0 + 1, 10, LEASE).await.unwrap();
+            assert_eq!(ids(&m2), ["crm:m2"]);
+            assert!(store.record_attempt(&m2[0], ok(T0 + 2)).await.unwrap());
+            // m3 is in flight when m1 is replayed.
+            let m3 = store.claim_due(T0 + 2, 10, LEASE).await.unwrap();
+            assert_eq!(ids(&m3), ["crm:m3"]);
+            assert_eq!(
+                store
+                    .replay(&ReplayTarget::Delivery(m1.id), T0 + 3)
+                    .await
+                    .unwrap(),
+                1
+            );
+            // The replayed m1 is the conversation's head again: it goes, m3 waits behind it.
+            let again = store.claim_due(T0 + 3, 10, LEASE).await.unwrap();
+            assert_eq!(ids(&again), ["crm:m1"]);
+            assert!(store
+                .record_attempt(&m3[0], retry(T0 + 4, T0 + 5))
+                .await
+                .unwrap());
+            assert!(store
+                .claim_due(T0 + 10, 10, LEASE)
+                .await
+                .unwrap()
+                .is_empty());
+            assert_eq!(store.next_due().await.unwrap(), Some(T0 + 3 + 30_000));
+            assert!(store.record_attempt(&again[0], ok(T0 + 11)).await.unwrap());
+            let last = store.claim_due(T0 + 11, 10, LEASE).await.unwrap();
+            assert_eq!(ids(&last), ["crm:m3"]);
+            assert_eq!(last[0].attempts, 1);
+        }
+
+        pub(crate) fn inbox_item(connection: &str, dedup: &str, at: Millis) -> NewInboxItem {
+            NewInboxItem {
+                tenant: "acme".into(),
+                connection: connection.into(),
+                vendor: "libredesk".into(),
+                dedup_key: dedup.into(),
+                body: format!("{{\"raw\":\"{dedup}\"}}\u{0}\u{ff}").into_bytes(),
+                received_at: at,
+            }
+        }
+
+        fn inbox_stored(put: InboxPut) -> u64 {
+            match put {
+                InboxPut::Stored { id } => id,
+                other => panic!("not stored: {other:?}"),
+            }
+        }
+
+        pub(crate) async fn inbox_items_are_deduplicated_and_leased_one_per_connection(
+            store: Arc<dyn EventStore>,
+        ) {
+            let i1 = inbox_stored(store.inbox_put(inbox_item("desk", "k1", T0)).await.unwrap());
+            let i2 = inbox_stored(
+                store
+                    .inbox_put(inbox_item("desk", "k2", T0 + 1))
+                    .await
+                    .unwrap(),
+            );
+            let i3 = inbox_stored(
+                store
+                    .inbox_put(inbox_item("chat", "k3", T0 + 2))
+                    .await
+                    .unwrap(),
+            );
+            assert!(i1 < i2 && i2 < i3);
+            assert_eq!(
+                store
+                    .inbox_put(inbox_item("desk", "k1", T0 + 9))
+                    .await
+                    .unwrap(),
+                InboxPut::Duplicate { id: i1 }
+            );
+            assert_eq!(
+                store.inbox_backlog().await.unwrap(),
+                InboxBacklog {
+                    pending: 3,
+                    oldest_received_at: Some(T0)
+                }
+            );
+            // The oldest of each connection, oldest first.
+            let items = store.inbox_claim(T0 + 5, 10, LEASE).await.unwrap();
+            assert_eq!(items.iter().map(|i| i.id).collect::<Vec<_>>(), [i1, i3]);
+            let first = &items[0];
+            assert_eq!(first.body, inbox_item("desk", "k1", T0).body);
+            assert_eq!(
+                (
+                    first.tenant.as_str(),
+                    first.connection.as_str(),
+                    first.vendor.as_str(),
+                    first.dedup_key.as_str()
+                ),
+                ("acme", "desk", "libredesk", "k1")
+            );
+            assert_eq!(
+                (first.attempts, first.received_at, &first.last_error),
+                (0, T0, &None)
+            );
+            assert!(store
+                .inbox_claim(T0 + 5, 10, LEASE)
+                .await
+                .unwrap()
+                .is_empty());
+            // A lapsed lease makes the item claimable again, under a new lease.
+            let again = store.inbox_claim(T0 + 5 + 30_000, 10, LEASE).await.unwrap();
+            assert_eq!(again.len(), 2);
+            assert_ne!(again[0].lease, first.lease);
+        }
+
+        pub(crate) async fn inbox_completion_stores_events_once_under_the_lease(
+            store: Arc<dyn EventStore>,
+        ) {
+            let i1 = inbox_stored(store.inbox_put(inbox_item("desk", "k1", T0)).await.unwrap());
+            let i2 = inbox_stored(store.inbox_put(inbox_item("desk", "k2", T0)).await.unwrap());
+            let item = store.inbox_claim(T0, 10, LEASE).await.unwrap().remove(0);
+            assert_eq!(item.id, i1);
+            let mut stale = item.clone();
+            stale.lease = 0;
+            assert_eq!(
+                store.inbox_complete(&stale, vec![], T0).await.unwrap(),
                 None,
-                "x",
-                T0 + 101
-            )
-            .await
-            .unwrap());
-        assert!(store
-            .inbox_failed(&item, None, "unknown conversation", T0 + 101)
-            .await
-            .unwrap());
-        let dead = store.inbox_dead(None, 10).await.unwrap();
-        assert_eq!(dead.len(), 1);
-        assert_eq!((dead[0].id, dead[0].attempts), (i1, 2));
-        assert_eq!(dead[0].last_error.as_deref(), Some("unknown conversation"));
-        assert!(store.inbox_dead(Some(i1), 10).await.unwrap().is_empty());
-        // A given-up item no longer blocks its connection.
-        let next = store.inbox_claim(T0 + 101, 10, LEASE).await.unwrap();
-        assert_eq!(next.iter().map(|i| i.id).collect::<Vec<_>>(), [i2]);
-        // Replayed, it is the connection's oldest again.
-        assert_eq!(
-            store
-                .replay(&ReplayTarget::Inbox(i1), T0 + 200)
+                "a stale lease stores nothing"
+            );
+            let done = store
+                .inbox_complete(
+                    &item,
+                    vec![
+                        (msg("m1", "cv_1"), subs(&["crm", "audit", "crm"])),
+                        (msg("m1", "cv_1"), subs(&["crm"])),
+                    ],
+                    T0 + 1,
+                )
                 .await
-                .unwrap(),
-            1
-        );
-        assert_eq!(
-            store
-                .replay(&ReplayTarget::Inbox(i1), T0 + 200)
-                .await
-                .unwrap(),
-            0
-        );
-        assert!(store.inbox_dead(None, 10).await.unwrap().is_empty());
-        assert_eq!(store.inbox_backlog().await.unwrap().pending, 2);
-        let replayed = store.inbox_claim(T0 + 200, 10, LEASE).await.unwrap();
-        assert_eq!(replayed.iter().map(|i| i.id).collect::<Vec<_>>(), [i1]);
-        assert_eq!(replayed[0].attempts, 2);
-    }
+                .unwrap()
+                .unwrap();
+            let first = match &done[0] {
+                Appended::Stored { event, deliveries } => {
+                    assert_eq!(*deliveries, 2);
+                    event.clone()
+                }
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(
+                done[1],
+                Appended::Duplicate {
+                    id: first.id.clone(),
+                    seq: first.seq
+                }
+            );
+            assert_eq!(
+                store.find("acme", &first.id).await.unwrap(),
+                Some(first.clone())
+            );
+            assert_eq!(store.deliveries_of(&first.id).await.unwrap().len(), 2);
+            assert_eq!(
+                store.inbox_complete(&item, vec![], T0 + 2).await.unwrap(),
+                None,
+                "already closed"
+            );
+            // The connection's next item is up.
+            let next = store.inbox_claim(T0 + 2, 10, LEASE).await.unwrap();
+            assert_eq!(next.iter().map(|i| i.id).collect::<Vec<_>>(), [i2]);
+            assert_eq!(
+                store
+                    .inbox_complete(&next[0], vec![], T0 + 3)
+                    .await
+                    .unwrap(),
+                Some(vec![])
+            );
+            assert_eq!(store.inbox_backlog().await.unwrap().pending, 0);
+            assert!(store.inbox_dead(None, 10).await.unwrap().is_empty());
+        }
 
-    pub(crate) async fn inbox_dedup_spans_events_and_closed_items_are_pruned(
-        store: Arc<dyn EventStore>,
-    ) {
-        stored(store.append(msg("m1", "cv_1"), vec![]).await.unwrap());
-        assert_eq!(
-            store.inbox_put(inbox_item("desk", "m1", T0)).await.unwrap(),
-            InboxPut::Duplicate { id: 0 },
-            "already an event"
-        );
-        // Another connection's key is its own.
-        inbox_stored(store.inbox_put(inbox_item("chat", "m1", T0)).await.unwrap());
-        let k2 = inbox_stored(store.inbox_put(inbox_item("desk", "k2", T0)).await.unwrap());
-        let items = store.inbox_claim(T0, 10, LEASE).await.unwrap();
-        let desk = items.iter().find(|i| i.id == k2).unwrap();
-        assert_eq!(
-            store.inbox_complete(desk, vec![], T0).await.unwrap(),
-            Some(vec![])
-        );
-        assert_eq!(
-            store.inbox_put(inbox_item("desk", "k2", T0)).await.unwrap(),
-            InboxPut::Duplicate { id: k2 },
-            "a closed item still deduplicates"
-        );
-        assert_eq!(store.prune(T0 + 10).await.unwrap(), 1);
-        // Pruned: the event and the closed item took their dedup keys with them; the pending
-        // chat item stays.
-        inbox_stored(
-            store
-                .inbox_put(inbox_item("desk", "m1", T0 + 20))
+        pub(crate) async fn inbox_failures_retry_give_up_and_replay(store: Arc<dyn EventStore>) {
+            let i1 = inbox_stored(store.inbox_put(inbox_item("desk", "k1", T0)).await.unwrap());
+            let i2 = inbox_stored(store.inbox_put(inbox_item("desk", "k2", T0)).await.unwrap());
+            let item = store.inbox_claim(T0, 10, LEASE).await.unwrap().remove(0);
+            assert!(store
+                .inbox_failed(&item, Some(T0 + 100), "vendor 503", T0 + 1)
                 .await
-                .unwrap(),
-        );
-        inbox_stored(
-            store
-                .inbox_put(inbox_item("desk", "k2", T0 + 20))
+                .unwrap());
+            // Not due yet, and the connection's next item waits behind it.
+            assert!(store
+                .inbox_claim(T0 + 50, 10, LEASE)
                 .await
-                .unwrap(),
-        );
-        assert_eq!(
-            store.inbox_put(inbox_item("chat", "m1", T0)).await.unwrap(),
-            InboxPut::Duplicate {
-                id: items.iter().find(|i| i.connection == "chat").unwrap().id
-            }
-        );
-    }
+                .unwrap()
+                .is_empty());
+            let item = store
+                .inbox_claim(T0 + 100, 10, LEASE)
+                .await
+                .unwrap()
+                .remove(0);
+            assert_eq!((item.id, item.attempts), (i1, 1));
+            assert_eq!(item.last_error.as_deref(), Some("vendor 503"));
+            assert!(!store
+                .inbox_failed(
+                    &InboxItem {
+                        lease: 0,
+                        ..item.clone()
+                    },
+                    None,
+                    "x",
+                    T0 + 101
+                )
+                .await
+                .unwrap());
+            assert!(store
+                .inbox_failed(&item, None, "unknown conversation", T0 + 101)
+                .await
+                .unwrap());
+            let dead = store.inbox_dead(None, 10).await.unwrap();
+            assert_eq!(dead.len(), 1);
+            assert_eq!((dead[0].id, dead[0].attempts), (i1, 2));
+            assert_eq!(dead[0].last_error.as_deref(), Some("unknown conversation"));
+            assert!(store.inbox_dead(Some(i1), 10).await.unwrap().is_empty());
+            // A given-up item no longer blocks its connection.
+            let next = store.inbox_claim(T0 + 101, 10, LEASE).await.unwrap();
+            assert_eq!(next.iter().map(|i| i.id).collect::<Vec<_>>(), [i2]);
+            // Replayed, it is the connection's oldest again.
+            assert_eq!(
+                store
+                    .replay(&ReplayTarget::Inbox(i1), T0 + 200)
+                    .await
+                    .unwrap(),
+                1
+            );
+            assert_eq!(
+                store
+                    .replay(&ReplayTarget::Inbox(i1), T0 + 200)
+                    .await
+                    .unwrap(),
+                0
+            );
+            assert!(store.inbox_dead(None, 10).await.unwrap().is_empty());
+            assert_eq!(store.inbox_backlog().await.unwrap().pending, 2);
+            let replayed = store.inbox_claim(T0 + 200, 10, LEASE).await.unwrap();
+            assert_eq!(replayed.iter().map(|i| i.id).collect::<Vec<_>>(), [i1]);
+            assert_eq!(replayed[0].attempts, 2);
+        }
 
-    pub(crate) async fn changes_tick_on_store_and_requeue_only(store: Arc<dyn EventStore>) {
-        let mut changes = store.changes();
-        changes.mark_unchanged();
-        store.inbox_put(inbox_item("desk", "k1", T0)).await.unwrap();
-        assert!(changes.has_changed().unwrap(), "an inbox item was stored");
-        changes.mark_unchanged();
-        store.inbox_put(inbox_item("desk", "k1", T0)).await.unwrap();
-        assert!(!changes.has_changed().unwrap(), "a duplicate is no change");
-        stored(
-            store
-                .append(msg("m1", "cv_1"), subs(&["crm"]))
-                .await
-                .unwrap(),
-        );
-        assert!(changes.has_changed().unwrap());
-        changes.mark_unchanged();
-        let d = store.claim_due(T0, 10, LEASE).await.unwrap().remove(0);
-        assert!(store.record_attempt(&d, dead(T0)).await.unwrap());
-        assert!(
-            !changes.has_changed().unwrap(),
-            "claims and attempts are no change"
-        );
-        assert_eq!(
-            store
-                .replay(&ReplayTarget::Delivery(d.id), T0 + 1)
-                .await
-                .unwrap(),
-            1
-        );
-        assert!(
-            changes.has_changed().unwrap(),
-            "a requeue wakes the workers"
-        );
-    }
+        pub(crate) async fn inbox_dedup_spans_events_and_closed_items_are_pruned(
+            store: Arc<dyn EventStore>,
+        ) {
+            stored(store.append(msg("m1", "cv_1"), vec![]).await.unwrap());
+            assert_eq!(
+                store.inbox_put(inbox_item("desk", "m1", T0)).await.unwrap(),
+                InboxPut::Duplicate { id: 0 },
+                "already an event"
+            );
+            // Another connection's key is its own.
+            inbox_stored(store.inbox_put(inbox_item("chat", "m1", T0)).await.unwrap());
+            let k2 = inbox_stored(store.inbox_put(inbox_item("desk", "k2", T0)).await.unwrap());
+            let items = store.inbox_claim(T0, 10, LEASE).await.unwrap();
+            let desk = items.iter().find(|i| i.id == k2).unwrap();
+            assert_eq!(
+                store.inbox_complete(desk, vec![], T0).await.unwrap(),
+                Some(vec![])
+            );
+            assert_eq!(
+                store.inbox_put(inbox_item("desk", "k2", T0)).await.unwrap(),
+                InboxPut::Duplicate { id: k2 },
+                "a closed item still deduplicates"
+            );
+            assert_eq!(store.prune(T0 + 10).await.unwrap(), 1);
+            // Pruned: the event and the closed item took their dedup keys with them; the pending
+            // chat item stays.
+            inbox_stored(
+                store
+                    .inbox_put(inbox_item("desk", "m1", T0 + 20))
+                    .await
+                    .unwrap(),
+            );
+            inbox_stored(
+                store
+                    .inbox_put(inbox_item("desk", "k2", T0 + 20))
+                    .await
+                    .unwrap(),
+            );
+            assert_eq!(
+                store.inbox_put(inbox_item("chat", "m1", T0)).await.unwrap(),
+                InboxPut::Duplicate {
+                    id: items.iter().find(|i| i.connection == "chat").unwrap().id
+                }
+            );
+        }
 
-    /// Test wrappers running every behaviour above on the stores `$open` makes: an async
-    /// expression answering `(Arc<dyn EventStore>, guard)`, a fresh empty store per test (the
-    /// guard keeps its folder or server alive).
-    macro_rules! event_store_suite {
+        pub(crate) async fn changes_tick_on_store_and_requeue_only(store: Arc<dyn EventStore>) {
+            let mut changes = store.changes();
+            changes.mark_unchanged();
+            store.inbox_put(inbox_item("desk", "k1", T0)).await.unwrap();
+            assert!(changes.has_changed().unwrap(), "an inbox item was stored");
+            changes.mark_unchanged();
+            store.inbox_put(inbox_item("desk", "k1", T0)).await.unwrap();
+            assert!(!changes.has_changed().unwrap(), "a duplicate is no change");
+            stored(
+                store
+                    .append(msg("m1", "cv_1"), subs(&["crm"]))
+                    .await
+                    .unwrap(),
+            );
+            assert!(changes.has_changed().unwrap());
+            changes.mark_unchanged();
+            let d = store.claim_due(T0, 10, LEASE).await.unwrap().remove(0);
+            assert!(store.record_attempt(&d, dead(T0)).await.unwrap());
+            assert!(
+                !changes.has_changed().unwrap(),
+                "claims and attempts are no change"
+            );
+            assert_eq!(
+                store
+                    .replay(&ReplayTarget::Delivery(d.id), T0 + 1)
+                    .await
+                    .unwrap(),
+                1
+            );
+            assert!(
+                changes.has_changed().unwrap(),
+                "a requeue wakes the workers"
+            );
+        }
+
+        /// Test wrappers running every behaviour above on the stores `$open` makes: an async
+        /// expression answering `(Arc<dyn EventStore>, guard)`, a fresh empty store per test (the
+        /// guard keeps its folder or server alive).
+        macro_rules! event_store_suite {
         ($open:expr) => {
-            $crate::events::store::suite::event_store_suite!(@tests $open;
+            $crate::events::store::tests::suite::event_store_suite!(@tests $open;
                 append_stores_the_envelope_and_deduplicates,
                 list_pages_by_seq_filters_types_and_isolates_tenants,
                 deliveries_are_ordered_per_conversation_and_subscription,
@@ -2172,7 +2182,7 @@ pub(crate) mod suite {
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn concurrent_appends_and_claims_never_lose_or_double_claim() {
                 let (store, _guard) = $open.await;
-                $crate::events::store::suite::concurrent_appends_and_claims_never_lose_or_double_claim(store).await;
+                $crate::events::store::tests::suite::concurrent_appends_and_claims_never_lose_or_double_claim(store).await;
             }
         };
         (@tests $open:expr; $($name:ident,)*) => {
@@ -2180,18 +2190,13 @@ pub(crate) mod suite {
                 #[tokio::test]
                 async fn $name() {
                     let (store, _guard) = $open.await;
-                    $crate::events::store::suite::$name(store).await;
+                    $crate::events::store::tests::suite::$name(store).await;
                 }
             )*
         };
     }
-    pub(crate) use event_store_suite;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::suite::*;
-    use super::*;
+        pub(crate) use event_store_suite;
+    }
 
     async fn open() -> (Arc<dyn EventStore>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
@@ -2201,7 +2206,7 @@ mod tests {
 
     mod behaviour {
         use super::open;
-        super::super::suite::event_store_suite!(open());
+        super::suite::event_store_suite!(open());
     }
 
     #[test]

@@ -621,7 +621,7 @@ fn parse_max_age(value: &str) -> Option<u64> {
 }
 
 #[cfg(test)]
-mod header_tests {
+mod tests {
     use super::*;
     use std::time::{SystemTime, UNIX_EPOCH};
 

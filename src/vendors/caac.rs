@@ -2577,110 +2577,110 @@ mod tests {
             (Some("outbound"), Some("sent"))
         );
     }
-}
 
-/// Golden translations: CAAC answers and the normalized objects this adapter made of them, as
-/// the gateway writes them, byte for byte (`tests/fixtures/golden/caac_*.normalized.json`,
-/// recorded before the lookup path was tuned for issue 11). A change in the output of any
-/// field, order or phone number fails here.
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod golden {
-    use super::*;
-    use crate::api::model::HandleChannel;
-    use crate::vendors::test_support::{
-        assert_golden, compiled_routes, golden_mapper, repo_file, response,
-    };
-
-    fn mapper(want_raw: bool) -> Mapper {
-        golden_mapper("caac", want_raw)
-    }
-
-    /// The member types the shipped routes file sets.
-    fn shipped_types() -> MemberTypes {
-        MemberTypes::from_settings(&compiled_routes(Vendor::Caac).settings).unwrap()
-    }
-
-    /// Every member of the bench body looked up by its own LINE uid, one lookup answer each:
-    /// the lists they answer, in order.
-    fn lookups(types: &MemberTypes, want_raw: bool) -> String {
-        let members: Vec<Value> =
-            serde_json::from_str(&repo_file("bench/bodies/caac/members.json")).unwrap();
-        let mut all = Vec::new();
-        for member in &members {
-            let handle = Handle {
-                channel: HandleChannel::Line,
-                value: member["external_member_id"].as_str().unwrap().to_owned(),
-            };
-            let answer = response(200, &serde_json::to_string(member).unwrap());
-            let lookup = Lookup {
-                channel_id: 1201,
-                handle: &handle,
-                path: "/openapi/v1/channels/{channel_id}/members/external/{external_member_id}",
-            };
-            match lookup_answer(&mapper(want_raw), types, &answer, lookup).unwrap() {
-                Output::List { data, next } => all.push(format!(
-                    r#"{{"data":{},"next":{}}}"#,
-                    serde_json::to_string(&data).unwrap(),
-                    serde_json::to_string(&next).unwrap()
-                )),
-                other => panic!("not a list: {other:?}"),
-            }
-        }
-        format!("[{}]", all.join(","))
-    }
-
-    #[test]
-    fn lookups_translate_as_recorded() {
-        assert_golden(
-            "caac_lookups_bench",
-            lookups(&MemberTypes::default(), false),
-        );
-        assert_golden(
-            "caac_lookups_bench_raw",
-            lookups(&MemberTypes::default(), true),
-        );
-        assert_golden("caac_lookups_bench_types", lookups(&shipped_types(), false));
-    }
-
-    #[test]
-    fn members_translate_as_recorded() {
-        for (name, path) in [
-            ("caac_member", "tests/fixtures/caac/member.json"),
-            (
-                "caac_member_by_external_id",
-                "tests/fixtures/caac/member_by_external_id.json",
-            ),
-        ] {
-            let body = repo_file(path);
-            for (types, suffix) in [(MemberTypes::default(), ""), (shipped_types(), "_types")] {
-                let c = translate_contact(&mapper(false), &types, 1201, body.as_bytes()).unwrap();
-                assert_golden(
-                    &format!("{name}{suffix}"),
-                    serde_json::to_string(&c).unwrap(),
-                );
-            }
-            let c =
-                translate_contact(&mapper(true), &shipped_types(), 1201, body.as_bytes()).unwrap();
-            assert_golden(&format!("{name}_raw"), serde_json::to_string(&c).unwrap());
-        }
-        let member = repo_file("tests/fixtures/caac/member.json");
-        let assignment = repo_file("tests/fixtures/caac/assignment.json");
-        let c = translate_conversation(
-            &mapper(false),
-            &shipped_types(),
-            1201,
-            member.as_bytes(),
-            assignment.as_bytes(),
-        )
-        .unwrap();
-        assert_golden("caac_conversation", serde_json::to_string(&c).unwrap());
-        let keys = MemberKeys {
-            channel_id: 1201,
-            member_id: 67890,
+    /// Golden translations: CAAC answers and the normalized objects this adapter made of them, as
+    /// the gateway writes them, byte for byte (`tests/fixtures/golden/caac_*.normalized.json`,
+    /// recorded before the lookup path was tuned for issue 11). A change in the output of any
+    /// field, order or phone number fails here.
+    #[allow(clippy::panic)] // clippy counts `cfg(all(test, …))` as production code
+    mod golden {
+        use super::super::*;
+        use crate::api::model::HandleChannel;
+        use crate::vendors::test_support::{
+            assert_golden, compiled_routes, golden_mapper, repo_file, response,
         };
-        let message = repo_file("tests/fixtures/caac/message.json");
-        let m = translate_message(&mapper(false), keys, message.as_bytes(), Some(501)).unwrap();
-        assert_golden("caac_message", serde_json::to_string(&m).unwrap());
+
+        fn mapper(want_raw: bool) -> Mapper {
+            golden_mapper("caac", want_raw)
+        }
+
+        /// The member types the shipped routes file sets.
+        fn shipped_types() -> MemberTypes {
+            MemberTypes::from_settings(&compiled_routes(Vendor::Caac).settings).unwrap()
+        }
+
+        /// Every member of the bench body looked up by its own LINE uid, one lookup answer each:
+        /// the lists they answer, in order.
+        fn lookups(types: &MemberTypes, want_raw: bool) -> String {
+            let members: Vec<Value> =
+                serde_json::from_str(&repo_file("bench/bodies/caac/members.json")).unwrap();
+            let mut all = Vec::new();
+            for member in &members {
+                let handle = Handle {
+                    channel: HandleChannel::Line,
+                    value: member["external_member_id"].as_str().unwrap().to_owned(),
+                };
+                let answer = response(200, &serde_json::to_string(member).unwrap());
+                let lookup = Lookup {
+                    channel_id: 1201,
+                    handle: &handle,
+                    path: "/openapi/v1/channels/{channel_id}/members/external/{external_member_id}",
+                };
+                match lookup_answer(&mapper(want_raw), types, &answer, lookup).unwrap() {
+                    Output::List { data, next } => all.push(format!(
+                        r#"{{"data":{},"next":{}}}"#,
+                        serde_json::to_string(&data).unwrap(),
+                        serde_json::to_string(&next).unwrap()
+                    )),
+                    other => panic!("not a list: {other:?}"),
+                }
+            }
+            format!("[{}]", all.join(","))
+        }
+
+        #[test]
+        fn lookups_translate_as_recorded() {
+            assert_golden(
+                "caac_lookups_bench",
+                lookups(&MemberTypes::default(), false),
+            );
+            assert_golden(
+                "caac_lookups_bench_raw",
+                lookups(&MemberTypes::default(), true),
+            );
+            assert_golden("caac_lookups_bench_types", lookups(&shipped_types(), false));
+        }
+
+        #[test]
+        fn members_translate_as_recorded() {
+            for (name, path) in [
+                ("caac_member", "tests/fixtures/caac/member.json"),
+                (
+                    "caac_member_by_external_id",
+                    "tests/fixtures/caac/member_by_external_id.json",
+                ),
+            ] {
+                let body = repo_file(path);
+                for (types, suffix) in [(MemberTypes::default(), ""), (shipped_types(), "_types")] {
+                    let c =
+                        translate_contact(&mapper(false), &types, 1201, body.as_bytes()).unwrap();
+                    assert_golden(
+                        &format!("{name}{suffix}"),
+                        serde_json::to_string(&c).unwrap(),
+                    );
+                }
+                let c = translate_contact(&mapper(true), &shipped_types(), 1201, body.as_bytes())
+                    .unwrap();
+                assert_golden(&format!("{name}_raw"), serde_json::to_string(&c).unwrap());
+            }
+            let member = repo_file("tests/fixtures/caac/member.json");
+            let assignment = repo_file("tests/fixtures/caac/assignment.json");
+            let c = translate_conversation(
+                &mapper(false),
+                &shipped_types(),
+                1201,
+                member.as_bytes(),
+                assignment.as_bytes(),
+            )
+            .unwrap();
+            assert_golden("caac_conversation", serde_json::to_string(&c).unwrap());
+            let keys = MemberKeys {
+                channel_id: 1201,
+                member_id: 67890,
+            };
+            let message = repo_file("tests/fixtures/caac/message.json");
+            let m = translate_message(&mapper(false), keys, message.as_bytes(), Some(501)).unwrap();
+            assert_golden("caac_message", serde_json::to_string(&m).unwrap());
+        }
     }
 }

@@ -3343,96 +3343,95 @@ mod tests {
             json!({"conversationId": "cnv_0001", "text": "Hello, I have a question."})
         );
     }
-}
 
-/// Before/after: the sandbox's seeded pages (vendor bytes captured from the sandbox, in
-/// `tests/fixtures/golden/`) translate to exactly the bytes the gateway answered for them
-/// before the adapter read vendor bodies typed (issue 11): same fields, same order, same
-/// values, `raw` included.
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod golden {
-    use super::*;
-    use crate::vendors::test_support::{golden_fixture, golden_mapper, golden_vendor};
+    /// Before/after: the sandbox's seeded pages (vendor bytes captured from the sandbox, in
+    /// `tests/fixtures/golden/`) translate to exactly the bytes the gateway answered for them
+    /// before the adapter read vendor bodies typed (issue 11): same fields, same order, same
+    /// values, `raw` included.
+    mod golden {
+        use super::super::*;
+        use crate::vendors::test_support::{golden_fixture, golden_mapper, golden_vendor};
 
-    fn mapper(want_raw: bool) -> Mapper {
-        golden_mapper("chatcaptain", want_raw)
-    }
-
-    /// The `data` array of a list answer the gateway wrote, as it wrote it.
-    fn data_of(body: &str) -> &str {
-        let start = body.find("\"data\":").unwrap() + "\"data\":".len();
-        let end = body.rfind(",\"next_cursor\"").unwrap();
-        &body[start..end]
-    }
-
-    fn list(output: Output) -> String {
-        match output {
-            Output::List { data, .. } => serde_json::to_string(&data).unwrap(),
-            other => panic!("not a list: {other:?}"),
+        fn mapper(want_raw: bool) -> Mapper {
+            golden_mapper("chatcaptain", want_raw)
         }
-    }
 
-    fn assert_list(name: &str, output: Output) {
-        let expected = golden_fixture(&format!("{name}.normalized.json"));
-        assert_eq!(list(output), data_of(&expected), "{name}");
-    }
+        /// The `data` array of a list answer the gateway wrote, as it wrote it.
+        fn data_of(body: &str) -> &str {
+            let start = body.find("\"data\":").unwrap() + "\"data\":".len();
+            let end = body.rfind(",\"next_cursor\"").unwrap();
+            &body[start..end]
+        }
 
-    #[test]
-    fn seeded_lists_translate_as_before() {
-        let m = mapper(false);
-        assert_list(
-            "cc_contacts",
-            translate_contact_page(&m, &golden_vendor("cc_contacts"), 30).unwrap(),
-        );
-        assert_list(
-            "cc_conversations",
-            conversations_window(&m, &golden_vendor("cc_conversations"), None, 0, 20).unwrap(),
-        );
-        assert_list(
-            "cc_conversations_raw",
-            conversations_window(
-                &mapper(true),
-                &golden_vendor("cc_conversations"),
-                None,
-                0,
-                20,
-            )
-            .unwrap(),
-        );
-        for (name, conversation) in [("cc_messages1", "cnv_0001"), ("cc_messages2", "cnv_0002")] {
+        fn list(output: Output) -> String {
+            match output {
+                Output::List { data, .. } => serde_json::to_string(&data).unwrap(),
+                other => panic!("not a list: {other:?}"),
+            }
+        }
+
+        fn assert_list(name: &str, output: Output) {
+            let expected = golden_fixture(&format!("{name}.normalized.json"));
+            assert_eq!(list(output), data_of(&expected), "{name}");
+        }
+
+        #[test]
+        fn seeded_lists_translate_as_before() {
+            let m = mapper(false);
             assert_list(
-                name,
-                messages_window(&m, &golden_vendor(name), conversation, 0, 20).unwrap(),
+                "cc_contacts",
+                translate_contact_page(&m, &golden_vendor("cc_contacts"), 30).unwrap(),
+            );
+            assert_list(
+                "cc_conversations",
+                conversations_window(&m, &golden_vendor("cc_conversations"), None, 0, 20).unwrap(),
+            );
+            assert_list(
+                "cc_conversations_raw",
+                conversations_window(
+                    &mapper(true),
+                    &golden_vendor("cc_conversations"),
+                    None,
+                    0,
+                    20,
+                )
+                .unwrap(),
+            );
+            for (name, conversation) in [("cc_messages1", "cnv_0001"), ("cc_messages2", "cnv_0002")]
+            {
+                assert_list(
+                    name,
+                    messages_window(&m, &golden_vendor(name), conversation, 0, 20).unwrap(),
+                );
+            }
+            let search = golden_vendor("cc_search");
+            let results = read_nullable(&search, "results").unwrap();
+            assert_list("cc_search", translate_search(&m, &results, 1, 20).unwrap());
+        }
+
+        #[test]
+        fn seeded_objects_translate_as_before() {
+            let m = mapper(false);
+            let contact = golden_vendor("cc_contact1");
+            let wire = read_typed(&contact, "contact")
+                .unwrap()
+                .required(200, "contact", "an object")
+                .unwrap();
+            let contact = contact_from_wire(&m, wire, None).unwrap();
+            assert_eq!(
+                serde_json::to_string(&contact).unwrap(),
+                golden_fixture("cc_contact1.normalized.json")
+            );
+            let conversation = golden_vendor("cc_conversation1");
+            let wire = read_typed(&conversation, "conversation")
+                .unwrap()
+                .required(200, "conversation", "an object")
+                .unwrap();
+            let conversation = conversation_from_wire(&m, wire, None).unwrap();
+            assert_eq!(
+                serde_json::to_string(&conversation).unwrap(),
+                golden_fixture("cc_conversation1.normalized.json")
             );
         }
-        let search = golden_vendor("cc_search");
-        let results = read_nullable(&search, "results").unwrap();
-        assert_list("cc_search", translate_search(&m, &results, 1, 20).unwrap());
-    }
-
-    #[test]
-    fn seeded_objects_translate_as_before() {
-        let m = mapper(false);
-        let contact = golden_vendor("cc_contact1");
-        let wire = read_typed(&contact, "contact")
-            .unwrap()
-            .required(200, "contact", "an object")
-            .unwrap();
-        let contact = contact_from_wire(&m, wire, None).unwrap();
-        assert_eq!(
-            serde_json::to_string(&contact).unwrap(),
-            golden_fixture("cc_contact1.normalized.json")
-        );
-        let conversation = golden_vendor("cc_conversation1");
-        let wire = read_typed(&conversation, "conversation")
-            .unwrap()
-            .required(200, "conversation", "an object")
-            .unwrap();
-        let conversation = conversation_from_wire(&m, wire, None).unwrap();
-        assert_eq!(
-            serde_json::to_string(&conversation).unwrap(),
-            golden_fixture("cc_conversation1.normalized.json")
-        );
     }
 }

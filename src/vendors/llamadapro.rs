@@ -3464,74 +3464,72 @@ mod tests {
         assert_eq!(message["direction"], "inbound");
         assert_eq!(message["conversation_id"], conversation.encode());
     }
-}
 
-/// Golden translations: vendor answers and the normalized objects this adapter made of them,
-/// as the gateway writes them, byte for byte (`tests/fixtures/golden/lp_*.normalized.json`,
-/// recorded before the list path was tuned for issue 11). A change in the output of any
-/// field, order or phone number fails here.
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod golden {
-    use super::*;
-    use crate::vendors::test_support::{assert_golden, golden_mapper, repo_file, response};
+    /// Golden translations: vendor answers and the normalized objects this adapter made of them,
+    /// as the gateway writes them, byte for byte (`tests/fixtures/golden/lp_*.normalized.json`,
+    /// recorded before the list path was tuned for issue 11). A change in the output of any
+    /// field, order or phone number fails here.
+    mod golden {
+        use super::super::*;
+        use crate::vendors::test_support::{assert_golden, golden_mapper, repo_file, response};
 
-    fn mapper(want_raw: bool) -> Mapper {
-        golden_mapper("llamadapro", want_raw)
-    }
-
-    fn list(output: Output) -> String {
-        match output {
-            Output::List { data, next } => format!(
-                r#"{{"data":{},"next":{}}}"#,
-                serde_json::to_string(&data).unwrap(),
-                serde_json::to_string(&next).unwrap()
-            ),
-            other => panic!("not a list: {other:?}"),
+        fn mapper(want_raw: bool) -> Mapper {
+            golden_mapper("llamadapro", want_raw)
         }
-    }
 
-    #[test]
-    fn contact_pages_translate_as_recorded() {
-        for (name, path) in [
-            (
-                "lp_contacts_bench",
-                "bench/bodies/llamadapro/contacts_page.json",
-            ),
-            (
-                "lp_contacts_list",
-                "tests/fixtures/llamadapro/contacts_list.json",
-            ),
-            (
-                "lp_contacts_search",
-                "tests/fixtures/llamadapro/contacts_search.json",
-            ),
-        ] {
-            let answer = response(200, &repo_file(path));
-            assert_golden(name, list(contacts_page(&mapper(false), &answer).unwrap()));
-            assert_golden(
-                &format!("{name}_raw"),
-                list(contacts_page(&mapper(true), &answer).unwrap()),
-            );
+        fn list(output: Output) -> String {
+            match output {
+                Output::List { data, next } => format!(
+                    r#"{{"data":{},"next":{}}}"#,
+                    serde_json::to_string(&data).unwrap(),
+                    serde_json::to_string(&next).unwrap()
+                ),
+                other => panic!("not a list: {other:?}"),
+            }
         }
-    }
 
-    #[test]
-    fn single_objects_translate_as_recorded() {
-        let contact = repo_file("tests/fixtures/llamadapro/contact.json");
-        let c = translate_contact(&mapper(false), contact.as_bytes()).unwrap();
-        assert_golden("lp_contact", serde_json::to_string(&c).unwrap());
-        let conversation = repo_file("tests/fixtures/llamadapro/conversation.json");
-        let c =
-            translate_conversation(&mapper(false), conversation.as_bytes(), None, None).unwrap();
-        assert_golden("lp_conversation", serde_json::to_string(&c).unwrap());
-        let asked = ConversationKeys {
-            id: "501".into(),
-            phone: "+56912345671".into(),
-            from: None,
-        };
-        let message = repo_file("tests/fixtures/llamadapro/message.json");
-        let m = translate_message(&mapper(false), message.as_bytes(), &asked, None).unwrap();
-        assert_golden("lp_message", serde_json::to_string(&m).unwrap());
+        #[test]
+        fn contact_pages_translate_as_recorded() {
+            for (name, path) in [
+                (
+                    "lp_contacts_bench",
+                    "bench/bodies/llamadapro/contacts_page.json",
+                ),
+                (
+                    "lp_contacts_list",
+                    "tests/fixtures/llamadapro/contacts_list.json",
+                ),
+                (
+                    "lp_contacts_search",
+                    "tests/fixtures/llamadapro/contacts_search.json",
+                ),
+            ] {
+                let answer = response(200, &repo_file(path));
+                assert_golden(name, list(contacts_page(&mapper(false), &answer).unwrap()));
+                assert_golden(
+                    &format!("{name}_raw"),
+                    list(contacts_page(&mapper(true), &answer).unwrap()),
+                );
+            }
+        }
+
+        #[test]
+        fn single_objects_translate_as_recorded() {
+            let contact = repo_file("tests/fixtures/llamadapro/contact.json");
+            let c = translate_contact(&mapper(false), contact.as_bytes()).unwrap();
+            assert_golden("lp_contact", serde_json::to_string(&c).unwrap());
+            let conversation = repo_file("tests/fixtures/llamadapro/conversation.json");
+            let c = translate_conversation(&mapper(false), conversation.as_bytes(), None, None)
+                .unwrap();
+            assert_golden("lp_conversation", serde_json::to_string(&c).unwrap());
+            let asked = ConversationKeys {
+                id: "501".into(),
+                phone: "+56912345671".into(),
+                from: None,
+            };
+            let message = repo_file("tests/fixtures/llamadapro/message.json");
+            let m = translate_message(&mapper(false), message.as_bytes(), &asked, None).unwrap();
+            assert_golden("lp_message", serde_json::to_string(&m).unwrap());
+        }
     }
 }

@@ -16,7 +16,7 @@ use crate::events::clock::{SystemWallClock, WallClock};
 use crate::events::delivery::DeliveryWorker;
 use crate::events::model::{EventsSettings, SubscriptionFile, Subscriptions, SubscriptionsFile};
 use crate::events::sender::PingoraSender;
-use crate::events::store::suite::{msg, ok, stored, subs, LEASE, T0};
+use crate::events::store::tests::suite::{msg, ok, stored, subs, LEASE, T0};
 use crate::state::redis::RedisHub;
 use crate::state::test_redis::{eventually, hub, settings, RedisServer};
 
@@ -55,7 +55,7 @@ async fn open() -> (Arc<dyn EventStore>, Guard) {
 
 mod behaviour {
     use super::open;
-    crate::events::store::suite::event_store_suite!(open());
+    crate::events::store::tests::suite::event_store_suite!(open());
 }
 
 /// `n` replicas: each its own hub (connections, subscription) on one deployment prefix.

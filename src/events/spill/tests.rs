@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::events::store::suite::{inbox_item, msg, stored, subs, LEASE, T0};
+use crate::events::store::tests::suite::{inbox_item, msg, stored, subs, LEASE, T0};
 use crate::state::redis::RedisHub;
 use crate::state::test_redis::{hub, settings, RedisServer};
 
