@@ -1,5 +1,7 @@
-//! The top-level modules form layers: no module imports one that imports it back, directly or
-//! through others. This test reads `src/` and fails naming the circle when one appears.
+//! Checks that read `src/`. The top-level modules form layers: no module imports one that
+//! imports it back, directly or through others (fails naming the circle). And production code
+//! holds no `unwrap()` or `expect(` but those that cannot fail, each saying why on its line
+//! (`// ok: …`): anything else is a panic waiting for bad input (fails naming each place).
 //!
 //! It looks at production code: `#[cfg(test)]` items and test-only files are left out (a test
 //! may drive a module from above — an adapter's tests run against a sandbox). Doc comments
@@ -9,7 +11,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Files that hold only test code.
-const TEST_FILES: &[&str] = &["tests.rs", "test_support.rs", "test_redis.rs"];
+const TEST_FILES: &[&str] = &[
+    "tests.rs",
+    "test_support.rs",
+    "test_redis.rs",
+    "test_server.rs",
+    "module_graph.rs",
+];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -22,7 +30,8 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The text without `#[cfg(test)]` items (a `mod x;` line, or a braced item) and comments.
+/// The text without `#[cfg(test)]` items (a `mod x;` line, or a braced item) and comment
+/// lines, each left as an empty line: a line keeps its number.
 fn production_code(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     let mut out = String::new();
@@ -35,7 +44,9 @@ fn production_code(text: &str) -> String {
                 j += 1;
             }
             if j < lines.len() && lines[j].trim_end().ends_with(';') {
-                i = j + 1;
+                j += 1;
+                out.extend(std::iter::repeat_n('\n', j - i));
+                i = j;
                 continue;
             }
             let (mut depth, mut opened) = (0i64, false);
@@ -48,13 +59,14 @@ fn production_code(text: &str) -> String {
                     break;
                 }
             }
+            out.extend(std::iter::repeat_n('\n', j - i));
             i = j;
             continue;
         }
         if !line.starts_with("//") {
             out.push_str(lines[i]);
-            out.push('\n');
         }
+        out.push('\n');
         i += 1;
     }
     out
@@ -149,6 +161,53 @@ fn no_module_imports_one_that_imports_it_back() {
             found.unwrap().join(" -> ")
         );
     }
+}
+
+/// `file:line: code` of every `unwrap()` or `expect(` in `code` without an `// ok:` reason.
+fn unexplained_panics(file: &str, code: &str) -> Vec<String> {
+    code.lines()
+        .enumerate()
+        .filter(|(_, line)| {
+            (line.contains(".unwrap()") || line.contains(".expect(")) && !line.contains("// ok:")
+        })
+        .map(|(n, line)| format!("{file}:{}: {}", n + 1, line.trim()))
+        .collect()
+}
+
+#[test]
+fn production_code_unwraps_only_what_cannot_fail_and_says_why() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    let mut found = Vec::new();
+    for file in &files {
+        let name = file.file_name().unwrap().to_string_lossy();
+        if TEST_FILES.contains(&name.as_ref()) {
+            continue;
+        }
+        let code = production_code(&std::fs::read_to_string(file).unwrap());
+        let shown = file
+            .strip_prefix(root)
+            .unwrap_or(file)
+            .display()
+            .to_string();
+        found.extend(unexplained_panics(&shown, &code));
+    }
+    assert!(
+        found.is_empty(),
+        "unwrap()/expect( in production code without `// ok:` saying why it cannot fail:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_panic_check_sees_unexplained_unwraps_only() {
+    let code = production_code(
+        "fn f() { a.unwrap() }\nfn g() { b.expect(\"x\") }\nfn h() { c.unwrap() } // ok: never empty\nfn i() { d.unwrap_or_default() }\n#[cfg(test)]\nmod tests {\n    fn t() { e.unwrap() }\n}\n",
+    );
+    let found = unexplained_panics("f.rs", &code);
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(found[0].contains("a.unwrap()") && found[1].contains("b.expect("));
 }
 
 #[test]
