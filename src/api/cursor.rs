@@ -12,7 +12,14 @@ use sha2::Sha256;
 
 use super::error::ApiError;
 
-type HmacSha256 = Hmac<Sha256>;
+pub(crate) type HmacSha256 = Hmac<Sha256>;
+
+/// HMAC-SHA256 under `key`: cursor tags here, webhook signatures and event tokens
+/// (`events::signing`).
+#[allow(clippy::expect_used)]
+pub(crate) fn hmac_sha256(key: &[u8]) -> HmacSha256 {
+    HmacSha256::new_from_slice(key).expect("any key length") // ok: HMAC takes any key length
+}
 
 const TAG_LEN: usize = 16;
 const MAX_CURSOR_LEN: usize = 4096;
@@ -44,11 +51,7 @@ impl CursorCodec {
     }
 
     fn tag(&self, scope: &CursorScope<'_>, payload: &[u8]) -> [u8; TAG_LEN] {
-        // HMAC accepts keys of any length, so this cannot fail.
-        let mut mac = match HmacSha256::new_from_slice(&self.key) {
-            Ok(mac) => mac,
-            Err(_) => unreachable!("HMAC-SHA256 takes keys of any length"),
-        };
+        let mut mac = hmac_sha256(&self.key);
         for part in [
             scope.tenant,
             scope.connection,

@@ -18,17 +18,10 @@ use std::sync::OnceLock;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use hmac::{Hmac, Mac};
+use hmac::Mac;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use sha2::Sha256;
 
-type HmacSha256 = Hmac<Sha256>;
-
-/// HMAC-SHA256 under `key`.
-#[allow(clippy::expect_used)]
-fn keyed(key: &[u8]) -> HmacSha256 {
-    HmacSha256::new_from_slice(key).expect("any key length") // ok: HMAC takes any key length
-}
+use crate::api::cursor::{hmac_sha256, HmacSha256};
 
 pub const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
 pub const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
@@ -66,7 +59,7 @@ impl SigningSecret {
     }
 
     fn mac(&self) -> HmacSha256 {
-        keyed(&self.0)
+        hmac_sha256(&self.0)
     }
 }
 
@@ -214,7 +207,7 @@ impl fmt::Debug for LibredeskSecret {
 
 /// `sha256=<hex>` as Libredesk computes it (for the sandbox that plays Libredesk, and tests).
 pub fn libredesk_signature(secret: &LibredeskSecret, body: &[u8]) -> String {
-    let mut mac = keyed(&secret.0);
+    let mut mac = hmac_sha256(&secret.0);
     mac.update(body);
     let tag = mac.finalize().into_bytes();
     let mut out = String::with_capacity(7 + 64);
@@ -244,7 +237,7 @@ pub fn verify_libredesk(
         .strip_prefix("sha256=")
         .ok_or(SignatureError::Malformed)?;
     let tag = decode_hex(hex).ok_or(SignatureError::Malformed)?;
-    let mut mac = keyed(&secret.0);
+    let mut mac = hmac_sha256(&secret.0);
     mac.update(body);
     mac.verify_slice(&tag).map_err(|_| SignatureError::Mismatch)
 }
@@ -283,7 +276,7 @@ fn token_key() -> &'static [u8; 32] {
 }
 
 fn token_mac(token: &[u8]) -> HmacSha256 {
-    let mut mac = keyed(token_key());
+    let mut mac = hmac_sha256(token_key());
     mac.update(token);
     mac
 }

@@ -64,7 +64,7 @@ fn check_shape(kind: &str, object: &Value, keys: &[&str], connection: &str) {
             assert!(object["attachments"].is_array());
             assert!(object["private"].is_boolean());
         }
-        _ => unreachable!(),
+        other => panic!("no such resource kind: {other}"),
     }
 }
 
