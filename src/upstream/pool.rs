@@ -236,6 +236,19 @@ mod tests {
         (ours, theirs)
     }
 
+    /// The vendor's side of a connection we closed reads end of stream (within 5 s).
+    async fn assert_closed_by_us(peer: &mut TcpStream) {
+        let mut buf = [0u8; 1];
+        let n = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::io::AsyncReadExt::read(peer, &mut buf),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(n, 0, "the connection is still open");
+    }
+
     #[tokio::test]
     async fn the_newest_quiet_connection_is_taken_first() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -317,16 +330,8 @@ mod tests {
         assert_eq!(pool.idle(4), 0, "the connection the vendor closed was kept");
         assert_eq!(pool.idle(5), 0, "the expired connection was kept");
         assert_eq!(pool.idle(6), 1, "the open connection was swept too");
-        // The expired one was closed on our side: its vendor end reads end of stream.
-        let mut buf = [0u8; 1];
-        let n = tokio::time::timeout(
-            Duration::from_secs(5),
-            tokio::io::AsyncReadExt::read(&mut expiring_peer, &mut buf),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-        assert_eq!(n, 0);
+        // The expired one was closed on our side.
+        assert_closed_by_us(&mut expiring_peer).await;
     }
 
     /// The sweeper ends with its runtime; the next release on a live runtime starts another.
@@ -393,16 +398,8 @@ mod tests {
         pool.put(11, || other.clone(), b, Duration::from_secs(60));
         assert_eq!(pool.retire(&BTreeSet::from([identity(port)])), 1);
         assert_eq!((pool.idle(10), pool.idle(11)), (0, 1));
-        // The retired connection was closed: its vendor side reads end of stream.
-        let mut buf = [0u8; 1];
-        let n = tokio::time::timeout(
-            Duration::from_secs(5),
-            tokio::io::AsyncReadExt::read(&mut a_peer, &mut buf),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-        assert_eq!(n, 0);
+        // The retired connection was closed on our side.
+        assert_closed_by_us(&mut a_peer).await;
         assert!(pool.take(11).is_some());
     }
 
